@@ -1,1 +1,18 @@
 //! Herald: one finished issue in, one rendering per channel out, delivered exactly once.
+//!
+//! - [`issue`] and [`render`] are pure: the issue model and each channel's rendering.
+//! - [`channel`] holds the adapters (the deliver half), sharing one HTTP client.
+//! - [`store`] is the source of truth: deliveries, attempts, renderings, recipient sends.
+//! - [`jobs`] is the only module that knows apalis.
+//! - [`sandbox`] holds the contract fakes and the SMTP sink used by tests and `--sandbox`.
+
+pub mod channel;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod issue;
+pub mod jobs;
+pub mod render;
+pub mod sandbox;
+pub mod store;
+pub mod telemetry;

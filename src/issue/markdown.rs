@@ -1,0 +1,155 @@
+//! Markdown to HTML, plain text, first paragraph and links (pulldown-cmark).
+
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd, html};
+
+use super::{Block, Link};
+
+fn options() -> Options {
+    Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_SMART_PUNCTUATION
+}
+
+/// Markdown to HTML.
+pub fn to_html(md: &str) -> String {
+    let mut out = String::with_capacity(md.len() * 3 / 2);
+    html::push_html(&mut out, Parser::new_ext(md, options()));
+    out
+}
+
+/// Markdown to readable plain text: paragraphs separated by blank lines, list items with
+/// `- `, links as `text (url)` unless the text is the URL.
+pub fn to_text(md: &str) -> String {
+    let mut out = String::new();
+    let mut link_stack: Vec<(String, usize)> = Vec::new();
+    let mut list_depth = 0usize;
+    for ev in Parser::new_ext(md, options()) {
+        match ev {
+            Event::Text(t) | Event::Code(t) => out.push_str(&t),
+            Event::SoftBreak => out.push(' '),
+            Event::HardBreak => out.push('\n'),
+            Event::Start(Tag::Link { dest_url, .. }) => link_stack.push((dest_url.to_string(), out.len())),
+            Event::End(TagEnd::Link) => {
+                if let Some((url, start)) = link_stack.pop() {
+                    let text = out[start..].to_string();
+                    if text.trim() != url && !url.starts_with('#') {
+                        out.push_str(&format!(" ({url})"));
+                    }
+                }
+            }
+            Event::Start(Tag::List(_)) => {
+                if list_depth == 0 {
+                    ensure_blank(&mut out);
+                }
+                list_depth += 1;
+            }
+            Event::End(TagEnd::List(_)) => {
+                list_depth = list_depth.saturating_sub(1);
+                if list_depth == 0 {
+                    out.push('\n');
+                }
+            }
+            Event::Start(Tag::Item) => {
+                if !out.ends_with('\n') && !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&"  ".repeat(list_depth.saturating_sub(1)));
+                out.push_str("- ");
+            }
+            Event::Start(Tag::Paragraph) | Event::Start(Tag::Heading { .. }) | Event::Start(Tag::BlockQuote(_)) | Event::Start(Tag::CodeBlock(_)) => {
+                if list_depth == 0 {
+                    ensure_blank(&mut out);
+                }
+            }
+            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::Heading(_)) | Event::End(TagEnd::CodeBlock) => {
+                if list_depth == 0 {
+                    out.push('\n');
+                }
+            }
+            Event::Rule => {
+                ensure_blank(&mut out);
+                out.push_str("---\n");
+            }
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}
+
+fn ensure_blank(out: &mut String) {
+    if out.is_empty() {
+        return;
+    }
+    while !out.ends_with("\n\n") {
+        out.push('\n');
+    }
+}
+
+/// Links, in order of appearance, deduplicated by URL. Autolinks count.
+pub fn links(md: &str) -> Vec<Link> {
+    let mut found: Vec<Link> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for ev in Parser::new_ext(md, options()) {
+        match ev {
+            Event::Start(Tag::Link { dest_url, .. }) => current = Some((dest_url.to_string(), String::new())),
+            Event::Text(t) | Event::Code(t) => {
+                if let Some((_, text)) = current.as_mut() {
+                    text.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::Link) => {
+                if let Some((url, text)) = current.take() {
+                    if !url.starts_with('#') && !found.iter().any(|l| l.url == url) {
+                        found.push(Link { url, text });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The first paragraph as plain text.
+pub fn first_paragraph(md: &str) -> String {
+    let mut in_para = false;
+    let mut buf = String::new();
+    for ev in Parser::new_ext(md, options()) {
+        match ev {
+            Event::Start(Tag::Paragraph) => in_para = true,
+            Event::End(TagEnd::Paragraph) if in_para => return buf.trim().to_string(),
+            Event::Text(t) | Event::Code(t) if in_para => buf.push_str(&t),
+            Event::SoftBreak | Event::HardBreak if in_para => buf.push(' '),
+            _ => {}
+        }
+    }
+    buf.trim().to_string()
+}
+
+/// All derived forms of one stretch of Markdown.
+pub fn block(md: &str) -> Block {
+    Block {
+        markdown: md.trim().to_string(),
+        html: to_html(md),
+        text: to_text(md),
+        first_paragraph: first_paragraph(md),
+        links: links(md),
+    }
+}
+
+/// A URL-safe anchor from a heading: lowercase ASCII letters and digits joined by `-`;
+/// other letters (CJK, accents) kept as they are.
+pub fn slugify(title: &str) -> String {
+    let mut out = String::new();
+    let mut dash = false;
+    for c in title.chars() {
+        if c.is_alphanumeric() {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.extend(c.to_lowercase());
+        } else {
+            dash = true;
+        }
+    }
+    if out.is_empty() { "section".into() } else { out }
+}

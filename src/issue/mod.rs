@@ -1,0 +1,126 @@
+//! The issue model: TOML front matter between `+++` lines, then Markdown split into sections.
+//!
+//! Pure: parsing never touches the network, the store or the templates.
+
+pub mod markdown;
+pub mod parse;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use parse::{IssueError, parse_file, parse_str};
+
+/// One finished issue.
+#[derive(Debug, Clone, Serialize)]
+pub struct Issue {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Front matter.
+    #[serde(flatten)]
+    pub meta: FrontMatter,
+    /// Hash of the file's content (sha256, hex, first 16 chars): the issue's version.
+    pub version: String,
+    /// The Markdown before the first `##` heading.
+    pub intro: Block,
+    /// The sections, split at `##` headings.
+    pub sections: Vec<Section>,
+    /// Every link in the body, in order, deduplicated.
+    pub links: Vec<Link>,
+    /// The whole body as Markdown.
+    pub markdown: String,
+}
+
+/// Front matter keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FrontMatter {
+    /// Title.
+    pub title: String,
+    /// URL-safe identifier, unique per issue; the delivery key starts with it.
+    pub slug: String,
+    /// Issue number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u32>,
+    /// Publication date (YYYY-MM-DD).
+    pub date: chrono::NaiveDate,
+    /// Canonical URL of the web version.
+    pub url: String,
+    /// One- or two-sentence summary: the hook for shorts.
+    pub summary: String,
+    /// Tags, without `#`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// When to publish automatically (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_at: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// A draft is never picked by a schedule.
+    #[serde(default)]
+    pub draft: bool,
+    /// Lead image (path relative to the issue file, or URL), used for link cards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Per-channel overrides, by channel name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, ChannelOverride>,
+}
+
+/// `[channels.<name>]` in the front matter.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelOverride {
+    /// Skip this channel for this issue.
+    #[serde(default)]
+    pub skip: bool,
+    /// Hand-written text for a short (replaces the template's output; still counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Hand-written posts for a thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posts: Option<Vec<String>>,
+    /// Subject or title override (email, Substack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Subtitle override (Substack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitle: Option<String>,
+}
+
+/// A stretch of Markdown with its derived forms.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Block {
+    /// Markdown source.
+    pub markdown: String,
+    /// HTML.
+    pub html: String,
+    /// Plain text.
+    pub text: String,
+    /// The first paragraph, as plain text.
+    pub first_paragraph: String,
+    /// Links in order.
+    pub links: Vec<Link>,
+}
+
+/// One `##` section.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    /// Heading text.
+    pub title: String,
+    /// Anchor (slug of the title, unique in the issue).
+    pub anchor: String,
+    /// The section body.
+    #[serde(flatten)]
+    pub body: Block,
+    /// 1-based line of the heading in the file.
+    pub line: usize,
+}
+
+/// A link in the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    /// Target URL.
+    pub url: String,
+    /// Link text.
+    pub text: String,
+}

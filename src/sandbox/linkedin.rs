@@ -1,0 +1,1 @@
+//! The linkedin fake. (Not built yet.)

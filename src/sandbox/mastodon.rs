@@ -1,0 +1,1 @@
+//! The mastodon fake. (Not built yet.)

@@ -1,0 +1,15 @@
+//! Contract fakes of every network, an SMTP sink, and the `--sandbox` wiring.
+//!
+//! Each fake is an axum app on `127.0.0.1:0` that checks requests by the network's rules,
+//! answers as the network does, keeps what it accepted, and follows a [`fault::FaultPlan`].
+
+pub mod bluesky;
+pub mod fault;
+pub mod linkedin;
+pub mod mastodon;
+pub mod postmark;
+pub mod smtp;
+pub mod substack;
+pub mod threads;
+pub mod webhook;
+pub mod x;

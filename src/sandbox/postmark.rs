@@ -1,0 +1,1 @@
+//! The postmark fake. (Not built yet.)

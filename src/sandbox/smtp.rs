@@ -1,0 +1,1 @@
+//! The smtp fake. (Not built yet.)

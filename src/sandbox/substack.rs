@@ -1,0 +1,1 @@
+//! The substack fake. (Not built yet.)

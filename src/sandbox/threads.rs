@@ -1,0 +1,1 @@
+//! The threads fake. (Not built yet.)

@@ -1,0 +1,1 @@
+//! The webhook fake. (Not built yet.)

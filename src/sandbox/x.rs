@@ -1,0 +1,1 @@
+//! The x fake. (Not built yet.)
