@@ -1,1 +1,206 @@
-//! clap types only.
+//! clap types only: no logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Herald renders one finished newsletter issue for every channel, delivers each exactly once,
+/// and keeps a log of what went where.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The config file (default: $HERALD_CONFIG, then ./herald.toml).
+    #[arg(long, short = 'c', global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format for stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// More logging (-v info, -vv debug).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print exactly what each channel would receive.
+    Render(RenderArgs),
+    /// Validate the config and templates; with an issue, preflight every channel.
+    Check(CheckArgs),
+    /// Publish an issue to its channels.
+    Publish(PublishArgs),
+    /// The issue × channel matrix: state, attempts, remote URL, last error, next attempt.
+    Status(StatusArgs),
+    /// The attempt history.
+    Log(LogArgs),
+    /// Send a channel again as a new revision (a new post), with one manual attempt.
+    Republish(RepublishArgs),
+    /// Redrive failed and unconfirmed deliveries, once.
+    Retry(RetryArgs),
+    /// Cancel deliveries that have not been sent.
+    Cancel(CancelArgs),
+    /// Run the workers, the scheduler and the HTTP endpoints.
+    Daemon(DaemonArgs),
+    /// Manage the email subscriber list.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+}
+
+/// `herald render`
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The issue file.
+    pub issue: PathBuf,
+    /// Only these channels (repeatable).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    /// Print a JSON array of {channel, type, rendering}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// An issue to preflight.
+    pub issue: Option<PathBuf>,
+    /// Only these channels (repeatable).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    /// Also resolve every credential.
+    #[arg(long)]
+    pub credentials: bool,
+}
+
+/// `herald publish`
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The issue file.
+    pub issue: PathBuf,
+    /// Only these channels (repeatable).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    /// Run an embedded worker until every delivery settles, then print the status.
+    #[arg(long)]
+    pub wait: bool,
+    /// Rehearse end to end against local fakes of every network and an SMTP sink.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// With --wait: give up after this many seconds (exit 1 if deliveries are still open).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Print the status as JSON at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// An issue file or slug (default: every issue).
+    pub issue: Option<String>,
+    /// Only these channels (repeatable).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald log`
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// An issue file or slug (default: every issue).
+    pub issue: Option<String>,
+    /// Only these channels (repeatable).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    /// Keep printing new attempts as they happen.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald republish`
+#[derive(Debug, Args)]
+pub struct RepublishArgs {
+    /// The issue file or slug.
+    pub issue: String,
+    /// The channels to republish (required, repeatable).
+    #[arg(long = "channel", value_name = "NAME", required = true)]
+    pub channels: Vec<String>,
+    /// Wait for the attempt to finish.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `herald retry`
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The issue file or slug (default: every issue).
+    pub issue: Option<String>,
+    /// Only these channels (repeatable).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    /// Wait for the attempts to finish.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `herald cancel`
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The issue file or slug.
+    pub issue: String,
+    /// Only these channels (repeatable).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+}
+
+/// `herald daemon`
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Worker concurrency for deliveries.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// `herald subscribers …`
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Import a CSV with an `email` column (and `name`, and any extra columns).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The list to import into.
+        #[arg(long, default_value = "all")]
+        list: String,
+    },
+    /// List subscribers.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count subscribers (and suppressions).
+    Count,
+    /// Remove a subscriber.
+    Remove {
+        /// The address.
+        email: String,
+    },
+}
