@@ -70,8 +70,28 @@ impl FaultPlan {
 /// A response that makes hyper close the connection without answering: the handler panics,
 /// and the server's connection task is torn down. Used for `Drop` and `AcceptThenDrop`.
 pub fn drop_connection() -> ! {
-    // Deliberate: the only way an axum handler can sever the socket mid-request.
-    panic!("sandbox fault: dropping the connection")
+    // Deliberate: the only way an axum handler can sever the socket mid-request. With axum 0.8
+    // `axum::serve` runs each connection in its own tokio task, so the panic ends that task
+    // and hyper closes the socket without a response (checked by the adapter tests).
+    std::panic::panic_any(DropConnection)
+}
+
+/// The panic payload of [`drop_connection`], recognised (and kept quiet) by the panic hook
+/// that [`serve`] installs.
+#[derive(Debug, Clone, Copy)]
+pub struct DropConnection;
+
+/// Keep deliberate connection drops out of stderr; every other panic reports as before.
+fn quiet_drop_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<DropConnection>().is_none() {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// axum middleware that applies a [`FaultPlan`] in front of a fake's handlers. Wrap a fake's
@@ -135,6 +155,7 @@ impl Drop for Served {
 
 /// Serve a router on `127.0.0.1:0` in the background.
 pub async fn serve(router: axum::Router) -> std::io::Result<Served> {
+    quiet_drop_panics();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {

@@ -11,9 +11,12 @@ use herald::sandbox::fault::Fault;
 use herald::sandbox::mastodon::{self as fake, MastodonFake, status_length};
 
 fn adapter(fake: &MastodonFake) -> Arc<dyn Adapter> {
+    adapter_at(&fake.base_url, 5)
+}
+
+fn adapter_at(base_url: &str, timeout_secs: u64) -> Arc<dyn Adapter> {
     let toml = format!(
-        "type = \"mastodon\"\napi_base = \"{}\"\naccess_token = \"${{MASTO_TOKEN}}\"\nvisibility = \"unlisted\"\ntimeout_secs = 5\n",
-        fake.base_url
+        "type = \"mastodon\"\napi_base = \"{base_url}\"\naccess_token = \"${{MASTO_TOKEN}}\"\nvisibility = \"unlisted\"\ntimeout_secs = {timeout_secs}\n"
     );
     let cfg: ChannelConfig = toml::from_str(&toml).expect("channel config parses");
     let ctx = BuildCtx {
@@ -201,4 +204,26 @@ async fn too_long_is_permanent() {
     assert_eq!(err.kind(), Kind::Permanent);
     assert_eq!(err.status(), Some(422));
     assert!(err.message().contains("character limit"));
+}
+
+#[tokio::test]
+async fn timeout_after_send_is_unknown_and_connect_failure_is_retryable() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter_at(&fake.base_url, 1);
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let r = rendering(&["slow network"]);
+    fake.faults.push("POST /api/v1/statuses", Fault::Delay(Duration::from_millis(1500)), 1);
+    let err = m.deliver(&r, &ctx(&cp, 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::UnknownOutcome, "{err}");
+    // The slow request still landed; reconciliation returns it instead of posting again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let Reconciled::Found(found) = m.find_existing(&r, &ctx(&cp, 2)).await.unwrap() else { panic!("not found") };
+    assert_eq!(fake.statuses().len(), 1);
+    assert_eq!(found.remote_id, fake.statuses()[0].id);
+
+    // Nothing listening: the request never left, a plain retry is safe.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = adapter_at(&format!("http://127.0.0.1:{port}"), 1);
+    let err = dead.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Retryable, "{err}");
 }
