@@ -156,10 +156,10 @@ impl BlueskyChannel {
     /// The `app.bsky.embed.external` card, with an uploaded thumbnail when the image is usable.
     async fn embed(&self, card: &LinkCard) -> Result<Value, DeliveryError> {
         let mut external = json!({ "uri": card.uri, "title": card.title, "description": card.description });
-        if let Some(image) = &card.image {
-            if let Some(thumb) = self.thumb(image).await? {
-                external["thumb"] = thumb;
-            }
+        if let Some(image) = &card.image
+            && let Some(thumb) = self.thumb(image).await?
+        {
+            external["thumb"] = thumb;
         }
         Ok(json!({ "$type": "app.bsky.embed.external", "external": external }))
     }

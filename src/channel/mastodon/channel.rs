@@ -149,6 +149,8 @@ impl Adapter for MastodonChannel {
             return Ok(Reconciled::NotFound);
         }
         let now = chrono::Utc::now();
+        // Index loop: each part needs the one before it.
+        #[allow(clippy::needless_range_loop)]
         for i in 0..progress.parts.len().min(posts.len()) {
             if progress.parts[i].remote_id.is_some() {
                 continue;

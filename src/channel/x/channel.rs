@@ -114,6 +114,8 @@ impl XChannel {
         ctx: &DeliveryCtx,
     ) -> Result<bool, DeliveryError> {
         let Some(user_id) = self.user_id.as_deref() else { return Ok(false) };
+        // Index loop: each part needs the one before it.
+        #[allow(clippy::needless_range_loop)]
         for i in 0..progress.parts.len().min(posts.len()) {
             if progress.parts[i].remote_id.is_some() {
                 continue;

@@ -81,11 +81,11 @@ impl XClient {
         if res.status != 401 {
             return Ok(res);
         }
-        if let XAuth::OAuth2 { .. } = &self.auth {
-            if self.refresh(generation).await? {
-                let (_, res) = self.send_once(method, path, query, json).await?;
-                return Ok(res);
-            }
+        if let XAuth::OAuth2 { .. } = &self.auth
+            && self.refresh(generation).await?
+        {
+            let (_, res) = self.send_once(method, path, query, json).await?;
+            return Ok(res);
         }
         Ok(res)
     }
