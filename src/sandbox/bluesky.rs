@@ -165,6 +165,10 @@ impl BlueskyFake {
     pub fn expire_access_tokens(&self) {
         self.lock().tokens.access.values_mut().for_each(|e| *e = true);
     }
+    /// Revoke every refresh JWT (a refresh then fails with `ExpiredToken`).
+    pub fn revoke_refresh_tokens(&self) {
+        self.lock().tokens.refresh.clear();
+    }
     /// Make a handle resolvable.
     pub fn add_handle(&self, handle: &str, did: &str) {
         self.lock().handles.insert(handle.into(), did.into());

@@ -210,13 +210,57 @@ async fn too_long_text_is_permanent_and_a_big_thumb_is_skipped() {
 }
 
 #[tokio::test]
-async fn the_fake_limits_logins() {
+async fn one_login_per_process_even_across_adapters_and_the_fake_limits_logins() {
     let fake = BlueskyFake::start().await.unwrap();
-    // Thirty separate adapters (as thirty processes would) log in thirty times; the next is refused.
-    for _ in 0..fake::LOGIN_LIMIT {
+    // The pipeline may build the adapter more than once: the session is still shared.
+    for _ in 0..3 {
         adapter(&fake, tmp().path()).healthcheck().await.unwrap();
     }
-    let err = adapter(&fake, tmp().path()).healthcheck().await.unwrap_err();
+    assert_eq!(fake.logins(), 1);
+    // A client that logs in per job hits Bluesky's 30 per 5 minutes.
+    let client = herald::channel::http::client();
+    let login = || {
+        client
+            .post(format!("{}/xrpc/com.atproto.server.createSession", fake.base_url))
+            .json(&serde_json::json!({ "identifier": fake::HANDLE, "password": fake::APP_PASSWORD }))
+            .send()
+    };
+    for _ in 1..fake::LOGIN_LIMIT {
+        assert_eq!(login().await.unwrap().status(), 200);
+    }
+    let refused = login().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers()["ratelimit-reset"].to_str().unwrap().parse::<i64>().unwrap() > chrono::Utc::now().timestamp());
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "RateLimitExceeded");
+}
+
+#[tokio::test]
+async fn dead_refresh_token_logs_in_again_and_429_carries_the_reset() {
+    let fake = BlueskyFake::start().await.unwrap();
+    let bsky = adapter(&fake, tmp().path());
+    bsky.deliver(&plain(&["first"]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
+    fake.expire_access_tokens();
+    fake.revoke_refresh_tokens();
+    bsky.deliver(&plain(&["second"]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
+    assert_eq!(fake.logins(), 2, "a dead refresh JWT falls back to one new login");
+    assert_eq!(fake.posts().len(), 2);
+
+    let reset = chrono::Utc::now().timestamp() + 300;
+    fake.faults.push(
+        "POST /xrpc/com.atproto.repo.createRecord",
+        Fault::Status {
+            code: 429,
+            body: r#"{"error":"RateLimitExceeded","message":"Rate Limit Exceeded"}"#.into(),
+            headers: vec![("ratelimit-reset".into(), reset.to_string()), ("ratelimit-remaining".into(), "0".into())],
+        },
+        1,
+    );
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let err = bsky.deliver(&plain(&["third"]), &ctx(&cp, 1)).await.unwrap_err();
     assert_eq!(err.kind(), Kind::RateLimited);
-    assert!(err.retry_after().unwrap() > Duration::from_secs(200));
+    assert!((298..=300).contains(&err.retry_after().unwrap().as_secs()));
+    // The throttled create wrote nothing; the retry checks its rkey and posts once.
+    bsky.deliver(&plain(&["third"]), &ctx(&cp, 2)).await.unwrap();
+    assert_eq!(fake.posts().len(), 3);
 }

@@ -1,7 +1,10 @@
-//! XRPC client for one Bluesky account: one `createSession` per process, refreshed with the
+//! XRPC client for one Bluesky account: one `createSession` per process (shared by every
+//! adapter for the same account and PDS), refreshed with the
 //! refresh JWT on `ExpiredToken`/401, never a login per job (createSession is limited to 30
 //! per 5 minutes and 300 per day per account).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use reqwest::RequestBuilder;
@@ -58,7 +61,17 @@ pub(crate) struct BskyClient {
     pub timeout: Duration,
     identifier: String,
     password: SecretString,
-    session: tokio::sync::Mutex<Option<Session>>,
+    session: Arc<tokio::sync::Mutex<Option<Session>>>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Session>>>;
+
+/// The process-wide session slot for one account on one PDS: every adapter built for it (the
+/// pipeline may build more than one) shares a single login.
+fn shared_slot(api_base: &str, identifier: &str) -> Slot {
+    static SLOTS: OnceLock<Mutex<HashMap<(String, String), Slot>>> = OnceLock::new();
+    let mut slots = SLOTS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    slots.entry((api_base.to_string(), identifier.to_ascii_lowercase())).or_default().clone()
 }
 
 /// A failure of a call that writes nothing (login, read): never an unknown outcome.
@@ -69,13 +82,9 @@ pub(crate) fn read_error(e: &reqwest::Error) -> DeliveryError {
 
 impl BskyClient {
     pub fn new(api_base: &str, timeout: Duration, identifier: String, password: SecretString) -> Self {
-        Self {
-            api_base: api_base.trim_end_matches('/').to_string(),
-            timeout,
-            identifier,
-            password,
-            session: tokio::sync::Mutex::new(None),
-        }
+        let api_base = api_base.trim_end_matches('/').to_string();
+        let session = shared_slot(&api_base, &identifier);
+        Self { api_base, timeout, identifier, password, session }
     }
 
     pub fn url(&self, nsid: &str) -> String {
