@@ -248,3 +248,14 @@ async fn without_user_id_reconciliation_cannot_check() {
     assert_eq!(x.deliver(&r, &ctx(&cp, 1)).await.unwrap_err().kind(), Kind::UnknownOutcome);
     assert!(matches!(x.find_existing(&r, &ctx(&cp, 2)).await.unwrap(), Reconciled::CannotCheck(_)));
 }
+
+#[tokio::test]
+async fn refused_replies_fail_the_thread_permanently_after_part_one() {
+    let fake = XFake::start().await.unwrap();
+    fake.set_reject_replies(true);
+    let x = with_user(&fake);
+    let err = x.deliver(&rendering(&THREAD[..2]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Permanent, "{err}");
+    assert!(err.message().contains("format = \"short\""));
+    assert_eq!(fake.posts().len(), 1);
+}

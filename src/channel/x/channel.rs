@@ -144,6 +144,15 @@ impl XChannel {
             ))
             .with_status(403);
         }
+        if res.status == 403 && part > 0 && res.body.contains("Reply to this conversation is not allowed") {
+            // X's "summon" rule on pay-per-use tiers (CHANNELS.md §1): the account may not reply
+            // to its own post, so threads can't be posted. Not a credential problem.
+            return DeliveryError::permanent(format!(
+                "X refused part {} as a reply: this account's API tier does not allow programmatic replies; use format = \"short\" for this channel",
+                part + 1
+            ))
+            .with_status(403);
+        }
         let mut err = http::error_from_response(res.status, &res.headers, &res.body);
         if res.status == 429 {
             // A spent daily cap outlasts the 15-minute window: wait for the later reset.
