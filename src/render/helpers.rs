@@ -80,7 +80,7 @@ pub fn truncate_graphemes(s: &str, max: usize) -> String {
     }
     let mut cut = max - 1;
     if let Some(sp) = g[..cut].iter().rposition(|x| x.chars().all(char::is_whitespace)) {
-        if sp * 4 >= cut * 3 {
+        if sp * 2 >= cut {
             cut = sp;
         }
     }
