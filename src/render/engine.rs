@@ -210,7 +210,14 @@ impl ChannelTemplates {
     fn render_posts(&self, issue: &Issue, network: Network, ctx: &Value, over: &crate::issue::ChannelOverride, utm: &Utm) -> Result<Rendering, RenderError> {
         let err = |m: String| RenderError { channel: self.name.clone(), message: m };
         let opts = self.cfg.post_options().cloned().unwrap_or_default();
-        let format = if network == Network::Linkedin { PostFormat::Short } else { opts.format };
+        // A hand-written `text` is one post whatever the format; hand-written `posts` are a thread.
+        let format = if network == Network::Linkedin || over.text.is_some() {
+            PostFormat::Short
+        } else if over.posts.is_some() {
+            PostFormat::Thread
+        } else {
+            opts.format
+        };
         let finish = |t: &str| {
             let t = tidy_text(t);
             if network == Network::Linkedin { super::count::linkedin_escape(&t) } else { t }
