@@ -254,6 +254,8 @@ pub fn validate(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
     };
     v.document(doc.as_table());
+    // Report in file order; the walk visits sections, then cross references.
+    v.errors.sort_by_key(|e| e.line.unwrap_or(0));
     if !v.errors.is_empty() {
         return Err(ConfigErrors(v.errors));
     }
@@ -348,7 +350,7 @@ impl<'a> Validator<'a> {
                     let hint = if CHANNEL_TYPES.contains(&other) || type_alias(other).is_some() {
                         Some(format!("channels go under `[channels.<name>]` with `type = \"{}\"`", type_alias(other).unwrap_or(other)))
                     } else {
-                        key_hint(other, &["store", "issues_dir", "retry", "http", "schedule", "channels"])
+                        key_hint(other, TOP_KEYS)
                     };
                     self.push(line, other.to_string(), "unknown key".into(), hint);
                 }
@@ -630,6 +632,9 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// The keys of the file's root table.
+const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels"];
+
 const SCHEDULE_EXAMPLE: &str = "[[schedule]]\nname = \"weekly\"\ncron = \"0 0 9 * * Mon\"";
 
 /// Check a string value against its kind. Error: (message, hint).
@@ -745,7 +750,10 @@ fn check_cron(s: &str) -> Result<(), (String, Option<String>)> {
             } else {
                 "six or seven fields: `sec min hour day-of-month month day-of-week [year]`, e.g. `0 0 9 * * Mon`".into()
             };
-            Err((format!("`{s}` is not a valid cron expression ({e})"), Some(hint)))
+            // The crate's message draws a caret under the expression on extra lines; keep the reason.
+            let shown = e.to_string();
+            let reason = shown.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or("not understood").to_string();
+            Err((format!("`{s}` is not a valid cron expression: {reason}"), Some(hint)))
         }
     }
 }
@@ -755,6 +763,9 @@ fn check_cron(s: &str) -> Result<(), (String, Option<String>)> {
 fn unknown_key_hint(key: &str, names: &[&str], ty: Option<&str>) -> String {
     if let Some(s) = suggest(key, names) {
         return format!("did you mean `{s}`?");
+    }
+    if TOP_KEYS.contains(&key) {
+        return format!("`{key}` is a top-level key: in TOML it belongs above the first `[table]` header, or every key after a header lands in that table");
     }
     if let Some(stem) = key.strip_suffix("_env").or_else(|| key.strip_suffix("_var")) {
         if names.contains(&stem) {
