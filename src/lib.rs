@@ -14,5 +14,6 @@ pub mod issue;
 pub mod jobs;
 pub mod render;
 pub mod sandbox;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;
