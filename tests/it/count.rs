@@ -100,7 +100,10 @@ fn x_matches_the_weighted_counter_suite() {
             // The same text in the v3 suite with different expectations: an emoji case.
             Some(w) if w.weighted_length != c.expected.weighted_length => {
                 if got > c.expected.weighted_length {
-                    bad.push(format!("v2 / {}: {got} exceeds the v2 count {}", c.description, c.expected.weighted_length));
+                    bad.push(format!(
+                        "v2 / {}: {got} exceeds the v2 count {}",
+                        c.description, c.expected.weighted_length
+                    ));
                 }
             }
             _ => {
@@ -151,14 +154,14 @@ mod split_properties {
     use unicode_segmentation::UnicodeSegmentation;
 
     const EMOJI: &[&str] = &[
-        "\u{1F389}",                                                 // 🎉
-        "\u{1F44B}\u{1F3FD}",                                        // waving hand, skin tone
-        "\u{1F469}\u{1F3FD}\u{200D}\u{1F4BB}",                       // woman technologist, ZWJ
+        "\u{1F389}",                                                    // 🎉
+        "\u{1F44B}\u{1F3FD}",                                           // waving hand, skin tone
+        "\u{1F469}\u{1F3FD}\u{200D}\u{1F4BB}",                          // woman technologist, ZWJ
         "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}", // family, ZWJ
-        "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",                        // rainbow flag
-        "\u{1F1EF}\u{1F1F5}",                                        // flag JP
-        "1\u{FE0F}\u{20E3}",                                         // keycap
-        "\u{2764}\u{FE0F}",                                          // heart
+        "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}",                           // rainbow flag
+        "\u{1F1EF}\u{1F1F5}",                                           // flag JP
+        "1\u{FE0F}\u{20E3}",                                            // keycap
+        "\u{2764}\u{FE0F}",                                             // heart
     ];
 
     /// One piece of a word.
