@@ -61,7 +61,8 @@ const X_INVALID_CHARS: [char; 3] = ['\u{FFFE}', '\u{FEFF}', '\u{FFFF}'];
 
 impl Network {
     /// Every network, in a stable order.
-    pub const ALL: [Network; 5] = [Network::X, Network::Bluesky, Network::Mastodon, Network::Threads, Network::Linkedin];
+    pub const ALL: [Network; 5] =
+        [Network::X, Network::Bluesky, Network::Mastodon, Network::Threads, Network::Linkedin];
 
     /// The network's main limit, in its own unit.
     pub fn limit(self) -> usize {
@@ -234,7 +235,8 @@ static MASTODON_MENTION: LazyLock<Regex> = LazyLock::new(|| {
 /// becomes `@user`; overlapping entities keep the earlier one.
 fn mastodon_countable_text(text: &str) -> String {
     // (range to replace, replacement)
-    let mut entities: Vec<(Range<usize>, Option<Range<usize>>)> = urls_with(text, false).into_iter().map(|r| (r, None)).collect();
+    let mut entities: Vec<(Range<usize>, Option<Range<usize>>)> =
+        urls_with(text, false).into_iter().map(|r| (r, None)).collect();
     for caps in MASTODON_MENTION.captures_iter(text) {
         let (Some(user), Some(domain)) = (caps.get(1), caps.get(2)) else { continue };
         entities.push((user.start()..domain.end(), Some(user.range())));
