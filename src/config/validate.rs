@@ -569,7 +569,11 @@ impl<'a> Validator<'a> {
         let tline = self.table_line(item).or(line);
         let ty = match t.get("type") {
             None => {
-                self.push(tline, format!("{path}.type"), "is required".into(), Some(format!("one of: {}", CHANNEL_TYPES.join(", "))));
+                let hint = match CHANNEL_TYPES.iter().find(|t| **t == name).copied().or_else(|| type_alias(name)) {
+                    Some(t) => format!("add `type = \"{t}\"`; types: {}", CHANNEL_TYPES.join(", ")),
+                    None => format!("one of: {}", CHANNEL_TYPES.join(", ")),
+                };
+                self.push(tline, format!("{path}.type"), "is required".into(), Some(hint));
                 return;
             }
             Some(i) => match i.as_str() {
@@ -651,7 +655,8 @@ fn check_str(kind: Kind, s: &str) -> Result<(), (String, Option<String>)> {
                 }
             }
             Ok(u) => err(format!("must be an http(s) URL, found scheme `{}`", u.scheme()), "e.g. `https://api.example.com`"),
-            Err(e) => err(format!("is not a URL ({e}): `{s}`"), "an absolute URL with scheme and host, e.g. `https://api.example.com`"),
+            // The value is not echoed: a webhook URL often carries its own token.
+            Err(e) => err(format!("is not a URL ({e})"), "an absolute URL with scheme and host, e.g. `https://api.example.com`"),
         },
         Kind::SmtpUrl => {
             if s.trim_start().starts_with("${") {
@@ -993,6 +998,21 @@ mod tests {
         assert!(shown.contains("inline secret"), "{shown}");
         assert!(!shown.contains("sekrit"), "{shown}");
         assert!(shown.contains("${M_ACCESS_TOKEN}") || shown.contains("${M_ACCESS_TOKEN}"), "{shown}");
+    }
+
+    #[test]
+    fn a_channel_named_after_its_type_gets_the_type_suggested() {
+        let e = errs("[channels.mastodon]\naccess_token = \"${T}\"\n[channels.twitter]\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].hint.as_deref().unwrap().starts_with("add `type = \"mastodon\"`"), "{}", e[0]);
+        assert!(e[1].hint.as_deref().unwrap().starts_with("add `type = \"x\"`"), "{}", e[1]);
+    }
+
+    #[test]
+    fn url_values_are_not_echoed() {
+        let e = errs("[channels.h]\ntype = \"webhook\"\nurl = \"hooks.example/T0/B0/tok-SECRET\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(!e[0].to_string().contains("tok-SECRET"), "{}", e[0]);
     }
 
     #[test]
