@@ -184,10 +184,10 @@ fn front_matter(fm: &str) -> Result<FrontMatter, Vec<(usize, String)>> {
         p(key_line(root, "title"), "`title` is empty".into());
     }
     let slug = string("slug", &mut p);
-    if let Some(s) = &slug {
-        if s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-            p(key_line(root, "slug"), format!("`slug` {s:?} must be non-empty and use only a-z, 0-9, '-' and '_' (hint: e.g. `slug = \"2026-week-47\"`)"));
-        }
+    if let Some(s) = &slug
+        && (s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+    {
+        p(key_line(root, "slug"), format!("`slug` {s:?} must be non-empty and use only a-z, 0-9, '-' and '_' (hint: e.g. `slug = \"2026-week-47\"`)"));
     }
     let url = string("url", &mut p);
     if let Some(u) = &url {
