@@ -610,7 +610,7 @@ impl<'a> Validator<'a> {
                 self.push(tline, format!("{path}.{k}"), format!("is required for a `{ty}` channel{why}"), Some(format!("write `{k} = \"${{{env}}}\"` or `{k}_file = \"/path/to/file\"`")));
             }
         }
-        if ty == "x" && t.contains_key("refresh_token") | t.contains_key("refresh_token_file") && !t.contains_key("client_id") {
+        if ty == "x" && (t.contains_key("refresh_token") || t.contains_key("refresh_token_file")) && !t.contains_key("client_id") {
             self.push(tline, format!("{path}.client_id"), "is required to refresh the OAuth 2.0 token".into(), Some("the client id of your X app, e.g. `client_id = \"abc123\"`".into()));
         }
         if ty == "email" {
