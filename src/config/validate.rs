@@ -401,9 +401,17 @@ impl<'a> Validator<'a> {
             match item.as_table_like() {
                 Some(t) => {
                     for (k, i) in t.iter() {
+                        let l = self.key_line(t, k, line);
                         if i.as_str().is_none() {
-                            let l = self.key_line(t, k, line);
                             self.push(l, format!("{key}.{k}"), format!("must be a string, found {}", type_of(i)), None);
+                        } else if is_credential_header(k) {
+                            // Header values are sent as written, so a credential here would sit in the file.
+                            self.push(
+                                l,
+                                format!("{key}.{k}"),
+                                "inline secret refused: this header carries a credential".into(),
+                                Some("header values are written as is; sign requests with `secret = \"${ENV_VAR}\"` (X-Herald-Signature) instead".into()),
+                            );
                         }
                     }
                 }
@@ -610,7 +618,7 @@ impl<'a> Validator<'a> {
                 self.push(tline, format!("{path}.{k}"), format!("is required for a `{ty}` channel{why}"), Some(format!("write `{k} = \"${{{env}}}\"` or `{k}_file = \"/path/to/file\"`")));
             }
         }
-        if ty == "x" && t.contains_key("refresh_token") | t.contains_key("refresh_token_file") && !t.contains_key("client_id") {
+        if ty == "x" && (t.contains_key("refresh_token") || t.contains_key("refresh_token_file")) && !t.contains_key("client_id") {
             self.push(tline, format!("{path}.client_id"), "is required to refresh the OAuth 2.0 token".into(), Some("the client id of your X app, e.g. `client_id = \"abc123\"`".into()));
         }
         if ty == "email" {
@@ -635,6 +643,12 @@ impl<'a> Validator<'a> {
 
 /// The keys of the file's root table.
 const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels"];
+
+/// Header names that carry credentials.
+fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization" || n == "proxy-authorization" || n == "cookie" || ["token", "secret", "api-key", "apikey", "password"].iter().any(|w| n.contains(w))
+}
 
 const SCHEDULE_EXAMPLE: &str = "[[schedule]]\nname = \"weekly\"\ncron = \"0 0 9 * * Mon\"";
 
@@ -1013,6 +1027,14 @@ mod tests {
         let e = errs("[channels.h]\ntype = \"webhook\"\nurl = \"hooks.example/T0/B0/tok-SECRET\"\n");
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(!e[0].to_string().contains("tok-SECRET"), "{}", e[0]);
+    }
+
+    #[test]
+    fn credential_headers_are_refused() {
+        let e = errs("[channels.h]\ntype = \"webhook\"\nurl = \"https://h.example\"\nheaders = { Authorization = \"Bearer abc-SECRET\", X-Source = \"herald\" }\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "channels.h.headers.Authorization");
+        assert!(!e[0].to_string().contains("abc-SECRET"));
     }
 
     #[test]

@@ -388,3 +388,35 @@ fn show(item: &Item) -> String {
         _ => type_name(item).to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "+++\ntitle = \"T\"\nslug = \"s-1\"\ndate = \"2026-01-05\"\nurl = \"https://e.example/s\"\nsummary = \"Hook.\"\n+++\nIntro.\n\n## One\n\nBody [a](https://a.example).\n";
+
+    #[test]
+    fn crlf_and_bom_read_like_lf() {
+        let lf = parse_str(Path::new("a.md"), GOOD).unwrap();
+        let crlf = parse_str(Path::new("a.md"), &format!("\u{feff}{}", GOOD.replace('\n', "\r\n"))).unwrap();
+        assert_eq!(lf.meta, crlf.meta);
+        assert_eq!(crlf.sections[0].title, "One");
+        assert_eq!(crlf.sections[0].line, 10);
+    }
+
+    #[test]
+    fn string_dates_and_rfc3339_strings_are_accepted() {
+        let t = GOOD.replace("summary", "publish_at = \"2026-01-05T09:00:00-05:00\"\nsummary");
+        let i = parse_str(Path::new("a.md"), &t).unwrap();
+        assert_eq!(i.meta.date, chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap());
+        assert_eq!(i.meta.publish_at.unwrap().offset().local_minus_utc(), -5 * 3600);
+    }
+
+    #[test]
+    fn override_keys_are_checked() {
+        let t = GOOD.replace("+++\nIntro", "[channels.x]\nposts = []\n+++\nIntro");
+        let e = parse_str(Path::new("a.md"), &t).unwrap_err();
+        assert_eq!(e.line, 8);
+        assert!(e.message.contains("`channels.x.posts` must be a non-empty list"), "{e}");
+    }
+}
