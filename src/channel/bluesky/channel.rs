@@ -164,37 +164,22 @@ impl BlueskyChannel {
         Ok(json!({ "$type": "app.bsky.embed.external", "external": external }))
     }
 
-    /// Read the card image and `uploadBlob` it. A missing, oversized or non-image file is
-    /// logged and skipped: the card goes out without a thumbnail rather than not at all.
+    /// Read the card image (a local file, or an `http(s)` URL) and `uploadBlob` it. A missing,
+    /// oversized or non-image file is logged and skipped: the card goes out without a thumbnail
+    /// rather than not at all.
     async fn thumb(&self, image: &str) -> Result<Option<Value>, DeliveryError> {
-        let path = if image.starts_with("http://") || image.starts_with("https://") {
-            tracing::warn!(channel = %self.name, image = %image, "Card images must be local files; sending the card without a thumbnail.");
-            return Ok(None);
+        let loaded = if image.starts_with("http://") || image.starts_with("https://") {
+            self.fetch_image(image).await
         } else {
-            let p = PathBuf::from(image);
-            if p.is_absolute() { p } else { self.base_dir.join(p) }
+            self.read_image(image).await
         };
-        let mime = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("png") => "image/png",
-            Some("jpg" | "jpeg") => "image/jpeg",
-            Some("gif") => "image/gif",
-            Some("webp") => "image/webp",
-            _ => {
-                tracing::warn!(channel = %self.name, path = %path.display(), "Card image is not png/jpeg/gif/webp; no thumbnail.");
+        let (bytes, mime) = match loaded {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::warn!(channel = %self.name, image = %image, reason = %why, "No thumbnail for the link card.");
                 return Ok(None);
             }
         };
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(error) => {
-                tracing::warn!(channel = %self.name, path = %path.display(), error = %error, "Card image unreadable; no thumbnail.");
-                return Ok(None);
-            }
-        };
-        if bytes.len() > THUMB_MAX_BYTES {
-            tracing::warn!(channel = %self.name, path = %path.display(), size = bytes.len(), "Card image over Bluesky's 1,000,000-byte limit; no thumbnail.");
-            return Ok(None);
-        }
         let res = self
             .client
             .call(|token| {
@@ -212,6 +197,46 @@ impl BlueskyChannel {
         let v: Value = serde_json::from_str(&res.body)
             .map_err(|e| DeliveryError::retryable(format!("Bluesky uploadBlob answer unreadable: {e}")))?;
         Ok(v.get("blob").cloned())
+    }
+
+    async fn read_image(&self, image: &str) -> Result<(Vec<u8>, &'static str), String> {
+        let p = PathBuf::from(image);
+        let path = if p.is_absolute() { p } else { self.base_dir.join(p) };
+        let mime = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("png") => "image/png",
+            Some("jpg" | "jpeg") => "image/jpeg",
+            Some("gif") => "image/gif",
+            Some("webp") => "image/webp",
+            _ => return Err("not a png, jpeg, gif or webp file".into()),
+        };
+        let meta = tokio::fs::metadata(&path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.len() > THUMB_MAX_BYTES as u64 {
+            return Err(format!("{} bytes, over Bluesky's 1,000,000-byte thumbnail limit", meta.len()));
+        }
+        let bytes = tokio::fs::read(&path).await.map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((bytes, mime))
+    }
+
+    async fn fetch_image(&self, url: &str) -> Result<(Vec<u8>, &'static str), String> {
+        let res = http::client().get(url).timeout(self.client.timeout).send().await.map_err(|e| e.to_string())?;
+        if !res.status().is_success() {
+            return Err(format!("HTTP {}", res.status().as_u16()));
+        }
+        let mime = match res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default() {
+            t if t.starts_with("image/png") => "image/png",
+            t if t.starts_with("image/jpeg") => "image/jpeg",
+            t if t.starts_with("image/gif") => "image/gif",
+            t if t.starts_with("image/webp") => "image/webp",
+            other => return Err(format!("content type {other:?} is not an image")),
+        };
+        if res.content_length().is_some_and(|n| n > THUMB_MAX_BYTES as u64) {
+            return Err("over Bluesky's 1,000,000-byte thumbnail limit".into());
+        }
+        let bytes = res.bytes().await.map_err(|e| e.to_string())?;
+        if bytes.len() > THUMB_MAX_BYTES {
+            return Err("over Bluesky's 1,000,000-byte thumbnail limit".into());
+        }
+        Ok((bytes.to_vec(), mime))
     }
 
     fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
