@@ -23,6 +23,7 @@ pub(crate) struct XrpcResponse {
 }
 
 impl XrpcResponse {
+    /// 2xx?
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -31,6 +32,7 @@ impl XrpcResponse {
         let v: serde_json::Value = serde_json::from_str(&self.body).ok()?;
         v.get("error")?.as_str().map(String::from)
     }
+    /// Classify a non-success answer.
     pub fn to_error(&self) -> DeliveryError {
         http::error_from_response(self.status, &self.headers, &self.body)
     }
@@ -81,12 +83,14 @@ pub(crate) fn read_error(e: &reqwest::Error) -> DeliveryError {
 }
 
 impl BskyClient {
+    /// A client sharing the process-wide session of `identifier` on `api_base`.
     pub fn new(api_base: &str, timeout: Duration, identifier: String, password: SecretString) -> Self {
         let api_base = api_base.trim_end_matches('/').to_string();
         let session = shared_slot(&api_base, &identifier);
         Self { api_base, timeout, identifier, password, session }
     }
 
+    /// `{api_base}/xrpc/{nsid}`.
     pub fn url(&self, nsid: &str) -> String {
         format!("{}/xrpc/{nsid}", self.api_base)
     }

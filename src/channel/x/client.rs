@@ -19,6 +19,7 @@ pub(crate) struct XResponse {
 }
 
 impl XResponse {
+    /// 2xx?
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -65,6 +66,7 @@ struct TokenAnswer {
 }
 
 impl XClient {
+    /// A client for `api_base` with a per-request timeout.
     pub fn new(api_base: &str, timeout: Duration, auth: XAuth) -> Self {
         Self { api_base: api_base.trim_end_matches('/').to_string(), timeout, auth }
     }
