@@ -11,6 +11,8 @@
 //! - The same author posting the same commentary within 24 h → `422 DUPLICATE_POST` whose
 //!   `message` names the earlier URN.
 //! - `GET /v2/userinfo` for healthchecks.
+// Handlers return ready axum `Response`s as their errors; their size doesn't matter in a fake.
+#![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -215,21 +217,19 @@ pub fn display_commentary(raw: &str) -> (String, bool) {
                 None => return (out, true),
             }
         }
-        if c == '@' {
-            if let Some(m) = mention.captures(rest) {
+        if c == '@'
+            && let Some(m) = mention.captures(rest) {
                 out.push_str(&m[1]);
                 i += m[0].len();
                 continue;
             }
-        }
-        if c == '{' {
-            if let Some(m) = hashtag.captures(rest) {
+        if c == '{'
+            && let Some(m) = hashtag.captures(rest) {
                 out.push('#');
                 out.push_str(&m[1]);
                 i += m[0].len();
                 continue;
             }
-        }
         if RESERVED.contains(&c) {
             return (out, true);
         }
@@ -298,11 +298,10 @@ fn check_body(v: &Value) -> Result<(), Response> {
             return Err(input_error(&format!("distribution/{f}"), "INVALID_TYPE", &format!("{f} must be an array")));
         }
     }
-    if let Some(r) = obj.get("isReshareDisabledByAuthor") {
-        if !r.is_boolean() {
+    if let Some(r) = obj.get("isReshareDisabledByAuthor")
+        && !r.is_boolean() {
             return Err(input_error("isReshareDisabledByAuthor", "INVALID_TYPE", "must be a boolean"));
         }
-    }
     if let Some(content) = obj.get("content") {
         let a = &content["article"];
         let source = a["source"].as_str().unwrap_or("");

@@ -9,6 +9,8 @@
 //!   (`{"send": bool, "share_automatically": bool}`; publishing twice → 400).
 //! - `GET /api/v1/post_management/published` → `{"posts": [...], "total": n}` (shape unverified).
 //! - `GET /publish/post/{id}` and `GET /p/{slug}`: the editor and post pages, so URLs resolve.
+// Handlers return ready axum `Response`s as their errors; their size doesn't matter in a fake.
+#![allow(clippy::result_large_err)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -344,11 +346,10 @@ fn check_fields(v: &Value, creating: bool) -> Result<(), Response> {
     if creating && !obj.get("draft_title").is_some_and(Value::is_string) {
         return Err(err(StatusCode::BAD_REQUEST, "draft_title is required and must be a string"));
     }
-    if let Some(s) = obj.get("draft_subtitle") {
-        if !(s.is_string() || s.is_null()) {
+    if let Some(s) = obj.get("draft_subtitle")
+        && !(s.is_string() || s.is_null()) {
             return Err(err(StatusCode::BAD_REQUEST, "draft_subtitle must be a string"));
         }
-    }
     match obj.get("draft_body") {
         None if creating => return Err(err(StatusCode::BAD_REQUEST, "draft_body is required")),
         None => {}
@@ -367,11 +368,10 @@ fn check_fields(v: &Value, creating: bool) -> Result<(), Response> {
             return Err(err(StatusCode::BAD_REQUEST, "draft_bylines must be [{\"id\": <user id>, \"is_guest\": false}]"));
         }
     }
-    if let Some(a) = obj.get("audience") {
-        if !matches!(a.as_str(), Some("everyone" | "only_paid" | "founding" | "only_free")) {
+    if let Some(a) = obj.get("audience")
+        && !matches!(a.as_str(), Some("everyone" | "only_paid" | "founding" | "only_free")) {
             return Err(err(StatusCode::BAD_REQUEST, "audience must be everyone, only_paid, founding or only_free"));
         }
-    }
     if let Some(s) = obj.get("slug") {
         let ok = s.as_str().is_some_and(|s| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '-'));
         if !ok {

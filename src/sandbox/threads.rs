@@ -471,11 +471,10 @@ fn create_container(inner: &mut Inner, p: &BTreeMap<String, String>) -> Response
         return r;
     }
     let reply_to_id = p.get("reply_to_id").cloned();
-    if let Some(r) = &reply_to_id {
-        if !inner.posts.iter().any(|post| &post.id == r) {
+    if let Some(r) = &reply_to_id
+        && !inner.posts.iter().any(|post| &post.id == r) {
             return invalid(&format!("(#100) Param reply_to_id {r} does not name a published post"));
         }
-    }
     let id = inner.id("1790");
     let ready_at = Instant::now() + inner.processing;
     inner.containers.insert(

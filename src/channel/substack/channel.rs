@@ -188,14 +188,13 @@ impl SubstackAdapter {
             return Ok(id);
         }
         let body = self.draft_body(a)?;
-        if state.create_sent {
-            if let Some(id) = self.adopt_orphan(&body).await? {
+        if state.create_sent
+            && let Some(id) = self.adopt_orphan(&body).await? {
                 tracing::info!(channel = %self.name, draft_id = id, "Adopting the Substack draft an earlier attempt created.");
                 state.draft_id = Some(id);
                 ctx.save_state(state).await?;
                 return Ok(id);
             }
-        }
         state.create_sent = true;
         ctx.save_state(state).await?;
         let created = self.call(reqwest::Method::POST, "/api/v1/drafts", Some(&body)).await.map_err(harmless)?;
