@@ -304,3 +304,67 @@ async fn connection_refused_is_retryable() {
     let err = a.deliver(&rendering(&["hello"]), &ctx(&cp, 1)).await.expect_err("down");
     assert_eq!(err.kind(), Kind::Retryable, "{err}");
 }
+
+#[tokio::test]
+async fn fake_container_goes_in_progress_finished_published() {
+    let fake = ThreadsFake::start().await.unwrap();
+    fake.set_processing(Duration::from_millis(300));
+    let http = herald::channel::http::client();
+    let base = fake.base_url.clone();
+    let status = |id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let v: serde_json::Value = http
+                .get(format!("{base}/v1.0/{id}"))
+                .query(&[("fields", "status"), ("access_token", threads::TOKEN)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["status"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let publish = |id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.post(format!("{base}/v1.0/me/threads_publish"))
+                .form(&[("creation_id", id.as_str()), ("access_token", threads::TOKEN)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let created: serde_json::Value = http
+        .post(format!("{base}/v1.0/me/threads"))
+        .form(&[("media_type", "TEXT"), ("text", "hello"), ("access_token", threads::TOKEN)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(status(id.clone()).await, "IN_PROGRESS");
+    let early = publish(id.clone()).await;
+    assert_eq!(early.status(), 400);
+    let e: serde_json::Value = early.json().await.unwrap();
+    assert_eq!((e["error"]["code"].as_i64(), e["error"]["error_subcode"].as_i64()), (Some(24), Some(4279009)));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(status(id.clone()).await, "FINISHED");
+    assert_eq!(publish(id.clone()).await.status(), 200);
+    assert_eq!(status(id.clone()).await, "PUBLISHED");
+    assert_eq!(publish(id.clone()).await.status(), 400, "a container publishes once");
+    let quota: serde_json::Value = http
+        .get(format!("{base}/v1.0/me/threads_publishing_limit"))
+        .query(&[("access_token", threads::TOKEN)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quota["data"][0]["quota_usage"], 1);
+    assert_eq!(quota["data"][0]["config"]["quota_total"], 250);
+}
