@@ -14,24 +14,22 @@
 // Handlers return ready axum `Response`s as their errors; their size doesn't matter in a fake.
 #![allow(clippy::result_large_err)]
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::fault::{Fault, FaultPlan, drop_connection};
+use super::fault::{FaultPlan, Served, serve, with_faults};
 
 /// The bearer token the fake accepts.
-pub const TOKEN: &str = "sandbox-linkedin-token";
+pub const ACCESS_TOKEN: &str = "sandbox-linkedin-token";
 /// The member the token belongs to.
 pub const PERSON: &str = "urn:li:person:sandbox123";
 /// An organization the member administers.
@@ -83,7 +81,8 @@ pub struct LinkedinFake {
     /// Faults to inject.
     pub faults: Arc<FaultPlan>,
     inner: Arc<Mutex<Inner>>,
-    task: tokio::task::JoinHandle<()>,
+    /// Held for its `Drop`: stops the server.
+    _served: Served,
 }
 
 impl LinkedinFake {
@@ -94,14 +93,9 @@ impl LinkedinFake {
         let app = Router::new()
             .route("/rest/posts", post(create_post))
             .route("/v2/userinfo", get(userinfo))
-            .with_state(inner.clone())
-            .layer(middleware::from_fn_with_state(faults.clone(), apply_faults));
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { base_url: format!("http://{addr}"), faults, inner, task })
+            .with_state(inner.clone());
+        let served = serve(with_faults(app, faults.clone())).await?;
+        Ok(Self { base_url: served.base_url.clone(), faults, inner, _served: served })
     }
 
     /// Accepted posts, in order.
@@ -112,38 +106,6 @@ impl LinkedinFake {
     /// Every request seen, as `"METHOD /path"` (faulted ones included).
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().expect("fake lock").requests.clone()
-    }
-}
-
-impl Drop for LinkedinFake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Apply the fault plan before (or, for `AcceptThenDrop`, after) the normal handler.
-async fn apply_faults(State(faults): State<Arc<FaultPlan>>, req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().as_str().to_string(), req.uri().path().to_string());
-    match faults.take(&method, &path) {
-        None => next.run(req).await,
-        Some(Fault::Status { code, body, headers }) => {
-            let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
-            for (k, v) in headers {
-                if let (Ok(k), Ok(v)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            resp
-        }
-        Some(Fault::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            next.run(req).await
-        }
-        Some(Fault::Drop) => drop_connection(),
-        Some(Fault::AcceptThenDrop) => {
-            let _ = next.run(req).await;
-            drop_connection()
-        }
     }
 }
 
@@ -172,7 +134,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn authorized(h: &HeaderMap) -> bool {
-    header(h, "authorization").and_then(|v| v.strip_prefix("Bearer ")) == Some(TOKEN)
+    header(h, "authorization").and_then(|v| v.strip_prefix("Bearer ")) == Some(ACCESS_TOKEN)
 }
 
 /// Check `LinkedIn-Version`: `YYYYMM` or `YYYYMM.RR`, released within the last 12 months.

@@ -12,20 +12,18 @@
 // Handlers return ready axum `Response`s as their errors; their size doesn't matter in a fake.
 #![allow(clippy::result_large_err)]
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::fault::{Fault, FaultPlan, drop_connection};
+use super::fault::{FaultPlan, Served, serve, with_faults};
 
 /// The `substack.sid` cookie value the fake accepts.
 pub const COOKIE: &str = "sandbox-substack-sid";
@@ -101,7 +99,8 @@ pub struct SubstackFake {
     /// Faults to inject.
     pub faults: Arc<FaultPlan>,
     inner: St,
-    task: tokio::task::JoinHandle<()>,
+    /// Held for its `Drop`: stops the server.
+    _served: Served,
 }
 
 impl SubstackFake {
@@ -117,16 +116,11 @@ impl SubstackFake {
             .route("/api/v1/post_management/published", get(list_published))
             .route("/publish/post/{id}", get(editor_page))
             .route("/p/{slug}", get(post_page))
-            .with_state(inner.clone())
-            .layer(middleware::from_fn_with_state(faults.clone(), apply_faults));
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
+            .with_state(inner.clone());
+        let served = serve(with_faults(app, faults.clone())).await?;
+        let base_url = served.base_url.clone();
         inner.lock().expect("fake lock").base_url = base_url.clone();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { base_url, faults, inner, task })
+        Ok(Self { base_url, faults, inner, _served: served })
     }
 
     /// Every draft, published or not, in creation order.
@@ -142,38 +136,6 @@ impl SubstackFake {
     /// Every request seen, as `"METHOD /path"` (faulted ones included).
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().expect("fake lock").requests.clone()
-    }
-}
-
-impl Drop for SubstackFake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Apply the fault plan before (or, for `AcceptThenDrop`, after) the normal handler.
-async fn apply_faults(State(faults): State<Arc<FaultPlan>>, req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().as_str().to_string(), req.uri().path().to_string());
-    match faults.take(&method, &path) {
-        None => next.run(req).await,
-        Some(Fault::Status { code, body, headers }) => {
-            let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
-            for (k, v) in headers {
-                if let (Ok(k), Ok(v)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            resp
-        }
-        Some(Fault::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            next.run(req).await
-        }
-        Some(Fault::Drop) => drop_connection(),
-        Some(Fault::AcceptThenDrop) => {
-            let _ = next.run(req).await;
-            drop_connection()
-        }
     }
 }
 
