@@ -303,3 +303,23 @@ async fn token_expiry_warning_reads_the_config() {
     let ChannelConfig::Linkedin(c) = config(&fake, &version(), "") else { unreachable!() };
     assert_eq!(herald::channel::linkedin::token_expiry_warning(&c, chrono::Utc::now()), None);
 }
+
+#[tokio::test]
+async fn the_renderers_escaping_survives_the_fakes_little_text_check() {
+    let fake = LinkedinFake::start().await.unwrap();
+    let a = adapter(&fake);
+    let originals = [
+        ORIGINAL,
+        r"Backslash \ first, then \( and a trailing \",
+        "Mentions like @ana and tags like #cx stay literal: {not|a|template}",
+        "Emoji 🎉 and accents café, with _under_ and *star* and ~tilde~ <angle> [square]",
+    ];
+    for (i, original) in originals.iter().enumerate() {
+        let sent = herald::render::count::linkedin_escape(original);
+        let cp = Arc::new(MemoryCheckpoint::default());
+        a.deliver(&rendering(&sent, None), &ctx(&cp, 1)).await.expect("posted");
+        let p = &fake.posts()[i];
+        assert!(!p.truncated, "{original:?} was cut to {:?}", p.commentary);
+        assert_eq!(&p.commentary, original);
+    }
+}
