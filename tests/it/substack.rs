@@ -230,3 +230,33 @@ async fn fake_requires_a_string_draft_body_holding_a_valid_doc() {
     let no_cookie = http.get(format!("{}/api/v1/drafts", fake.base_url)).send().await.unwrap();
     assert_eq!(no_cookie.status(), 401);
 }
+
+#[tokio::test]
+async fn every_fixture_issue_converts_to_a_document_the_fake_accepts() {
+    let fake = SubstackFake::start().await.unwrap();
+    let a = adapter(&fake, substack::COOKIE, "mode = \"draft\"");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/issues");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("md") {
+            continue;
+        }
+        let issue = herald::issue::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let doc = markdown_to_doc(&issue.markdown);
+        substack::validate_doc(&doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let r = Rendering::Article(ArticleRendering {
+            title: issue.meta.title.clone(),
+            subtitle: issue.meta.summary.clone(),
+            html: String::new(),
+            doc: Some(doc),
+            slug: Some(issue.meta.slug.clone()),
+        });
+        a.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        n += 1;
+    }
+    assert!(n >= 3, "fixtures found: {n}");
+    assert_eq!(fake.drafts().len(), n);
+}
