@@ -323,3 +323,24 @@ async fn the_renderers_escaping_survives_the_fakes_little_text_check() {
         assert_eq!(&p.commentary, original);
     }
 }
+
+#[tokio::test]
+async fn malformed_author_is_refused() {
+    let fake = LinkedinFake::start().await.unwrap();
+    let cfg: ChannelConfig = toml::from_str(&format!(
+        "type = \"linkedin\"\napi_base = \"{}\"\naccess_token = \"${{{TOKEN_ENV}}}\"\nauthor = \"ana\"\nlinkedin_version = \"{}\"\n",
+        fake.base_url,
+        version()
+    ))
+    .unwrap();
+    let a = adapter_with(&cfg, linkedin::ACCESS_TOKEN);
+    let err = a.deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect_err("bad author");
+    assert_eq!(err.kind(), Kind::Permanent);
+    assert!(err.message().contains("author"), "{err}");
+    // Any well-formed organization URN posts.
+    let ChannelConfig::Linkedin(mut c) = cfg else { unreachable!() };
+    c.author = linkedin::ORGANIZATION.into();
+    let org = adapter_with(&ChannelConfig::Linkedin(c), linkedin::ACCESS_TOKEN);
+    org.deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect("org post");
+    assert_eq!(fake.posts()[0].author, linkedin::ORGANIZATION);
+}
