@@ -260,3 +260,22 @@ async fn every_fixture_issue_converts_to_a_document_the_fake_accepts() {
     assert!(n >= 3, "fixtures found: {n}");
     assert_eq!(fake.drafts().len(), n);
 }
+
+#[tokio::test]
+async fn wrong_api_base_is_permanent() {
+    let fake = SubstackFake::start().await.unwrap();
+    let cfg: ChannelConfig = toml::from_str(&format!(
+        "type = \"substack\"\napi_base = \"{}/not-a-publication\"\ncookie = \"${{{COOKIE_ENV}}}\"\n",
+        fake.base_url
+    ))
+    .unwrap();
+    let ctx_b = BuildCtx {
+        env: Box::new(|k| (k == COOKIE_ENV).then(|| substack::COOKIE.to_string())),
+        base_dir: std::env::temp_dir(),
+        timeout: Duration::from_secs(5),
+    };
+    let a = build_adapter("substack_main", &cfg, &ctx_b).unwrap();
+    let err = a.deliver(&rendering(None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect_err("404");
+    assert_eq!(err.kind(), Kind::Permanent);
+    assert!(err.message().contains("api_base"), "{err}");
+}

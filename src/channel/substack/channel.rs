@@ -197,11 +197,16 @@ impl SubstackAdapter {
             }
         state.create_sent = true;
         ctx.save_state(state).await?;
-        let created = self.call(reqwest::Method::POST, "/api/v1/drafts", Some(&body)).await.map_err(harmless)?;
-        let id = created
-            .as_ref()
-            .and_then(|d| d["id"].as_u64())
-            .ok_or_else(|| DeliveryError::retryable(format!("substack: draft answer without an id: {created:?}")))?;
+        let Some(created) = self.call(reqwest::Method::POST, "/api/v1/drafts", Some(&body)).await.map_err(harmless)? else {
+            return Err(DeliveryError::permanent(format!(
+                "substack: {}/api/v1/drafts answered 404; check `api_base` (the publication root, e.g. https://yourpub.substack.com)",
+                self.base
+            ))
+            .with_status(404));
+        };
+        let id = created["id"]
+            .as_u64()
+            .ok_or_else(|| DeliveryError::retryable(format!("substack: draft answer without an id: {created}")))?;
         state.draft_id = Some(id);
         ctx.save_state(state).await?;
         tracing::info!(channel = %self.name, draft_id = id, "Created Substack draft.");

@@ -108,7 +108,7 @@ impl ThreadsAdapter {
         self.publish(&cid).await
     }
 
-    async fn receipt(&self, progress: &ThreadProgress, n: usize) -> Receipt {
+    fn receipt(&self, progress: &ThreadProgress, n: usize) -> Receipt {
         let first = &progress.parts[0];
         Receipt {
             remote_id: first.remote_id.clone().unwrap_or_default(),
@@ -186,7 +186,7 @@ impl Adapter for ThreadsAdapter {
                 }
             }
         }
-        Ok(self.receipt(&progress, posts.len()).await)
+        Ok(self.receipt(&progress, posts.len()))
     }
 
     /// Settled by the saved containers: every part `PUBLISHED` → found; a part whose container
@@ -231,7 +231,7 @@ impl Adapter for ThreadsAdapter {
                     progress.parts[0].url = Some(url);
                     ctx.save_state(&progress).await?;
                 }
-        let mut r = self.receipt(&progress, posts.len()).await;
+        let mut r = self.receipt(&progress, posts.len());
         r.note = Some("reconciled via container status".into());
         Ok(Reconciled::Found(r))
     }
