@@ -368,3 +368,14 @@ async fn fake_container_goes_in_progress_finished_published() {
     assert_eq!(quota["data"][0]["quota_usage"], 1);
     assert_eq!(quota["data"][0]["config"]["quota_total"], 250);
 }
+
+#[test]
+fn build_names_a_missing_credential() {
+    let ctx = BuildCtx { env: Box::new(|_| None), base_dir: std::env::temp_dir(), timeout: Duration::from_secs(5) };
+    let none: ChannelConfig = toml::from_str("type = \"threads\"\n").unwrap();
+    let e = build_adapter("threads_main", &none, &ctx).err().expect("no token").to_string();
+    assert!(e.contains("threads_main") && e.contains("access_token"), "{e}");
+    let unset: ChannelConfig = toml::from_str(&format!("type = \"threads\"\naccess_token = \"${{{TOKEN_ENV}}}\"\n")).unwrap();
+    let e = build_adapter("threads_main", &unset, &ctx).err().expect("env unset").to_string();
+    assert!(e.contains(TOKEN_ENV), "{e}");
+}
