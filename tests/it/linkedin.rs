@@ -38,7 +38,7 @@ fn adapter_with(cfg: &ChannelConfig, token: &str) -> Arc<dyn Adapter> {
 }
 
 fn adapter(fake: &LinkedinFake) -> Arc<dyn Adapter> {
-    adapter_with(&config(fake, &version(), ""), linkedin::TOKEN)
+    adapter_with(&config(fake, &version(), ""), linkedin::ACCESS_TOKEN)
 }
 
 fn ctx(cp: &Arc<MemoryCheckpoint>, attempt: u32) -> DeliveryCtx {
@@ -216,7 +216,7 @@ async fn rate_limit_without_headers() {
 #[tokio::test]
 async fn sunset_version_and_missing_headers_are_refused() {
     let fake = LinkedinFake::start().await.unwrap();
-    let old = adapter_with(&config(&fake, "202301", ""), linkedin::TOKEN);
+    let old = adapter_with(&config(&fake, "202301", ""), linkedin::ACCESS_TOKEN);
     let err = old.deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect_err("sunset");
     assert_eq!(err.kind(), Kind::Permanent);
     assert_eq!(err.status(), Some(426));
@@ -226,14 +226,14 @@ async fn sunset_version_and_missing_headers_are_refused() {
     let url = format!("{}/rest/posts", fake.base_url);
     let body = json!({"author": linkedin::PERSON, "commentary": "hi", "visibility": "PUBLIC",
         "distribution": {"feedDistribution": "MAIN_FEED"}, "lifecycleState": "PUBLISHED"});
-    let no_version = http.post(&url).bearer_auth(linkedin::TOKEN).header("X-Restli-Protocol-Version", "2.0.0").json(&body).send().await.unwrap();
+    let no_version = http.post(&url).bearer_auth(linkedin::ACCESS_TOKEN).header("X-Restli-Protocol-Version", "2.0.0").json(&body).send().await.unwrap();
     assert_eq!(no_version.status(), 400);
     assert_eq!(no_version.json::<serde_json::Value>().await.unwrap()["code"], "VERSION_MISSING");
-    let no_restli = http.post(&url).bearer_auth(linkedin::TOKEN).header("LinkedIn-Version", version()).json(&body).send().await.unwrap();
+    let no_restli = http.post(&url).bearer_auth(linkedin::ACCESS_TOKEN).header("LinkedIn-Version", version()).json(&body).send().await.unwrap();
     assert_eq!(no_restli.status(), 400);
     let ok = http
         .post(&url)
-        .bearer_auth(linkedin::TOKEN)
+        .bearer_auth(linkedin::ACCESS_TOKEN)
         .header("LinkedIn-Version", version())
         .header("X-Restli-Protocol-Version", "2.0.0")
         .json(&body)
@@ -246,7 +246,7 @@ async fn sunset_version_and_missing_headers_are_refused() {
     extra["surprise"] = json!(1);
     let unknown = http
         .post(&url)
-        .bearer_auth(linkedin::TOKEN)
+        .bearer_auth(linkedin::ACCESS_TOKEN)
         .header("LinkedIn-Version", version())
         .header("X-Restli-Protocol-Version", "2.0.0")
         .json(&extra)
@@ -302,4 +302,45 @@ async fn token_expiry_warning_reads_the_config() {
     assert!(w.contains("expires"), "{w}");
     let ChannelConfig::Linkedin(c) = config(&fake, &version(), "") else { unreachable!() };
     assert_eq!(herald::channel::linkedin::token_expiry_warning(&c, chrono::Utc::now()), None);
+}
+
+#[tokio::test]
+async fn the_renderers_escaping_survives_the_fakes_little_text_check() {
+    let fake = LinkedinFake::start().await.unwrap();
+    let a = adapter(&fake);
+    let originals = [
+        ORIGINAL,
+        r"Backslash \ first, then \( and a trailing \",
+        "Mentions like @ana and tags like #cx stay literal: {not|a|template}",
+        "Emoji 🎉 and accents café, with _under_ and *star* and ~tilde~ <angle> [square]",
+    ];
+    for (i, original) in originals.iter().enumerate() {
+        let sent = herald::render::count::linkedin_escape(original);
+        let cp = Arc::new(MemoryCheckpoint::default());
+        a.deliver(&rendering(&sent, None), &ctx(&cp, 1)).await.expect("posted");
+        let p = &fake.posts()[i];
+        assert!(!p.truncated, "{original:?} was cut to {:?}", p.commentary);
+        assert_eq!(&p.commentary, original);
+    }
+}
+
+#[tokio::test]
+async fn malformed_author_is_refused() {
+    let fake = LinkedinFake::start().await.unwrap();
+    let cfg: ChannelConfig = toml::from_str(&format!(
+        "type = \"linkedin\"\napi_base = \"{}\"\naccess_token = \"${{{TOKEN_ENV}}}\"\nauthor = \"ana\"\nlinkedin_version = \"{}\"\n",
+        fake.base_url,
+        version()
+    ))
+    .unwrap();
+    let a = adapter_with(&cfg, linkedin::ACCESS_TOKEN);
+    let err = a.deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect_err("bad author");
+    assert_eq!(err.kind(), Kind::Permanent);
+    assert!(err.message().contains("author"), "{err}");
+    // Any well-formed organization URN posts.
+    let ChannelConfig::Linkedin(mut c) = cfg else { unreachable!() };
+    c.author = linkedin::ORGANIZATION.into();
+    let org = adapter_with(&ChannelConfig::Linkedin(c), linkedin::ACCESS_TOKEN);
+    org.deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect("org post");
+    assert_eq!(fake.posts()[0].author, linkedin::ORGANIZATION);
 }
