@@ -1,10 +1,13 @@
 //! Configuration: discovery, the TOML model, secrets, and a validation that reports every error.
 
+pub mod check;
 pub mod model;
 pub mod secret;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use check::{check_credentials, check_files};
 pub use model::*;
 pub use secret::{Secret, SecretError, SecretString};
 
@@ -29,7 +32,11 @@ impl std::fmt::Display for ConfigError {
         if let Some(l) = self.line {
             write!(f, ":{l}")?;
         }
-        write!(f, ": {}: {}", self.key, self.message)?;
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)?;
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)?;
+        }
         if let Some(h) = &self.hint {
             write!(f, " (hint: {h})")?;
         }
@@ -65,27 +72,19 @@ pub fn discover(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = flag {
         return Some(p.to_path_buf());
     }
-    if let Ok(p) = std::env::var("HERALD_CONFIG") {
-        if !p.is_empty() {
-            return Some(PathBuf::from(p));
-        }
+    if let Ok(p) = std::env::var("HERALD_CONFIG")
+        && !p.is_empty()
+    {
+        return Some(PathBuf::from(p));
     }
     let local = PathBuf::from("herald.toml");
     local.exists().then_some(local)
 }
 
 /// Parse and validate a config file's text. Pure: no I/O beyond what the caller read.
+/// Every problem is reported at once (see [`validate::validate`]).
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    toml::from_str::<Config>(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line,
-            key: String::new(),
-            message: e.message().to_string(),
-            hint: None,
-        }])
-    })
+    validate::validate(path, text)
 }
 
 /// Read, parse and validate the file at `path`.
