@@ -1,0 +1,171 @@
+//! The apalis workers (Publish and Deliver), the outbox sweeper, and running them until a
+//! stop signal. All `WorkerBuilder`/`Monitor` wiring is here.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+
+use super::deliver::{self, DeliverOutcome};
+use super::publish::{self, PublishOutcome, publish_key};
+use super::queue::{INFRA_RETRIES, Queue, new_job_id};
+use super::{DeliverJob, Pipeline, PublishJob};
+use crate::store::lease::{ProcessId, owner_is_dead_here};
+use crate::store::{State, now_ms};
+
+/// How the workers run.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// How often an idle worker polls the queue (apalis otherwise only fetches at its 30 s
+    /// heartbeat, STACK §3.6).
+    pub poll: Duration,
+    /// How often the sweeper looks for owed deliveries without a live job.
+    pub sweep_every: Duration,
+    /// How long a shutdown waits for in-flight work before handing it back.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            poll: Duration::from_millis(300),
+            sweep_every: Duration::from_secs(3),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+async fn publish_handler(job: PublishJob, p: Data<Arc<Pipeline>>) -> Result<(), BoxDynError> {
+    let PublishJob::V1 { issue, version } = job;
+    match publish::run(&p, &issue, &version).await {
+        Ok(PublishOutcome::Failed(msg)) => Err(AbortError::new(msg).into()),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(issue = %issue, error = %format!("{e:#}"), "Publish job hit a store error.");
+            Err(e.into())
+        }
+    }
+}
+
+async fn deliver_handler(job: DeliverJob, p: Data<Arc<Pipeline>>) -> Result<(), BoxDynError> {
+    let DeliverJob::V1 { delivery_id } = job;
+    match deliver::run(&p, delivery_id).await {
+        // A dead delivery ends its job as Killed, so apalis never runs it again.
+        Ok(DeliverOutcome::Now(State::Failed)) => Err(AbortError::new(format!("delivery {delivery_id} failed")).into()),
+        Ok(DeliverOutcome::Skipped(why)) => {
+            tracing::debug!(delivery_id, why, "Deliver job had nothing to do.");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(delivery_id, error = %format!("{e:#}"), "Deliver job hit a store error.");
+            Err(e.into())
+        }
+    }
+}
+
+fn is_infra(e: &BoxDynError) -> bool {
+    e.downcast_ref::<AbortError>().is_none()
+}
+
+macro_rules! monitor_for {
+    ($publish:expr, $deliver:expr, $p:expr, $opts:expr) => {{
+        let suffix = ProcessId::current().worker_suffix();
+        let (pp, pd) = ($p.clone(), $p.clone());
+        let (sp, sd) = ($publish.clone(), $deliver.clone());
+        let (poll, conc) = ($opts.poll, $opts.concurrency.max(1));
+        let (s1, s2) = (suffix.clone(), suffix);
+        Monitor::new()
+            .register(move |restarts| {
+                // Names are unique per process and restart (STACK §6.4).
+                WorkerBuilder::new(format!("herald-publish-{s1}-{restarts}"))
+                    .backend(sp.clone().poll_with_interval(poll))
+                    .data(pp.clone())
+                    .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
+                    .concurrency(1)
+                    .build(publish_handler)
+            })
+            .register(move |restarts| {
+                WorkerBuilder::new(format!("herald-deliver-{s2}-{restarts}"))
+                    .backend(sd.clone().poll_with_interval(poll))
+                    .data(pd.clone())
+                    .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
+                    .concurrency(conc)
+                    .build(deliver_handler)
+            })
+            // A backend error (e.g. SQLITE_BUSY past busy_timeout) ends a worker: restart it.
+            .should_restart(|ctx, err| {
+                tracing::warn!(worker = ctx.name(), error = %err, "Worker stopped; restarting.");
+                true
+            })
+            .shutdown_timeout($opts.shutdown_grace)
+    }};
+}
+
+/// Run the Publish and Deliver workers and the sweeper until `stop` resolves, then shut down
+/// gracefully: stop fetching, let in-flight jobs finish (up to the grace period), hand back
+/// fetched-but-unstarted jobs. A delivery cut off mid-send stays `sending` under this
+/// process's lease, which the next run voids at once and reconciles.
+pub async fn run_until<F>(p: Arc<Pipeline>, opts: WorkerOptions, stop: F) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let sweeper = {
+        let p = p.clone();
+        let every = opts.sweep_every;
+        tokio::spawn(async move {
+            loop {
+                match sweep(&p).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(pushed = n, "Sweeper pushed jobs for owed deliveries."),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "Sweep failed."),
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    };
+    let signal = async move {
+        stop.await;
+        tracing::info!("Shutting down: finishing in-flight deliveries.");
+        Ok::<(), std::io::Error>(())
+    };
+    let res = match &p.queue {
+        Queue::Sqlite { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
+        Queue::Postgres { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
+    };
+    sweeper.abort();
+    res.map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"))
+}
+
+/// One pass of the outbox sweeper: push a Publish job for stored, unpublished issue versions
+/// (keyed, so an existing job absorbs it), and a Deliver job for every owed delivery that has
+/// neither a live lease holder nor a live job. Returns how many Deliver jobs it pushed.
+pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
+    for issue in p.store.unpublished_issues().await? {
+        let job = PublishJob::V1 { issue: issue.slug.clone(), version: issue.version.clone() };
+        p.queue.push_publish(job, Some(&publish_key(&issue.slug, &issue.version))).await?;
+    }
+    let now = now_ms();
+    let mut pushed = 0;
+    for d in p.store.owed_deliveries(now).await? {
+        let leased = d.lease_owner.as_deref().is_some_and(|o| d.lease_until.is_some_and(|u| u >= now) && !owner_is_dead_here(o));
+        if leased {
+            continue;
+        }
+        if let Some(job) = &d.job_id {
+            if p.queue.job_is_live(job).await? {
+                continue;
+            }
+        }
+        let job = new_job_id();
+        p.store.set_job_id(d.id, &job).await?;
+        p.queue.push_deliver(d.id, &job, Duration::ZERO).await?;
+        tracing::debug!(delivery_id = d.id, state = %d.state, "Sweeper pushed a Deliver job.");
+        pushed += 1;
+    }
+    Ok(pushed)
+}
