@@ -1,10 +1,65 @@
-//! `herald check`. (Not built yet.)
+//! `herald check`: the config, every template, and (given an issue) a full preflight render.
+//! Exits 0 when all is well and 2 with every problem listed.
 
 use super::{ExitStatus, Globals};
+use crate::channel::{BuildCtx, build_adapter};
 use crate::cli::CheckArgs;
+use crate::config;
+use crate::issue;
+use crate::render::engine::{compile_all, render_channels};
 
 /// Run `herald check`.
 pub async fn run(g: &Globals, args: CheckArgs) -> anyhow::Result<ExitStatus> {
-    let _ = (g, args);
-    anyhow::bail!("`herald check` is not built yet")
+    let mut problems: Vec<String> = Vec::new();
+    let Some(path) = config::discover(g.config.as_deref()) else {
+        eprintln!("error: no config file: pass --config PATH, set HERALD_CONFIG, or create ./herald.toml");
+        return Ok(ExitStatus::Error);
+    };
+    let cfg = match config::load(&path) {
+        Ok(c) => Some(c),
+        Err(errs) => {
+            problems.extend(errs.0.iter().map(|e| e.to_string()));
+            None
+        }
+    };
+    if let Some(cfg) = &cfg {
+        problems.extend(compile_all(cfg).iter().map(|e| e.to_string()));
+        if args.credentials {
+            let ctx = BuildCtx::from_env(cfg.base_dir.clone());
+            for (name, c) in cfg.config.channels.iter().filter(|(_, c)| c.common().enabled) {
+                if let Err(e) = build_adapter(name, c, &ctx) {
+                    problems.push(format!("{e:#}"));
+                }
+            }
+        }
+    }
+    let mut rendered = 0;
+    if let Some(issue_path) = &args.issue {
+        match issue::parse_file(issue_path) {
+            Err(e) => problems.push(e.to_string()),
+            Ok(issue) => {
+                if let Some(cfg) = &cfg {
+                    match render_channels(&issue, cfg, &args.channels) {
+                        Ok(r) => rendered = r.len(),
+                        Err(errs) => problems.extend(errs.iter().map(|e| e.to_string())),
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        let n = cfg.as_ref().map(|c| c.config.channels.len()).unwrap_or(0);
+        print!("ok: {} ({n} channels", path.display());
+        if args.issue.is_some() {
+            print!(", {rendered} rendered and within their limits");
+        }
+        println!(")");
+        Ok(ExitStatus::Success)
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("{} problem(s) found.", problems.len());
+        Ok(ExitStatus::Error)
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod model;
 pub mod secret;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +30,11 @@ impl std::fmt::Display for ConfigError {
         if let Some(l) = self.line {
             write!(f, ":{l}")?;
         }
-        write!(f, ": {}: {}", self.key, self.message)?;
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)?;
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)?;
+        }
         if let Some(h) = &self.hint {
             write!(f, " (hint: {h})")?;
         }
@@ -75,17 +80,9 @@ pub fn discover(flag: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Parse and validate a config file's text. Pure: no I/O beyond what the caller read.
+/// Every problem is reported at once (see [`validate::validate`]).
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-    toml::from_str::<Config>(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
-        ConfigErrors(vec![ConfigError {
-            file: path.to_path_buf(),
-            line,
-            key: String::new(),
-            message: e.message().to_string(),
-            hint: None,
-        }])
-    })
+    validate::validate(path, text)
 }
 
 /// Read, parse and validate the file at `path`.

@@ -43,7 +43,8 @@ pub struct FrontMatter {
     /// Issue number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<u32>,
-    /// Publication date (YYYY-MM-DD).
+    /// Publication date (YYYY-MM-DD; a TOML date or a string).
+    #[serde(with = "toml_date")]
     pub date: chrono::NaiveDate,
     /// Canonical URL of the web version.
     pub url: String,
@@ -52,8 +53,8 @@ pub struct FrontMatter {
     /// Tags, without `#`.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// When to publish automatically (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When to publish automatically (RFC 3339; a TOML offset datetime or a string).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "toml_instant")]
     pub publish_at: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// A draft is never picked by a schedule.
     #[serde(default)]
@@ -123,4 +124,52 @@ pub struct Link {
     pub url: String,
     /// Link text.
     pub text: String,
+}
+
+/// TOML writes `date = 2026-11-27` as a datetime value, not a string: accept both.
+fn datetime_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Toml(toml::value::Datetime),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Toml(t) => t.to_string(),
+        Either::Text(s) => s,
+    })
+}
+
+mod toml_date {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &chrono::NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<chrono::NaiveDate, D::Error> {
+        let t = super::datetime_text(d)?;
+        chrono::NaiveDate::parse_from_str(&t, "%Y-%m-%d")
+            .map_err(|e| serde::de::Error::custom(format!("`date` must be YYYY-MM-DD, got {t:?} ({e})")))
+    }
+}
+
+mod toml_instant {
+    use serde::{Deserializer, Serializer};
+
+    type Instant = chrono::DateTime<chrono::FixedOffset>;
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Instant>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&d.to_rfc3339()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Instant>, D::Error> {
+        let t = super::datetime_text(d)?;
+        chrono::DateTime::parse_from_rfc3339(&t).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!("`publish_at` must be an RFC 3339 instant with an offset, e.g. 2026-11-27T08:00:00Z; got {t:?} ({e})"))
+        })
+    }
 }

@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use toml_edit::{Document, Item, TableLike, Value};
+
 use super::markdown::{block, slugify};
-use super::{FrontMatter, Issue, Section};
+use super::{ChannelOverride, FrontMatter, Issue, Section};
+use crate::config::validate::suggest;
 
 /// A problem with an issue file, located by file and line.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -30,13 +33,20 @@ pub fn parse_file(path: &Path) -> Result<Issue, IssueError> {
 }
 
 /// Parse an issue from its text. `path` is used for messages and relative assets.
+///
+/// Every front-matter problem is reported at once: the error's `line` is the first one's, and the
+/// message carries the others on further `file:line: message` lines.
 pub fn parse_str(path: &Path, text: &str) -> Result<Issue, IssueError> {
     let err = |line: usize, message: String| IssueError { file: path.to_path_buf(), line, message };
     let text_nobom = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text_nobom.split_inclusive('\n');
     let first = lines.next().unwrap_or("");
-    if first.trim_end() != "+++" {
-        return Err(err(1, "the issue must start with TOML front matter between `+++` lines".into()));
+    match first.trim_end() {
+        "+++" => {}
+        "---" => {
+            return Err(err(1, "the front matter must be TOML between `+++` lines; `---` (YAML) is not read (hint: replace both `---` lines with `+++` and write the keys as TOML, e.g. `title = \"…\"`)".into()));
+        }
+        _ => return Err(err(1, "the issue must start with TOML front matter between `+++` lines (hint: begin the file with `+++`, the keys title, slug, date, url and summary, then `+++`)".into())),
     }
     let mut fm = String::new();
     let mut body_start_line = 0;
@@ -52,27 +62,17 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Issue, IssueError> {
         fm.push_str(l);
     }
     if !closed {
-        return Err(err(1, "the front matter has no closing `+++` line".into()));
+        return Err(err(1, "the front matter opened on line 1 has no closing `+++` line (hint: add a line `+++` after the last front-matter key, before the Markdown)".into()));
     }
-    let meta: FrontMatter = toml::from_str(&fm).map_err(|e| {
-        let line = e.span().map(|s| fm[..s.start].lines().count().max(1)).unwrap_or(1) + 1;
-        let mut msg = e.message().trim().to_string();
-        if msg.starts_with("missing field") {
-            msg = format!("front matter: {msg} (every issue needs title, slug, date, url and summary)");
-        } else {
-            msg = format!("front matter: {msg}");
+    let meta = front_matter(&fm).map_err(|mut problems| {
+        problems.sort_by_key(|p| p.0);
+        let (line, first) = problems.remove(0);
+        let mut message = first;
+        for (l, m) in problems {
+            message.push_str(&format!("\n{}:{l}: {m}", path.display()));
         }
-        err(line, msg)
+        err(line, message)
     })?;
-    if meta.title.trim().is_empty() {
-        return Err(err(2, "front matter: `title` is empty".into()));
-    }
-    if meta.slug.is_empty() || !meta.slug.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(err(2, format!("front matter: `slug` {:?} must be non-empty and use only a-z, 0-9, '-' and '_'", meta.slug)));
-    }
-    if url::Url::parse(&meta.url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
-        return Err(err(2, format!("front matter: `url` {:?} must be an absolute http(s) URL", meta.url)));
-    }
     let body = &text_nobom[consumed..];
     let (intro_md, sections) = split_sections(body, body_start_line);
     let mut anchors: Vec<String> = Vec::new();
@@ -124,4 +124,267 @@ fn split_sections(body: &str, first_line: usize) -> (String, Vec<(String, usize,
         }
     }
     (intro, sections)
+}
+
+/// The front-matter keys, in the order they are usually written.
+const KEYS: &[&str] = &["title", "slug", "number", "date", "url", "summary", "tags", "publish_at", "draft", "image", "channels"];
+/// The keys of a per-channel override.
+const OVERRIDE_KEYS: &[&str] = &["skip", "text", "posts", "subject", "subtitle"];
+/// The keys every issue needs.
+const REQUIRED: &[&str] = &["title", "slug", "date", "url", "summary"];
+
+/// The front matter starts on this line of the file (after the opening `+++`).
+const FM_FIRST_LINE: usize = 2;
+
+/// Read the front matter. On failure, every problem as (1-based file line, message).
+fn front_matter(fm: &str) -> Result<FrontMatter, Vec<(usize, String)>> {
+    let line_of = |span: Option<std::ops::Range<usize>>| {
+        span.map(|s| fm.as_bytes()[..s.start.min(fm.len())].iter().filter(|&&b| b == b'\n').count() + FM_FIRST_LINE)
+    };
+    let doc = Document::parse(fm).map_err(|e| {
+        let line = line_of(e.span()).unwrap_or(FM_FIRST_LINE);
+        vec![(line, format!("front matter is not valid TOML: {}", e.message().trim()))]
+    })?;
+    let root = doc.as_table();
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    let key_line = |t: &dyn TableLike, k: &str| {
+        line_of(t.key(k).and_then(|k| k.span())).or_else(|| line_of(t.get(k).and_then(Item::span))).unwrap_or(1)
+    };
+    let mut p = |line: usize, m: String| problems.push((line, format!("front matter: {m}")));
+
+    for (key, _) in root.iter() {
+        if !KEYS.contains(&key) {
+            let hint = match suggest(key, KEYS) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("known keys: {}", KEYS.join(", ")),
+            };
+            p(key_line(root, key), format!("unknown key `{key}` (hint: {hint})"));
+        }
+    }
+    for key in REQUIRED {
+        if !root.contains_key(key) {
+            p(1, format!("missing `{key}` (every issue needs title, slug, date, url and summary)"));
+        }
+    }
+
+    // A string value, or a problem naming the key.
+    let string = |key: &str, p: &mut dyn FnMut(usize, String)| -> Option<String> {
+        let item = root.get(key)?;
+        match item.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                p(key_line(root, key), format!("`{key}` must be a string, found {}", type_name(item)));
+                None
+            }
+        }
+    };
+
+    let title = string("title", &mut p);
+    if title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        p(key_line(root, "title"), "`title` is empty".into());
+    }
+    let slug = string("slug", &mut p);
+    if let Some(s) = &slug {
+        if s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+            p(key_line(root, "slug"), format!("`slug` {s:?} must be non-empty and use only a-z, 0-9, '-' and '_' (hint: e.g. `slug = \"2026-week-47\"`)"));
+        }
+    }
+    let url = string("url", &mut p);
+    if let Some(u) = &url {
+        let ok = url::Url::parse(u).is_ok_and(|x| matches!(x.scheme(), "http" | "https") && x.host_str().is_some());
+        if !ok {
+            p(key_line(root, "url"), format!("`url` {u:?} must be an absolute http(s) URL (hint: the web version, e.g. `https://news.example.com/2026/47`)"));
+        }
+    }
+    let summary = string("summary", &mut p);
+    if summary.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        p(key_line(root, "summary"), "`summary` is empty (it is the hook of every short post)".into());
+    }
+    let image = string("image", &mut p);
+    if image.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        p(key_line(root, "image"), "`image` is empty (leave the key out, or give a path or URL)".into());
+    }
+
+    let mut number = None;
+    if let Some(item) = root.get("number") {
+        match item.as_integer() {
+            Some(n) if n >= 1 && n <= i64::from(u32::MAX) => number = Some(n as u32),
+            _ => p(key_line(root, "number"), format!("`number` must be a whole number ≥ 1, found {}", show(item))),
+        }
+    }
+
+    let mut date = None;
+    if let Some(item) = root.get("date") {
+        let raw = match item.as_value() {
+            Some(Value::Datetime(d)) => Some(d.value().to_string()),
+            Some(Value::String(s)) => Some(s.value().clone()),
+            _ => None,
+        };
+        match raw.as_deref().map(|r| chrono::NaiveDate::parse_from_str(r, "%Y-%m-%d")) {
+            Some(Ok(d)) => date = Some(d),
+            Some(Err(e)) => p(key_line(root, "date"), format!("`date` {:?} is not a date: {e} (hint: YYYY-MM-DD, e.g. `date = 2026-11-23`)", raw.unwrap_or_default())),
+            None => p(key_line(root, "date"), format!("`date` must be a date, found {} (hint: YYYY-MM-DD, e.g. `date = 2026-11-23`)", show(item))),
+        }
+    }
+
+    let mut publish_at = None;
+    if let Some(item) = root.get("publish_at") {
+        let raw = match item.as_value() {
+            Some(Value::Datetime(d)) => Some(d.value().to_string()),
+            Some(Value::String(s)) => Some(s.value().clone()),
+            _ => None,
+        };
+        match raw.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+            Some(Ok(t)) => publish_at = Some(t),
+            Some(Err(e)) => p(
+                key_line(root, "publish_at"),
+                format!("`publish_at` {:?} is not an RFC 3339 time: {e} (hint: date, time and offset, e.g. `publish_at = 2026-11-23T09:00:00+01:00`)", raw.unwrap_or_default()),
+            ),
+            None => p(key_line(root, "publish_at"), format!("`publish_at` must be an RFC 3339 time, found {} (hint: e.g. `publish_at = 2026-11-23T09:00:00Z`)", show(item))),
+        }
+    }
+
+    let mut draft = false;
+    if let Some(item) = root.get("draft") {
+        match item.as_bool() {
+            Some(b) => draft = b,
+            None => p(key_line(root, "draft"), format!("`draft` must be true or false, found {}", show(item))),
+        }
+    }
+
+    let mut tags = Vec::new();
+    if let Some(item) = root.get("tags") {
+        match item.as_array() {
+            Some(a) => {
+                for v in a.iter() {
+                    match v.as_str() {
+                        Some(t) if t.starts_with('#') => p(key_line(root, "tags"), format!("tag {t:?} is written with `#` (hint: write tags without it: {:?})", t.trim_start_matches('#'))),
+                        Some(t) if t.is_empty() || t.chars().any(char::is_whitespace) => {
+                            p(key_line(root, "tags"), format!("tag {t:?} must be one word, without spaces (it becomes a hashtag)"))
+                        }
+                        Some(t) => tags.push(t.to_string()),
+                        None => p(key_line(root, "tags"), format!("every tag must be a string, found {}", value_type(v))),
+                    }
+                }
+            }
+            None => p(key_line(root, "tags"), format!("`tags` must be a list of strings, found {} (hint: `tags = [\"rust\", \"email\"]`)", show(item))),
+        }
+    }
+
+    let mut channels = std::collections::BTreeMap::new();
+    if let Some(item) = root.get("channels") {
+        match item.as_table_like() {
+            Some(t) => {
+                for (name, ov) in t.iter() {
+                    let line = key_line(t, name);
+                    match ov.as_table_like() {
+                        Some(o) => {
+                            if let Some(c) = channel_override(name, o, &|k| key_line(o, k), &mut p) {
+                                channels.insert(name.to_string(), c);
+                            }
+                        }
+                        None => p(line, format!("`channels.{name}` must be a table (hint: `[channels.{name}]` then e.g. `skip = true`)")),
+                    }
+                }
+            }
+            None => p(key_line(root, "channels"), "`channels` must be a table of per-channel overrides (hint: `[channels.linkedin]` then e.g. `text = \"…\"`)".into()),
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    match (title, slug, date, url, summary) {
+        (Some(title), Some(slug), Some(date), Some(url), Some(summary)) => {
+            Ok(FrontMatter { title, slug, number, date, url, summary, tags, publish_at, draft, image, channels })
+        }
+        // Every missing or mistyped key was reported above.
+        _ => Err(vec![(1, "front matter: incomplete".into())]),
+    }
+}
+
+/// One `[channels.<name>]` override.
+fn channel_override(name: &str, o: &dyn TableLike, line: &dyn Fn(&str) -> usize, p: &mut dyn FnMut(usize, String)) -> Option<ChannelOverride> {
+    let mut c = ChannelOverride::default();
+    let mut ok = true;
+    for (key, item) in o.iter() {
+        let l = line(key);
+        let dotted = format!("channels.{name}.{key}");
+        match key {
+            "skip" => match item.as_bool() {
+                Some(b) => c.skip = b,
+                None => {
+                    ok = false;
+                    p(l, format!("`{dotted}` must be true or false, found {}", show(item)));
+                }
+            },
+            "text" | "subject" | "subtitle" => match item.as_str() {
+                Some(s) if s.trim().is_empty() => {
+                    ok = false;
+                    p(l, format!("`{dotted}` is empty (leave the key out to use the template)"));
+                }
+                Some(s) => {
+                    let v = Some(s.to_string());
+                    match key {
+                        "text" => c.text = v,
+                        "subject" => c.subject = v,
+                        _ => c.subtitle = v,
+                    }
+                }
+                None => {
+                    ok = false;
+                    p(l, format!("`{dotted}` must be a string, found {}", show(item)));
+                }
+            },
+            "posts" => match item.as_array().map(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<_>>>()) {
+                Some(Some(posts)) if !posts.is_empty() && posts.iter().all(|s| !s.trim().is_empty()) => c.posts = Some(posts),
+                _ => {
+                    ok = false;
+                    p(l, format!("`{dotted}` must be a non-empty list of non-empty strings, one per post"));
+                }
+            },
+            other => {
+                ok = false;
+                let hint = match suggest(other, OVERRIDE_KEYS) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known keys: {}", OVERRIDE_KEYS.join(", ")),
+                };
+                p(l, format!("unknown key `{dotted}` (hint: {hint})"));
+            }
+        }
+    }
+    ok.then_some(c)
+}
+
+fn type_name(item: &Item) -> &'static str {
+    match item {
+        Item::Value(v) => value_type(v),
+        Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+        Item::None => "nothing",
+    }
+}
+
+fn value_type(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "a list",
+        Value::InlineTable(_) => "a table",
+    }
+}
+
+/// A short description of a value, for messages: its type and, for scalars, its text.
+fn show(item: &Item) -> String {
+    match item.as_value() {
+        Some(v @ Value::Integer(i)) => format!("{} `{}`", value_type(v), i.value()),
+        Some(v @ Value::Float(f)) => format!("{} `{}`", value_type(v), f.value()),
+        Some(v @ Value::Boolean(b)) => format!("{} `{}`", value_type(v), b.value()),
+        Some(v @ Value::Datetime(d)) => format!("{} `{}`", value_type(v), d.value()),
+        Some(Value::String(s)) => format!("the string {:?}", s.value()),
+        _ => type_name(item).to_string(),
+    }
 }

@@ -1,10 +1,27 @@
-//! Each network's own length count and limits.
+//! Each network's own length count and limits, as the network itself counts.
 //!
-//! PLACEHOLDER implementation (naive char counts) — to be replaced by the real counters:
-//! X = twitter-text v3 weighted length, Bluesky = graphemes + UTF-8 bytes, Mastodon = graphemes
-//! with URLs as 23, Threads = 500 with ≤5 links, LinkedIn = 3000 after little-text escaping.
+//! * X: twitter-text v3 weighted length (NFC first, URLs 23, emoji 2, CJK 2), ≤ 280, via the
+//!   `twitter-text` crate.
+//! * Bluesky: ≤ 300 grapheme clusters and ≤ 3000 UTF-8 bytes.
+//! * Mastodon: grapheme clusters, with every `http(s)` URL counted as 23 and `@user@domain`
+//!   counted as `@user` (Mastodon's `StatusLengthValidator`), ≤ 500.
+//! * Threads: ≤ 500, counted conservatively: an emoji counts its UTF-8 bytes, anything else one
+//!   per grapheme (Meta documents "emojis are counted as the number of UTF-8 bytes"); at most
+//!   5 unique links per post.
+//! * LinkedIn: ≤ 3000 characters of the *escaped* little-text commentary ([`linkedin_escape`]).
+//!
+//! All functions take the text as written. For LinkedIn that is the unescaped text: its count is
+//! the length of `linkedin_escape(text)`, which is what the adapter sends.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use twitter_text::extractor::{Extract, Extractor};
+use unicode_normalization::{UnicodeNormalization, is_nfc};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// A network whose posts are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -32,7 +49,20 @@ pub struct LimitError {
     pub message: String,
 }
 
+/// Bluesky's byte limit on `app.bsky.feed.post#text`.
+pub const BLUESKY_MAX_BYTES: usize = 3000;
+/// Threads' limit on unique links in one post (`THREADS_API__LINK_LIMIT_EXCEEDED` above it).
+pub const THREADS_MAX_LINKS: usize = 5;
+/// What a URL counts on X and Mastodon (t.co length; Mastodon's `characters_reserved_per_url`).
+pub const URL_LENGTH: usize = 23;
+
+/// Characters twitter-text rejects outright (its `invalid_chars_group`).
+const X_INVALID_CHARS: [char; 3] = ['\u{FFFE}', '\u{FEFF}', '\u{FFFF}'];
+
 impl Network {
+    /// Every network, in a stable order.
+    pub const ALL: [Network; 5] = [Network::X, Network::Bluesky, Network::Mastodon, Network::Threads, Network::Linkedin];
+
     /// The network's main limit, in its own unit.
     pub fn limit(self) -> usize {
         match self {
@@ -42,27 +72,330 @@ impl Network {
             Network::Linkedin => 3000,
         }
     }
+
+    /// The unit [`Network::count`] measures in, for messages.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Network::X => "weighted characters",
+            Network::Bluesky => "graphemes",
+            Network::Mastodon => "characters (graphemes, URLs as 23)",
+            Network::Threads => "characters (graphemes, emoji as UTF-8 bytes)",
+            Network::Linkedin => "characters after little-text escaping",
+        }
+    }
+
     /// The text's length as the network counts it.
     pub fn count(self, text: &str) -> usize {
-        text.chars().count()
+        match self {
+            Network::X => x_weighted_length(text),
+            Network::Bluesky => text.graphemes(true).count(),
+            Network::Mastodon => mastodon_countable_text(text).graphemes(true).count(),
+            Network::Threads => text.graphemes(true).map(threads_grapheme_weight).sum(),
+            Network::Linkedin => linkedin_escape(text).chars().count(),
+        }
     }
-    /// All of the network's checks (length, bytes, link count).
+
+    /// All of the network's checks (length, bytes, link count, characters X refuses).
     pub fn check(self, text: &str) -> Result<(), LimitError> {
+        if self == Network::X {
+            if text.is_empty() {
+                return Err(self.error("the post is empty".to_string()));
+            }
+            let bad: Vec<String> =
+                X_INVALID_CHARS.iter().filter(|c| text.contains(**c)).map(|c| format!("U+{:04X}", *c as u32)).collect();
+            if !bad.is_empty() {
+                return Err(self.error(format!("contains characters X refuses: {}", bad.join(", "))));
+            }
+        }
+        match self.over(text) {
+            Some(message) => Err(self.error(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// The first size rule `text` breaks (length, bytes, links), or `None` if it fits.
+    ///
+    /// These are the rules a shorter text can satisfy, which is what the splitter needs;
+    /// [`Network::check`] adds the ones no split can fix.
+    pub(crate) fn over(self, text: &str) -> Option<String> {
         let n = self.count(text);
         if n > self.limit() {
-            return Err(LimitError { network: self, message: format!("{n} of {} characters", self.limit()) });
+            return Some(format!("{n} of {} {}", self.limit(), self.unit()));
         }
-        Ok(())
+        match self {
+            Network::Bluesky if text.len() > BLUESKY_MAX_BYTES => {
+                Some(format!("{} of {BLUESKY_MAX_BYTES} UTF-8 bytes", text.len()))
+            }
+            Network::Threads => {
+                let links = unique_links(text);
+                (links > THREADS_MAX_LINKS)
+                    .then(|| format!("{links} unique links, Threads allows at most {THREADS_MAX_LINKS} per post"))
+            }
+            _ => None,
+        }
+    }
+
+    fn error(self, message: String) -> LimitError {
+        LimitError { network: self, message }
     }
 }
 
-/// Byte ranges of URLs in `text`, as the networks detect them.
-pub fn find_urls(text: &str) -> Vec<Range<usize>> {
-    let re = regex::Regex::new(r"https?://[^\s]+").expect("static regex");
-    re.find_iter(text).map(|m| m.range()).collect()
+/// twitter-text v3 weighted length, as twitter-text 3.x (JavaScript) computes it.
+///
+/// The `twitter-text` 0.3.1 crate normalises to NFC and weighs code points, emoji and URLs with a
+/// scheme correctly, but weighs a scheme-less URL (`example.com/x`) as text, where twitter-text
+/// counts every extracted URL as 23 (`see example.com/x and https://a.co` is 55, not 45; see the
+/// trial table in CHANNELS.md §1). This adds that difference back.
+fn x_weighted_length(text: &str) -> usize {
+    let config = twitter_text_config::config_v3();
+    let parsed = twitter_text::parse(text, config, true);
+    let mut weighted = i64::from(parsed.weighted_length);
+    let nfc: Cow<'_, str> = if is_nfc(text) { Cow::Borrowed(text) } else { Cow::Owned(text.nfc().collect()) };
+    for range in urls_with(&nfc, true) {
+        let url = &nfc[range];
+        if !has_http_scheme(url) {
+            let as_text: i64 = url.chars().map(|c| i64::from(x_code_point_weight(config, c))).sum();
+            weighted += i64::from(config.transformed_url_length) - as_text / i64::from(config.scale);
+        }
+    }
+    usize::try_from(weighted).unwrap_or(0)
 }
 
-/// Escape LinkedIn little-text reserved characters.
+/// A code point's weight in `config` (in `config.scale` units), as twitter-text weighs text.
+fn x_code_point_weight(config: &twitter_text_config::Configuration, c: char) -> i32 {
+    let cp = c as i32;
+    config.ranges.iter().find(|r| r.contains(cp)).map_or(config.default_weight, |r| r.weight)
+}
+
+/// Whether `url` starts with `http://` or `https://`, in any case.
+fn has_http_scheme(url: &str) -> bool {
+    let head = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    head.starts_with("http://") || head.starts_with("https://")
+}
+
+/// Byte ranges of URLs in `text`, as twitter-text detects them (with or without a scheme, so
+/// `example.com/x` is one). X, Threads' link rule and the splitter use these.
+pub fn find_urls(text: &str) -> Vec<Range<usize>> {
+    urls_with(text, true)
+}
+
+/// URL byte ranges found by twitter-text's extractor; `bare` includes scheme-less domains.
+fn urls_with(text: &str, bare: bool) -> Vec<Range<usize>> {
+    let mut extractor = Extractor::new();
+    extractor.set_extract_url_without_protocol(bare);
+    let entities = extractor.extract_urls_with_indices(text);
+    let offsets = Utf16ToByte::new(text);
+    entities
+        .iter()
+        .filter_map(|e| {
+            let start = offsets.byte(usize::try_from(e.get_start()).ok()?)?;
+            let end = offsets.byte(usize::try_from(e.get_end()).ok()?)?;
+            (start < end).then_some(start..end)
+        })
+        .collect()
+}
+
+/// Maps UTF-16 code-unit offsets (twitter-text's entity indices) to UTF-8 byte offsets.
+struct Utf16ToByte {
+    /// `(utf16_offset, byte_offset)` at every char boundary, plus the end.
+    marks: Vec<(usize, usize)>,
+}
+
+impl Utf16ToByte {
+    fn new(text: &str) -> Self {
+        let mut marks = Vec::with_capacity(text.len() + 1);
+        let mut u16_pos = 0;
+        for (b, c) in text.char_indices() {
+            marks.push((u16_pos, b));
+            u16_pos += c.len_utf16();
+        }
+        marks.push((u16_pos, text.len()));
+        Utf16ToByte { marks }
+    }
+
+    fn byte(&self, u16_offset: usize) -> Option<usize> {
+        self.marks.binary_search_by_key(&u16_offset, |m| m.0).ok().map(|i| self.marks[i].1)
+    }
+}
+
+/// How many distinct links `text` holds (exact strings, so "distinct" errs on the high side).
+fn unique_links(text: &str) -> usize {
+    find_urls(text).into_iter().map(|r| &text[r]).collect::<BTreeSet<_>>().len()
+}
+
+/// Mastodon's mention: `Account::MENTION_RE`, `(?<![=/[:word:]])@((USERNAME_RE)(?:@[[:word:].-]+[[:word:]]+)?)`
+/// with `USERNAME_RE = [a-z0-9_]+([.-]+[a-z0-9_]+)*` (case-insensitive). The look-behind is
+/// emulated by capturing the character before the `@`.
+static MASTODON_MENTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:^|[^=/\w])(@[a-z0-9_]+(?:[.-]+[a-z0-9_]+)*)(@[\w.-]+\w+)?").expect("static regex")
+});
+
+/// Mastodon's `countable_text`: each URL (with a scheme) becomes 23 `x`, each `@user@domain`
+/// becomes `@user`; overlapping entities keep the earlier one.
+fn mastodon_countable_text(text: &str) -> String {
+    // (range to replace, replacement)
+    let mut entities: Vec<(Range<usize>, Option<Range<usize>>)> = urls_with(text, false).into_iter().map(|r| (r, None)).collect();
+    for caps in MASTODON_MENTION.captures_iter(text) {
+        let (Some(user), Some(domain)) = (caps.get(1), caps.get(2)) else { continue };
+        entities.push((user.start()..domain.end(), Some(user.range())));
+    }
+    entities.sort_by_key(|(r, _)| (r.start, std::cmp::Reverse(r.end)));
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    for (range, keep) in entities {
+        if range.start < pos {
+            continue;
+        }
+        out.push_str(&text[pos..range.start]);
+        match keep {
+            Some(user) => out.push_str(&text[user]),
+            None => out.extend(std::iter::repeat_n('x', URL_LENGTH)),
+        }
+        pos = range.end;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+/// Threads' conservative weight of one grapheme: its UTF-8 bytes if it is (or may be) an emoji,
+/// else 1.
+fn threads_grapheme_weight(g: &str) -> usize {
+    if g.chars().any(is_pictographic) { g.len() } else { 1 }
+}
+
+/// Characters that make a grapheme an emoji, or possibly one. Deliberately broad (arrows,
+/// geometric shapes and letterlike symbols such as ™ have emoji forms): over-counting only
+/// makes the Threads budget safer.
+fn is_pictographic(c: char) -> bool {
+    matches!(c,
+        '\u{00A9}' | '\u{00AE}' | '\u{203C}' | '\u{2049}' | '\u{20E3}' | '\u{24C2}'
+        | '\u{2100}'..='\u{214F}'
+        | '\u{2190}'..='\u{21FF}'
+        | '\u{2300}'..='\u{23FF}'
+        | '\u{25A0}'..='\u{27BF}'
+        | '\u{2900}'..='\u{297F}'
+        | '\u{2B00}'..='\u{2BFF}'
+        | '\u{3030}' | '\u{303D}' | '\u{3297}' | '\u{3299}'
+        | '\u{1F000}'..='\u{1FAFF}'
+        | '\u{E0020}'..='\u{E007F}')
+}
+
+/// The little-text reserved characters, which LinkedIn wants backslash-escaped everywhere.
+const LINKEDIN_RESERVED: &[char] = &['\\', '|', '{', '}', '@', '[', ']', '(', ')', '<', '>', '#', '*', '_', '~'];
+
+/// Escape LinkedIn little-text reserved characters (`\ | { } @ [ ] ( ) < > # * _ ~`) with a
+/// backslash. One pass, so a backslash is escaped before, and never after, the others.
+///
+/// Unescaped, LinkedIn accepts the post and silently truncates it at the first reserved
+/// character. Only for `commentary`: article titles and descriptions are plain strings.
 pub fn linkedin_escape(text: &str) -> String {
-    text.to_string()
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for c in text.chars() {
+        if LINKEDIN_RESERVED.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trial table of CHANNELS.md §1 (twitter-text 3.1.0 under node).
+    #[test]
+    fn x_matches_the_twitter_text_trials() {
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+        let coder = "\u{1F469}\u{1F3FD}\u{200D}\u{1F4BB}";
+        let cases: Vec<(String, usize, bool)> = vec![
+            ("Hello, world! \u{1F44B}".into(), 16, true),
+            ("New issue out: https://example.com/newsletter/issue-42?utm_source=x #newsletter".into(), 50, true),
+            (format!("日本語のテキスト{family} café"), 23, true),
+            ("x".repeat(280), 280, true),
+            ("x".repeat(281), 281, false),
+            ("cafe\u{0301}".into(), 4, true),
+            ("see example.com/x and https://a.co".into(), 55, true),
+            (coder.repeat(140), 280, true),
+            (coder.repeat(141), 282, false),
+        ];
+        for (text, len, valid) in cases {
+            assert_eq!(Network::X.count(&text), len, "{text:?}");
+            assert_eq!(Network::X.check(&text).is_ok(), valid, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn x_rejects_empty_and_invalid_characters() {
+        assert!(Network::X.check("").unwrap_err().message.contains("empty"));
+        let e = Network::X.check("ab\u{FFFE}").unwrap_err();
+        assert!(e.message.contains("U+FFFE"), "{e}");
+        let e = Network::X.check(&"é".repeat(300)).unwrap_err();
+        assert_eq!(e.message, "300 of 280 weighted characters");
+    }
+
+    #[test]
+    fn bluesky_counts_graphemes_and_bytes() {
+        let text = "New issue \u{1F389} out now: https://example.com/issue/42 #newsletter @alice.bsky.social";
+        assert_eq!(Network::Bluesky.count(text), 80);
+        assert_eq!(text.len(), 83);
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+        assert_eq!(Network::Bluesky.count(&format!("Emoji {family} and link example.com/x")), 30);
+        // 300 graphemes fit; 301 do not.
+        assert!(Network::Bluesky.check(&"a".repeat(300)).is_ok());
+        assert!(Network::Bluesky.check(&"a".repeat(301)).is_err());
+        // 150 family emoji: 150 graphemes but 25 bytes each = 3750 bytes.
+        let e = Network::Bluesky.check(&family.repeat(150)).unwrap_err();
+        assert_eq!(e.message, "3750 of 3000 UTF-8 bytes");
+    }
+
+    #[test]
+    fn mastodon_counts_urls_as_23_and_federated_mentions_as_local() {
+        let url = format!("https://example.com/{}", "a".repeat(100));
+        assert_eq!(Network::Mastodon.count(&format!("read {url} now")), 5 + 23 + 4);
+        // Bare domains are not URLs on Mastodon (extract_url_without_protocol: false).
+        assert_eq!(Network::Mastodon.count("see example.com/x"), 17);
+        assert_eq!(Network::Mastodon.count("hi @alice@social.example.org!"), "hi @alice!".len());
+        assert_eq!(Network::Mastodon.count("hi @alice"), 9);
+        // An e-mail address is not a mention.
+        assert_eq!(Network::Mastodon.count("bob@example.org"), 15);
+        // Emoji and ZWJ sequences are one grapheme each.
+        assert_eq!(Network::Mastodon.count("\u{1F469}\u{1F3FD}\u{200D}\u{1F4BB} ok"), 4);
+        assert!(Network::Mastodon.check(&"a".repeat(500)).is_ok());
+        assert!(Network::Mastodon.check(&"a".repeat(501)).is_err());
+    }
+
+    #[test]
+    fn threads_counts_emoji_by_bytes_and_limits_links() {
+        assert_eq!(Network::Threads.count("héllo"), 5);
+        assert_eq!(Network::Threads.count("日本"), 2);
+        assert_eq!(Network::Threads.count("ok \u{1F389}"), 3 + 4);
+        assert_eq!(Network::Threads.count("\u{1F469}\u{1F3FD}\u{200D}\u{1F4BB}"), 15);
+        assert_eq!(Network::Threads.count("1\u{FE0F}\u{20E3}"), 7);
+        let six: Vec<String> = (1..=6).map(|i| format!("https://example.com/{i}")).collect();
+        let e = Network::Threads.check(&six.join(" ")).unwrap_err();
+        assert!(e.message.contains("6 unique links"), "{e}");
+        // The same link six times is one unique link.
+        assert!(Network::Threads.check(&vec![six[0].clone(); 6].join(" ")).is_ok());
+        assert!(Network::Threads.check(&six[..5].join(" ")).is_ok());
+    }
+
+    #[test]
+    fn linkedin_escapes_every_reserved_character_backslash_first() {
+        assert_eq!(linkedin_escape(r"a\b"), r"a\\b");
+        assert_eq!(linkedin_escape("Issue 42 (weekly) #news @me"), r"Issue 42 \(weekly\) \#news \@me");
+        assert_eq!(linkedin_escape(r"|{}[]<>*_~"), r"\|\{\}\[\]\<\>\*\_\~");
+        assert_eq!(linkedin_escape(r"\("), r"\\\(");
+        assert_eq!(linkedin_escape("plain, text: ok!"), "plain, text: ok!");
+        assert_eq!(Network::Linkedin.count("(a)"), 5);
+        assert!(Network::Linkedin.check(&"a".repeat(3000)).is_ok());
+        assert!(Network::Linkedin.check(&format!("{}#", "a".repeat(2999))).is_err());
+    }
+
+    #[test]
+    fn find_urls_gives_byte_ranges_after_multibyte_text() {
+        let text = "\u{1F389} 日本 https://example.com/a and example.org/b.";
+        let urls: Vec<&str> = find_urls(text).into_iter().map(|r| &text[r]).collect();
+        assert_eq!(urls, ["https://example.com/a", "example.org/b"]);
+    }
 }

@@ -1,1 +1,554 @@
-//! render::prosemirror
+//! Markdown → ProseMirror JSON, the document shape Substack's editor stores in `draft_body`.
+//!
+//! Pure and deterministic. Node types: `doc`, `paragraph`, `heading` (`attrs.level`), `text`
+//! (marks `strong`, `em`, `link` with `attrs.href`, `code`), `blockquote`, `bullet_list`,
+//! `ordered_list` (`attrs.order`), `list_item`, `horizontal_rule`, `code_block`
+//! (`attrs.language` when the fence names one) and `hard_break`.
+//!
+//! Markdown with no ProseMirror counterpart degrades to text rather than vanishing:
+//! an image becomes its alt text linked to the image URL, a table row becomes a paragraph
+//! of `a | b | c`, a footnote is `[label]` in the text and `[label] …` where it is defined,
+//! strikethrough keeps its text without a mark, and an HTML block keeps its visible text
+//! (comments are dropped). Empty text nodes are never emitted (ProseMirror rejects them),
+//! and adjacent text with the same marks is merged.
+
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use serde_json::{Map, Value, json};
+
+/// The same Markdown dialect the issue's HTML is rendered with (src/issue/markdown.rs).
+fn options() -> Options {
+    Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_SMART_PUNCTUATION
+}
+
+/// Convert Markdown to a ProseMirror document (`{"type":"doc","content":[…]}`).
+pub fn markdown_to_doc(md: &str) -> Value {
+    let mut b = Builder::new();
+    for ev in Parser::new_ext(md, options()) {
+        b.event(ev);
+    }
+    b.finish()
+}
+
+/// One open block node while the event stream is walked.
+struct Open {
+    kind: &'static str,
+    attrs: Option<Value>,
+    content: Vec<Value>,
+    /// Opened by the builder (inline content in a container), not by the Markdown.
+    implicit: bool,
+}
+
+impl Open {
+    fn new(kind: &'static str, attrs: Option<Value>) -> Self {
+        Self { kind, attrs, content: Vec::new(), implicit: false }
+    }
+
+    fn into_value(self) -> Value {
+        let mut m = Map::new();
+        m.insert("type".into(), Value::String(self.kind.into()));
+        if let Some(a) = self.attrs {
+            m.insert("attrs".into(), a);
+        }
+        let mut content = self.content;
+        // ProseMirror: list_item and blockquote need at least one block.
+        if content.is_empty() && matches!(self.kind, "list_item" | "blockquote") {
+            content.push(json!({"type": "paragraph"}));
+        }
+        if !content.is_empty() {
+            m.insert("content".into(), Value::Array(content));
+        }
+        Value::Object(m)
+    }
+}
+
+struct Builder {
+    stack: Vec<Open>,
+    marks: Vec<Value>,
+    /// Inside a fenced or indented code block: text is taken verbatim, without marks.
+    in_code: bool,
+    /// Collecting an HTML block's raw text.
+    html: Option<String>,
+    /// For each open image: did its alt text produce anything?
+    images: Vec<(String, bool)>,
+    /// Text to put in front of the next inline text (a footnote definition's label).
+    prefix: Option<String>,
+    /// Cells seen in the current table row.
+    cells: usize,
+}
+
+fn heading_level(l: HeadingLevel) -> u8 {
+    match l {
+        HeadingLevel::H1 => 1,
+        HeadingLevel::H2 => 2,
+        HeadingLevel::H3 => 3,
+        HeadingLevel::H4 => 4,
+        HeadingLevel::H5 => 5,
+        HeadingLevel::H6 => 6,
+    }
+}
+
+/// Blocks that hold inline content directly.
+fn holds_inline(kind: &str) -> bool {
+    matches!(kind, "paragraph" | "heading" | "code_block")
+}
+
+impl Builder {
+    fn new() -> Self {
+        Self {
+            stack: vec![Open::new("doc", None)],
+            marks: Vec::new(),
+            in_code: false,
+            html: None,
+            images: Vec::new(),
+            prefix: None,
+            cells: 0,
+        }
+    }
+
+    fn top(&mut self) -> &mut Open {
+        self.stack.last_mut().expect("the doc node is never popped before finish")
+    }
+
+    /// Pop the top node and append it to its parent.
+    fn close(&mut self) {
+        if self.stack.len() <= 1 {
+            return;
+        }
+        let node = self.stack.pop().expect("checked above");
+        let v = node.into_value();
+        self.top().content.push(v);
+    }
+
+    /// Close an implicit paragraph left open on top.
+    fn close_implicit(&mut self) {
+        while self.stack.len() > 1 && self.top().implicit {
+            self.close();
+        }
+    }
+
+    /// Open a block node (closing any implicit paragraph first).
+    fn open(&mut self, kind: &'static str, attrs: Option<Value>) {
+        self.close_implicit();
+        self.stack.push(Open::new(kind, attrs));
+    }
+
+    /// Close up to and including the nearest open node of `kind`.
+    fn end(&mut self, kind: &str) {
+        if !self.stack.iter().skip(1).any(|o| o.kind == kind) {
+            return;
+        }
+        while self.stack.len() > 1 {
+            let done = self.top().kind == kind;
+            self.close();
+            if done {
+                break;
+            }
+        }
+    }
+
+    /// Make sure the top node takes inline content.
+    fn inline_target(&mut self) {
+        if !holds_inline(self.top().kind) {
+            let mut p = Open::new("paragraph", None);
+            p.implicit = true;
+            self.stack.push(p);
+        }
+    }
+
+    fn push_text(&mut self, text: &str, extra_mark: Option<Value>) {
+        if text.is_empty() {
+            return;
+        }
+        self.inline_target();
+        let mut text = text.to_string();
+        if let Some(p) = self.prefix.take() {
+            text = format!("{p}{text}");
+        }
+        let marks: Vec<Value> = if self.in_code {
+            Vec::new()
+        } else {
+            let mut m = self.marks.clone();
+            m.extend(extra_mark);
+            m
+        };
+        if let Some(img) = self.images.last_mut() {
+            img.1 = true;
+        }
+        let top = self.top();
+        // Merge with the previous text node when the marks agree.
+        if let Some(Value::Object(last)) = top.content.last_mut() {
+            let last_marks = last.get("marks").cloned().unwrap_or(Value::Array(Vec::new()));
+            if last.get("type") == Some(&json!("text")) && last_marks == Value::Array(marks.clone()) {
+                if let Some(Value::String(t)) = last.get_mut("text") {
+                    t.push_str(&text);
+                    return;
+                }
+            }
+        }
+        let mut node = Map::new();
+        node.insert("type".into(), json!("text"));
+        node.insert("text".into(), Value::String(text));
+        if !marks.is_empty() {
+            node.insert("marks".into(), Value::Array(marks));
+        }
+        top.content.push(Value::Object(node));
+    }
+
+    fn push_inline_node(&mut self, node: Value) {
+        self.inline_target();
+        self.top().content.push(node);
+    }
+
+    fn event(&mut self, ev: Event<'_>) {
+        if let Some(buf) = self.html.as_mut() {
+            match ev {
+                Event::Html(t) | Event::Text(t) => {
+                    buf.push_str(&t);
+                    return;
+                }
+                Event::End(TagEnd::HtmlBlock) => {}
+                _ => return,
+            }
+        }
+        match ev {
+            Event::Start(tag) => self.start(tag),
+            Event::End(tag) => self.end_tag(tag),
+            Event::Text(t) => self.push_text(&t, None),
+            Event::Code(t) => self.push_text(&t, Some(json!({"type": "code"}))),
+            Event::InlineMath(t) | Event::DisplayMath(t) => self.push_text(&t, Some(json!({"type": "code"}))),
+            Event::SoftBreak => self.push_text(" ", None),
+            Event::HardBreak => self.push_inline_node(json!({"type": "hard_break"})),
+            Event::Rule => {
+                self.close_implicit();
+                self.top().content.push(json!({"type": "horizontal_rule"}));
+            }
+            Event::FootnoteReference(label) => self.push_text(&format!("[{label}]"), None),
+            Event::InlineHtml(h) => {
+                let tag = h.trim().to_ascii_lowercase();
+                if tag.starts_with("<br") {
+                    self.push_inline_node(json!({"type": "hard_break"}));
+                }
+                // Other inline tags carry no text of their own; the text between them arrives as Text.
+            }
+            Event::Html(h) => {
+                // Raw HTML outside an HTML block (rare): keep its visible text.
+                let t = visible_text(&h);
+                if !t.is_empty() {
+                    self.push_text(&t, None);
+                }
+            }
+            Event::TaskListMarker(done) => self.push_text(if done { "[x] " } else { "[ ] " }, None),
+        }
+    }
+
+    fn start(&mut self, tag: Tag<'_>) {
+        match tag {
+            Tag::Paragraph => self.open("paragraph", None),
+            Tag::Heading { level, .. } => self.open("heading", Some(json!({"level": heading_level(level)}))),
+            Tag::BlockQuote(_) => self.open("blockquote", None),
+            Tag::CodeBlock(kind) => {
+                let attrs = match kind {
+                    CodeBlockKind::Fenced(lang) => {
+                        let lang = lang.split_whitespace().next().unwrap_or("").to_string();
+                        (!lang.is_empty()).then(|| json!({"language": lang}))
+                    }
+                    CodeBlockKind::Indented => None,
+                };
+                self.open("code_block", attrs);
+                self.in_code = true;
+            }
+            Tag::HtmlBlock => {
+                self.close_implicit();
+                self.html = Some(String::new());
+            }
+            Tag::List(Some(start)) => self.open("ordered_list", Some(json!({"order": start}))),
+            Tag::List(None) => self.open("bullet_list", None),
+            Tag::Item => self.open("list_item", None),
+            Tag::FootnoteDefinition(label) => {
+                self.close_implicit();
+                self.prefix = Some(format!("[{label}] "));
+            }
+            Tag::Table(_) => self.close_implicit(),
+            Tag::TableHead | Tag::TableRow => {
+                self.open("paragraph", None);
+                self.cells = 0;
+            }
+            Tag::TableCell => {
+                if self.cells > 0 {
+                    let saved = std::mem::take(&mut self.marks);
+                    self.push_text(" | ", None);
+                    self.marks = saved;
+                }
+                self.cells += 1;
+            }
+            Tag::Emphasis => self.marks.push(json!({"type": "em"})),
+            Tag::Strong => self.marks.push(json!({"type": "strong"})),
+            Tag::Link { dest_url, .. } => self.marks.push(json!({"type": "link", "attrs": {"href": dest_url.to_string()}})),
+            Tag::Image { dest_url, .. } => {
+                self.marks.push(json!({"type": "link", "attrs": {"href": dest_url.to_string()}}));
+                self.images.push((dest_url.to_string(), false));
+            }
+            // No ProseMirror counterpart: keep the text, drop the wrapper.
+            Tag::Strikethrough
+            | Tag::Superscript
+            | Tag::Subscript
+            | Tag::DefinitionList
+            | Tag::DefinitionListTitle
+            | Tag::DefinitionListDefinition
+            | Tag::MetadataBlock(_) => {}
+        }
+    }
+
+    fn end_tag(&mut self, tag: TagEnd) {
+        match tag {
+            TagEnd::Paragraph => self.end("paragraph"),
+            TagEnd::Heading(_) => self.end("heading"),
+            TagEnd::BlockQuote(_) => self.end("blockquote"),
+            TagEnd::CodeBlock => {
+                self.in_code = false;
+                // The fence's last line ends in a newline that is not part of the code.
+                if let Some(Value::Object(last)) = self.top().content.last_mut() {
+                    if let Some(Value::String(t)) = last.get_mut("text") {
+                        if t.ends_with('\n') {
+                            t.pop();
+                        }
+                    }
+                }
+                if let Some(Value::Object(last)) = self.top().content.last() {
+                    if last.get("text") == Some(&json!("")) {
+                        self.top().content.pop();
+                    }
+                }
+                self.end("code_block");
+            }
+            TagEnd::HtmlBlock => {
+                let raw = self.html.take().unwrap_or_default();
+                let t = visible_text(&raw);
+                if !t.is_empty() {
+                    self.open("paragraph", None);
+                    self.push_text(&t, None);
+                    self.end("paragraph");
+                }
+            }
+            TagEnd::List(true) => self.end("ordered_list"),
+            TagEnd::List(false) => self.end("bullet_list"),
+            TagEnd::Item => self.end("list_item"),
+            TagEnd::FootnoteDefinition => {
+                self.prefix = None;
+                self.close_implicit();
+            }
+            TagEnd::TableHead | TagEnd::TableRow => self.end("paragraph"),
+            TagEnd::Table | TagEnd::TableCell => {}
+            TagEnd::Emphasis | TagEnd::Strong | TagEnd::Link => {
+                self.marks.pop();
+            }
+            TagEnd::Image => {
+                if let Some((src, had_text)) = self.images.pop() {
+                    if !had_text {
+                        self.push_text(&src, None);
+                    }
+                }
+                self.marks.pop();
+            }
+            TagEnd::Strikethrough
+            | TagEnd::Superscript
+            | TagEnd::Subscript
+            | TagEnd::DefinitionList
+            | TagEnd::DefinitionListTitle
+            | TagEnd::DefinitionListDefinition
+            | TagEnd::MetadataBlock(_) => {}
+        }
+    }
+
+    fn finish(mut self) -> Value {
+        while self.stack.len() > 1 {
+            self.close();
+        }
+        let doc = self.stack.pop().expect("the doc node");
+        let content = doc.content;
+        json!({"type": "doc", "content": content})
+    }
+}
+
+/// The visible text of an HTML fragment: comments and tags removed, whitespace collapsed.
+fn visible_text(html: &str) -> String {
+    let comments = regex::Regex::new(r"(?s)<!--.*?-->").expect("static regex");
+    let tags = regex::Regex::new(r"(?s)<[^>]*>").expect("static regex");
+    let no_comments = comments.replace_all(html, " ");
+    let no_tags = tags.replace_all(&no_comments, " ");
+    no_tags.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(md: &str) -> Vec<Value> {
+        let doc = markdown_to_doc(md);
+        assert_eq!(doc["type"], "doc");
+        doc["content"].as_array().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn empty_markdown_is_an_empty_doc() {
+        assert_eq!(markdown_to_doc(""), json!({"type": "doc", "content": []}));
+    }
+
+    #[test]
+    fn paragraph_with_marks() {
+        let c = content("plain **bold** *it* `x()` [link](https://e.com/a)");
+        assert_eq!(
+            c,
+            vec![json!({"type": "paragraph", "content": [
+                {"type": "text", "text": "plain "},
+                {"type": "text", "text": "bold", "marks": [{"type": "strong"}]},
+                {"type": "text", "text": " "},
+                {"type": "text", "text": "it", "marks": [{"type": "em"}]},
+                {"type": "text", "text": " "},
+                {"type": "text", "text": "x()", "marks": [{"type": "code"}]},
+                {"type": "text", "text": " "},
+                {"type": "text", "text": "link", "marks": [{"type": "link", "attrs": {"href": "https://e.com/a"}}]},
+            ]})]
+        );
+    }
+
+    #[test]
+    fn nested_marks_stack_in_order() {
+        let c = content("**bold [and link](https://e.com)**");
+        assert_eq!(
+            c[0]["content"][1],
+            json!({"type": "text", "text": "and link", "marks": [
+                {"type": "strong"}, {"type": "link", "attrs": {"href": "https://e.com"}}
+            ]})
+        );
+    }
+
+    #[test]
+    fn headings_carry_their_level() {
+        let c = content("# One\n\n### Three");
+        assert_eq!(c[0], json!({"type": "heading", "attrs": {"level": 1}, "content": [{"type": "text", "text": "One"}]}));
+        assert_eq!(c[1]["attrs"]["level"], 3);
+    }
+
+    #[test]
+    fn soft_breaks_become_spaces_and_merge() {
+        let c = content("line one\nline two");
+        assert_eq!(c, vec![json!({"type": "paragraph", "content": [{"type": "text", "text": "line one line two"}]})]);
+    }
+
+    #[test]
+    fn hard_break() {
+        let c = content("a  \nb");
+        assert_eq!(c[0]["content"][1], json!({"type": "hard_break"}));
+    }
+
+    #[test]
+    fn tight_list_items_get_paragraphs() {
+        let c = content("- a\n- **b**\n");
+        assert_eq!(
+            c,
+            vec![json!({"type": "bullet_list", "content": [
+                {"type": "list_item", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "a"}]}]},
+                {"type": "list_item", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "b", "marks": [{"type": "strong"}]}]}]},
+            ]})]
+        );
+    }
+
+    #[test]
+    fn ordered_and_nested_lists() {
+        let c = content("3. three\n   - inner\n4. four\n");
+        assert_eq!(c[0]["type"], "ordered_list");
+        assert_eq!(c[0]["attrs"]["order"], 3);
+        let first = &c[0]["content"][0];
+        assert_eq!(first["type"], "list_item");
+        assert_eq!(first["content"][0], json!({"type": "paragraph", "content": [{"type": "text", "text": "three"}]}));
+        assert_eq!(first["content"][1]["type"], "bullet_list");
+        assert_eq!(first["content"][1]["content"][0]["content"][0]["content"][0]["text"], "inner");
+        assert_eq!(c[0]["content"][1]["content"][0]["content"][0]["text"], "four");
+    }
+
+    #[test]
+    fn blockquote_rule_and_code_block() {
+        let c = content("> quoted *words*\n\n---\n\n```rust\nfn main() {}\nlet x = 1;\n```\n");
+        assert_eq!(
+            c[0],
+            json!({"type": "blockquote", "content": [{"type": "paragraph", "content": [
+                {"type": "text", "text": "quoted "},
+                {"type": "text", "text": "words", "marks": [{"type": "em"}]},
+            ]}]})
+        );
+        assert_eq!(c[1], json!({"type": "horizontal_rule"}));
+        assert_eq!(
+            c[2],
+            json!({"type": "code_block", "attrs": {"language": "rust"}, "content": [{"type": "text", "text": "fn main() {}\nlet x = 1;"}]})
+        );
+    }
+
+    #[test]
+    fn code_block_text_has_no_marks_and_empty_block_has_no_content() {
+        let c = content("```\n**not bold**\n```\n\n```\n```\n");
+        assert_eq!(c[0], json!({"type": "code_block", "content": [{"type": "text", "text": "**not bold**"}]}));
+        assert_eq!(c[1], json!({"type": "code_block"}));
+    }
+
+    #[test]
+    fn image_becomes_linked_alt_text() {
+        let c = content("![A chart](https://e.com/c.png)");
+        assert_eq!(
+            c[0]["content"][0],
+            json!({"type": "text", "text": "A chart", "marks": [{"type": "link", "attrs": {"href": "https://e.com/c.png"}}]})
+        );
+        let c = content("![](https://e.com/c.png)");
+        assert_eq!(c[0]["content"][0]["text"], "https://e.com/c.png");
+    }
+
+    #[test]
+    fn html_comments_vanish_and_html_text_stays() {
+        let c = content("<!-- note to self -->\n\n<div>Kept <b>text</b></div>\n\nafter");
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0]["content"][0]["text"], "Kept text");
+        assert_eq!(c[1]["content"][0]["text"], "after");
+    }
+
+    #[test]
+    fn tables_become_paragraph_rows() {
+        let c = content("| a | b |\n|---|---|\n| 1 | **2** |\n");
+        assert_eq!(c[0], json!({"type": "paragraph", "content": [{"type": "text", "text": "a | b"}]}));
+        assert_eq!(
+            c[1],
+            json!({"type": "paragraph", "content": [
+                {"type": "text", "text": "1 | "},
+                {"type": "text", "text": "2", "marks": [{"type": "strong"}]},
+            ]})
+        );
+    }
+
+    #[test]
+    fn smart_punctuation_matches_the_html_rendering() {
+        let c = content("\"quoted\" -- dash");
+        assert_eq!(c[0]["content"][0]["text"], "\u{201c}quoted\u{201d} \u{2013} dash");
+    }
+
+    #[test]
+    fn no_empty_text_nodes_anywhere() {
+        fn walk(v: &Value) {
+            if v["type"] == "text" {
+                assert!(!v["text"].as_str().unwrap_or("").is_empty(), "empty text node");
+                assert!(v.get("content").is_none());
+            }
+            if let Some(c) = v.get("content").and_then(Value::as_array) {
+                assert!(!c.is_empty(), "empty content array in {v}");
+                c.iter().for_each(walk);
+            }
+        }
+        let md = "# T\n\n**\n\n- \n\n> \n\n[](https://e.com)\n\n1. *a*\n\n   b\n\ntext[^1]\n\n[^1]: foot\n";
+        let doc = markdown_to_doc(md);
+        doc["content"].as_array().unwrap().iter().for_each(walk);
+    }
+
+    #[test]
+    fn deterministic() {
+        let md = "# A\n\nSome *text* with [a](https://x.y).\n\n- one\n- two\n";
+        assert_eq!(markdown_to_doc(md), markdown_to_doc(md));
+    }
+}

@@ -1,6 +1,22 @@
 //! Splitting long text into posts that each fit a network's count.
 //!
-//! PLACEHOLDER implementation — to be replaced.
+//! A thread is given as parts (say an intro post and one text per section). A part that fits is
+//! one post; a longer one is cut at whitespace only, so no word, URL or grapheme is ever broken,
+//! preferring paragraph breaks, then sentence ends and line breaks, then any space. A preferred
+//! break is taken only if it keeps at least half of what the best word break would: a sentence
+//! break never leaves a stub post behind.
+//!
+//! Every post is measured with the network's own rules ([`Network`]): length, Bluesky's bytes,
+//! Threads' link count. With [`SplitOptions::counter`], each post of a thread of more than one gets
+//! ` i/n` appended and measured with it; since `n` changes the lengths, the split is redone until
+//! `n` is stable.
+//!
+//! Cuts drop only the whitespace they happen at: joining the posts (without counters) with one
+//! space gives back the parts, up to runs of whitespace.
+
+use std::ops::Range;
+
+use unicode_segmentation::UnicodeSegmentation;
 
 use super::count::Network;
 
@@ -23,13 +39,267 @@ pub struct SplitError {
     pub offending: String,
 }
 
+/// How good a place to cut a whitespace run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Break {
+    /// Between two words.
+    Word,
+    /// After a sentence end, or at a line break.
+    Sentence,
+    /// At a blank line.
+    Paragraph,
+}
+
+/// A run of whitespace graphemes where the text may be cut.
+#[derive(Debug, Clone)]
+struct Cut {
+    /// The whitespace's byte range; a cut drops it.
+    gap: Range<usize>,
+    kind: Break,
+}
+
+/// Most times the counted split is redone while the post count settles.
+const MAX_COUNTER_ROUNDS: usize = 32;
+
 /// Split each of `parts` into posts that fit, then number the whole thread if asked.
+///
+/// Empty (or whitespace-only) parts give no post. Fails only on a single word or URL that alone
+/// (with its counter, if any) is over the limit.
 pub fn split_thread(parts: &[String], network: Network, opts: SplitOptions) -> Result<Vec<String>, SplitError> {
-    let _ = opts;
-    for p in parts {
-        if network.check(p).is_err() {
-            return Err(SplitError { network, limit: network.limit(), offending: p.clone() });
+    let plain = split_all(parts, network, None)?;
+    if !opts.counter || plain.len() <= 1 {
+        return Ok(plain);
+    }
+    // Posts only get longer with a counter, so the count only grows from here.
+    let mut total = plain.len();
+    for _ in 0..MAX_COUNTER_ROUNDS {
+        let posts = split_all(parts, network, Some(total))?;
+        let n = posts.len();
+        if n <= total {
+            let numbered: Vec<String> =
+                posts.iter().enumerate().map(|(i, p)| with_counter(p, i + 1, Some(n))).collect();
+            // Fewer posts than budgeted means shorter counters than measured; confirm anyway.
+            if numbered.iter().all(|p| network.over(p).is_none()) {
+                return Ok(numbered);
+            }
+            total += 1;
+        } else {
+            total = n;
         }
     }
-    Ok(parts.to_vec())
+    // Unreachable in practice: each round adds posts, and there are only so many words.
+    Err(SplitError { network, limit: network.limit(), offending: parts.join(" ") })
+}
+
+/// `post i/n`, or `post` alone without a total.
+fn with_counter(post: &str, index: usize, total: Option<usize>) -> String {
+    match total {
+        Some(n) => format!("{post} {index}/{n}"),
+        None => post.to_string(),
+    }
+}
+
+/// Split every part, numbering posts across the whole thread when `total` is given.
+fn split_all(parts: &[String], network: Network, total: Option<usize>) -> Result<Vec<String>, SplitError> {
+    let mut posts = Vec::new();
+    for part in parts {
+        split_part(trim_graphemes(part), network, total, &mut posts)?;
+    }
+    Ok(posts)
+}
+
+/// Split one part into `posts`. `text` holds no leading or trailing whitespace grapheme.
+fn split_part(text: &str, network: Network, total: Option<usize>, posts: &mut Vec<String>) -> Result<(), SplitError> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let cuts = cuts(text);
+    let mut start = 0;
+    let mut next_cut = 0; // first cut at or after `start`
+    loop {
+        let index = posts.len() + 1;
+        let fits = |s: &str| network.over(&with_counter(s, index, total)).is_none();
+        let rest = &text[start..];
+        if fits(rest) {
+            posts.push(rest.to_string());
+            return Ok(());
+        }
+        // Every cut whose prefix fits, in order; stop at the first that does not (longer prefixes
+        // only add words).
+        let mut feasible: Vec<(usize, usize)> = Vec::new(); // (cut index, count of the prefix)
+        for (i, cut) in cuts.iter().enumerate().skip(next_cut) {
+            let prefix = &text[start..cut.gap.start];
+            if !fits(prefix) {
+                break;
+            }
+            feasible.push((i, network.count(prefix)));
+        }
+        let Some(&(_, longest)) = feasible.last() else {
+            let end = cuts.get(next_cut).map_or(text.len(), |c| c.gap.start);
+            return Err(SplitError { network, limit: network.limit(), offending: text[start..end].to_string() });
+        };
+        let chosen = [Break::Paragraph, Break::Sentence]
+            .into_iter()
+            .find_map(|level| {
+                feasible.iter().rev().find(|&&(i, n)| cuts[i].kind >= level && n * 2 >= longest).map(|&(i, _)| i)
+            })
+            .unwrap_or(feasible[feasible.len() - 1].0);
+        posts.push(text[start..cuts[chosen].gap.start].to_string());
+        start = cuts[chosen].gap.end;
+        next_cut = chosen + 1;
+    }
+}
+
+/// Whether a grapheme is whitespace only (a space followed by a combining mark is not).
+fn is_space(g: &str) -> bool {
+    g.chars().all(char::is_whitespace)
+}
+
+/// `text` without leading or trailing whitespace graphemes.
+fn trim_graphemes(text: &str) -> &str {
+    let mut start = text.len();
+    let mut end = 0;
+    for (i, g) in text.grapheme_indices(true) {
+        if !is_space(g) {
+            start = start.min(i);
+            end = i + g.len();
+        }
+    }
+    if start >= end { "" } else { &text[start..end] }
+}
+
+/// Every whitespace run in `text` (which is trimmed), with how good a break it is.
+fn cuts(text: &str) -> Vec<Cut> {
+    let mut out: Vec<Cut> = Vec::new();
+    let mut run: Option<Range<usize>> = None;
+    for (i, g) in text.grapheme_indices(true) {
+        if is_space(g) {
+            run = Some(run.map_or(i..i + g.len(), |r| r.start..i + g.len()));
+        } else if let Some(gap) = run.take() {
+            out.push(Cut { kind: classify(&text[..gap.start], &text[gap.clone()]), gap });
+        }
+    }
+    out
+}
+
+/// How good a break the whitespace `gap`, after `before`, is.
+fn classify(before: &str, gap: &str) -> Break {
+    let newlines = gap.chars().filter(|&c| matches!(c, '\n' | '\u{2028}' | '\u{2029}')).count();
+    if newlines >= 2 || gap.contains('\u{2029}') {
+        return Break::Paragraph;
+    }
+    if newlines == 1 {
+        return Break::Sentence;
+    }
+    let closers: &[char] = &['"', '\'', ')', ']', '”', '’', '»', '*', '_'];
+    match before.trim_end_matches(closers).chars().next_back() {
+        Some('.' | '!' | '?' | '…' | '。' | '！' | '？') => Break::Sentence,
+        _ => Break::Word,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(parts: &[&str], network: Network, counter: bool) -> Result<Vec<String>, SplitError> {
+        let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        split_thread(&parts, network, SplitOptions { counter })
+    }
+
+    #[test]
+    fn parts_that_fit_stay_whole_and_empty_parts_vanish() {
+        let posts = split(&["  Intro post.  ", "", " \n ", "Second."], Network::X, false).unwrap();
+        assert_eq!(posts, ["Intro post.", "Second."]);
+    }
+
+    #[test]
+    fn long_text_is_cut_at_sentence_ends() {
+        let s1 = format!("{}.", "word ".repeat(30).trim_end()); // 150 chars
+        let s2 = format!("{}!", "more ".repeat(30).trim_end());
+        let s3 = "Last one.".to_string();
+        let text = format!("{s1} {s2} {s3}");
+        let posts = split(&[&text], Network::X, false).unwrap();
+        assert_eq!(posts, [s1, format!("{s2} {s3}")]);
+    }
+
+    #[test]
+    fn a_stub_sentence_is_not_left_alone() {
+        // "Hi." then 400 chars without a sentence end: cutting after "Hi." would waste a post.
+        let text = format!("Hi. {}", "lorem ipsum ".repeat(34).trim_end());
+        let posts = split(&[&text], Network::X, false).unwrap();
+        assert!(posts[0].starts_with("Hi. lorem") && Network::X.count(&posts[0]) > 250, "{posts:?}");
+    }
+
+    #[test]
+    fn paragraphs_win_over_sentences() {
+        let p1 = "First paragraph. ".repeat(9).trim_end().to_string(); // 152 chars
+        let p2 = "Second paragraph here. ".repeat(8).trim_end().to_string();
+        let text = format!("{p1}\n\n{p2}");
+        let posts = split(&[&text], Network::X, false).unwrap();
+        assert_eq!(posts[0], p1);
+    }
+
+    #[test]
+    fn urls_count_as_23_and_are_never_cut() {
+        let url = format!("https://example.com/{}", "a".repeat(300));
+        let text = format!("{} {url} {}", "x ".repeat(120).trim_end(), "y ".repeat(60).trim_end());
+        let posts = split(&[&text], Network::X, false).unwrap();
+        assert!(posts.iter().any(|p| p.contains(&url)), "{posts:?}");
+        assert!(posts.iter().all(|p| Network::X.check(p).is_ok()));
+        // On Bluesky the same URL is 320 graphemes: one word over the limit.
+        let e = split(&[&text], Network::Bluesky, false).unwrap_err();
+        assert_eq!(e.offending, url);
+        assert_eq!(e.limit, 300);
+    }
+
+    #[test]
+    fn counters_are_counted_inside_the_limit() {
+        // 2 000 'a' words: 1 000 characters on X without counters.
+        let text = "a ".repeat(500);
+        let posts = split(&[&text, "Outro."], Network::X, true).unwrap();
+        let n = posts.len();
+        for (i, p) in posts.iter().enumerate() {
+            assert!(p.ends_with(&format!(" {}/{n}", i + 1)), "{p}");
+            assert!(Network::X.count(p) <= 280, "{p}");
+        }
+        assert_eq!(posts[n - 1], format!("Outro. {n}/{n}"));
+        // A thread of one gets no counter.
+        assert_eq!(split(&["Short."], Network::X, true).unwrap(), ["Short."]);
+    }
+
+    #[test]
+    fn a_counter_can_force_a_split() {
+        // 278 + " 1/2" = 282 on X: the first part must split once counters are on.
+        let first = format!("{} end", "b".repeat(274));
+        let plain = split(&[&first, "two"], Network::X, false).unwrap();
+        assert_eq!(plain.len(), 2);
+        let counted = split(&[&first, "two"], Network::X, true).unwrap();
+        assert_eq!(counted, [format!("{} 1/3", "b".repeat(274)), "end 2/3".to_string(), "two 3/3".to_string()]);
+    }
+
+    #[test]
+    fn threads_posts_keep_at_most_five_links() {
+        let text: Vec<String> = (1..=12).map(|i| format!("https://example.com/{i}")).collect();
+        let posts = split(&[&text.join(" ")], Network::Threads, false).unwrap();
+        assert_eq!(posts.len(), 3);
+        assert!(posts.iter().all(|p| Network::Threads.check(p).is_ok()));
+    }
+
+    #[test]
+    fn bluesky_bytes_are_a_limit_too() {
+        // 140 family emoji and 139 spaces: 279 graphemes (under 300) but 3 639 bytes (over 3 000).
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+        let text = vec![family; 140].join(" ");
+        assert!(Network::Bluesky.count(&text) <= 300);
+        let posts = split(&[&text], Network::Bluesky, false).unwrap();
+        assert!(posts.len() >= 2);
+        assert!(posts.iter().all(|p| p.len() <= 3000 && Network::Bluesky.check(p).is_ok()));
+    }
+
+    #[test]
+    fn a_space_with_a_combining_mark_is_not_a_cut() {
+        assert_eq!(trim_graphemes(" \u{301}a "), " \u{301}a");
+        assert!(cuts("a \u{301}b").is_empty());
+    }
 }

@@ -1,1 +1,92 @@
-//! cli tests
+//! The binary: render, check, config discovery, exit codes.
+
+use crate::util::{all_channels_toml, fixture, herald, out, temp_config};
+
+#[test]
+fn render_json_has_the_documented_shape() {
+    let (dir, cfg) = temp_config(&all_channels_toml("thread"));
+    let issue = fixture("issues/2026-week-48.md");
+    let o = herald(dir.path(), &["render", issue.to_str().unwrap(), "--json", "--config", cfg.to_str().unwrap()]);
+    let (so, se) = out(&o);
+    assert!(o.status.success(), "{se}");
+    let v: serde_json::Value = serde_json::from_str(&so).expect("render --json prints JSON");
+    let arr = v.as_array().expect("an array");
+    assert_eq!(arr.len(), 10);
+    for item in arr {
+        let r = &item["rendering"];
+        match item["type"].as_str().unwrap() {
+            "email" | "email_api" => assert!(r["subject"].is_string() && r["html"].is_string() && r["text"].is_string()),
+            "substack" => assert!(r["title"].is_string() && r["subtitle"].is_string() && r["html"].is_string()),
+            "x" | "bluesky" | "mastodon" | "threads" | "linkedin" => {
+                let posts = r["posts"].as_array().expect("posts");
+                assert!(posts.iter().all(|p| p["text"].is_string()));
+                if item["type"] == "bluesky" {
+                    assert!(posts.iter().any(|p| p["facets"].is_array()), "bluesky posts carry facets");
+                }
+            }
+            "webhook" | "exec" => assert!(r["body"].is_object()),
+            other => panic!("unexpected type {other}"),
+        }
+        assert!(item["channel"].is_string());
+    }
+}
+
+#[test]
+fn render_needs_no_credentials_and_finds_config_by_env_and_cwd() {
+    let (dir, cfg) = temp_config(&all_channels_toml("short"));
+    let issue = fixture("issues/2026-week-48.md");
+    // ./herald.toml in the working directory.
+    let o = herald(dir.path(), &["render", issue.to_str().unwrap(), "--channel", "x"]);
+    assert!(o.status.success(), "{}", out(&o).1);
+    assert!(out(&o).0.contains("━━ x (x) ━━"));
+    // $HERALD_CONFIG.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["render", issue.to_str().unwrap(), "--channel", "bluesky"])
+        .current_dir(std::env::temp_dir())
+        .env("HERALD_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o).1);
+    assert!(out(&o).0.contains("bluesky"));
+}
+
+#[test]
+fn missing_config_and_unknown_channel_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let issue = fixture("issues/2026-week-48.md");
+    let o = herald(dir.path(), &["render", issue.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(out(&o).1.contains("no config file"), "{}", out(&o).1);
+
+    let (dir, _) = temp_config(&all_channels_toml("short"));
+    let o = herald(dir.path(), &["render", issue.to_str().unwrap(), "--channel", "myspace"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(out(&o).1.contains("myspace: no such channel"), "{}", out(&o).1);
+}
+
+#[test]
+fn check_preflights_an_issue_and_exits_2_on_bad_input() {
+    let (dir, _) = temp_config(&all_channels_toml("thread"));
+    let good = fixture("issues/2026-week-48.md");
+    let o = herald(dir.path(), &["check", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o).1);
+    assert!(out(&o).0.starts_with("ok:"));
+
+    let bad = dir.path().join("bad.md");
+    std::fs::write(&bad, "+++\nslug = \"x\"\ndate = 2026-01-01\nurl = \"https://a.example\"\nsummary = \"s\"\n+++\nbody\n").unwrap();
+    let o = herald(dir.path(), &["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let se = out(&o).1;
+    assert!(se.contains("bad.md") && se.contains("title"), "{se}");
+
+    // A broken template in an override folder is caught with its file and line.
+    let tpl = dir.path().join("tpl");
+    std::fs::create_dir(&tpl).unwrap();
+    std::fs::write(tpl.join("short.txt.hbs"), "{{issue.title}\n").unwrap();
+    let cfg = all_channels_toml("short").replace("[channels.x]\ntype = \"x\"", "[channels.x]\ntype = \"x\"\ntemplate = \"tpl\"");
+    std::fs::write(dir.path().join("herald.toml"), cfg).unwrap();
+    let o = herald(dir.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let se = out(&o).1;
+    assert!(se.contains("short.txt.hbs") && se.contains("line 1"), "{se}");
+}

@@ -1,1 +1,106 @@
-//! util tests
+//! Shared test helpers: paths, the built binary, and a config that enables every channel type.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The crate root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under tests/fixtures/.
+pub fn fixture(rel: &str) -> PathBuf {
+    root().join("tests/fixtures").join(rel)
+}
+
+/// Every sample issue (not the bad ones).
+pub fn sample_issues() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(fixture("issues"))
+        .expect("tests/fixtures/issues exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A config with one channel of every type. `format` is "short" or "thread" for the post networks.
+pub fn all_channels_toml(format: &str) -> String {
+    format!(
+        r#"
+[store]
+url = "sqlite://herald.db"
+
+[channels.newsletter]
+type = "email"
+smtp_url = "smtp://127.0.0.1:2525"
+from = "Signal & Noise <news@example.com>"
+unsubscribe_base_url = "https://news.example.com/unsubscribe"
+unsubscribe_secret = "${{HERALD_TEST_UNSUB}}"
+
+[channels.postmark]
+type = "email_api"
+from = "news@example.com"
+unsubscribe_base_url = "https://news.example.com/unsubscribe"
+
+[channels.substack]
+type = "substack"
+api_base = "https://signalnoise.substack.com"
+
+[channels.linkedin]
+type = "linkedin"
+author = "urn:li:person:abc123"
+
+[channels.x]
+type = "x"
+format = "{format}"
+
+[channels.bluesky]
+type = "bluesky"
+identifier = "signalnoise.example.com"
+format = "{format}"
+
+[channels.mastodon]
+type = "mastodon"
+format = "{format}"
+
+[channels.threads]
+type = "threads"
+format = "{format}"
+
+[channels.webhook]
+type = "webhook"
+url = "https://hooks.example.com/herald"
+secret = "${{HERALD_TEST_WEBHOOK_SECRET}}"
+
+[channels.plugin]
+type = "exec"
+command = ["python3", "plugin.py"]
+"#
+    )
+}
+
+/// Write `text` as herald.toml in a fresh temp dir.
+pub fn temp_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = dir.path().join("herald.toml");
+    std::fs::write(&p, text).expect("write config");
+    (dir, p)
+}
+
+/// Run the built `herald` binary with `args` in `cwd`.
+pub fn herald(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .expect("run herald")
+}
+
+/// stdout and stderr as text.
+pub fn out(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}

@@ -1,12 +1,29 @@
-//! The `threads` adapter. (Not built yet: `build` refuses.)
+//! The `threads` adapter: Threads (Meta) posts and threads via the two-step container → publish flow.
+//!
+//! Reconciliation (CHANNELS.md §4): every container id is saved in the checkpoint before it is
+//! published, so an ambiguous publish is settled by the container's status: `PUBLISHED` means
+//! done, `FINISHED` means publish it now, `EXPIRED`/`ERROR` means make a new container. An
+//! unpublished container is invisible, so creating another one is always safe.
+
+mod channel;
+mod client;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+pub use channel::ThreadsAdapter;
 
 use crate::channel::{Adapter, BuildCtx};
-use crate::config::ChannelConfig;
+use crate::config::{ChannelConfig, pick_secret};
 
 /// Build the adapter for channel `name`.
 pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-    let _ = (cfg, ctx);
-    anyhow::bail!("channel {name}: the threads adapter is not built yet")
+    let ChannelConfig::Threads(c) = cfg else {
+        anyhow::bail!("channel {name}: not a threads channel");
+    };
+    let token = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
+    let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
+    Ok(Arc::new(ThreadsAdapter::new(name, &c.api_base, &c.user_id, token, timeout)))
 }

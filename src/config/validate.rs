@@ -1,0 +1,928 @@
+//! The schema pass over the raw TOML: every section's and every channel type's keys, value checks,
+//! cross references. Pure, and it reports every problem at once, each with file, line, dotted key and a hint.
+//!
+//! serde's `deny_unknown_fields` cannot be used beside `#[serde(flatten)]`, so unknown keys are found
+//! here, on the `toml_edit` document, which keeps the span of every key and value. Only when this pass
+//! finds nothing is the text handed to serde to build the typed [`Config`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::Path;
+use std::str::FromStr;
+
+use toml_edit::{Document, Item, TableLike, Value};
+
+use super::model::{CHANNEL_TYPES, Config};
+use super::secret::Secret;
+use super::{ConfigError, ConfigErrors};
+
+/// What a key's value must be.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A non-blank string.
+    NonEmptyStr,
+    /// `true` or `false`.
+    Bool,
+    /// An integer ≥ 0.
+    UInt,
+    /// An integer ≥ 1.
+    PosUInt,
+    /// A number in `0..1`.
+    Fraction,
+    /// A non-empty list of integers ≥ 0 (a retry schedule, in seconds).
+    Schedule,
+    /// A list of strings.
+    StrList,
+    /// A non-empty list of non-blank strings (a command line).
+    Command,
+    /// A file or folder path.
+    Path,
+    /// `"${ENV_VAR}"`.
+    Secret,
+    /// An absolute `http(s)` URL.
+    HttpUrl,
+    /// `smtp://` or `smtps://`, or a `${ENV}` secret holding one.
+    SmtpUrl,
+    /// A mailbox: `ana@example.com` or `Ana <ana@example.com>`.
+    Mailbox,
+    /// `mailto:` URL or a bare address.
+    Mailto,
+    /// One of a fixed set of words.
+    Enum(&'static [&'static str]),
+    /// A table of string values (HTTP headers).
+    StrMap,
+    /// An RFC 3339 time with an offset.
+    Rfc3339,
+    /// `host:port`.
+    Listen,
+    /// `sqlite://…` or `postgres://…`.
+    StoreUrl,
+    /// A cron expression with a seconds field.
+    Cron,
+    /// An IANA time zone.
+    TimeZone,
+    /// `urn:li:person:…` or `urn:li:organization:…`.
+    LinkedinUrn,
+    /// `YYYYMM`.
+    YearMonth,
+}
+
+/// One key a section accepts.
+#[derive(Debug, Clone, Copy)]
+struct KeySpec {
+    name: &'static str,
+    kind: Kind,
+    required: bool,
+}
+
+const fn opt(name: &'static str, kind: Kind) -> KeySpec {
+    KeySpec { name, kind, required: false }
+}
+const fn req(name: &'static str, kind: Kind) -> KeySpec {
+    KeySpec { name, kind, required: true }
+}
+
+const STORE: &[KeySpec] = &[opt("url", Kind::StoreUrl)];
+const RETRY: &[KeySpec] = &[
+    opt("schedule_secs", Kind::Schedule),
+    opt("jitter", Kind::Fraction),
+    opt("rate_limit_floor_secs", Kind::UInt),
+    opt("rate_limit_ceiling_secs", Kind::UInt),
+];
+const HTTP: &[KeySpec] = &[opt("listen", Kind::Listen), opt("token", Kind::Secret), opt("token_file", Kind::Path)];
+const SCHEDULE: &[KeySpec] = &[
+    req("name", Kind::NonEmptyStr),
+    req("cron", Kind::Cron),
+    opt("timezone", Kind::TimeZone),
+    opt("what", Kind::NonEmptyStr),
+    opt("channels", Kind::StrList),
+    opt("catch_up_secs", Kind::UInt),
+];
+
+/// Keys every channel accepts (besides `type`).
+const COMMON: &[KeySpec] = &[
+    opt("template", Kind::Path),
+    opt("enabled", Kind::Bool),
+    opt("retry_schedule_secs", Kind::Schedule),
+    opt("timeout_secs", Kind::PosUInt),
+    opt("utm", Kind::Bool),
+];
+/// Keys the post networks add.
+const POST: &[KeySpec] = &[opt("format", Kind::Enum(&["short", "thread"])), opt("counter", Kind::Bool)];
+
+const EMAIL: &[KeySpec] = &[
+    req("smtp_url", Kind::SmtpUrl),
+    req("from", Kind::Mailbox),
+    opt("reply_to", Kind::Mailbox),
+    opt("subscribers", Kind::NonEmptyStr),
+    req("unsubscribe_base_url", Kind::HttpUrl),
+    opt("unsubscribe_mailto", Kind::Mailto),
+    opt("unsubscribe_secret", Kind::Secret),
+    opt("unsubscribe_secret_file", Kind::Path),
+    opt("concurrency", Kind::PosUInt),
+    opt("max_per_second", Kind::PosUInt),
+    opt("batch_size", Kind::PosUInt),
+    opt("allow_insecure", Kind::Bool),
+];
+const EMAIL_API: &[KeySpec] = &[
+    opt("api_base", Kind::HttpUrl),
+    opt("server_token", Kind::Secret),
+    opt("server_token_file", Kind::Path),
+    req("from", Kind::Mailbox),
+    opt("reply_to", Kind::Mailbox),
+    opt("message_stream", Kind::NonEmptyStr),
+    opt("subscribers", Kind::NonEmptyStr),
+    req("unsubscribe_base_url", Kind::HttpUrl),
+    opt("unsubscribe_secret", Kind::Secret),
+    opt("unsubscribe_secret_file", Kind::Path),
+    opt("concurrency", Kind::PosUInt),
+];
+const SUBSTACK: &[KeySpec] = &[
+    req("api_base", Kind::HttpUrl),
+    opt("cookie", Kind::Secret),
+    opt("cookie_file", Kind::Path),
+    opt("mode", Kind::Enum(&["publish", "draft"])),
+    opt("audience", Kind::Enum(&["everyone", "only_paid", "founding", "only_free"])),
+    opt("send_email", Kind::Bool),
+    opt("user_id", Kind::UInt),
+];
+const LINKEDIN: &[KeySpec] = &[
+    opt("api_base", Kind::HttpUrl),
+    opt("access_token", Kind::Secret),
+    opt("access_token_file", Kind::Path),
+    opt("token_expires_at", Kind::Rfc3339),
+    req("author", Kind::LinkedinUrn),
+    opt("linkedin_version", Kind::YearMonth),
+];
+const X: &[KeySpec] = &[
+    opt("api_base", Kind::HttpUrl),
+    opt("auth", Kind::Enum(&["oauth2", "oauth1"])),
+    opt("user_id", Kind::NonEmptyStr),
+    opt("client_id", Kind::NonEmptyStr),
+    opt("access_token", Kind::Secret),
+    opt("access_token_file", Kind::Path),
+    opt("refresh_token", Kind::Secret),
+    opt("refresh_token_file", Kind::Path),
+    opt("consumer_key", Kind::Secret),
+    opt("consumer_secret", Kind::Secret),
+    opt("access_token_secret", Kind::Secret),
+];
+const BLUESKY: &[KeySpec] = &[
+    opt("api_base", Kind::HttpUrl),
+    req("identifier", Kind::NonEmptyStr),
+    opt("app_password", Kind::Secret),
+    opt("app_password_file", Kind::Path),
+];
+const MASTODON: &[KeySpec] = &[
+    opt("api_base", Kind::HttpUrl),
+    opt("access_token", Kind::Secret),
+    opt("access_token_file", Kind::Path),
+    opt("visibility", Kind::Enum(&["public", "unlisted", "private", "direct"])),
+    opt("max_characters", Kind::PosUInt),
+];
+const THREADS: &[KeySpec] = &[
+    opt("api_base", Kind::HttpUrl),
+    opt("user_id", Kind::NonEmptyStr),
+    opt("access_token", Kind::Secret),
+    opt("access_token_file", Kind::Path),
+];
+const WEBHOOK: &[KeySpec] = &[
+    req("url", Kind::HttpUrl),
+    opt("headers", Kind::StrMap),
+    opt("secret", Kind::Secret),
+    opt("secret_file", Kind::Path),
+];
+const EXEC: &[KeySpec] = &[req("command", Kind::Command)];
+
+/// The keys of one channel type beyond [`COMMON`]: its own, and the post options if it has them.
+fn type_keys(ty: &str) -> Option<(&'static [KeySpec], bool)> {
+    Some(match ty {
+        "email" => (EMAIL, false),
+        "email_api" => (EMAIL_API, false),
+        "substack" => (SUBSTACK, false),
+        "linkedin" => (LINKEDIN, false),
+        "x" => (X, true),
+        "bluesky" => (BLUESKY, true),
+        "mastodon" => (MASTODON, true),
+        "threads" => (THREADS, true),
+        "webhook" => (WEBHOOK, false),
+        "exec" => (EXEC, false),
+        _ => return None,
+    })
+}
+
+/// Credentials a channel type cannot work without: (key, applies when `auth` is one of these).
+fn required_secrets(ty: &str, auth: &str) -> &'static [&'static str] {
+    match (ty, auth) {
+        ("email_api", _) => &["server_token"],
+        ("substack", _) => &["cookie"],
+        ("linkedin", _) | ("mastodon", _) | ("threads", _) => &["access_token"],
+        ("bluesky", _) => &["app_password"],
+        ("x", "oauth1") => &["consumer_key", "consumer_secret", "access_token", "access_token_secret"],
+        ("x", _) => &["access_token"],
+        _ => &[],
+    }
+}
+
+/// Names people reach for that mean one of our types.
+fn type_alias(s: &str) -> Option<&'static str> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "twitter" => "x",
+        "smtp" | "mail" | "newsletter" => "email",
+        "postmark" | "emailapi" | "email-api" | "esp" => "email_api",
+        "meta" | "instagram" => "threads",
+        "bsky" | "atproto" => "bluesky",
+        "fediverse" => "mastodon",
+        "plugin" | "command" | "script" => "exec",
+        "http" | "https" | "hook" => "webhook",
+        _ => return None,
+    })
+}
+
+const SECRET_SYNTAX: &str = "write `key = \"${ENV_VAR}\"` or `key_file = \"/path/to/file\"`";
+
+/// Validate a config file's text. Returns the typed config, or every problem found.
+pub fn validate(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut v = Validator::new(file, text);
+    let doc = match Document::parse(text) {
+        Ok(d) => d,
+        Err(e) => {
+            // The error's Display quotes the offending line, which may hold a secret: use the message only.
+            let line = v.line(e.span());
+            v.push(line, String::new(), format!("not valid TOML: {}", e.message().trim()), Some("see https://toml.io for the syntax".into()));
+            return Err(ConfigErrors(v.errors));
+        }
+    };
+    v.document(doc.as_table());
+    // Report in file order; the walk visits sections, then cross references.
+    v.errors.sort_by_key(|e| e.line.unwrap_or(0));
+    if !v.errors.is_empty() {
+        return Err(ConfigErrors(v.errors));
+    }
+    toml::from_str::<Config>(text).map_err(|e| {
+        let line = v.line(e.span());
+        v.push(line, String::new(), e.message().trim().to_string(), None);
+        ConfigErrors(v.errors)
+    })
+}
+
+/// Collects errors while walking the document.
+struct Validator<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Validator<'a> {
+    fn new(file: &'a Path, text: &'a str) -> Self {
+        Self { file, text, errors: Vec::new() }
+    }
+
+    /// 1-based line of a byte offset.
+    fn line(&self, span: Option<Range<usize>>) -> Option<usize> {
+        let s = span?;
+        let at = s.start.min(self.text.len());
+        Some(self.text.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1)
+    }
+
+    fn push(&mut self, line: Option<usize>, key: String, message: String, hint: Option<String>) {
+        self.errors.push(ConfigError { file: self.file.to_path_buf(), line, key, message, hint });
+    }
+
+    /// Line of `key` in `table`, else of its value, else `fallback`.
+    fn key_line(&self, table: &dyn TableLike, key: &str, fallback: Option<usize>) -> Option<usize> {
+        table
+            .key(key)
+            .and_then(|k| self.line(k.span()))
+            .or_else(|| table.get(key).and_then(|i| self.line(i.span())))
+            .or(fallback)
+    }
+
+    /// Line of a table: its header, else its first key.
+    fn table_line(&self, item: &Item) -> Option<usize> {
+        self.line(item.span()).or_else(|| {
+            let t = item.as_table_like()?;
+            t.iter().find_map(|(k, _)| self.key_line(t, k, None))
+        })
+    }
+
+    fn document(&mut self, root: &toml_edit::Table) {
+        let mut channel_names = BTreeSet::new();
+        if let Some(item) = root.get("channels") {
+            let line = self.key_line(root, "channels", None);
+            match item.as_table_like() {
+                Some(t) => channel_names = t.iter().map(|(k, _)| k.to_string()).collect(),
+                None => self.push(
+                    line,
+                    "channels".into(),
+                    "must be a table of named channels".into(),
+                    Some("write one `[channels.<name>]` table per channel, with `type = \"…\"` inside".into()),
+                ),
+            }
+        }
+        for (key, item) in root.iter() {
+            let line = self.key_line(root, key, self.line(item.span()));
+            match key {
+                "store" => {
+                    self.section(item, "store", STORE, line);
+                }
+                "retry" => {
+                    if let Some(t) = self.section(item, "retry", RETRY, line) {
+                        self.retry_limits(t, "retry", line);
+                    }
+                }
+                "http" => {
+                    if let Some(t) = self.section(item, "http", HTTP, line) {
+                        self.secret_pairs(t, "http", &["token"], line);
+                    }
+                }
+                "issues_dir" => self.value(item, "issues_dir", Kind::Path, line),
+                "schedule" => self.schedules(item, line, &channel_names),
+                "channels" => {
+                    if let Some(t) = item.as_table_like() {
+                        for (name, ch) in t.iter() {
+                            let l = self.key_line(t, name, None);
+                            self.channel(name, ch, l);
+                        }
+                    }
+                }
+                other => {
+                    let hint = if CHANNEL_TYPES.contains(&other) || type_alias(other).is_some() {
+                        Some(format!("channels go under `[channels.<name>]` with `type = \"{}\"`", type_alias(other).unwrap_or(other)))
+                    } else {
+                        key_hint(other, TOP_KEYS)
+                    };
+                    self.push(line, other.to_string(), "unknown key".into(), hint);
+                }
+            }
+        }
+    }
+
+    /// Check a plain section against its keys. Returns it as a table when it is one.
+    fn section<'d>(&mut self, item: &'d Item, path: &str, keys: &[KeySpec], line: Option<usize>) -> Option<&'d dyn TableLike> {
+        let Some(t) = item.as_table_like() else {
+            self.push(line, path.into(), format!("must be a table, found {}", type_of(item)), Some(format!("write `[{path}]` on its own line, then its keys")));
+            return None;
+        };
+        let table_line = self.table_line(item).or(line);
+        self.keys(t, path, keys, &[], table_line, None);
+        Some(t)
+    }
+
+    /// Check the keys of a table: unknown ones, required ones, and each value.
+    fn keys(&mut self, t: &dyn TableLike, path: &str, specs: &[KeySpec], extra: &[&str], table_line: Option<usize>, ty: Option<&str>) {
+        for (key, item) in t.iter() {
+            let line = self.key_line(t, key, table_line);
+            let dotted = format!("{path}.{key}");
+            if extra.contains(&key) {
+                continue;
+            }
+            match specs.iter().find(|s| s.name == key) {
+                Some(spec) => self.value(item, &dotted, spec.kind, line),
+                None => {
+                    let names: Vec<&str> = specs.iter().map(|s| s.name).chain(extra.iter().copied()).collect();
+                    let hint = unknown_key_hint(key, &names, ty);
+                    self.push(line, dotted, "unknown key".into(), Some(hint));
+                }
+            }
+        }
+        for spec in specs.iter().filter(|s| s.required) {
+            if !t.contains_key(spec.name) {
+                self.push(table_line, format!("{path}.{}", spec.name), "is required".into(), Some(example_for(spec)));
+            }
+        }
+    }
+
+    /// Check one value against its kind.
+    fn value(&mut self, item: &Item, key: &str, kind: Kind, line: Option<usize>) {
+        let short = key.rsplit('.').next().unwrap_or(key).to_string();
+        let bad = |v: &mut Self, message: String, hint: Option<String>| v.push(line, key.to_string(), message, hint);
+        match kind {
+            Kind::StrMap => {
+                match item.as_table_like() {
+                    Some(t) => {
+                        for (k, i) in t.iter() {
+                            if i.as_str().is_none() {
+                                let l = self.key_line(t, k, line);
+                                self.push(l, format!("{key}.{k}"), format!("must be a string, found {}", type_of(i)), None);
+                            }
+                        }
+                    }
+                    None => bad(self, format!("must be a table of strings, found {}", type_of(item)), Some(format!("`{short} = {{ \"X-Name\" = \"value\" }}`"))),
+                }
+                return;
+            }
+            _ => {}
+        }
+        let Some(val) = item.as_value() else {
+            bad(self, format!("must be {}, found {}", kind_name(kind), type_of(item)), None);
+            return;
+        };
+        match kind {
+            Kind::Bool => {
+                if val.as_bool().is_none() {
+                    bad(self, format!("must be true or false, found {}", value_type(val)), None);
+                }
+            }
+            Kind::UInt | Kind::PosUInt => match val.as_integer() {
+                Some(n) if n < 0 => bad(self, format!("must not be negative, found {n}"), None),
+                Some(0) if matches!(kind, Kind::PosUInt) => bad(self, "must be at least 1".into(), None),
+                Some(_) => {}
+                None => bad(self, format!("must be a whole number, found {}", value_type(val)), None),
+            },
+            Kind::Fraction => {
+                let f = val.as_float().or_else(|| val.as_integer().map(|i| i as f64));
+                match f {
+                    Some(f) if (0.0..1.0).contains(&f) => {}
+                    Some(f) => bad(self, format!("must be at least 0 and below 1, found {f}"), Some("a fraction: 0.2 spreads each delay by ±20 %".into())),
+                    None => bad(self, format!("must be a number, found {}", value_type(val)), None),
+                }
+            }
+            Kind::Schedule => match val.as_array() {
+                Some(a) if a.is_empty() => bad(
+                    self,
+                    "the retry schedule is empty".into(),
+                    Some("list the delays before each retry in seconds, e.g. `[0, 5, 300, 1800, 7200]`".into()),
+                ),
+                Some(a) => {
+                    if a.iter().any(|x| x.as_integer().is_none_or(|n| n < 0)) {
+                        bad(self, "every delay must be a whole number of seconds ≥ 0".into(), Some("e.g. `[0, 5, 300, 1800, 7200]`".into()));
+                    }
+                }
+                None => bad(self, format!("must be a list of seconds, found {}", value_type(val)), Some("e.g. `[0, 5, 300, 1800, 7200]`".into())),
+            },
+            Kind::StrList | Kind::Command => match val.as_array() {
+                Some(a) if a.iter().any(|x| x.as_str().is_none()) => bad(self, "every entry must be a string".into(), None),
+                Some(a) if matches!(kind, Kind::Command) && (a.is_empty() || a.iter().any(|x| x.as_str().is_some_and(|s| s.trim().is_empty()))) => bad(
+                    self,
+                    "must name a program (and its arguments), without blank entries".into(),
+                    Some("e.g. `command = [\"python3\", \"examples/plugin.py\"]`".into()),
+                ),
+                Some(_) => {}
+                None => {
+                    let hint = (matches!(kind, Kind::Command) && val.as_str().is_some())
+                        .then(|| "a list, one entry per argument: `command = [\"python3\", \"examples/plugin.py\"]`".to_string());
+                    bad(self, format!("must be a list of strings, found {}", value_type(val)), hint)
+                }
+            },
+            Kind::Secret => {
+                // Never echo the value: it may be the secret itself.
+                let ok = val.as_str().is_some_and(|s| Secret::parse(s).is_ok());
+                if !ok {
+                    let env = key.replace("channels.", "").replace(['.', '-'], "_").to_ascii_uppercase();
+                    let message = if val.as_str().is_some() {
+                        "inline secret refused: secrets are never written into the config".to_string()
+                    } else {
+                        format!("must be a string `\"${{ENV_VAR}}\"`, found {}", value_type(val))
+                    };
+                    bad(self, message, Some(format!("write `{short} = \"${{{env}}}\"` or `{short}_file = \"/path/to/file\"`")));
+                }
+            }
+            _ => {
+                let Some(s) = val.as_str() else {
+                    bad(self, format!("must be {}, found {}", kind_name(kind), value_type(val)), None);
+                    return;
+                };
+                if let Err((message, hint)) = check_str(kind, s) {
+                    bad(self, message, hint);
+                }
+            }
+        }
+    }
+
+    /// `[retry]` and per-channel limits that relate two keys.
+    fn retry_limits(&mut self, t: &dyn TableLike, path: &str, line: Option<usize>) {
+        let floor = t.get("rate_limit_floor_secs").and_then(Item::as_integer);
+        let ceil = t.get("rate_limit_ceiling_secs").and_then(Item::as_integer);
+        if let (Some(f), Some(c)) = (floor, ceil) {
+            if f > c {
+                let l = self.key_line(t, "rate_limit_ceiling_secs", line);
+                self.push(
+                    l,
+                    format!("{path}.rate_limit_ceiling_secs"),
+                    format!("is below rate_limit_floor_secs ({c} < {f})"),
+                    Some("the ceiling must be at least the floor".into()),
+                );
+            }
+        }
+    }
+
+    /// A secret may come from `key` or `key_file`, not both.
+    fn secret_pairs(&mut self, t: &dyn TableLike, path: &str, keys: &[&str], line: Option<usize>) {
+        for k in keys {
+            let file = format!("{k}_file");
+            if t.contains_key(k) && t.contains_key(&file) {
+                let l = self.key_line(t, &file, line);
+                self.push(l, format!("{path}.{file}"), format!("both `{k}` and `{file}` are set"), Some(format!("keep one: `{k} = \"${{ENV_VAR}}\"` or `{file} = \"/path\"`")));
+            }
+        }
+    }
+
+    fn schedules(&mut self, item: &Item, line: Option<usize>, channels: &BTreeSet<String>) {
+        let tables: Vec<(Option<usize>, &dyn TableLike)> = match item {
+            Item::ArrayOfTables(a) => a.iter().map(|t| (self.line(t.span()), t as &dyn TableLike)).collect(),
+            Item::Value(Value::Array(a)) if a.iter().all(|v| v.as_inline_table().is_some()) => {
+                a.iter().filter_map(|v| v.as_inline_table().map(|t| (self.line(v.span()), t as &dyn TableLike))).collect()
+            }
+            _ => {
+                self.push(line, "schedule".into(), format!("must be a list of `[[schedule]]` tables, found {}", type_of(item)), Some(SCHEDULE_EXAMPLE.into()));
+                return;
+            }
+        };
+        let mut names: BTreeMap<String, Option<usize>> = BTreeMap::new();
+        for (i, (tline, t)) in tables.into_iter().enumerate() {
+            let path = format!("schedule[{i}]");
+            let tline = tline.or(line);
+            self.keys(t, &path, SCHEDULE, &[], tline, None);
+            if let Some(name) = t.get("name").and_then(Item::as_str) {
+                let l = self.key_line(t, "name", tline);
+                if let Some(first) = names.get(name) {
+                    let at = first.map(|n| format!(" (first on line {n})")).unwrap_or_default();
+                    self.push(l, format!("{path}.name"), format!("duplicate schedule name `{name}`{at}"), Some("every [[schedule]] needs its own name: fires are recorded by name".into()));
+                } else {
+                    names.insert(name.to_string(), l);
+                }
+            }
+            if let Some(list) = t.get("channels").and_then(Item::as_array) {
+                let l = self.key_line(t, "channels", tline);
+                for c in list.iter().filter_map(Value::as_str) {
+                    if !channels.contains(c) {
+                        let known: Vec<&str> = channels.iter().map(String::as_str).collect();
+                        let hint = match suggest(c, &known) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None if known.is_empty() => "no channels are configured".into(),
+                            None => format!("configured channels: {}", known.join(", ")),
+                        };
+                        self.push(l, format!("{path}.channels"), format!("unknown channel `{c}`"), Some(hint));
+                    }
+                }
+            }
+        }
+    }
+
+    fn channel(&mut self, name: &str, item: &Item, line: Option<usize>) {
+        let path = format!("channels.{name}");
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            self.push(line, path.clone(), "channel names use only letters, digits, '-' and '_'".into(), Some("the name is part of every delivery key".into()));
+        }
+        let Some(t) = item.as_table_like() else {
+            self.push(line, path.clone(), format!("must be a table, found {}", type_of(item)), Some(format!("write `[channels.{name}]` then `type = \"…\"` below it")));
+            return;
+        };
+        let tline = self.table_line(item).or(line);
+        let ty = match t.get("type") {
+            None => {
+                self.push(tline, format!("{path}.type"), "is required".into(), Some(format!("one of: {}", CHANNEL_TYPES.join(", "))));
+                return;
+            }
+            Some(i) => match i.as_str() {
+                Some(s) if CHANNEL_TYPES.contains(&s) => s,
+                other => {
+                    let l = self.key_line(t, "type", tline);
+                    let message = match other {
+                        Some(s) => format!("unknown channel type `{s}`"),
+                        None => format!("must be a string, found {}", type_of(i)),
+                    };
+                    let mut hint = format!("valid types: {}", CHANNEL_TYPES.join(", "));
+                    if let Some(s) = other.and_then(|s| type_alias(s).or_else(|| suggest(s, CHANNEL_TYPES))) {
+                        hint = format!("did you mean `{s}`? {hint}");
+                    }
+                    self.push(l, format!("{path}.type"), message, Some(hint));
+                    return;
+                }
+            },
+        };
+        let (own, post) = type_keys(ty).unwrap_or((&[], false));
+        let mut specs: Vec<KeySpec> = COMMON.to_vec();
+        if post {
+            specs.extend_from_slice(POST);
+        }
+        specs.extend_from_slice(own);
+        self.keys(t, &path, &specs, &["type"], tline, Some(ty));
+        let secrets: Vec<&str> = specs.iter().filter(|s| matches!(s.kind, Kind::Secret)).map(|s| s.name).collect();
+        self.secret_pairs(t, &path, &secrets, tline);
+        let auth = t.get("auth").and_then(Item::as_str).unwrap_or("oauth2");
+        for k in required_secrets(ty, auth) {
+            if !t.contains_key(k) && !t.contains_key(&format!("{k}_file")) {
+                let env = format!("{}_{}", name, k).replace('-', "_").to_ascii_uppercase();
+                let why = if ty == "x" { format!(" (auth = \"{auth}\")") } else { String::new() };
+                self.push(tline, format!("{path}.{k}"), format!("is required for a `{ty}` channel{why}"), Some(format!("write `{k} = \"${{{env}}}\"` or `{k}_file = \"/path/to/file\"`")));
+            }
+        }
+        if ty == "x" && t.contains_key("refresh_token") | t.contains_key("refresh_token_file") && !t.contains_key("client_id") {
+            self.push(tline, format!("{path}.client_id"), "is required to refresh the OAuth 2.0 token".into(), Some("the client id of your X app, e.g. `client_id = \"abc123\"`".into()));
+        }
+        if ty == "email" {
+            // Plain SMTP to a host beyond loopback sends the list in clear text.
+            if let Some(u) = t.get("smtp_url").and_then(Item::as_str).and_then(|s| url::Url::parse(s).ok()) {
+                let insecure = t.get("allow_insecure").and_then(Item::as_bool).unwrap_or(false);
+                let tls = u.scheme() == "smtps" || u.query_pairs().any(|(k, v)| k == "tls" && (v == "required" || v == "opportunistic"));
+                let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
+                if !tls && !loopback && !insecure {
+                    let l = self.key_line(t, "smtp_url", tline);
+                    self.push(
+                        l,
+                        format!("{path}.smtp_url"),
+                        "plain SMTP to a host beyond loopback".into(),
+                        Some("use `smtps://host` or `smtp://host:587?tls=required`, or set `allow_insecure = true`".into()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The keys of the file's root table.
+const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels"];
+
+const SCHEDULE_EXAMPLE: &str = "[[schedule]]\nname = \"weekly\"\ncron = \"0 0 9 * * Mon\"";
+
+/// Check a string value against its kind. Error: (message, hint).
+fn check_str(kind: Kind, s: &str) -> Result<(), (String, Option<String>)> {
+    let err = |m: String, h: &str| Err((m, (!h.is_empty()).then(|| h.to_string())));
+    match kind {
+        Kind::Path if s.trim().is_empty() => err("must not be empty".into(), "a path, relative to the config file"),
+        Kind::Path => Ok(()),
+        Kind::NonEmptyStr if s.trim().is_empty() => err("must not be empty".into(), ""),
+        Kind::NonEmptyStr => Ok(()),
+        Kind::HttpUrl => match url::Url::parse(s) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                if !u.username().is_empty() || u.password().is_some() {
+                    err("must not carry credentials".into(), SECRET_SYNTAX)
+                } else {
+                    Ok(())
+                }
+            }
+            Ok(u) => err(format!("must be an http(s) URL, found scheme `{}`", u.scheme()), "e.g. `https://api.example.com`"),
+            Err(e) => err(format!("is not a URL ({e}): `{s}`"), "an absolute URL with scheme and host, e.g. `https://api.example.com`"),
+        },
+        Kind::SmtpUrl => {
+            if s.trim_start().starts_with("${") {
+                return Secret::parse(s).map(|_| ()).or_else(|_| err("is not a valid `${ENV_VAR}` reference".into(), "e.g. `smtp_url = \"${SMTP_URL}\"`"));
+            }
+            // Do not echo the value: it may carry a password.
+            match url::Url::parse(s) {
+                Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some_and(|h| !h.is_empty()) => {
+                    if u.password().is_some() {
+                        err(
+                            "inline secret refused: the URL carries a password".into(),
+                            "put the whole URL in the environment: `smtp_url = \"${SMTP_URL}\"`",
+                        )
+                    } else {
+                        Ok(())
+                    }
+                }
+                Ok(u) => err(format!("must be an smtp:// or smtps:// URL, found scheme `{}`", u.scheme()), "e.g. `smtp://127.0.0.1:2525` or `smtps://mail.example.com`"),
+                Err(e) => err(format!("is not a URL ({e})"), "e.g. `smtp://127.0.0.1:2525` or `smtps://mail.example.com`"),
+            }
+        }
+        Kind::Mailbox => match lettre::message::Mailbox::from_str(s) {
+            Ok(_) => Ok(()),
+            Err(_) => err(format!("`{s}` is not an email address"), "e.g. `ana@example.com` or `Ana Lima <ana@example.com>`"),
+        },
+        Kind::Mailto => {
+            let addr = s.strip_prefix("mailto:").unwrap_or(s);
+            let addr = addr.split('?').next().unwrap_or(addr);
+            match addr.parse::<lettre::Address>() {
+                Ok(_) => Ok(()),
+                Err(_) => err(format!("`{s}` is not an email address"), "e.g. `mailto:unsubscribe@example.com`"),
+            }
+        }
+        Kind::Enum(words) => {
+            if words.contains(&s) {
+                Ok(())
+            } else {
+                let mut hint = format!("one of: {}", words.join(", "));
+                if let Some(w) = suggest(s, words) {
+                    hint = format!("did you mean `{w}`? {hint}");
+                }
+                Err((format!("unknown value `{s}`"), Some(hint)))
+            }
+        }
+        Kind::Rfc3339 => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(_) => Ok(()),
+            Err(e) => err(format!("`{s}` is not an RFC 3339 time ({e})"), "e.g. `2026-12-31T23:59:00Z`"),
+        },
+        Kind::Listen => match s.parse::<std::net::SocketAddr>() {
+            Ok(_) => Ok(()),
+            Err(_) => err(format!("`{s}` is not an address and port"), "e.g. `127.0.0.1:8025` or `0.0.0.0:8025`"),
+        },
+        Kind::StoreUrl => match url::Url::parse(s) {
+            Ok(u) if u.scheme() == "sqlite" => Ok(()),
+            Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {
+                if u.password().is_some() {
+                    err("inline secret refused: the URL carries a password".into(), "leave the password out and set PGPASSWORD, or use ~/.pgpass")
+                } else {
+                    Ok(())
+                }
+            }
+            Ok(u) => err(format!("unsupported store scheme `{}`", u.scheme()), "use `sqlite://data/herald.db` or `postgres://user@host/db`"),
+            Err(e) => err(format!("is not a URL ({e})"), "use `sqlite://data/herald.db` or `postgres://user@host/db`"),
+        },
+        Kind::Cron => check_cron(s),
+        Kind::TimeZone => match s.parse::<chrono_tz::Tz>() {
+            Ok(_) => Ok(()),
+            Err(_) => err(format!("unknown time zone `{s}`"), "an IANA name such as `UTC`, `Europe/Madrid` or `America/New_York`"),
+        },
+        Kind::LinkedinUrn => {
+            let id = s.strip_prefix("urn:li:person:").or_else(|| s.strip_prefix("urn:li:organization:"));
+            match id {
+                Some(id) if !id.is_empty() => Ok(()),
+                _ => err(format!("`{s}` is not a LinkedIn author URN"), "`urn:li:person:<id>` or `urn:li:organization:<id>`"),
+            }
+        }
+        Kind::YearMonth => {
+            let ok = s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) && (1..=12).contains(&s[4..].parse::<u32>().unwrap_or(0));
+            if ok { Ok(()) } else { err(format!("`{s}` is not a version in YYYYMM form"), "e.g. `202511`") }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A cron expression with a seconds field, as the `cron` crate reads it.
+fn check_cron(s: &str) -> Result<(), (String, Option<String>)> {
+    match cron::Schedule::from_str(s) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let fields = s.split_whitespace().count();
+            let hint = if fields == 5 {
+                format!("cron here has a seconds field first: `0 {s}`")
+            } else {
+                "six or seven fields: `sec min hour day-of-month month day-of-week [year]`, e.g. `0 0 9 * * Mon`".into()
+            };
+            // The crate's message draws a caret under the expression on extra lines; keep the reason.
+            let shown = e.to_string();
+            let reason = shown.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or("not understood").to_string();
+            Err((format!("`{s}` is not a valid cron expression: {reason}"), Some(hint)))
+        }
+    }
+}
+
+/// The hint for an unknown key: a near miss, a key of another channel type, a secret written the wrong way,
+/// or the keys this section accepts.
+fn unknown_key_hint(key: &str, names: &[&str], ty: Option<&str>) -> String {
+    if let Some(s) = suggest(key, names) {
+        return format!("did you mean `{s}`?");
+    }
+    if TOP_KEYS.contains(&key) {
+        return format!("`{key}` is a top-level key: in TOML it belongs above the first `[table]` header, or every key after a header lands in that table");
+    }
+    if let Some(stem) = key.strip_suffix("_env").or_else(|| key.strip_suffix("_var")) {
+        if names.contains(&stem) {
+            return format!("secrets come from the environment as `{stem} = \"${{ENV_VAR}}\"`");
+        }
+    }
+    if let Some(ty) = ty {
+        let others: Vec<&str> = CHANNEL_TYPES
+            .iter()
+            .copied()
+            .filter(|t| *t != ty)
+            .filter(|t| type_keys(t).is_some_and(|(own, post)| own.iter().any(|s| s.name == key) || (post && POST.iter().any(|s| s.name == key))))
+            .collect();
+        if !others.is_empty() {
+            return format!("`{key}` belongs to {} channels, not `{ty}`; valid keys here: {}", others.join(", "), names.join(", "));
+        }
+    }
+    format!("valid keys here: {}", names.join(", "))
+}
+
+fn key_hint(key: &str, names: &[&str]) -> Option<String> {
+    Some(match suggest(key, names) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("valid keys here: {}", names.join(", ")),
+    })
+}
+
+/// The closest candidate within a small edit distance.
+pub(crate) fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    let w = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (levenshtein(&w, c), *c))
+        .filter(|(d, c)| *d > 0 && *d <= (c.len().max(w.len()) / 3).clamp(1, 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+        .or_else(|| candidates.iter().copied().find(|c| *c == w && w != word))
+}
+
+/// Edit distance (insertions, deletions, substitutions, adjacent swaps).
+fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// An example line for a missing required key.
+fn example_for(spec: &KeySpec) -> String {
+    let v = match (spec.name, spec.kind) {
+        (_, Kind::Cron) => "\"0 0 9 * * Mon\"",
+        ("smtp_url", _) => "\"smtp://127.0.0.1:2525\"",
+        (_, Kind::Mailbox) => "\"Ana Lima <ana@example.com>\"",
+        ("unsubscribe_base_url", _) => "\"https://news.example.com/unsubscribe\"",
+        ("api_base", _) => "\"https://yourpub.substack.com\"",
+        (_, Kind::HttpUrl) => "\"https://example.com/hook\"",
+        (_, Kind::LinkedinUrn) => "\"urn:li:person:AbC123\"",
+        (_, Kind::Command) => "[\"python3\", \"examples/plugin.py\"]",
+        ("identifier", _) => "\"you.bsky.social\"",
+        ("name", _) => "\"weekly\"",
+        _ => "\"…\"",
+    };
+    format!("add `{} = {v}`", spec.name)
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Bool => "true or false",
+        Kind::UInt | Kind::PosUInt => "a whole number",
+        Kind::Fraction => "a number",
+        Kind::Schedule | Kind::StrList | Kind::Command => "a list",
+        Kind::StrMap => "a table",
+        _ => "a string",
+    }
+}
+
+fn type_of(item: &Item) -> &'static str {
+    match item {
+        Item::None => "nothing",
+        Item::Value(v) => value_type(v),
+        Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+    }
+}
+
+fn value_type(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::InlineTable(_) => "an inline table",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<ConfigError> {
+        validate(Path::new("t.toml"), text).err().map(|e| e.0).unwrap_or_default()
+    }
+
+    #[test]
+    fn near_misses_are_suggested() {
+        assert_eq!(suggest("api_bse", &["api_base", "access_token"]), Some("api_base"));
+        assert_eq!(suggest("acces_token", &["api_base", "access_token"]), Some("access_token"));
+        assert_eq!(suggest("zzz", &["api_base"]), None);
+        assert_eq!(levenshtein("ab", "ba"), 1);
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = validate(Path::new("t.toml"), "").unwrap();
+        assert_eq!(c.store.url, "sqlite://herald.db");
+        assert!(c.channels.is_empty());
+    }
+
+    #[test]
+    fn lines_and_keys_are_reported() {
+        let e = errs("[store]\nurl = \"sqlite://x.db\"\n\n[channels.m]\ntype = \"mastodon\"\napi_bse = \"https://m.example\"\naccess_token = \"${T}\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, Some(6));
+        assert_eq!(e[0].key, "channels.m.api_bse");
+        assert_eq!(e[0].hint.as_deref(), Some("did you mean `api_base`?"));
+    }
+
+    #[test]
+    fn inline_secret_is_never_echoed() {
+        let e = errs("[channels.m]\ntype = \"mastodon\"\naccess_token = \"sekrit-value-123\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        let shown = e[0].to_string();
+        assert!(shown.contains("inline secret"), "{shown}");
+        assert!(!shown.contains("sekrit"), "{shown}");
+        assert!(shown.contains("${M_ACCESS_TOKEN}") || shown.contains("${M_ACCESS_TOKEN}"), "{shown}");
+    }
+
+    #[test]
+    fn integer_jitter_deserializes() {
+        let c = validate(Path::new("t.toml"), "[retry]\njitter = 0\n").unwrap();
+        assert_eq!(c.retry.jitter, 0.0);
+    }
+}
