@@ -14,6 +14,9 @@ use super::{DeliverJob, Pipeline, PublishJob};
 use crate::store::lease::{ProcessId, owner_is_dead_here};
 use crate::store::{State, now_ms};
 
+/// How long a stored issue waits for its Publish job before the sweeper publishes it itself.
+const PUBLISH_GRACE_MS: i64 = 5_000;
+
 /// How the workers run.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -148,6 +151,14 @@ pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
     for issue in p.store.unpublished_issues().await? {
         let job = PublishJob::V1 { issue: issue.slug.clone(), version: issue.version.clone() };
         p.queue.push_publish(job, Some(&publish_key(&issue.slug, &issue.version))).await?;
+        // A keyed job that is stuck (its worker was killed) would block a new push until
+        // apalis recovers it (60 s or more): after a grace period, run the idempotent Publish
+        // step here. Keys make a concurrent run by the job harmless.
+        if now_ms() - issue.created_at > PUBLISH_GRACE_MS {
+            if let Err(e) = publish::run(p, &issue.slug, &issue.version).await {
+                tracing::warn!(issue = %issue.slug, error = %format!("{e:#}"), "Sweeper could not publish.");
+            }
+        }
     }
     let now = now_ms();
     let mut pushed = 0;
@@ -168,4 +179,131 @@ pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
         pushed += 1;
     }
     Ok(pushed)
+}
+
+/// What `--wait` waits for.
+#[derive(Debug, Clone)]
+pub enum WaitFor {
+    /// An issue version's Publish, then the latest delivery of each of its channels.
+    Issue {
+        /// Slug.
+        slug: String,
+        /// Version.
+        version: String,
+        /// Only these channels (empty: all).
+        channels: Vec<String>,
+    },
+    /// These deliveries.
+    Deliveries(Vec<i64>),
+}
+
+/// A delivery needs nothing more without the operator: final, or retrying/unconfirmed with no
+/// next attempt planned.
+pub fn is_settled(d: &crate::store::DeliveryRow) -> bool {
+    let st = d.state();
+    st.is_final() || (matches!(st, State::Retrying | State::Unconfirmed) && d.next_attempt_at.is_none())
+}
+
+/// Is the target settled? `Err` carries a Publish failure to report.
+pub async fn target_settled(p: &Pipeline, target: &WaitFor) -> anyhow::Result<Result<bool, String>> {
+    match target {
+        WaitFor::Issue { slug, version, channels } => {
+            let Some(issue) = p.store.get_issue(slug, version).await? else { return Ok(Ok(false)) };
+            if let Some(e) = issue.publish_error {
+                return Ok(Err(e));
+            }
+            if issue.published_at.is_none() {
+                return Ok(Ok(false));
+            }
+            let ds = p.store.list_deliveries(Some(slug), channels).await?;
+            Ok(Ok(latest_per_channel(ds).iter().all(is_settled)))
+        }
+        WaitFor::Deliveries(ids) => {
+            for id in ids {
+                match p.store.get_delivery(*id).await? {
+                    Some(d) if !is_settled(&d) => return Ok(Ok(false)),
+                    _ => {}
+                }
+            }
+            Ok(Ok(true))
+        }
+    }
+}
+
+/// Keep the highest revision of each (issue, channel).
+pub fn latest_per_channel(ds: Vec<crate::store::DeliveryRow>) -> Vec<crate::store::DeliveryRow> {
+    let mut out: Vec<crate::store::DeliveryRow> = Vec::new();
+    for d in ds {
+        match out.iter_mut().find(|o| o.issue == d.issue && o.channel == d.channel) {
+            Some(o) if o.revision < d.revision => *o = d,
+            Some(_) => {}
+            None => out.push(d),
+        }
+    }
+    out
+}
+
+/// How an embedded run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// Everything settled.
+    Settled,
+    /// The Publish job could not render the stored issue.
+    PublishFailed(String),
+    /// `--timeout` passed first.
+    TimedOut,
+    /// Interrupted (SIGINT/SIGTERM).
+    Interrupted,
+}
+
+/// Run an embedded worker until `target` settles, the timeout passes, or a signal arrives.
+pub async fn run_until_settled(p: Arc<Pipeline>, opts: WorkerOptions, target: WaitFor, timeout: Option<Duration>) -> anyhow::Result<WaitEnd> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<WaitEnd>();
+    let watcher = {
+        let p = p.clone();
+        async move {
+            let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+            let end = loop {
+                match target_settled(&p, &target).await {
+                    Ok(Ok(true)) => break WaitEnd::Settled,
+                    Ok(Err(e)) => break WaitEnd::PublishFailed(e),
+                    Ok(Ok(false)) => {}
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "Could not read the store while waiting."),
+                }
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    break WaitEnd::TimedOut;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = shutdown_signal() => break WaitEnd::Interrupted,
+                }
+            };
+            let _ = tx.send(end);
+        }
+    };
+    run_until(p, opts, watcher).await?;
+    Ok(rx.await.unwrap_or(WaitEnd::Interrupted))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
