@@ -77,7 +77,11 @@ fn is_infra(e: &BoxDynError) -> bool {
 
 macro_rules! monitor_for {
     ($publish:expr, $deliver:expr, $p:expr, $opts:expr) => {{
-        let suffix = ProcessId::current().worker_suffix();
+        // `{host}-{pid}-{start}-{run}.{restarts}`: unique per process, per run and per restart
+        // (STACK §6.4), and parseable back to a pid for the sweeper's liveness check.
+        static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let suffix = format!("{}-{run}", ProcessId::current().worker_suffix());
         let (pp, pd) = ($p.clone(), $p.clone());
         let (sp, sd) = ($publish.clone(), $deliver.clone());
         let (poll, conc) = ($opts.poll, $opts.concurrency.max(1));
@@ -85,7 +89,7 @@ macro_rules! monitor_for {
         Monitor::new()
             .register(move |restarts| {
                 // Names are unique per process and restart (STACK §6.4).
-                WorkerBuilder::new(format!("herald-publish-{s1}-{restarts}"))
+                WorkerBuilder::new(format!("herald-publish-{s1}.{restarts}"))
                     .backend(sp.clone().poll_with_interval(poll))
                     .data(pp.clone())
                     .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
@@ -93,7 +97,7 @@ macro_rules! monitor_for {
                     .build(publish_handler)
             })
             .register(move |restarts| {
-                WorkerBuilder::new(format!("herald-deliver-{s2}-{restarts}"))
+                WorkerBuilder::new(format!("herald-deliver-{s2}.{restarts}"))
                     .backend(sd.clone().poll_with_interval(poll))
                     .data(pd.clone())
                     .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))

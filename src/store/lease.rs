@@ -86,10 +86,10 @@ pub fn owner_is_dead_here(owner: &str) -> bool {
     }
 }
 
-/// Same test for an apalis worker name ending in `-{host}-{pid}-{start}-{restarts}`.
+/// Same test for an apalis worker name ending in `-{host}-{pid}-{start}-{run}.{restarts}`.
 pub fn worker_is_dead_here(worker: &str) -> bool {
     let parts: Vec<&str> = worker.rsplitn(4, '-').collect();
-    // rsplitn from the right: [restarts, start, pid, "<queue>-<host>"]
+    // rsplitn from the right: ["{run}.{restarts}", start, pid, "<queue>-<host>"]
     if parts.len() < 4 {
         return false;
     }
@@ -122,8 +122,8 @@ mod tests {
     #[test]
     fn worker_names() {
         let me = ProcessId::current();
-        assert!(!worker_is_dead_here(&format!("deliver-{}-0", me.worker_suffix())));
-        assert!(worker_is_dead_here(&format!("deliver-{}-4194305-7-0", me.host)));
-        assert!(!worker_is_dead_here("deliver-otherhost-4194305-7-0"));
+        assert!(!worker_is_dead_here(&format!("deliver-{}-0.0", me.worker_suffix())));
+        assert!(worker_is_dead_here(&format!("deliver-{}-4194305-7-0.1", me.host)));
+        assert!(!worker_is_dead_here("deliver-otherhost-4194305-7-0.0"));
     }
 }
