@@ -92,16 +92,16 @@ macro_rules! monitor_for {
                 WorkerBuilder::new(format!("herald-publish-{s1}.{restarts}"))
                     .backend(sp.clone().poll_with_interval(poll))
                     .data(pp.clone())
-                    .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
                     .concurrency(1)
+                    .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
                     .build(publish_handler)
             })
             .register(move |restarts| {
                 WorkerBuilder::new(format!("herald-deliver-{s2}.{restarts}"))
                     .backend(sd.clone().poll_with_interval(poll))
                     .data(pd.clone())
-                    .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
                     .concurrency(conc)
+                    .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
                     .build(deliver_handler)
             })
             // A backend error (e.g. SQLITE_BUSY past busy_timeout) ends a worker: restart it.

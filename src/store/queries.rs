@@ -219,7 +219,8 @@ impl Store {
         .bind(owner)
         .bind(until)
         .bind(now)
-        .bind(dead_owner.unwrap_or("\u{0}none"))
+        // No owner is empty, so "" matches nothing.
+        .bind(dead_owner.unwrap_or(""))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)

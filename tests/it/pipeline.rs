@@ -43,6 +43,7 @@ impl TestDb {
 
     /// A fresh PostgreSQL database.
     pub async fn postgres() -> Self {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
         let name = format!("herald_t_{}", uuid::Uuid::new_v4().simple());
         let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.expect("create test database");
@@ -421,8 +422,14 @@ async fn postgres_tables_live_in_their_schemas() {
 
 // ---- the built binary: crash safety, status, log, secrets, two daemons ----------------------
 
+/// The binary under test. `HERALD_TEST_BIN` overrides it: several worktrees share one target
+/// dir, and another branch's build can replace `target/debug/herald` mid-run.
+pub fn herald_bin() -> PathBuf {
+    std::env::var_os("HERALD_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_herald")))
+}
+
 fn herald_cmd(cfg: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+    let mut c = Command::new(herald_bin());
     c.arg("--config").arg(cfg).env_remove("HERALD_CONFIG").env("RUST_LOG", "herald=debug");
     c
 }
