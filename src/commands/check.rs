@@ -23,12 +23,19 @@ pub async fn run(g: &Globals, args: CheckArgs) -> anyhow::Result<ExitStatus> {
         }
     };
     if let Some(cfg) = &cfg {
+        problems.extend(config::check::check_files(cfg).iter().map(|e| e.to_string()));
         problems.extend(compile_all(cfg).iter().map(|e| e.to_string()));
         if args.credentials {
-            let ctx = BuildCtx::from_env(cfg.base_dir.clone());
-            for (name, c) in cfg.config.channels.iter().filter(|(_, c)| c.common().enabled) {
-                if let Err(e) = build_adapter(name, c, &ctx) {
-                    problems.push(format!("{e:#}"));
+            let env = |k: &str| std::env::var(k).ok();
+            let missing = config::check::check_credentials(cfg, &env);
+            problems.extend(missing.iter().map(|e| e.to_string()));
+            if missing.is_empty() {
+                // Every secret resolves: build each adapter too (URLs, clients, key material).
+                let ctx = BuildCtx::from_env(cfg.base_dir.clone());
+                for (name, c) in cfg.config.channels.iter().filter(|(_, c)| c.common().enabled) {
+                    if let Err(e) = build_adapter(name, c, &ctx) {
+                        problems.push(format!("{e:#}"));
+                    }
                 }
             }
         }

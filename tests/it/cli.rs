@@ -83,7 +83,7 @@ fn check_preflights_an_issue_and_exits_2_on_bad_input() {
     let tpl = dir.path().join("tpl");
     std::fs::create_dir(&tpl).unwrap();
     std::fs::write(tpl.join("short.txt.hbs"), "{{issue.title}\n").unwrap();
-    let cfg = all_channels_toml("short").replace("[channels.x]\ntype = \"x\"", "[channels.x]\ntype = \"x\"\ntemplate = \"tpl\"");
+    let cfg = all_channels_toml("short").replace("[channels.x]\ntype = \"x\"\n", "[channels.x]\ntype = \"x\"\ntemplate = \"tpl\"\n");
     std::fs::write(dir.path().join("herald.toml"), cfg).unwrap();
     let o = herald(dir.path(), &["check"]);
     assert_eq!(o.status.code(), Some(2));

@@ -42,32 +42,39 @@ unsubscribe_secret = "${{HERALD_TEST_UNSUB}}"
 
 [channels.postmark]
 type = "email_api"
+server_token = "${{POSTMARK_SERVER_TOKEN}}"
 from = "news@example.com"
 unsubscribe_base_url = "https://news.example.com/unsubscribe"
 
 [channels.substack]
 type = "substack"
 api_base = "https://signalnoise.substack.com"
+cookie = "${{SUBSTACK_COOKIE}}"
 
 [channels.linkedin]
 type = "linkedin"
 author = "urn:li:person:abc123"
+access_token = "${{LINKEDIN_ACCESS_TOKEN}}"
 
 [channels.x]
 type = "x"
+access_token = "${{X_ACCESS_TOKEN}}"
 format = "{format}"
 
 [channels.bluesky]
 type = "bluesky"
 identifier = "signalnoise.example.com"
+app_password = "${{BLUESKY_APP_PASSWORD}}"
 format = "{format}"
 
 [channels.mastodon]
 type = "mastodon"
+access_token = "${{MASTODON_ACCESS_TOKEN}}"
 format = "{format}"
 
 [channels.threads]
 type = "threads"
+access_token = "${{THREADS_ACCESS_TOKEN}}"
 format = "{format}"
 
 [channels.webhook]
