@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::fault::{FaultPlan, Served, serve, with_faults};
-use crate::render::count::find_urls;
+use crate::render::count::find_urls_with_scheme;
 
 /// The access token the fake accepts.
 pub const ACCESS_TOKEN: &str = "sandbox-mastodon-token";
@@ -129,7 +129,7 @@ impl MastodonFake {
 pub fn status_length(text: &str) -> usize {
     let mut countable = String::new();
     let mut last = 0;
-    for r in find_urls(text) {
+    for r in find_urls_with_scheme(text) {
         countable.push_str(&text[last..r.start]);
         countable.push_str(&"x".repeat(23));
         last = r.end;
