@@ -29,7 +29,7 @@ pub const USERNAME: &str = "herald";
 pub const KEY_TTL: Duration = Duration::from_secs(3600);
 
 /// One status the fake accepted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MastodonStatus {
     /// The status id.
     pub id: String,
