@@ -79,7 +79,7 @@ impl Drop for TestDb {
 /// (`[0, 0, 0]`, no jitter) and a 1 s rate-limit floor.
 pub fn config_toml(store_url: &str, hook_url: &str, channels: &[&str], extra: &str) -> String {
     let mut s = format!(
-        "[store]\nurl = \"{store_url}\"\n\n[retry]\nschedule_secs = [0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n"
+        "[store]\nurl = \"{store_url}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[retry]\nschedule_secs = [0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n"
     );
     for c in channels {
         s.push_str(&format!("[channels.{c}]\ntype = \"webhook\"\nurl = \"{hook_url}\"\ntimeout_secs = 5\n{extra}\n"));
