@@ -285,6 +285,14 @@ async fn finish(p: &Pipeline, d: &DeliveryRow, owner: &str, mut f: Finish, clock
         tracing::warn!(delivery_id = d.id, "Lost the lease before recording the attempt; another worker took over.");
         return Ok(DeliverOutcome::Skipped("lost the lease"));
     }
+    let m = crate::metrics::global();
+    m.attempt(&d.channel, &f.outcome, f.duration_ms as f64 / 1000.0);
+    if f.state.is_final() || f.state == State::Unconfirmed {
+        m.delivery(&d.channel, f.state.as_str());
+    }
+    if f.job_id.is_some() {
+        m.retries.get_or_create(&crate::metrics::ChannelLabel { channel: d.channel.clone() }).inc();
+    }
     match f.state {
         State::Sent => tracing::info!(delivery_id = d.id, key = %d.delivery_key, remote_id = f.remote_id.as_deref().unwrap_or(""), "Delivered."),
         State::Failed => tracing::warn!(delivery_id = d.id, key = %d.delivery_key, error = f.error.as_deref().unwrap_or(""), "Delivery failed."),

@@ -164,6 +164,7 @@ pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
             }
         }
     }
+    crate::metrics::global().queue_depth.set(p.store.open_count().await?);
     let now = now_ms();
     let mut pushed = 0;
     for d in p.store.owed_deliveries(now).await? {

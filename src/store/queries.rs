@@ -397,6 +397,30 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The newest `limit` attempts, newest first.
+    pub async fn recent_log(&self, limit: i64) -> anyhow::Result<Vec<LogRow>> {
+        Ok(sqlx::query_as::<_, LogRow>(
+            "SELECT a.id, d.delivery_key, d.issue, d.channel, a.n, a.started_at, a.duration_ms, a.triggered_by, a.outcome, \
+               a.status_code, a.error, a.next_attempt_at, a.content_hash, a.remote_id \
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id ORDER BY a.id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deliveries not yet settled (queued, sending, retrying): the queue-depth gauge.
+    pub async fn open_count(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state IN ('queued', 'sending', 'retrying')").fetch_one(&self.pool).await?)
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.pool).await.is_ok()
+    }
+}
+
 /// `{issue}/{channel}/r{revision}`.
 pub fn delivery_key(issue: &str, channel: &str, revision: i64) -> String {
     format!("{issue}/{channel}/r{revision}")

@@ -79,7 +79,7 @@ impl Drop for TestDb {
 /// (`[0, 0, 0]`, no jitter) and a 1 s rate-limit floor.
 pub fn config_toml(store_url: &str, hook_url: &str, channels: &[&str], extra: &str) -> String {
     let mut s = format!(
-        "[store]\nurl = \"{store_url}\"\n\n[retry]\nschedule_secs = [0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n"
+        "[store]\nurl = \"{store_url}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[retry]\nschedule_secs = [0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n"
     );
     for c in channels {
         s.push_str(&format!("[channels.{c}]\ntype = \"webhook\"\nurl = \"{hook_url}\"\ntimeout_secs = 5\n{extra}\n"));
@@ -638,7 +638,9 @@ async fn daemon_finishes_in_flight_work_on_sigterm() {
     let db = TestDb::sqlite().await;
     let fake = WebhookFake::start().await.unwrap();
     fake.faults.push("POST /hook", Fault::Delay(Duration::from_secs(2)), 1);
-    let (cfg_path, _) = write_config(&db, &config_toml(&db.url, &fake.url(), &["hook"], ""));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = config_toml(&db.url, &fake.url(), &["hook"], "").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let (cfg_path, _) = write_config(&db, &text);
     let issue = issue_copy(&db, "minimal.md");
     let mut d = Reap(herald_cmd(&cfg_path).args(["daemon"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     let (code, _, err) = run_out({
@@ -648,6 +650,12 @@ async fn daemon_finishes_in_flight_work_on_sigterm() {
     });
     assert_eq!(code, 0, "{err}");
     wait_until("the request in flight", 30, || fake.requests().len() == 1).await;
+    // The HTTP side answers while it works.
+    let base = format!("http://127.0.0.1:{port}");
+    let http = herald::channel::http::client();
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(), 200);
+    let status: serde_json::Value = http.get(format!("{base}/status.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["deliveries"][0]["state"], "sending", "{status}");
     Command::new("kill").args(["-TERM", &d.id().to_string()]).status().unwrap();
     let t = Instant::now();
     let st = loop {
