@@ -36,10 +36,10 @@ pub async fn run(g: &Globals, args: PublishArgs) -> anyhow::Result<ExitStatus> {
     // Credentials present: building each adapter resolves its secrets (names, never values).
     let mut missing = Vec::new();
     for rc in &rendered {
-        if let Some(c) = cfg.config.channels.get(&rc.channel) {
-            if let Err(e) = crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone())) {
-                missing.push(format!("  {e:#}"));
-            }
+        if let Some(c) = cfg.config.channels.get(&rc.channel)
+            && let Err(e) = crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
+        {
+            missing.push(format!("  {e:#}"));
         }
     }
     if !missing.is_empty() {

@@ -764,7 +764,7 @@ async fn two_daemons_share_one_postgres_queue_exactly_once() {
         .fetch_all(&mut c)
         .await
         .unwrap();
-    let pids: std::collections::BTreeSet<String> = workers.iter().filter_map(|w| w.rsplitn(4, '-').nth(2).map(str::to_string)).collect();
+    let pids: std::collections::BTreeSet<String> = workers.iter().filter_map(|w| w.rsplit('-').nth(2).map(str::to_string)).collect();
     assert_eq!(pids.len(), 2, "both daemons delivered: {workers:?}");
     // Graceful shutdown on SIGTERM.
     for d in [&mut d1, &mut d2] {
