@@ -22,7 +22,7 @@ use sqlx::{AnyPool, any::AnyPoolOptions};
 use sqlx::{Connection as _, Executor as _};
 
 pub use models::*;
-pub use queries::{Finish, NewDelivery, delivery_key};
+pub use queries::{Finish, IssueStored, NewDelivery, delivery_key};
 
 /// How long a connection waits on a locked SQLite file before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

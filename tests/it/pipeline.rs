@@ -241,6 +241,27 @@ async fn concurrent_publish_creates_one_set(db: TestDb) {
     p2.close().await;
 }
 
+both!(publishing_again_to_more_channels_sends_only_the_new_ones);
+async fn publishing_again_to_more_channels_sends_only_the_new_ones(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, &fake.url(), &["alpha", "beta"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let path = issue_copy(&db, "minimal.md");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let issue = herald::issue::parse_str(&path, &source).unwrap();
+    for only in [vec!["alpha".to_string()], vec![], vec![]] {
+        publish::enqueue(&p, &issue, &source, &only).await.unwrap();
+        let target = WaitFor::Issue { slug: "minimal".into(), version: issue.version.clone(), channels: vec![] };
+        assert_eq!(run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap(), WaitEnd::Settled);
+        let keys: Vec<String> = fake.accepted().iter().map(|a| a.key.clone()).collect();
+        assert_eq!(keys[0], "minimal/alpha/r1");
+    }
+    let keys: Vec<String> = fake.accepted().iter().map(|a| a.key.clone()).collect();
+    assert_eq!(keys, vec!["minimal/alpha/r1", "minimal/beta/r1"], "alpha once, then beta once");
+    assert_eq!(deliveries(&p).await.len(), 2);
+    p.close().await;
+}
+
 // ---- reconciliation with the recording adapter -----------------------------------------------
 
 fn body_rendering(n: u32) -> Vec<RenderedChannel> {
