@@ -1,44 +1,109 @@
-//! `herald daemon`: the Publish and Deliver workers, the outbox sweeper and the HTTP side
-//! (`/healthz`, `/metrics`, `/status`), until SIGTERM or SIGINT. Shutdown stops fetching, lets
-//! in-flight deliveries finish (up to 30 s), and hands fetched-but-unstarted jobs back to the
-//! queue; a delivery cut off mid-send is reconciled by the next run.
+//! `herald daemon`: the Publish and Deliver workers with the outbox sweeper, the scheduler
+//! (cron entries, `publish_at`, catch-up), and the HTTP endpoints (`/healthz`, `/metrics`,
+//! `/status`, unsubscribe), until SIGTERM or SIGINT.
+//!
+//! Shutdown stops fetching, lets in-flight deliveries finish (up to 30 s), and hands back
+//! fetched-but-unstarted jobs to the queue; a delivery cut off mid-send is reconciled by the
+//! next run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use async_trait::async_trait;
 
 use super::{ExitStatus, Globals, InputError};
 use crate::cli::DaemonArgs;
+use crate::config::pick_secret;
 use crate::http::{self, HttpState, StatusSource, page};
 use crate::jobs::Pipeline;
-use crate::jobs::worker::{WorkerOptions, latest_per_channel, run_until, shutdown_signal};
-use crate::store::{Store, fmt_ms};
+use crate::jobs::worker::{WorkerOptions, run_until, shutdown_signal};
+use crate::store::fmt_ms;
 
-/// `/status` and `/healthz` over Herald's store.
-pub struct StoreStatus(pub Store);
+/// Run `herald daemon`.
+pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
+    let cfg = Arc::new(g.load_config()?);
+    let listen: SocketAddr = cfg
+        .config
+        .http
+        .listen
+        .parse()
+        .map_err(|e| InputError(format!("[http] listen = {:?} is not an address like 127.0.0.1:8025: {e}", cfg.config.http.listen)))?;
+    let token_file = cfg.config.http.token_file.as_ref().map(|f| cfg.resolve_path(f));
+    let token = match pick_secret(&cfg.config.http.token, &token_file) {
+        Some(s) => Some(s.resolve().map_err(|e| InputError(format!("[http] token: {e}")))?),
+        None => None,
+    };
+    http::check_listen(&listen, token.as_ref()).map_err(InputError)?;
+    let p = Arc::new(Pipeline::open(cfg.clone()).await?);
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(store = %p.store.url().display(), listen = %listener.local_addr()?, concurrency = args.concurrency, schedules = cfg.config.schedule.len(), "Daemon started.");
+
+    // One signal, three listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let state = HttpState { token, status: Arc::new(StoreStatus(p.clone())) };
+    // The email unsubscribe routes are mounted here once the email channel lands.
+    let public = axum::Router::new();
+    let app = http::router(state, public);
+    let server = tokio::spawn(http::serve(listener, app, stopped()));
+    let gauge = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(n) = p.store.open_deliveries().await {
+                    crate::metrics::global().queue_depth.set(n);
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
+    let opts = WorkerOptions { concurrency: args.concurrency.max(1), ..WorkerOptions::default() };
+    let (workers, scheduler) = tokio::join!(run_until(p.clone(), opts, stopped()), crate::jobs::cron::run_until(p.clone(), stopped()));
+    gauge.abort();
+    let _ = server.await;
+    p.close().await;
+    workers?;
+    scheduler?;
+    tracing::info!("Daemon stopped.");
+    Ok(ExitStatus::Success)
+}
+
+/// `/status` and `/healthz` over the store.
+struct StoreStatus(Arc<Pipeline>);
 
 #[async_trait]
 impl StatusSource for StoreStatus {
     async fn snapshot(&self) -> anyhow::Result<page::Snapshot> {
-        let mut ds = latest_per_channel(self.0.list_deliveries(None, &[]).await?);
-        ds.reverse(); // newest issue first
-        let deliveries = ds
+        let store = &self.0.store;
+        let deliveries = store
+            .list_deliveries(None, &[])
+            .await?
             .into_iter()
             .map(|d| page::DeliveryRow {
+                state: d.state().as_str().to_string(),
                 issue: d.issue,
                 channel: d.channel,
                 revision: d.revision,
-                state: d.state,
                 attempts: d.attempts,
-                remote_url: d.remote_url,
+                remote_url: d.remote_url.or(d.remote_id),
                 last_error: d.last_error,
                 next_attempt_at: d.next_attempt_at.map(fmt_ms),
             })
             .collect();
-        let attempts = self
-            .0
-            .recent_log(50)
+        let attempts: Vec<page::AttemptRow> = store
+            .recent_log(200)
             .await?
             .into_iter()
             .map(|a| page::AttemptRow {
@@ -51,46 +116,16 @@ impl StatusSource for StoreStatus {
                 error: a.error,
             })
             .collect();
-        Ok(page::Snapshot { deliveries, attempts, fires: Vec::new() })
+        let fires = store
+            .fires(None, 100)
+            .await?
+            .into_iter()
+            .map(|f| page::FireRow { schedule: f.schedule, fire_at: fmt_ms(f.fire_at), result: f.result })
+            .collect();
+        Ok(page::Snapshot { deliveries, attempts, fires })
     }
 
     async fn healthy(&self) -> bool {
-        self.0.ping().await
+        self.0.store.open_deliveries().await.is_ok()
     }
-}
-
-/// Run `herald daemon`.
-pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
-    let cfg = Arc::new(g.load_config()?);
-    let hc = &cfg.config.http;
-    let addr: SocketAddr = hc.listen.parse().map_err(|_| InputError(format!("[http] listen = \"{}\" is not an address like 127.0.0.1:8025", hc.listen)))?;
-    let token_file = hc.token_file.as_ref().map(|f| cfg.resolve_path(f));
-    let token = match crate::config::pick_secret(&hc.token, &token_file) {
-        Some(s) => Some(s.resolve().map_err(|e| InputError(format!("[http] token: {e}")))?),
-        None => None,
-    };
-    http::check_listen(&addr, token.as_ref()).map_err(InputError)?;
-    let p = Arc::new(Pipeline::open(cfg.clone()).await?);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let bound = listener.local_addr()?;
-    let app = http::router(HttpState { token, status: Arc::new(StoreStatus(p.store.clone())) }, axum::Router::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        let mut rx = stop_rx;
-        let shutdown = async move {
-            let _ = rx.wait_for(|v| *v).await;
-        };
-        if let Err(e) = http::serve(listener, app, shutdown).await {
-            tracing::error!(error = %e, "HTTP server stopped.");
-        }
-    });
-    tracing::info!(store = %p.store.url().display(), listen = %bound, concurrency = args.concurrency, "Daemon started.");
-    let opts = WorkerOptions { concurrency: args.concurrency.max(1), ..WorkerOptions::default() };
-    let res = run_until(p.clone(), opts, shutdown_signal()).await;
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    p.close().await;
-    res?;
-    tracing::info!("Daemon stopped.");
-    Ok(ExitStatus::Success)
 }

@@ -9,6 +9,7 @@
 //! live job (an outbox discipline); an extra job is harmless.
 
 pub mod bench;
+pub mod cron;
 pub mod deliver;
 pub mod publish;
 pub mod queue;

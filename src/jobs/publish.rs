@@ -105,3 +105,32 @@ pub async fn create_and_push(
     }
     Ok(created.into_iter().map(|(id, _)| id).collect())
 }
+
+/// Why a file could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFileError {
+    /// The issue file or a channel's rendering is bad input: nothing was stored or sent.
+    #[error("{0}")]
+    Input(String),
+    /// The store or the queue failed.
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// Read, parse and preflight an issue file (every channel must render and pass its checks),
+/// then store its version and push its Publish job. Shared by `herald publish` and the
+/// scheduler. Returns the parsed issue.
+pub async fn publish_file(p: &Pipeline, path: &Path, channels: &[String]) -> Result<Issue, PublishFileError> {
+    let path = std::fs::canonicalize(path).map_err(|e| PublishFileError::Input(format!("cannot read the issue {}: {e}", path.display())))?;
+    let source = std::fs::read_to_string(&path).map_err(|e| PublishFileError::Input(format!("cannot read the issue {}: {e}", path.display())))?;
+    let issue = crate::issue::parse_str(&path, &source).map_err(|e| PublishFileError::Input(e.to_string()))?;
+    let rendered = render_channels(&issue, &p.config, channels).map_err(|errs| {
+        let lines: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+        PublishFileError::Input(format!("preflight failed; nothing was sent:\n{}", lines.join("\n")))
+    })?;
+    if rendered.is_empty() {
+        return Err(PublishFileError::Input("no channel to publish to (every channel is disabled or skipped by the issue)".into()));
+    }
+    enqueue(p, &issue, &source, channels).await?;
+    Ok(issue)
+}

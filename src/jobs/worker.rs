@@ -164,7 +164,6 @@ pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
             tracing::warn!(issue = %issue.slug, error = %format!("{e:#}"), "Sweeper could not publish.");
         }
     }
-    crate::metrics::global().queue_depth.set(p.store.open_count().await?);
     let now = now_ms();
     let mut pushed = 0;
     for d in p.store.owed_deliveries(now).await? {

@@ -447,16 +447,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
-
-    /// Deliveries not yet settled (queued, sending, retrying): the queue-depth gauge.
-    pub async fn open_count(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE state IN ('queued', 'sending', 'retrying')").fetch_one(&self.pool).await?)
-    }
-
-    /// A cheap round trip, for health checks.
-    pub async fn ping(&self) -> bool {
-        sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.pool).await.is_ok()
-    }
 }
 
 /// `{issue}/{channel}/r{revision}`.
