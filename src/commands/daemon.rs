@@ -30,7 +30,8 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
         .listen
         .parse()
         .map_err(|e| InputError(format!("[http] listen = {:?} is not an address like 127.0.0.1:8025: {e}", cfg.config.http.listen)))?;
-    let token = match pick_secret(&cfg.config.http.token, &cfg.config.http.token_file) {
+    let token_file = cfg.config.http.token_file.as_ref().map(|f| cfg.resolve_path(f));
+    let token = match pick_secret(&cfg.config.http.token, &token_file) {
         Some(s) => Some(s.resolve().map_err(|e| InputError(format!("[http] token: {e}")))?),
         None => None,
     };
@@ -101,8 +102,8 @@ impl StatusSource for StoreStatus {
                 next_attempt_at: d.next_attempt_at.map(fmt_ms),
             })
             .collect();
-        let mut attempts: Vec<page::AttemptRow> = store
-            .log(None, &[], 0)
+        let attempts: Vec<page::AttemptRow> = store
+            .recent_log(200)
             .await?
             .into_iter()
             .map(|a| page::AttemptRow {
@@ -115,8 +116,6 @@ impl StatusSource for StoreStatus {
                 error: a.error,
             })
             .collect();
-        attempts.reverse();
-        attempts.truncate(200);
         let fires = store
             .fires(None, 100)
             .await?

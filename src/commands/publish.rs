@@ -33,6 +33,18 @@ pub async fn run(g: &Globals, args: PublishArgs) -> anyhow::Result<ExitStatus> {
     if rendered.is_empty() {
         return Err(InputError("no channel to publish to (every channel is disabled or skipped by the issue)".into()).into());
     }
+    // Credentials present: building each adapter resolves its secrets (names, never values).
+    let mut missing = Vec::new();
+    for rc in &rendered {
+        if let Some(c) = cfg.config.channels.get(&rc.channel)
+            && let Err(e) = crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
+        {
+            missing.push(format!("  {e:#}"));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(InputError(format!("preflight failed; nothing was sent:\n{}", missing.join("\n"))).into());
+    }
     let p = Arc::new(Pipeline::open(cfg).await?);
     publish::enqueue(&p, &issue, &source, &args.channels).await?;
     let slug = issue.meta.slug.clone();

@@ -288,7 +288,7 @@ async fn finish(p: &Pipeline, d: &DeliveryRow, owner: &str, mut f: Finish, clock
     let m = crate::metrics::global();
     m.attempt(&d.channel, &f.outcome, f.duration_ms as f64 / 1000.0);
     m.delivery(&d.channel, f.state.as_str());
-    if f.state == State::Retrying {
+    if f.job_id.is_some() {
         m.retries.get_or_create(&crate::metrics::ChannelLabel { channel: d.channel.clone() }).inc();
     }
     match f.state {

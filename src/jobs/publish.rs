@@ -8,7 +8,7 @@ use super::queue::new_job_id;
 use super::{Pipeline, PublishJob};
 use crate::issue::Issue;
 use crate::render::engine::{RenderedChannel, render_channels};
-use crate::store::{NewDelivery, Trigger};
+use crate::store::{IssueStored, NewDelivery, Trigger};
 
 /// What a Publish run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +26,18 @@ pub fn publish_key(slug: &str, version: &str) -> String {
     format!("publish:{slug}:{version}")
 }
 
-/// Store the issue version (its source text) and push its Publish job, keyed so a second
-/// trigger of the same version adds no job.
+/// Store the issue version (its source text) and push its Publish job. A new version's job
+/// is keyed `publish:{slug}:{version}`, so a second trigger of it adds no job; publishing a
+/// stored version to more channels pushes an unkeyed job (the step is idempotent).
 pub async fn enqueue(p: &Pipeline, issue: &Issue, source: &str, channels: &[String]) -> anyhow::Result<()> {
     let path = issue.path.to_string_lossy();
-    p.store.insert_issue(&issue.meta.slug, &issue.version, &path, &issue.meta.title, source, channels).await?;
+    let stored = p.store.insert_issue(&issue.meta.slug, &issue.version, &path, &issue.meta.title, source, channels).await?;
     let job = PublishJob::V1 { issue: issue.meta.slug.clone(), version: issue.version.clone() };
-    p.queue.push_publish(job, Some(&publish_key(&issue.meta.slug, &issue.version))).await
+    match stored {
+        IssueStored::New | IssueStored::Pending => p.queue.push_publish(job, Some(&publish_key(&issue.meta.slug, &issue.version))).await,
+        IssueStored::Widened => p.queue.push_publish(job, None).await,
+        IssueStored::Unchanged => Ok(()),
+    }
 }
 
 /// Run a Publish job.
