@@ -1,1 +1,354 @@
-//! email tests
+//! Email to the author's own list, against the real SMTP server on loopback: one personal copy
+//! per subscriber (parsed with mail-parser), 4xx retried, 5xx failed and suppressed, nobody
+//! mailed twice, resume after an interrupted pass, one-click unsubscribe over HTTP.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::channel::email::{self, EmailAdapter, MemoryLedger, RecipientLedger, TokenKey};
+use herald::channel::{Adapter, BuildCtx, DeliveryCtx, Kind};
+use herald::config::{ChannelConfig, SecretString};
+use herald::render::{EmailRendering, Rendering};
+use herald::sandbox::smtp::{SmtpReply, SmtpServer};
+use mail_parser::{MessageParser, MimeHeaders};
+
+pub const SECRET_ENV: &str = "HERALD_IT_UNSUB_SECRET";
+pub const SECRET: &str = "it-unsubscribe-secret-0123456789";
+const KEY: &str = "issue-9/newsletter/r1";
+
+/// The channel's config table, pointing at `smtp_url`.
+pub fn email_toml(smtp_url: &str, extra: &str) -> String {
+    format!(
+        "type = \"email\"\nsmtp_url = \"{smtp_url}\"\nfrom = \"Signal & Noise <news@example.com>\"\n\
+         unsubscribe_base_url = \"https://news.example.com/unsubscribe\"\nunsubscribe_mailto = \"mailto:unsub@example.com\"\n\
+         unsubscribe_secret = \"${{{SECRET_ENV}}}\"\n{extra}\n"
+    )
+}
+
+fn build_ctx() -> BuildCtx {
+    BuildCtx {
+        env: Box::new(|k| (k == SECRET_ENV).then(|| SECRET.to_string())),
+        base_dir: std::env::temp_dir(),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+fn adapter(server: &SmtpServer, extra: &str, ledger: Arc<dyn RecipientLedger>) -> EmailAdapter {
+    let cfg: ChannelConfig = toml::from_str(&email_toml(&server.url(), extra)).expect("email config parses");
+    let ChannelConfig::Email(c) = cfg else { panic!("not an email config") };
+    email::adapter("newsletter", &c, &build_ctx()).expect("email adapter builds").with_ledger(ledger)
+}
+
+fn dctx(delivery_id: i64) -> DeliveryCtx {
+    let mut c = DeliveryCtx::for_test(KEY);
+    c.delivery_id = delivery_id;
+    c
+}
+
+fn rendering() -> Rendering {
+    Rendering::Email(EmailRendering {
+        subject: "Signal & Noise #9 for [[name]]".into(),
+        html: "<html><body><p>Hello [[name]] from [[city]]!</p><p>A long enough body.</p>\
+               <p><a href=\"[[unsubscribe_url]]\">Unsubscribe</a> ([[email]])</p></body></html>"
+            .into(),
+        text: "Hello [[name]] from [[city]]!\n\nUnsubscribe: [[unsubscribe_url]]\nSent to [[email]]\n".into(),
+    })
+}
+
+fn addr(i: usize) -> String {
+    format!("reader{i:05}@example.org")
+}
+
+/// `n` subscribers on list `all`, each with a name and a `city` column.
+fn subscribers(n: usize) -> Arc<MemoryLedger> {
+    let l = MemoryLedger::default();
+    for i in 0..n {
+        let mut vars = BTreeMap::new();
+        vars.insert("city".to_string(), format!("City<{i}>"));
+        l.add_subscriber(&addr(i), &format!("Reader {i}"), "all", vars);
+    }
+    Arc::new(l)
+}
+
+fn key() -> TokenKey {
+    TokenKey::new(&SecretString::new(SECRET))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_subscribers_get_one_personal_copy_each() {
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(1000);
+    let a = adapter(&server, "concurrency = 8", ledger.clone());
+    let receipt = a.deliver(&rendering(), &dctx(1)).await.expect("the mailing succeeds");
+    assert_eq!(receipt.note.as_deref(), Some("1000 sent, 0 failed, 0 skipped of 1000 recipients"));
+    assert_eq!(server.message_count(), 1000);
+
+    let key = key();
+    let mut seen = HashSet::new();
+    for m in server.messages() {
+        assert_eq!(m.mail_from, "news@example.com");
+        assert_eq!(m.rcpt_to.len(), 1);
+        let to = m.rcpt_to[0].clone();
+        assert!(seen.insert(to.clone()), "{to} mailed twice");
+        let i: usize = to["reader".len()..to.find('@').unwrap()].parse().unwrap();
+
+        let msg = MessageParser::default().parse(&m.data).expect("the message parses");
+        let root = msg.root_part().content_type().expect("content type");
+        assert_eq!((root.ctype(), root.subtype()), ("multipart", Some("alternative")), "{to}");
+        let types: Vec<String> = msg.parts[1..]
+            .iter()
+            .map(|p| p.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or(""))).unwrap_or_default())
+            .collect();
+        assert_eq!(types, ["text/plain", "text/html"], "{to}");
+        assert_eq!(msg.subject(), Some(format!("Signal & Noise #9 for Reader {i}").as_str()));
+
+        let unsub = msg.header_raw("List-Unsubscribe").expect("List-Unsubscribe").replace(['\r', '\n'], "");
+        let url = unsub.trim().strip_prefix('<').and_then(|s| s.split_once('>')).map(|(u, _)| u.to_string()).expect("an https URI first");
+        assert!(url.starts_with("https://news.example.com/unsubscribe/"), "{url}");
+        assert!(unsub.contains("<mailto:unsub@example.com?subject=unsubscribe>"), "{unsub}");
+        let token = url.rsplit('/').next().unwrap();
+        assert_eq!(key.verify(token).as_deref(), Some(to.as_str()), "the token names this subscriber");
+        assert_eq!(msg.header_raw("List-Unsubscribe-Post").map(str::trim), Some("List-Unsubscribe=One-Click"));
+        assert!(msg.date().is_some(), "Date header");
+        assert_eq!(msg.message_id().map(|s| format!("<{s}>")), Some(a.composer().message_id(&herald_mailing(), &to)));
+
+        let text = msg.body_text(0).expect("text part");
+        assert!(text.contains(&format!("Hello Reader {i} from City<{i}>!")), "{text}");
+        assert!(text.contains(&url) && text.contains(&format!("Sent to {to}")), "{text}");
+        let html = msg.body_html(0).expect("html part");
+        assert!(html.contains(&format!("Hello Reader {i} from City&lt;{i}&gt;!")), "values escaped in HTML: {html}");
+        assert!(html.contains(&format!("href=\"{url}\"")), "{html}");
+    }
+    assert_eq!(seen.len(), 1000);
+    // Pooled: far fewer connections than messages.
+    assert!(server.connections() <= 16, "{} connections", server.connections());
+
+    // The delivery is done: a rerun sends nothing and reconciliation finds it.
+    let again = a.deliver(&rendering(), &dctx(1)).await.unwrap();
+    assert_eq!(again.note, receipt.note);
+    assert_eq!(server.message_count(), 1000);
+    assert!(matches!(a.find_existing(&rendering(), &dctx(1)).await.unwrap(), herald::channel::Reconciled::Found(_)));
+}
+
+fn herald_mailing() -> email::compose::Mailing {
+    let Rendering::Email(r) = rendering() else { unreachable!() };
+    email::compose::Mailing::new(KEY, &r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greylisted_recipients_are_retried_and_hard_bounces_suppressed() {
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(200);
+    let grey = [addr(3), addr(50), addr(199)];
+    let gone = [addr(7), addr(120)];
+    for g in &grey {
+        server.plan_rcpt(g, SmtpReply::greylist(), Some(2));
+    }
+    for g in &gone {
+        server.plan_rcpt(g, SmtpReply::no_such_user(), None);
+    }
+    // A policy refusal is not about the address: failed, not suppressed.
+    server.plan_rcpt(&addr(9), SmtpReply::new(554, "5.7.1 Message rejected by policy"), None);
+    let a = adapter(&server, "concurrency = 4", ledger.clone()).with_recipient_retry(vec![Duration::ZERO, Duration::ZERO]);
+
+    // Pass 1: the greylisted three stay owed; the delivery asks to be retried.
+    let e = a.deliver(&rendering(), &dctx(2)).await.expect_err("some recipients are still owed");
+    assert_eq!(e.kind(), Kind::Retryable, "{e}");
+    assert!(e.message().starts_with("3 of 200 recipients still owed"), "{e}");
+    assert_eq!(server.message_count(), 200 - 3 - 2 - 1);
+    // Pass 2: still greylisted once more.
+    let e = a.deliver(&rendering(), &dctx(2)).await.expect_err("still owed");
+    assert!(e.message().starts_with("3 of 200"), "{e}");
+    // Pass 3: accepted.
+    let r = a.deliver(&rendering(), &dctx(2)).await.expect("all settled");
+    assert_eq!(r.note.as_deref(), Some("197 sent, 3 failed, 0 skipped of 200 recipients"));
+
+    let delivered = server.delivered();
+    for i in 0..200 {
+        let want = usize::from(!gone.contains(&addr(i)) && i != 9);
+        assert_eq!(delivered.get(&addr(i)).copied().unwrap_or(0), want, "{}", addr(i));
+    }
+    for g in &grey {
+        assert_eq!(server.rcpt_attempts(g), 3, "{g}: two 451s then accepted");
+        assert_eq!(ledger.row(2, g).map(|r| (r.0, r.2)), Some(("sent".into(), 3)));
+    }
+    let suppressed = ledger.suppressed();
+    for g in &gone {
+        assert_eq!(server.rcpt_attempts(g), 1, "a 550 is never retried");
+        assert!(suppressed.get(g).is_some_and(|r| r.contains("550")), "{g} suppressed: {suppressed:?}");
+        assert_eq!(ledger.row(2, g).map(|r| (r.0, r.1)), Some(("failed".into(), Some(550))));
+    }
+    assert!(!suppressed.contains_key(&addr(9)), "a 554 policy refusal does not suppress");
+    assert_eq!(suppressed.len(), 2);
+
+    // The next mailing skips the bounced addresses entirely.
+    let before = server.message_count();
+    let r = a.deliver(&rendering(), &dctx(3)).await.expect("settled: addr 9 refused again, the rest sent");
+    assert_eq!(r.note.as_deref(), Some("197 sent, 1 failed, 0 skipped of 198 recipients"));
+    assert_eq!(server.message_count() - before, 197);
+    assert!(gone.iter().all(|g| server.rcpt_attempts(g) == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_greylisted_past_the_schedule_fails_without_suppression() {
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(3);
+    server.plan_rcpt(&addr(1), SmtpReply::greylist(), None);
+    let a = adapter(&server, "", ledger.clone()).with_recipient_retry(vec![Duration::ZERO]);
+    assert!(a.deliver(&rendering(), &dctx(4)).await.is_err());
+    let r = a.deliver(&rendering(), &dctx(4)).await.expect("given up: settled");
+    assert_eq!(r.note.as_deref(), Some("2 sent, 1 failed, 0 skipped of 3 recipients"));
+    assert_eq!(ledger.row(4, &addr(1)).map(|r| r.0), Some("failed".into()));
+    assert!(ledger.suppressed().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferral_not_yet_due_is_a_wait_not_an_attempt() {
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(2);
+    server.plan_rcpt(&addr(0), SmtpReply::greylist(), Some(1));
+    let a = adapter(&server, "", ledger).with_recipient_retry(vec![Duration::from_secs(120)]);
+    let e = a.deliver(&rendering(), &dctx(5)).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Retryable);
+    let e = a.deliver(&rendering(), &dctx(5)).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::RateLimited, "nothing was due: {e}");
+    let wait = e.retry_after().expect("a retry hint");
+    assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_pass_resumes_without_skipping_and_with_bounded_duplicates() {
+    let server = SmtpServer::start().await.unwrap();
+    server.set_latency(Duration::from_millis(2));
+    let ledger = subscribers(1500);
+    let a = Arc::new(adapter(&server, "concurrency = 6\nbatch_size = 100", ledger.clone()));
+    // Cut the pass off mid-mailing, as the pipeline's call timeout or a crash would.
+    let cut = tokio::time::timeout(Duration::from_millis(400), a.deliver(&rendering(), &dctx(6))).await;
+    assert!(cut.is_err(), "the pass was interrupted");
+    let sent_before = server.message_count();
+    assert!(sent_before > 0 && sent_before < 1500, "interrupted in the middle: {sent_before}");
+    // Let in-flight sessions finish on the server side.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(matches!(a.find_existing(&rendering(), &dctx(6)).await.unwrap(), herald::channel::Reconciled::NotFound));
+    a.deliver(&rendering(), &dctx(6)).await.expect("the rerun finishes the list");
+    let delivered = server.delivered();
+    let dupes: usize = (0..1500)
+        .map(|i| {
+            let n = delivered.get(&addr(i)).copied().unwrap_or(0);
+            assert!(n >= 1, "{} skipped", addr(i));
+            n - 1
+        })
+        .sum();
+    assert!(dupes <= 6, "{dupes} duplicates > concurrency");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_refusal_stops_the_mailing_and_suppresses_nobody() {
+    let server = SmtpServer::start().await.unwrap();
+    server.plan_rcpt("@example.org", SmtpReply::new(530, "5.7.0 Authentication required"), None);
+    let ledger = subscribers(50);
+    let a = adapter(&server, "concurrency = 2", ledger.clone());
+    let e = a.deliver(&rendering(), &dctx(7)).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Auth, "{e}");
+    assert!(ledger.suppressed().is_empty());
+    assert!(server.rcpt_attempts(&addr(49)) == 0, "the pass stopped early");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retryable_and_nobody_is_marked() {
+    // A port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ledger = subscribers(20);
+    let cfg: ChannelConfig = toml::from_str(&email_toml(&format!("smtp://127.0.0.1:{port}"), "concurrency = 2")).unwrap();
+    let ChannelConfig::Email(c) = cfg else { unreachable!() };
+    let a = email::adapter("newsletter", &c, &build_ctx()).unwrap().with_ledger(ledger.clone());
+    let e = a.deliver(&rendering(), &dctx(8)).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Retryable, "{e}");
+    let p = ledger.progress(8).await.unwrap();
+    assert_eq!((p.pending, p.sent, p.failed), (20, 0, 0));
+}
+
+mod unsubscribe {
+    use axum::http::StatusCode;
+    use herald::channel::email::unsubscribe::UnsubscribeState;
+    use herald::channel::email::unsubscribe_routes;
+
+    use super::*;
+
+    async fn serve(ledger: Arc<MemoryLedger>) -> String {
+        let app = unsubscribe_routes(UnsubscribeState::new(vec![key()], ledger));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        base
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_click_post_suppresses_and_the_next_mailing_skips_the_address() {
+        let ledger = subscribers(5);
+        let base = serve(ledger.clone()).await;
+        let http = herald::channel::http::client();
+        let target = addr(2);
+        let url = format!("{base}/unsubscribe/{}", key().token(&target));
+
+        // GET shows a button and changes nothing.
+        let page = http.get(&url).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let body = page.text().await.unwrap();
+        assert!(body.contains("<form method=\"post\"") && body.contains(&target), "{body}");
+        assert!(ledger.suppressed().is_empty(), "GET must not unsubscribe");
+
+        // RFC 8058 one-click POST, as a mail client sends it.
+        let r = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "200, never a redirect");
+        assert!(ledger.suppressed().contains_key(&target));
+        // Idempotent.
+        assert_eq!(http.post(&url).body("List-Unsubscribe=One-Click").send().await.unwrap().status(), StatusCode::OK);
+
+        let server = SmtpServer::start().await.unwrap();
+        let a = adapter(&server, "", ledger.clone());
+        a.deliver(&rendering(), &dctx(20)).await.unwrap();
+        assert_eq!(server.message_count(), 4);
+        assert_eq!(server.rcpt_attempts(&target), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forged_and_unknown_tokens_change_nothing() {
+        let ledger = subscribers(2);
+        let base = serve(ledger.clone()).await;
+        let http = herald::channel::http::client();
+        let other = TokenKey::new(&SecretString::new("another-secret-entirely-000000"));
+        for token in [other.token(&addr(0)), "garbage".to_string(), key().token(&addr(1))[4..].to_string()] {
+            let url = format!("{base}/unsubscribe/{token}");
+            assert_eq!(http.post(&url).body("List-Unsubscribe=One-Click").send().await.unwrap().status(), StatusCode::BAD_REQUEST, "{token}");
+            assert_eq!(http.get(&url).send().await.unwrap().status(), StatusCode::BAD_REQUEST);
+        }
+        // A genuine token for an address that is not on the list.
+        let url = format!("{base}/unsubscribe/{}", key().token("stranger@example.net"));
+        assert_eq!(http.post(&url).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+        assert!(ledger.suppressed().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_address_suppressed_mid_mailing_is_skipped() {
+        let ledger = subscribers(4);
+        let server = SmtpServer::start().await.unwrap();
+        server.plan_rcpt(&addr(0), SmtpReply::greylist(), Some(1));
+        let a = adapter(&server, "", ledger.clone()).with_recipient_retry(vec![Duration::ZERO]);
+        assert!(a.deliver(&rendering(), &dctx(21)).await.is_err(), "addr 0 deferred");
+        ledger.suppress(&addr(0), "unsubscribed (one-click)");
+        let r = a.deliver(&rendering(), &dctx(21)).await.unwrap();
+        assert_eq!(r.note.as_deref(), Some("3 sent, 0 failed, 1 skipped of 4 recipients"));
+        assert_eq!(server.delivered_to(&addr(0)), 0);
+    }
+}
