@@ -352,3 +352,100 @@ mod unsubscribe {
         assert_eq!(server.delivered_to(&addr(0)), 0);
     }
 }
+
+mod postmark {
+    use herald::channel::email_api;
+    use herald::sandbox::fault::Fault;
+    use herald::sandbox::postmark::{self, PostmarkFake};
+
+    use super::*;
+
+    const TOKEN_ENV: &str = "HERALD_IT_POSTMARK_TOKEN";
+
+    fn api_adapter(fake: &PostmarkFake, token: &str, ledger: Arc<dyn RecipientLedger>) -> Arc<dyn Adapter> {
+        let cfg: ChannelConfig = toml::from_str(&format!(
+            "type = \"email_api\"\napi_base = \"{}\"\nserver_token = \"${{{TOKEN_ENV}}}\"\nfrom = \"Signal & Noise <news@example.com>\"\n\
+             unsubscribe_base_url = \"https://news.example.com/unsubscribe\"\nunsubscribe_secret = \"${{{SECRET_ENV}}}\"\nconcurrency = 2\n",
+            fake.base_url
+        ))
+        .unwrap();
+        let token = token.to_string();
+        let ctx = BuildCtx {
+            env: Box::new(move |k| match k {
+                TOKEN_ENV => Some(token.clone()),
+                SECRET_ENV => Some(SECRET.to_string()),
+                _ => None,
+            }),
+            base_dir: std::env::temp_dir(),
+            timeout: Duration::from_secs(10),
+        };
+        email_api::build_with_ledger("postmark", &cfg, &ctx, ledger).expect("email_api adapter builds")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_of_500_with_per_message_errors() {
+        let fake = PostmarkFake::start().await.unwrap();
+        fake.set_inactive(&addr(42));
+        let ledger = subscribers(1200);
+        let a = api_adapter(&fake, postmark::TOKEN, ledger.clone());
+        let r = a.deliver(&rendering(), &dctx(30)).await.expect("the mailing succeeds");
+        assert_eq!(r.note.as_deref(), Some("1199 sent, 1 failed, 0 skipped of 1200 recipients"));
+        let mut sizes = fake.batch_sizes();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [200, 500, 500]);
+        assert!(ledger.suppressed().get(&addr(42)).is_some_and(|r| r.contains("406")), "inactive → suppressed");
+        let accepted = fake.accepted();
+        assert_eq!(accepted.len(), 1199);
+        let m = accepted.iter().find(|a| a.message.to.contains(&addr(7))).unwrap();
+        assert_eq!(m.message.subject, "Signal & Noise #9 for Reader 7");
+        assert_eq!(m.message.message_stream.as_deref(), Some("broadcast"));
+        assert_eq!(m.message.header("List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
+        let unsub = m.message.header("List-Unsubscribe").unwrap();
+        let token = unsub.trim_start_matches("<https://news.example.com/unsubscribe/").trim_end_matches('>');
+        assert_eq!(key().verify(token).as_deref(), Some(addr(7).as_str()));
+        assert!(m.message.html_body.as_deref().unwrap().contains("City&lt;7&gt;"));
+        // Nobody twice.
+        let mut seen = HashSet::new();
+        assert!(accepted.iter().all(|a| seen.insert(a.message.to.clone())));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_errors_follow_the_shared_classification() {
+        let fake = PostmarkFake::start().await.unwrap();
+        let ledger = subscribers(600);
+
+        // Wrong token: needs auth, nothing recorded.
+        let bad = api_adapter(&fake, "wrong-token", ledger.clone());
+        let e = bad.deliver(&rendering(), &dctx(31)).await.unwrap_err();
+        assert_eq!((e.kind(), e.status()), (Kind::Auth, Some(401)), "{e}");
+        assert_eq!(ledger.progress(31).await.unwrap().pending, 600);
+
+        let a = api_adapter(&fake, postmark::TOKEN, ledger.clone());
+        // 429 with Retry-After: a wait.
+        fake.faults.push("POST /email/batch", Fault::Status { code: 429, body: r#"{"ErrorCode":429,"Message":"Rate limit exceeded"}"#.into(), headers: vec![("retry-after".into(), "7".into())] }, 1);
+        let e = a.deliver(&rendering(), &dctx(31)).await.unwrap_err();
+        assert_eq!(e.kind(), Kind::RateLimited, "{e}");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+
+        // A 500 on one call: retryable; that call's recipients stay owed, and the rerun sends
+        // exactly them.
+        fake.faults.push("POST /email/batch", Fault::Status { code: 500, body: r#"{"ErrorCode":500,"Message":"boom"}"#.into(), headers: vec![] }, 1);
+        let before = fake.accepted().len();
+        let e = a.deliver(&rendering(), &dctx(31)).await;
+        let after_first = fake.accepted().len() - before;
+        if let Err(e) = &e {
+            assert_eq!(e.kind(), Kind::Retryable, "{e}");
+        }
+        let r = a.deliver(&rendering(), &dctx(31)).await.expect("settled on the rerun");
+        assert_eq!(r.note.as_deref(), Some("600 sent, 0 failed, 0 skipped of 600 recipients"));
+        assert!(after_first < 600, "the failed call's recipients were not accepted the first time");
+        for i in 0..600 {
+            assert_eq!(fake.accepted_for(&addr(i)), 1, "{}", addr(i));
+        }
+
+        // 422 for the whole batch: permanent.
+        fake.faults.push("POST /email/batch", Fault::Status { code: 422, body: r#"{"ErrorCode":300,"Message":"Invalid 'From' address"}"#.into(), headers: vec![] }, 1);
+        let e = a.deliver(&rendering(), &dctx(32)).await.unwrap_err();
+        assert_eq!((e.kind(), e.status()), (Kind::Permanent, Some(422)), "{e}");
+    }
+}

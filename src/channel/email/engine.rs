@@ -85,6 +85,8 @@ struct Stop {
     error: Mutex<Option<DeliveryError>>,
     call_errors: AtomicUsize,
     blanket: AtomicUsize,
+    /// The last failed call that did not stop the pass.
+    last_call_error: Mutex<Option<DeliveryError>>,
 }
 
 impl Stop {
@@ -238,8 +240,11 @@ pub async fn run(
                         drop(permit);
                         let n = stop.call_errors.fetch_add(1, Ordering::Relaxed) + 1;
                         tracing::warn!(error = %e, consecutive = n, "Send failed; the recipients stay owed.");
-                        if !e.is_retryable() || n >= MAX_CALL_ERRORS {
+                        // A rate limit, an auth or permanent refusal, or an unknown outcome ends the pass.
+                        if e.kind() != Kind::Retryable || n >= MAX_CALL_ERRORS {
                             stop.set(e);
+                        } else {
+                            *stop.last_call_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                         }
                     }
                 }
@@ -265,13 +270,19 @@ pub async fn run(
     }
     if p.pending > 0 {
         let wait = p.next_due_ms.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64));
-        let msg = format!(
-            "{} of {} recipients still owed (deferred by the server); {} sent, {} failed so far",
-            p.pending, p.total, p.sent, p.failed
-        );
+        let call_error = stop.last_call_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let why = match &call_error {
+            Some(e) => format!("last error: {e}"),
+            None => "deferred by the server".to_string(),
+        };
+        let msg = format!("{} of {} recipients still owed ({why}); {} sent, {} failed so far", p.pending, p.total, p.sent, p.failed);
         // Nothing was due this time: a wait, not a failed attempt.
         let kind = if dispatched == 0 { Kind::RateLimited } else { Kind::Retryable };
-        return Err(DeliveryError::new(kind, msg).with_retry_after(wait));
+        let mut err = DeliveryError::new(kind, msg).with_retry_after(wait);
+        if let Some(s) = call_error.and_then(|e| e.status()) {
+            err = err.with_status(s);
+        }
+        return Err(err);
     }
     Ok(receipt(&p, &mailing.key_hash))
 }
