@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinSet;
 
 use super::compose::Mailing;
 use super::ledger::{LedgerProgress, Outcome, Recipient, RecipientLedger, RecipientResult};
@@ -180,7 +179,6 @@ pub async fn run(
 
     let limit = transport.batch_limit().max(1);
     let mut pace = opts.max_per_second.map(Pace::new);
-    let mut tasks = JoinSet::new();
     let mut after = 0i64;
     let mut dispatched = 0usize;
     'pass: while !stop.is_set() {
@@ -213,7 +211,11 @@ pub async fn run(
             let chunk = chunk.to_vec();
             let (transport, mailing, stop, tx) = (transport.clone(), mailing.clone(), stop.clone(), tx.clone());
             let schedule = opts.recipient_retry.clone();
-            tasks.spawn(async move {
+            // Detached on purpose: if this pass is cancelled (the pipeline's timeout), a send
+            // already on the wire finishes and is recorded. Cancelling lettre mid-transaction
+            // would return the connection to its pool with replies still unread, and the next
+            // message on it would take a stale `250` for its own.
+            tokio::spawn(async move {
                 match transport.send(&mailing, &chunk).await {
                     Ok(outcomes) => {
                         stop.call_errors.store(0, Ordering::Relaxed);
@@ -249,10 +251,11 @@ pub async fn run(
                     }
                 }
             });
-            while tasks.try_join_next().is_some() {}
         }
     }
-    while tasks.join_next().await.is_some() {}
+    // Every slot back means every call finished and its outcome was committed.
+    let slots = u32::try_from(opts.concurrency.max(1)).unwrap_or(u32::MAX);
+    let _all = window.acquire_many(slots).await;
     drop(tx);
     let mut reporter = writer.await.map_err(|e| DeliveryError::retryable(format!("the ledger writer stopped: {e}")))?;
     reporter.finish();
