@@ -23,12 +23,20 @@ pub async fn run(g: &Globals, args: CheckArgs) -> anyhow::Result<ExitStatus> {
         }
     };
     if let Some(cfg) = &cfg {
+        problems.extend(config::check::check_files(cfg).iter().map(|e| e.to_string()));
         problems.extend(compile_all(cfg).iter().map(|e| e.to_string()));
+        problems.extend(linkedin_token_warnings(cfg));
         if args.credentials {
-            let ctx = BuildCtx::from_env(cfg.base_dir.clone());
-            for (name, c) in cfg.config.channels.iter().filter(|(_, c)| c.common().enabled) {
-                if let Err(e) = build_adapter(name, c, &ctx) {
-                    problems.push(format!("{e:#}"));
+            let env = |k: &str| std::env::var(k).ok();
+            let missing = config::check::check_credentials(cfg, &env);
+            problems.extend(missing.iter().map(|e| e.to_string()));
+            if missing.is_empty() {
+                // Every secret resolves: build each adapter too (URLs, clients, key material).
+                let ctx = BuildCtx::from_env(cfg.base_dir.clone());
+                for (name, c) in cfg.config.channels.iter().filter(|(_, c)| c.common().enabled) {
+                    if let Err(e) = build_adapter(name, c, &ctx) {
+                        problems.push(format!("{e:#}"));
+                    }
                 }
             }
         }
@@ -62,4 +70,26 @@ pub async fn run(g: &Globals, args: CheckArgs) -> anyhow::Result<ExitStatus> {
         eprintln!("{} problem(s) found.", problems.len());
         Ok(ExitStatus::Error)
     }
+}
+
+/// Print a warning for a LinkedIn token within 7 days of expiry; an expired one is a problem.
+fn linkedin_token_warnings(cfg: &config::LoadedConfig) -> Vec<String> {
+    let now = chrono::Utc::now();
+    let mut problems = Vec::new();
+    for (name, c) in &cfg.config.channels {
+        let config::ChannelConfig::Linkedin(li) = c else { continue };
+        if let Some(w) = crate::channel::linkedin::token_expiry_warning(li, now) {
+            let expired = li
+                .token_expires_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok())
+                .is_none_or(|t| t <= now);
+            if expired {
+                problems.push(format!("channel {name}: {w}"));
+            } else {
+                eprintln!("warning: channel {name}: {w}");
+            }
+        }
+    }
+    problems
 }

@@ -1,10 +1,117 @@
-//! `herald status`. (Not built yet.)
+//! `herald status [ISSUE] [--channel C]... [--json]`: the issue × channel matrix.
+//!
+//! One row per (issue, channel), its latest revision. `--json` prints an array of objects with
+//! these fields (times are RFC 3339 UTC, absent values are `null`):
+//! `issue`, `version`, `channel`, `type`, `revision`, `key`, `state`, `attempts`,
+//! `rate_limited_waits`, `remote_id`, `remote_url`, `last_error`, `last_status`,
+//! `next_attempt_at`, `trigger`, `created_at`, `updated_at`.
 
-use super::{ExitStatus, Globals};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{ExitStatus, Globals, InputError};
 use crate::cli::StatusArgs;
+use crate::jobs::worker::latest_per_channel;
+use crate::store::{DeliveryRow, Store, StoreUrl, fmt_ms};
 
 /// Run `herald status`.
 pub async fn run(g: &Globals, args: StatusArgs) -> anyhow::Result<ExitStatus> {
-    let _ = (g, args);
-    anyhow::bail!("`herald status` is not built yet")
+    let cfg = Arc::new(g.load_config()?);
+    let store = open_store(&cfg).await?;
+    let slug = match &args.issue {
+        Some(i) => Some(resolve_slug(i)?),
+        None => None,
+    };
+    let rows = latest_per_channel(store.list_deliveries(slug.as_deref(), &args.channels).await?);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&Value::Array(rows.iter().map(delivery_json).collect()))?);
+    } else if rows.is_empty() {
+        println!("No deliveries{}.", slug.map(|s| format!(" for {s}")).unwrap_or_default());
+    } else {
+        print!("{}", matrix(&rows));
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Open Herald's store named by the config (no queue needed to read).
+pub async fn open_store(cfg: &crate::config::LoadedConfig) -> anyhow::Result<Store> {
+    let url = StoreUrl::parse(&cfg.config.store.url, &cfg.base_dir).map_err(|e| InputError(format!("[store] url: {e}")))?;
+    Store::open(&url).await
+}
+
+/// ISSUE may be an issue file (its front matter's slug is used) or a slug.
+pub fn resolve_slug(arg: &str) -> anyhow::Result<String> {
+    let p = std::path::Path::new(arg);
+    if p.is_file() {
+        let issue = crate::issue::parse_file(p).map_err(|e| InputError(e.to_string()))?;
+        return Ok(issue.meta.slug);
+    }
+    if arg.ends_with(".md") || arg.contains('/') {
+        return Err(InputError(format!("no such issue file: {arg}")).into());
+    }
+    Ok(arg.to_string())
+}
+
+/// A delivery as the documented JSON object.
+pub fn delivery_json(d: &DeliveryRow) -> Value {
+    json!({
+        "issue": d.issue,
+        "version": d.version,
+        "channel": d.channel,
+        "type": d.channel_type,
+        "revision": d.revision,
+        "key": d.delivery_key,
+        "state": d.state,
+        "attempts": d.attempts,
+        "rate_limited_waits": d.rate_limited_waits,
+        "remote_id": d.remote_id,
+        "remote_url": d.remote_url,
+        "last_error": d.last_error,
+        "last_status": d.last_status,
+        "next_attempt_at": d.next_attempt_at.map(fmt_ms),
+        "trigger": d.triggered_by,
+        "created_at": fmt_ms(d.created_at),
+        "updated_at": fmt_ms(d.updated_at),
+    })
+}
+
+/// The matrix as aligned text.
+pub fn matrix(rows: &[DeliveryRow]) -> String {
+    let mut table: Vec<[String; 6]> = vec![[
+        "ISSUE".into(),
+        "CHANNEL".into(),
+        "STATE".into(),
+        "ATTEMPTS".into(),
+        "NEXT".into(),
+        "URL / LAST ERROR".into(),
+    ]];
+    for d in rows {
+        let detail = match (&d.remote_url, &d.remote_id, &d.last_error) {
+            (Some(u), _, _) if d.state == "sent" => u.clone(),
+            (None, Some(id), _) if d.state == "sent" => id.clone(),
+            (_, _, Some(e)) => {
+                let e = e.replace('\n', " ");
+                let short: String = e.chars().take(100).collect();
+                match d.last_status {
+                    Some(s) => format!("{s}: {short}"),
+                    None => short,
+                }
+            }
+            _ => String::new(),
+        };
+        let attempts = if d.rate_limited_waits > 0 { format!("{} (+{} rate-limited)", d.attempts, d.rate_limited_waits) } else { d.attempts.to_string() };
+        let channel = if d.revision > 1 { format!("{} (r{})", d.channel, d.revision) } else { d.channel.clone() };
+        table.push([d.issue.clone(), channel, d.state.clone(), attempts, d.next_attempt_at.map(fmt_ms).unwrap_or_else(|| "-".into()), detail]);
+    }
+    let widths: Vec<usize> = (0..5).map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in &table {
+        for (i, w) in widths.iter().enumerate() {
+            out.push_str(&format!("{:<w$}  ", r[i], w = *w));
+        }
+        out.push_str(&r[5]);
+        out.push('\n');
+    }
+    out
 }

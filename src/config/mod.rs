@@ -1,11 +1,13 @@
 //! Configuration: discovery, the TOML model, secrets, and a validation that reports every error.
 
+pub mod check;
 pub mod model;
 pub mod secret;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use check::{check_credentials, check_files};
 pub use model::*;
 pub use secret::{Secret, SecretError, SecretString};
 
@@ -70,10 +72,10 @@ pub fn discover(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = flag {
         return Some(p.to_path_buf());
     }
-    if let Ok(p) = std::env::var("HERALD_CONFIG") {
-        if !p.is_empty() {
-            return Some(PathBuf::from(p));
-        }
+    if let Ok(p) = std::env::var("HERALD_CONFIG")
+        && !p.is_empty()
+    {
+        return Some(PathBuf::from(p));
     }
     let local = PathBuf::from("herald.toml");
     local.exists().then_some(local)

@@ -451,7 +451,7 @@ fn default_linkedin() -> String {
     "https://api.linkedin.com".into()
 }
 fn default_li_version() -> String {
-    "202511".into()
+    "202610".into()
 }
 
 /// X authentication flavour.

@@ -72,10 +72,11 @@ impl Secret {
     /// Parse the config form: `${NAME}`. Anything else is rejected: secrets are never inline.
     pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        if let Some(name) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Ok(Secret::Env(name.to_string()));
-            }
+        if let Some(name) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Ok(Secret::Env(name.to_string()));
         }
         Err("secrets must be written as \"${ENV_VAR}\" or given as a <key>_file path; inline values are refused so they never land in a repository".into())
     }

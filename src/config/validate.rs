@@ -397,22 +397,27 @@ impl<'a> Validator<'a> {
     fn value(&mut self, item: &Item, key: &str, kind: Kind, line: Option<usize>) {
         let short = key.rsplit('.').next().unwrap_or(key).to_string();
         let bad = |v: &mut Self, message: String, hint: Option<String>| v.push(line, key.to_string(), message, hint);
-        match kind {
-            Kind::StrMap => {
-                match item.as_table_like() {
-                    Some(t) => {
-                        for (k, i) in t.iter() {
-                            if i.as_str().is_none() {
-                                let l = self.key_line(t, k, line);
-                                self.push(l, format!("{key}.{k}"), format!("must be a string, found {}", type_of(i)), None);
-                            }
+        if let Kind::StrMap = kind {
+            match item.as_table_like() {
+                Some(t) => {
+                    for (k, i) in t.iter() {
+                        let l = self.key_line(t, k, line);
+                        if i.as_str().is_none() {
+                            self.push(l, format!("{key}.{k}"), format!("must be a string, found {}", type_of(i)), None);
+                        } else if is_credential_header(k) {
+                            // Header values are sent as written, so a credential here would sit in the file.
+                            self.push(
+                                l,
+                                format!("{key}.{k}"),
+                                "inline secret refused: this header carries a credential".into(),
+                                Some("header values are written as is; sign requests with `secret = \"${ENV_VAR}\"` (X-Herald-Signature) instead".into()),
+                            );
                         }
                     }
-                    None => bad(self, format!("must be a table of strings, found {}", type_of(item)), Some(format!("`{short} = {{ \"X-Name\" = \"value\" }}`"))),
                 }
-                return;
+                None => bad(self, format!("must be a table of strings, found {}", type_of(item)), Some(format!("`{short} = {{ \"X-Name\" = \"value\" }}`"))),
             }
-            _ => {}
+            return;
         }
         let Some(val) = item.as_value() else {
             bad(self, format!("must be {}, found {}", kind_name(kind), type_of(item)), None);
@@ -494,16 +499,16 @@ impl<'a> Validator<'a> {
     fn retry_limits(&mut self, t: &dyn TableLike, path: &str, line: Option<usize>) {
         let floor = t.get("rate_limit_floor_secs").and_then(Item::as_integer);
         let ceil = t.get("rate_limit_ceiling_secs").and_then(Item::as_integer);
-        if let (Some(f), Some(c)) = (floor, ceil) {
-            if f > c {
-                let l = self.key_line(t, "rate_limit_ceiling_secs", line);
-                self.push(
-                    l,
-                    format!("{path}.rate_limit_ceiling_secs"),
-                    format!("is below rate_limit_floor_secs ({c} < {f})"),
-                    Some("the ceiling must be at least the floor".into()),
-                );
-            }
+        if let (Some(f), Some(c)) = (floor, ceil)
+            && f > c
+        {
+            let l = self.key_line(t, "rate_limit_ceiling_secs", line);
+            self.push(
+                l,
+                format!("{path}.rate_limit_ceiling_secs"),
+                format!("is below rate_limit_floor_secs ({c} < {f})"),
+                Some("the ceiling must be at least the floor".into()),
+            );
         }
     }
 
@@ -572,7 +577,11 @@ impl<'a> Validator<'a> {
         let tline = self.table_line(item).or(line);
         let ty = match t.get("type") {
             None => {
-                self.push(tline, format!("{path}.type"), "is required".into(), Some(format!("one of: {}", CHANNEL_TYPES.join(", "))));
+                let hint = match CHANNEL_TYPES.iter().find(|t| **t == name).copied().or_else(|| type_alias(name)) {
+                    Some(t) => format!("add `type = \"{t}\"`; types: {}", CHANNEL_TYPES.join(", ")),
+                    None => format!("one of: {}", CHANNEL_TYPES.join(", ")),
+                };
+                self.push(tline, format!("{path}.type"), "is required".into(), Some(hint));
                 return;
             }
             Some(i) => match i.as_str() {
@@ -609,7 +618,7 @@ impl<'a> Validator<'a> {
                 self.push(tline, format!("{path}.{k}"), format!("is required for a `{ty}` channel{why}"), Some(format!("write `{k} = \"${{{env}}}\"` or `{k}_file = \"/path/to/file\"`")));
             }
         }
-        if ty == "x" && t.contains_key("refresh_token") | t.contains_key("refresh_token_file") && !t.contains_key("client_id") {
+        if ty == "x" && (t.contains_key("refresh_token") || t.contains_key("refresh_token_file")) && !t.contains_key("client_id") {
             self.push(tline, format!("{path}.client_id"), "is required to refresh the OAuth 2.0 token".into(), Some("the client id of your X app, e.g. `client_id = \"abc123\"`".into()));
         }
         if ty == "email" {
@@ -635,6 +644,12 @@ impl<'a> Validator<'a> {
 /// The keys of the file's root table.
 const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels"];
 
+/// Header names that carry credentials.
+fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization" || n == "proxy-authorization" || n == "cookie" || ["token", "secret", "api-key", "apikey", "password"].iter().any(|w| n.contains(w))
+}
+
 const SCHEDULE_EXAMPLE: &str = "[[schedule]]\nname = \"weekly\"\ncron = \"0 0 9 * * Mon\"";
 
 /// Check a string value against its kind. Error: (message, hint).
@@ -654,7 +669,8 @@ fn check_str(kind: Kind, s: &str) -> Result<(), (String, Option<String>)> {
                 }
             }
             Ok(u) => err(format!("must be an http(s) URL, found scheme `{}`", u.scheme()), "e.g. `https://api.example.com`"),
-            Err(e) => err(format!("is not a URL ({e}): `{s}`"), "an absolute URL with scheme and host, e.g. `https://api.example.com`"),
+            // The value is not echoed: a webhook URL often carries its own token.
+            Err(e) => err(format!("is not a URL ({e})"), "an absolute URL with scheme and host, e.g. `https://api.example.com`"),
         },
         Kind::SmtpUrl => {
             if s.trim_start().starts_with("${") {
@@ -752,7 +768,7 @@ fn check_cron(s: &str) -> Result<(), (String, Option<String>)> {
             };
             // The crate's message draws a caret under the expression on extra lines; keep the reason.
             let shown = e.to_string();
-            let reason = shown.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or("not understood").to_string();
+            let reason = shown.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("not understood").to_string();
             Err((format!("`{s}` is not a valid cron expression: {reason}"), Some(hint)))
         }
     }
@@ -767,10 +783,10 @@ fn unknown_key_hint(key: &str, names: &[&str], ty: Option<&str>) -> String {
     if TOP_KEYS.contains(&key) {
         return format!("`{key}` is a top-level key: in TOML it belongs above the first `[table]` header, or every key after a header lands in that table");
     }
-    if let Some(stem) = key.strip_suffix("_env").or_else(|| key.strip_suffix("_var")) {
-        if names.contains(&stem) {
-            return format!("secrets come from the environment as `{stem} = \"${{ENV_VAR}}\"`");
-        }
+    if let Some(stem) = key.strip_suffix("_env").or_else(|| key.strip_suffix("_var"))
+        && names.contains(&stem)
+    {
+        return format!("secrets come from the environment as `{stem} = \"${{ENV_VAR}}\"`");
     }
     if let Some(ty) = ty {
         let others: Vec<&str> = CHANNEL_TYPES
@@ -813,8 +829,8 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -878,6 +894,84 @@ fn value_type(v: &Value) -> &'static str {
     }
 }
 
+/// Something in the config that only the machine can confirm: a path that must exist or a secret
+/// that must resolve. Found by [`references`] for `herald check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reference {
+    /// Dotted key.
+    pub key: String,
+    /// 1-based line.
+    pub line: Option<usize>,
+    /// The channel it belongs to, and whether that channel is enabled.
+    pub channel: Option<(String, bool)>,
+    /// What to check.
+    pub what: Refers,
+}
+
+/// What a [`Reference`] points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refers {
+    /// A folder (issues_dir, a template folder).
+    Dir(std::path::PathBuf),
+    /// A readable file holding a secret.
+    SecretFile(std::path::PathBuf),
+    /// A secret from the environment.
+    Env(String),
+    /// The program an exec channel runs.
+    Program(String),
+}
+
+/// List the paths and secrets of a config text that validated. Pure.
+pub(crate) fn references(text: &str) -> Vec<Reference> {
+    let v = Validator::new(Path::new(""), text);
+    let Ok(doc) = Document::parse(text) else { return Vec::new() };
+    let root = doc.as_table();
+    let mut out = Vec::new();
+    let mut add = |key: String, line: Option<usize>, channel: Option<(String, bool)>, what: Refers| out.push(Reference { key, line, channel, what });
+    match root.get("issues_dir").and_then(Item::as_str) {
+        Some(d) => add("issues_dir".into(), v.key_line(root, "issues_dir", None), None, Refers::Dir(d.into())),
+        None => add("issues_dir".into(), None, None, Refers::Dir("issues".into())),
+    }
+    if let Some(t) = root.get("http").and_then(Item::as_table_like) {
+        if let Some(s) = t.get("token").and_then(Item::as_str).and_then(|s| Secret::parse(s).ok())
+            && let Secret::Env(n) = s
+        {
+            add("http.token".into(), v.key_line(t, "token", None), None, Refers::Env(n));
+        }
+        if let Some(f) = t.get("token_file").and_then(Item::as_str) {
+            add("http.token_file".into(), v.key_line(t, "token_file", None), None, Refers::SecretFile(f.into()));
+        }
+    }
+    let Some(channels) = root.get("channels").and_then(Item::as_table_like) else { return out };
+    for (name, item) in channels.iter() {
+        let Some(t) = item.as_table_like() else { continue };
+        let Some((own, post)) = t.get("type").and_then(Item::as_str).and_then(type_keys) else { continue };
+        let enabled = t.get("enabled").and_then(Item::as_bool).unwrap_or(true);
+        let ch = Some((name.to_string(), enabled));
+        let specs = COMMON.iter().chain(if post { POST } else { &[] }).chain(own.iter());
+        for spec in specs {
+            let Some(item) = t.get(spec.name) else { continue };
+            let key = format!("channels.{name}.{}", spec.name);
+            let line = v.key_line(t, spec.name, None);
+            let what = match (spec.kind, item.as_str()) {
+                (Kind::Secret | Kind::SmtpUrl, Some(s)) => match Secret::parse(s) {
+                    Ok(Secret::Env(n)) => Refers::Env(n),
+                    _ => continue,
+                },
+                (Kind::Path, Some(p)) if spec.name == "template" => Refers::Dir(p.into()),
+                (Kind::Path, Some(p)) => Refers::SecretFile(p.into()),
+                (Kind::Command, _) => match item.as_array().and_then(|a| a.get(0)).and_then(Value::as_str) {
+                    Some(p) => Refers::Program(p.to_string()),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            add(key, line, ch.clone(), what);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -918,6 +1012,29 @@ mod tests {
         assert!(shown.contains("inline secret"), "{shown}");
         assert!(!shown.contains("sekrit"), "{shown}");
         assert!(shown.contains("${M_ACCESS_TOKEN}") || shown.contains("${M_ACCESS_TOKEN}"), "{shown}");
+    }
+
+    #[test]
+    fn a_channel_named_after_its_type_gets_the_type_suggested() {
+        let e = errs("[channels.mastodon]\naccess_token = \"${T}\"\n[channels.twitter]\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].hint.as_deref().unwrap().starts_with("add `type = \"mastodon\"`"), "{}", e[0]);
+        assert!(e[1].hint.as_deref().unwrap().starts_with("add `type = \"x\"`"), "{}", e[1]);
+    }
+
+    #[test]
+    fn url_values_are_not_echoed() {
+        let e = errs("[channels.h]\ntype = \"webhook\"\nurl = \"hooks.example/T0/B0/tok-SECRET\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(!e[0].to_string().contains("tok-SECRET"), "{}", e[0]);
+    }
+
+    #[test]
+    fn credential_headers_are_refused() {
+        let e = errs("[channels.h]\ntype = \"webhook\"\nurl = \"https://h.example\"\nheaders = { Authorization = \"Bearer abc-SECRET\", X-Source = \"herald\" }\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "channels.h.headers.Authorization");
+        assert!(!e[0].to_string().contains("abc-SECRET"));
     }
 
     #[test]

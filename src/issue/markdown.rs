@@ -21,6 +21,8 @@ pub fn to_text(md: &str) -> String {
     let mut out = String::new();
     let mut link_stack: Vec<(String, usize)> = Vec::new();
     let mut list_depth = 0usize;
+    // Per open list: the next item number (ordered) or None (bullets).
+    let mut numbers: Vec<Option<u64>> = Vec::new();
     for ev in Parser::new_ext(md, options()) {
         match ev {
             Event::Text(t) | Event::Code(t) => out.push_str(&t),
@@ -35,13 +37,15 @@ pub fn to_text(md: &str) -> String {
                     }
                 }
             }
-            Event::Start(Tag::List(_)) => {
+            Event::Start(Tag::List(start)) => {
+                numbers.push(start);
                 if list_depth == 0 {
                     ensure_blank(&mut out);
                 }
                 list_depth += 1;
             }
             Event::End(TagEnd::List(_)) => {
+                numbers.pop();
                 list_depth = list_depth.saturating_sub(1);
                 if list_depth == 0 {
                     out.push('\n');
@@ -52,7 +56,13 @@ pub fn to_text(md: &str) -> String {
                     out.push('\n');
                 }
                 out.push_str(&"  ".repeat(list_depth.saturating_sub(1)));
-                out.push_str("- ");
+                match numbers.last_mut() {
+                    Some(Some(n)) => {
+                        out.push_str(&format!("{n}. "));
+                        *n += 1;
+                    }
+                    _ => out.push_str("- "),
+                }
             }
             Event::Start(Tag::Paragraph) | Event::Start(Tag::Heading { .. }) | Event::Start(Tag::BlockQuote(_)) | Event::Start(Tag::CodeBlock(_)) => {
                 if list_depth == 0 {
@@ -152,4 +162,15 @@ pub fn slugify(title: &str) -> String {
         }
     }
     if out.is_empty() { "section".into() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_keeps_list_numbers_and_link_targets() {
+        let t = to_text("Intro [site](https://a.example/x).\n\n1. one\n2. two\n\n- a\n- b\n");
+        assert_eq!(t, "Intro site (https://a.example/x).\n\n1. one\n2. two\n\n- a\n- b");
+    }
 }

@@ -184,10 +184,10 @@ fn front_matter(fm: &str) -> Result<FrontMatter, Vec<(usize, String)>> {
         p(key_line(root, "title"), "`title` is empty".into());
     }
     let slug = string("slug", &mut p);
-    if let Some(s) = &slug {
-        if s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-            p(key_line(root, "slug"), format!("`slug` {s:?} must be non-empty and use only a-z, 0-9, '-' and '_' (hint: e.g. `slug = \"2026-week-47\"`)"));
-        }
+    if let Some(s) = &slug
+        && (s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+    {
+        p(key_line(root, "slug"), format!("`slug` {s:?} must be non-empty and use only a-z, 0-9, '-' and '_' (hint: e.g. `slug = \"2026-week-47\"`)"));
     }
     let url = string("url", &mut p);
     if let Some(u) = &url {
@@ -386,5 +386,37 @@ fn show(item: &Item) -> String {
         Some(v @ Value::Datetime(d)) => format!("{} `{}`", value_type(v), d.value()),
         Some(Value::String(s)) => format!("the string {:?}", s.value()),
         _ => type_name(item).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "+++\ntitle = \"T\"\nslug = \"s-1\"\ndate = \"2026-01-05\"\nurl = \"https://e.example/s\"\nsummary = \"Hook.\"\n+++\nIntro.\n\n## One\n\nBody [a](https://a.example).\n";
+
+    #[test]
+    fn crlf_and_bom_read_like_lf() {
+        let lf = parse_str(Path::new("a.md"), GOOD).unwrap();
+        let crlf = parse_str(Path::new("a.md"), &format!("\u{feff}{}", GOOD.replace('\n', "\r\n"))).unwrap();
+        assert_eq!(lf.meta, crlf.meta);
+        assert_eq!(crlf.sections[0].title, "One");
+        assert_eq!(crlf.sections[0].line, 10);
+    }
+
+    #[test]
+    fn string_dates_and_rfc3339_strings_are_accepted() {
+        let t = GOOD.replace("summary", "publish_at = \"2026-01-05T09:00:00-05:00\"\nsummary");
+        let i = parse_str(Path::new("a.md"), &t).unwrap();
+        assert_eq!(i.meta.date, chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap());
+        assert_eq!(i.meta.publish_at.unwrap().offset().local_minus_utc(), -5 * 3600);
+    }
+
+    #[test]
+    fn override_keys_are_checked() {
+        let t = GOOD.replace("+++\nIntro", "[channels.x]\nposts = []\n+++\nIntro");
+        let e = parse_str(Path::new("a.md"), &t).unwrap_err();
+        assert_eq!(e.line, 8);
+        assert!(e.message.contains("`channels.x.posts` must be a non-empty list"), "{e}");
     }
 }

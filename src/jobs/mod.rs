@@ -1,1 +1,134 @@
-//! All apalis wiring.
+//! All apalis wiring, and the pipeline the jobs drive: Publish (re-render from the stored
+//! source, create the deliveries in one transaction) and Deliver (lease, reconcile, send,
+//! record, reschedule). apalis appears only in this module.
+//!
+//! apalis delivers a job at least once, so every handler reads the delivery first and acts
+//! only on what is still owed; Herald's tables are the truth, the queue only wakes workers.
+//! Because apalis cannot join a transaction of Herald's store (another file or pool), jobs are
+//! pushed after commit, and a sweeper re-pushes a job for any delivery still owed that has no
+//! live job (an outbox discipline); an extra job is harmless.
+
+pub mod deliver;
+pub mod publish;
+pub mod queue;
+pub mod schedule;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{Adapter, BuildCtx, DeliveryError};
+use crate::config::LoadedConfig;
+use crate::store::{Store, StoreUrl};
+
+pub use queue::Queue;
+pub use schedule::RetrySchedule;
+
+/// The Publish job: ids only; the handler reloads the stored source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum PublishJob {
+    /// Version 1.
+    V1 {
+        /// Issue slug.
+        issue: String,
+        /// Issue version (content hash).
+        version: String,
+    },
+}
+
+/// The Deliver job: the delivery's row id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum DeliverJob {
+    /// Version 1.
+    V1 {
+        /// `deliveries.id`.
+        delivery_id: i64,
+    },
+}
+
+/// How long a worker holds a delivery's lease before another host may take it over. Longer
+/// than any single adapter call (those are bounded by [`Pipeline::call_timeout`]).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(600);
+
+/// The store, the queue, the config and the adapters: everything a handler needs.
+pub struct Pipeline {
+    /// Herald's tables.
+    pub store: Store,
+    /// The apalis queue.
+    pub queue: Queue,
+    /// The loaded config.
+    pub config: Arc<LoadedConfig>,
+    /// Lease length.
+    pub lease: Duration,
+    adapters: Mutex<HashMap<String, Arc<dyn Adapter>>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("store", &self.store.url().display()).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Open the store and the queue named by `[store] url`.
+    pub async fn open(config: Arc<LoadedConfig>) -> anyhow::Result<Self> {
+        let url = StoreUrl::parse(&config.config.store.url, &config.base_dir)?;
+        Self::open_url(config, &url).await
+    }
+
+    /// Open the store and the queue at `url` (tests pass their own).
+    pub async fn open_url(config: Arc<LoadedConfig>, url: &StoreUrl) -> anyhow::Result<Self> {
+        let store = Store::open(url).await?;
+        let queue = Queue::open(url, 4).await?;
+        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, adapters: Mutex::new(HashMap::new()) })
+    }
+
+    /// Use this adapter for `channel` instead of building one from the config (tests).
+    pub fn set_adapter(&self, channel: &str, adapter: Arc<dyn Adapter>) {
+        self.adapters.lock().expect("adapter cache").insert(channel.to_string(), adapter);
+    }
+
+    /// The adapter for a channel, built on first use. A channel that no longer exists, or whose
+    /// credentials are missing, is an error that ends the delivery with the reason.
+    pub fn adapter(&self, channel: &str) -> Result<Arc<dyn Adapter>, DeliveryError> {
+        if let Some(a) = self.adapters.lock().expect("adapter cache").get(channel) {
+            return Ok(a.clone());
+        }
+        let cfg = self
+            .config
+            .config
+            .channels
+            .get(channel)
+            .ok_or_else(|| DeliveryError::permanent(format!("channel {channel} is no longer in the config")))?;
+        let mut ctx = BuildCtx::from_env(self.config.base_dir.clone());
+        if let Some(t) = cfg.common().timeout_secs {
+            ctx.timeout = Duration::from_secs(t);
+        }
+        let a = crate::channel::build_adapter(channel, cfg, &ctx).map_err(|e| DeliveryError::auth(format!("{e:#}")))?;
+        self.adapters.lock().expect("adapter cache").insert(channel.to_string(), a.clone());
+        Ok(a)
+    }
+
+    /// The retry schedule of a channel.
+    pub fn schedule(&self, channel: &str) -> RetrySchedule {
+        RetrySchedule::for_channel(&self.config.config.retry, self.config.config.channels.get(channel))
+    }
+
+    /// The outer bound on one adapter call: the channel's timeout plus a margin, and never more
+    /// than the lease. Reaching it is an unknown outcome.
+    pub fn call_timeout(&self, channel: &str) -> Duration {
+        let t = self.config.config.channels.get(channel).and_then(|c| c.common().timeout_secs).unwrap_or(30);
+        (Duration::from_secs(t) * 2 + Duration::from_secs(5)).min(self.lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1)))
+    }
+
+    /// Close both pools.
+    pub async fn close(&self) {
+        self.queue.close().await;
+        self.store.close().await;
+    }
+}

@@ -61,7 +61,8 @@ const X_INVALID_CHARS: [char; 3] = ['\u{FFFE}', '\u{FEFF}', '\u{FFFF}'];
 
 impl Network {
     /// Every network, in a stable order.
-    pub const ALL: [Network; 5] = [Network::X, Network::Bluesky, Network::Mastodon, Network::Threads, Network::Linkedin];
+    pub const ALL: [Network; 5] =
+        [Network::X, Network::Bluesky, Network::Mastodon, Network::Threads, Network::Linkedin];
 
     /// The network's main limit, in its own unit.
     pub fn limit(self) -> usize {
@@ -148,9 +149,9 @@ impl Network {
 /// trial table in CHANNELS.md §1). This adds that difference back.
 fn x_weighted_length(text: &str) -> usize {
     let config = twitter_text_config::config_v3();
-    let parsed = twitter_text::parse(text, config, true);
-    let mut weighted = i64::from(parsed.weighted_length);
     let nfc: Cow<'_, str> = if is_nfc(text) { Cow::Borrowed(text) } else { Cow::Owned(text.nfc().collect()) };
+    let parsed = twitter_text::parse(&defuse_at_signs(&nfc), config, true);
+    let mut weighted = i64::from(parsed.weighted_length);
     for range in urls_with(&nfc, true) {
         let url = &nfc[range];
         if !has_http_scheme(url) {
@@ -183,8 +184,10 @@ pub fn find_urls(text: &str) -> Vec<Range<usize>> {
 fn urls_with(text: &str, bare: bool) -> Vec<Range<usize>> {
     let mut extractor = Extractor::new();
     extractor.set_extract_url_without_protocol(bare);
-    let entities = extractor.extract_urls_with_indices(text);
-    let offsets = Utf16ToByte::new(text);
+    let safe = defuse_at_signs(text);
+    let entities = extractor.extract_urls_with_indices(&safe);
+    // Byte offsets in `safe` are byte offsets in `text`.
+    let offsets = Utf16ToByte::new(&safe);
     entities
         .iter()
         .filter_map(|e| {
@@ -193,6 +196,37 @@ fn urls_with(text: &str, bare: bool) -> Vec<Range<usize>> {
             (start < end).then_some(start..end)
         })
         .collect()
+}
+
+/// Works around a panic in `twitter-text` 0.3.1: at an `@` (or `＠`) whose previous character
+/// rules out a mention (a letter, digit, `_ @ ! # $ % & * = /` or `＠`), its "RT@" check slices the
+/// two bytes before the `@` without looking for a character boundary, and panics when they split a
+/// character (`日a@b`, `🎉x@y`, `＠@z`).
+///
+/// Such an at sign can never start a mention (the check it crashes in only accepts ASCII `RT`).
+/// It is swapped for what the crate treats the same way there, with the same UTF-8 length and
+/// weight: `@` becomes `$`, `＠` becomes `·$`. Both keep a URL from starting right after them, as
+/// the at sign does; the equivalence was checked against the crate for every previous character
+/// that reaches the faulty check. Byte offsets are unchanged (UTF-16 offsets are not).
+fn defuse_at_signs(text: &str) -> Cow<'_, str> {
+    let needs = |before: &str| -> bool {
+        let Some(prev) = before.chars().next_back() else { return false };
+        let rules_out_mention = prev.is_ascii_alphanumeric()
+            || matches!(prev, '_' | '@' | '!' | '#' | '$' | '%' | '&' | '*' | '=' | '/' | '\u{FF20}');
+        rules_out_mention && before.len() >= 2 && !before.is_char_boundary(before.len() - 2)
+    };
+    if !text.char_indices().any(|(i, c)| matches!(c, '@' | '\u{FF20}') && needs(&text[..i])) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        match c {
+            '@' if needs(&text[..i]) => out.push('$'),
+            '\u{FF20}' if needs(&text[..i]) => out.push_str("\u{B7}$"),
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Maps UTF-16 code-unit offsets (twitter-text's entity indices) to UTF-8 byte offsets.
@@ -234,7 +268,8 @@ static MASTODON_MENTION: LazyLock<Regex> = LazyLock::new(|| {
 /// becomes `@user`; overlapping entities keep the earlier one.
 fn mastodon_countable_text(text: &str) -> String {
     // (range to replace, replacement)
-    let mut entities: Vec<(Range<usize>, Option<Range<usize>>)> = urls_with(text, false).into_iter().map(|r| (r, None)).collect();
+    let mut entities: Vec<(Range<usize>, Option<Range<usize>>)> =
+        urls_with(text, false).into_iter().map(|r| (r, None)).collect();
     for caps in MASTODON_MENTION.captures_iter(text) {
         let (Some(user), Some(domain)) = (caps.get(1), caps.get(2)) else { continue };
         entities.push((user.start()..domain.end(), Some(user.range())));
@@ -390,6 +425,36 @@ mod tests {
         assert_eq!(Network::Linkedin.count("(a)"), 5);
         assert!(Network::Linkedin.check(&"a".repeat(3000)).is_ok());
         assert!(Network::Linkedin.check(&format!("{}#", "a".repeat(2999))).is_err());
+    }
+
+    /// `twitter-text` 0.3.1 panics on these as given (see [`defuse_at_signs`]).
+    #[test]
+    fn x_counts_at_signs_after_wide_characters_without_panicking() {
+        assert_eq!(Network::X.count("日a@b"), 5);
+        assert_eq!(Network::X.count("\u{1F389}x@y"), 5);
+        assert_eq!(Network::X.count("\u{FF20}@z"), 4);
+        assert_eq!(Network::X.count("\u{3000}\u{FF20}\u{FF20}z"), 7);
+        // The at sign still keeps a URL from starting right after it, as in twitter-text.
+        assert_eq!(Network::X.count("日a@example.com"), 2 + 1 + 1 + 11);
+        assert_eq!(find_urls("日a@example.com x.com"), [17..22]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1024, ..Default::default() })]
+
+        /// No text makes a counter, `check`, `find_urls` or the facet detector panic.
+        #[test]
+        fn counting_never_panics(text in "[a-zRT_@!#$%&*=/:.,\\- \n\u{FF20}\u{FF03}\u{3000}日é\u{301}\u{1F389}\u{200D}\u{FE0F}]{0,40}") {
+            for network in Network::ALL {
+                let n = network.count(&text);
+                let _ = network.check(&text);
+                proptest::prop_assert!(n <= 2 * 23 * (text.len() + 1));
+            }
+            for r in find_urls(&text) {
+                proptest::prop_assert!(text.get(r).is_some());
+            }
+            let _ = crate::render::facets::detect(&text);
+        }
     }
 
     #[test]

@@ -44,9 +44,8 @@ const TAG_EXCLUDED: &str = "\u{00AD}\u{2060}\u{200A}\u{200B}\u{200C}\u{200D}\u{2
 /// `(^|\s)[#＃]` followed by the longest run of characters a tag may hold. The rest of
 /// `TAG_REGEX` (not starting with U+FE0F, holding at least one non-digit, non-punctuation
 /// character) is checked on the run, since Rust's regex has no look-ahead.
-static TAG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r"(?:^|\s)([#＃])([^\s{TAG_EXCLUDED}]*)")).expect("static regex")
-});
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?:^|\s)([#＃])([^\s{TAG_EXCLUDED}]*)")).expect("static regex"));
 
 /// A character that makes a run a tag: `[^\d\s\p{{P}}…]` (JavaScript `\d` is ASCII).
 static TAG_CORE: LazyLock<Regex> =
@@ -213,7 +212,10 @@ mod tests {
             vec![facet(3, 12, FacetFeature::Mention { did: "bob.test".into() })]
         );
         // A trailing full stop is not part of the handle.
-        assert_eq!(detect("cc @alice.bsky.social."), vec![facet(3, 21, FacetFeature::Mention { did: "alice.bsky.social".into() })]);
+        assert_eq!(
+            detect("cc @alice.bsky.social."),
+            vec![facet(3, 21, FacetFeature::Mention { did: "alice.bsky.social".into() })]
+        );
     }
 
     #[test]

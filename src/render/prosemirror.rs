@@ -178,12 +178,11 @@ impl Builder {
         // Merge with the previous text node when the marks agree.
         if let Some(Value::Object(last)) = top.content.last_mut() {
             let last_marks = last.get("marks").cloned().unwrap_or(Value::Array(Vec::new()));
-            if last.get("type") == Some(&json!("text")) && last_marks == Value::Array(marks.clone()) {
-                if let Some(Value::String(t)) = last.get_mut("text") {
+            if last.get("type") == Some(&json!("text")) && last_marks == Value::Array(marks.clone())
+                && let Some(Value::String(t)) = last.get_mut("text") {
                     t.push_str(&text);
                     return;
                 }
-            }
         }
         let mut node = Map::new();
         node.insert("type".into(), json!("text"));
@@ -307,18 +306,15 @@ impl Builder {
             TagEnd::CodeBlock => {
                 self.in_code = false;
                 // The fence's last line ends in a newline that is not part of the code.
-                if let Some(Value::Object(last)) = self.top().content.last_mut() {
-                    if let Some(Value::String(t)) = last.get_mut("text") {
-                        if t.ends_with('\n') {
+                if let Some(Value::Object(last)) = self.top().content.last_mut()
+                    && let Some(Value::String(t)) = last.get_mut("text")
+                        && t.ends_with('\n') {
                             t.pop();
                         }
-                    }
-                }
-                if let Some(Value::Object(last)) = self.top().content.last() {
-                    if last.get("text") == Some(&json!("")) {
+                if let Some(Value::Object(last)) = self.top().content.last()
+                    && last.get("text") == Some(&json!("")) {
                         self.top().content.pop();
                     }
-                }
                 self.end("code_block");
             }
             TagEnd::HtmlBlock => {
@@ -343,11 +339,10 @@ impl Builder {
                 self.marks.pop();
             }
             TagEnd::Image => {
-                if let Some((src, had_text)) = self.images.pop() {
-                    if !had_text {
+                if let Some((src, had_text)) = self.images.pop()
+                    && !had_text {
                         self.push_text(&src, None);
                     }
-                }
                 self.marks.pop();
             }
             TagEnd::Strikethrough

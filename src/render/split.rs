@@ -119,20 +119,23 @@ fn split_part(text: &str, network: Network, total: Option<usize>, posts: &mut Ve
     loop {
         let index = posts.len() + 1;
         let fits = |s: &str| network.over(&with_counter(s, index, total)).is_none();
-        let rest = &text[start..];
-        if fits(rest) {
-            posts.push(rest.to_string());
-            return Ok(());
-        }
         // Every cut whose prefix fits, in order; stop at the first that does not (longer prefixes
-        // only add words).
+        // only add words). Measuring prefixes first keeps a long part from being counted whole
+        // once per post.
         let mut feasible: Vec<(usize, usize)> = Vec::new(); // (cut index, count of the prefix)
+        let mut over = false;
         for (i, cut) in cuts.iter().enumerate().skip(next_cut) {
             let prefix = &text[start..cut.gap.start];
             if !fits(prefix) {
+                over = true;
                 break;
             }
             feasible.push((i, network.count(prefix)));
+        }
+        let rest = &text[start..];
+        if !over && fits(rest) {
+            posts.push(rest.to_string());
+            return Ok(());
         }
         let Some(&(_, longest)) = feasible.last() else {
             let end = cuts.get(next_cut).map_or(text.len(), |c| c.gap.start);

@@ -17,25 +17,23 @@
 //! published post, the 250 posts / 1,000 replies per 24 h quota. Every published post is kept.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::fault::{Fault, FaultPlan, drop_connection};
+use super::fault::{FaultPlan, Served, serve, with_faults};
 
 /// The access token the fake accepts.
-pub const TOKEN: &str = "sandbox-threads-token";
+pub const ACCESS_TOKEN: &str = "sandbox-threads-token";
 /// The fake account's Threads user id (`me` works too).
 pub const USER_ID: &str = "17841400000000001";
 /// The fake account's username.
@@ -157,7 +155,8 @@ pub struct ThreadsFake {
     /// Faults to inject.
     pub faults: Arc<FaultPlan>,
     inner: Arc<Mutex<Inner>>,
-    task: tokio::task::JoinHandle<()>,
+    /// Held for its `Drop`: stops the server.
+    _served: Served,
 }
 
 impl ThreadsFake {
@@ -168,14 +167,9 @@ impl ThreadsFake {
         let app = Router::new()
             .route("/v1.0/{id}", get(get_object))
             .route("/v1.0/{user}/{edge}", get(get_edge).post(post_edge))
-            .with_state(AppState { inner: inner.clone() })
-            .layer(middleware::from_fn_with_state(faults.clone(), apply_faults));
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { base_url: format!("http://{addr}"), faults, inner, task })
+            .with_state(AppState { inner: inner.clone() });
+        let served = serve(with_faults(app, faults.clone())).await?;
+        Ok(Self { base_url: served.base_url.clone(), faults, inner, _served: served })
     }
 
     /// Published posts, in publish order.
@@ -204,39 +198,6 @@ impl ThreadsFake {
             if c.media_id.is_none() {
                 c.expired = true;
             }
-        }
-    }
-}
-
-impl Drop for ThreadsFake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Apply the fault plan before (or, for `AcceptThenDrop`, after) the normal handler.
-async fn apply_faults(State(faults): State<Arc<FaultPlan>>, req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().as_str().to_string(), req.uri().path().to_string());
-    match faults.take(&method, &path) {
-        None => next.run(req).await,
-        Some(Fault::Status { code, body, headers }) => {
-            let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
-            resp.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-            for (k, v) in headers {
-                if let (Ok(k), Ok(v)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            resp
-        }
-        Some(Fault::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            next.run(req).await
-        }
-        Some(Fault::Drop) => drop_connection(),
-        Some(Fault::AcceptThenDrop) => {
-            let _ = next.run(req).await;
-            drop_connection()
         }
     }
 }
@@ -292,11 +253,13 @@ fn authorized(p: &BTreeMap<String, String>, headers: &HeaderMap) -> bool {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    p.get("access_token").map(String::as_str) == Some(TOKEN) || bearer == Some(TOKEN)
+    p.get("access_token").map(String::as_str) == Some(ACCESS_TOKEN) || bearer == Some(ACCESS_TOKEN)
 }
 
+/// The account in a path: `me`, [`USER_ID`], or any numeric id — the sandbox stands in for
+/// whichever account the config names, so `--sandbox` runs need no config change.
 fn known_user(user: &str) -> bool {
-    user == "me" || user == USER_ID
+    user == "me" || user == USER_ID || (!user.is_empty() && user.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Threads' length: one per grapheme, except emoji, which count their UTF-8 bytes.
@@ -331,9 +294,6 @@ async fn get_object(
     if !authorized(&p, &headers) {
         return bad_token();
     }
-    if known_user(&id) {
-        return axum::Json(json!({"id": USER_ID, "username": USERNAME})).into_response();
-    }
     if let Some(c) = inner.containers.get(&id) {
         let status = inner.status(c);
         let mut body = json!({"id": c.id, "status": status});
@@ -344,6 +304,10 @@ async fn get_object(
     }
     if let Some(post) = inner.posts.iter().find(|p| p.id == id) {
         return axum::Json(media_json(post)).into_response();
+    }
+    // Not a container or a post: a profile lookup (the ids are disjoint in this fake).
+    if known_user(&id) && !id.starts_with("1790") && !id.starts_with("1800") {
+        return axum::Json(json!({"id": USER_ID, "username": USERNAME})).into_response();
     }
     not_found(&id)
 }
@@ -471,11 +435,10 @@ fn create_container(inner: &mut Inner, p: &BTreeMap<String, String>) -> Response
         return r;
     }
     let reply_to_id = p.get("reply_to_id").cloned();
-    if let Some(r) = &reply_to_id {
-        if !inner.posts.iter().any(|post| &post.id == r) {
+    if let Some(r) = &reply_to_id
+        && !inner.posts.iter().any(|post| &post.id == r) {
             return invalid(&format!("(#100) Param reply_to_id {r} does not name a published post"));
         }
-    }
     let id = inner.id("1790");
     let ready_at = Instant::now() + inner.processing;
     inner.containers.insert(

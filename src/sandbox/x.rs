@@ -1,1 +1,411 @@
-//! The x fake. (Not built yet.)
+//! The X API v2 fake: `POST /2/tweets`, the user timeline, `/2/users/me` and the OAuth 2.0
+//! refresh grant, checked by X's rules (CHANNELS.md §1, §8).
+//!
+//! It accepts the fixed sandbox credentials below (OAuth 2.0 bearer or OAuth 1.0a signed),
+//! checks the `CreatePostsRequest` schema (no unknown fields), the weighted length, reply
+//! targets and duplicate text, keeps a 15-minute rate-limit window with `x-rate-limit-*`
+//! headers, and answers in X's shapes (201 `{"data":{…}}`, problem+json errors).
+// Handlers answer refusals as `Err(Response)`: the size is the response, by design.
+#![allow(clippy::result_large_err)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::fault::{FaultPlan, Served, serve, with_faults};
+use crate::channel::x::oauth1;
+use crate::render::count::{Network, find_urls};
+
+/// The OAuth 2.0 user access token the fake accepts at start.
+pub const ACCESS_TOKEN: &str = "sandbox-x-access-token";
+/// The OAuth 2.0 refresh token the fake accepts at start.
+pub const REFRESH_TOKEN: &str = "sandbox-x-refresh-token";
+/// The OAuth 2.0 client id the refresh grant requires.
+pub const CLIENT_ID: &str = "sandbox-x-client-id";
+/// The OAuth 1.0a consumer key.
+pub const CONSUMER_KEY: &str = "sandbox-x-consumer-key";
+/// The OAuth 1.0a consumer secret.
+pub const CONSUMER_SECRET: &str = "sandbox-x-consumer-secret";
+/// The OAuth 1.0a access token.
+pub const OAUTH1_TOKEN: &str = "1900000000000000001-sandboxtoken";
+/// The OAuth 1.0a access token secret.
+pub const OAUTH1_TOKEN_SECRET: &str = "sandbox-x-token-secret";
+/// The sandbox account's user id.
+pub const USER_ID: &str = "1900000000000000001";
+/// The sandbox account's username.
+pub const USERNAME: &str = "herald_sandbox";
+
+/// One post the fake accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XPost {
+    /// The post id.
+    pub id: String,
+    /// The text as sent.
+    pub text: String,
+    /// The post it replies to.
+    pub in_reply_to: Option<String>,
+    /// When it was accepted.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `oauth2` or `oauth1`: how the request was authorised.
+    pub auth: &'static str,
+}
+
+#[derive(Debug)]
+struct XState {
+    posts: Vec<XPost>,
+    next_id: u64,
+    access_token: String,
+    refresh_token: String,
+    refreshes: u32,
+    create_calls: u32,
+    limit: u32,
+    window: Duration,
+    window_start: Instant,
+    window_used: u32,
+    reject_replies: bool,
+}
+
+type Shared = Arc<Mutex<XState>>;
+
+/// A running X fake.
+#[derive(Debug)]
+pub struct XFake {
+    /// `http://127.0.0.1:<port>`: the channel's `api_base`.
+    pub base_url: String,
+    /// Faults to inject, consulted before every request.
+    pub faults: Arc<FaultPlan>,
+    state: Shared,
+    _served: Served,
+}
+
+impl XFake {
+    /// Start the fake on `127.0.0.1:0` with the sandbox credentials and X's default limit
+    /// (100 posts per 15 minutes).
+    pub async fn start() -> std::io::Result<Self> {
+        let state: Shared = Arc::new(Mutex::new(XState {
+            posts: Vec::new(),
+            next_id: 1_445_880_548_472_328_192,
+            access_token: ACCESS_TOKEN.into(),
+            refresh_token: REFRESH_TOKEN.into(),
+            refreshes: 0,
+            create_calls: 0,
+            limit: 100,
+            window: Duration::from_secs(15 * 60),
+            window_start: Instant::now(),
+            window_used: 0,
+            reject_replies: false,
+        }));
+        let faults = Arc::new(FaultPlan::default());
+        let app = Router::new()
+            .route("/2/tweets", post(create_post))
+            .route("/2/users/me", get(users_me))
+            .route("/2/users/{id}/tweets", get(user_tweets))
+            .route("/2/oauth2/token", post(token))
+            .with_state(state.clone());
+        let served = serve(with_faults(app, faults.clone())).await?;
+        Ok(Self { base_url: served.base_url.clone(), faults, state, _served: served })
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, XState> {
+        self.state.lock().expect("x fake lock")
+    }
+    /// Every accepted post, in order.
+    pub fn posts(&self) -> Vec<XPost> {
+        self.lock().posts.clone()
+    }
+    /// How many `POST /2/tweets` requests reached the handler (accepted or refused).
+    pub fn create_calls(&self) -> u32 {
+        self.lock().create_calls
+    }
+    /// How many refresh grants succeeded.
+    pub fn refreshes(&self) -> u32 {
+        self.lock().refreshes
+    }
+    /// Expire the current access token (a new one is only obtainable by refreshing).
+    pub fn expire_access_token(&self) {
+        self.lock().access_token = format!("expired-{}", oauth1::nonce());
+    }
+    /// Posts allowed per rate-limit window.
+    pub fn set_rate_limit(&self, limit: u32, window: Duration) {
+        let mut s = self.lock();
+        s.limit = limit;
+        s.window = window;
+        s.window_start = Instant::now();
+        s.window_used = 0;
+    }
+    /// Refuse replies with 403, as X does on tiers where the "summon" rule applies.
+    pub fn set_reject_replies(&self, reject: bool) {
+        self.lock().reject_replies = reject;
+    }
+}
+
+fn problem(status: StatusCode, title: &str, detail: &str, kind: &str) -> Response {
+    let body = json!({ "title": title, "detail": detail, "type": kind, "status": status.as_u16() });
+    (status, [("content-type", "application/problem+json")], body.to_string()).into_response()
+}
+
+fn invalid(detail: &str) -> Response {
+    problem(StatusCode::BAD_REQUEST, "Invalid Request", detail, "https://api.x.com/2/problems/invalid-request")
+}
+
+fn unauthorized() -> Response {
+    problem(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized", "about:blank")
+}
+
+/// Check the request's credentials; returns which flavour was used.
+fn authorize(s: &XState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<&'static str, Response> {
+    let value = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return if token == s.access_token { Ok("oauth2") } else { Err(unauthorized()) };
+    }
+    let fields = oauth1::parse_header(value).ok_or_else(unauthorized)?;
+    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if get("oauth_consumer_key") != Some(CONSUMER_KEY)
+        || get("oauth_token") != Some(OAUTH1_TOKEN)
+        || get("oauth_signature_method") != Some("HMAC-SHA1")
+        || get("oauth_nonce").is_none_or(str::is_empty)
+    {
+        return Err(unauthorized());
+    }
+    let ts: i64 = get("oauth_timestamp").and_then(|t| t.parse().ok()).ok_or_else(unauthorized)?;
+    if (chrono::Utc::now().timestamp() - ts).abs() > 300 {
+        return Err(unauthorized());
+    }
+    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+    let url = url::Url::parse(&format!("http://{host}{uri}")).map_err(|_| unauthorized())?;
+    let (base_url, mut params) = oauth1::split_url(&url);
+    params.extend(fields.iter().filter(|(k, _)| k != "oauth_signature").cloned());
+    let expected = oauth1::sign(&oauth1::base_string(method.as_str(), &base_url, &params), CONSUMER_SECRET, OAUTH1_TOKEN_SECRET);
+    if get("oauth_signature") == Some(expected.as_str()) { Ok("oauth1") } else { Err(unauthorized()) }
+}
+
+/// X rewrites every link to a t.co link of 23 characters.
+fn tco(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut out = String::new();
+    let mut last = 0;
+    for r in find_urls(text) {
+        out.push_str(&text[last..r.start]);
+        let h = hex::encode(Sha256::digest(&text.as_bytes()[r.clone()]));
+        out.push_str(&format!("https://t.co/{}", &h[..10]));
+        last = r.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+fn rate_headers(s: &mut XState) -> [(String, String); 3] {
+    if s.window_start.elapsed() >= s.window {
+        s.window_start = Instant::now();
+        s.window_used = 0;
+    }
+    let reset = chrono::Utc::now().timestamp() + (s.window.saturating_sub(s.window_start.elapsed())).as_secs() as i64 + 1;
+    [
+        ("x-rate-limit-limit".into(), s.limit.to_string()),
+        ("x-rate-limit-remaining".into(), s.limit.saturating_sub(s.window_used).to_string()),
+        ("x-rate-limit-reset".into(), reset.to_string()),
+    ]
+}
+
+fn with_headers(mut res: Response, headers: [(String, String); 3]) -> Response {
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (axum::http::HeaderName::try_from(k), axum::http::HeaderValue::try_from(v)) {
+            res.headers_mut().insert(k, v);
+        }
+    }
+    res
+}
+
+const CREATE_FIELDS: &[&str] = &[
+    "text", "reply", "media", "quote_tweet_id", "reply_settings", "poll", "geo", "card_uri", "community_id",
+    "nullcast", "for_super_followers_only", "made_with_ai", "paid_partnership", "edit_options",
+    "direct_message_deep_link", "share_with_followers",
+];
+const REPLY_FIELDS: &[&str] = &["in_reply_to_tweet_id", "exclude_reply_user_ids", "auto_populate_reply_metadata"];
+
+async fn create_post(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let mut s = state.lock().expect("x fake lock");
+    s.create_calls += 1;
+    let auth = match authorize(&s, &method, &uri, &headers) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let rl = rate_headers(&mut s);
+    if s.window_used >= s.limit {
+        let res = problem(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", "Too Many Requests", "about:blank");
+        return with_headers(res, rl);
+    }
+    s.window_used += 1;
+    let rl = rate_headers(&mut s);
+    let res = match check_create(&s, &headers, &body) {
+        Err(r) => r,
+        Ok((text, in_reply_to)) => {
+            if in_reply_to.is_some() && s.reject_replies {
+                problem(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "Reply to this conversation is not allowed because you have not been mentioned or otherwise engaged by the author of the post you are replying to.",
+                    "about:blank",
+                )
+            } else if s.posts.iter().any(|p| p.text == text) {
+                problem(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "You are not allowed to create a Tweet with duplicate content.",
+                    "about:blank",
+                )
+            } else {
+                let id = s.next_id.to_string();
+                s.next_id += 1;
+                s.posts.push(XPost { id: id.clone(), text: text.clone(), in_reply_to, created_at: chrono::Utc::now(), auth });
+                let data = json!({ "data": { "id": id, "text": tco(&text), "edit_history_post_ids": [id] } });
+                (StatusCode::CREATED, axum::Json(data)).into_response()
+            }
+        }
+    };
+    with_headers(res, rl)
+}
+
+/// Check a `CreatePostsRequest`; returns the text and the reply target.
+fn check_create(s: &XState, headers: &HeaderMap, body: &[u8]) -> Result<(String, Option<String>), Response> {
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !ct.starts_with("application/json") {
+        return Err(invalid("Content-Type must be application/json"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| invalid(&format!("Request body is not valid JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| invalid("Request body must be a JSON object"))?;
+    if let Some(k) = obj.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
+        return Err(invalid(&format!("[{k}] is not one of [{}]", CREATE_FIELDS.join(","))));
+    }
+    let text = match obj.get("text") {
+        Some(Value::String(t)) => t.clone(),
+        Some(_) => return Err(invalid("$.text: string expected")),
+        None => String::new(),
+    };
+    if text.is_empty() && obj.get("media").is_none() {
+        return Err(invalid("Post text or media is required"));
+    }
+    if let Err(e) = Network::X.check(&text) {
+        return Err(invalid(&format!("Post text is too long: {}", e.message)));
+    }
+    let in_reply_to = match obj.get("reply") {
+        None => None,
+        Some(Value::Object(r)) => {
+            if let Some(k) = r.keys().find(|k| !REPLY_FIELDS.contains(&k.as_str())) {
+                return Err(invalid(&format!("$.reply: [{k}] is not allowed")));
+            }
+            let id = r
+                .get("in_reply_to_tweet_id")
+                .and_then(|i| i.as_str())
+                .ok_or_else(|| invalid("$.reply.in_reply_to_tweet_id is required"))?;
+            if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid("$.reply.in_reply_to_tweet_id must match ^[0-9]{1,19}$"));
+            }
+            if !s.posts.iter().any(|p| p.id == id) {
+                return Err(invalid("The post you are replying to does not exist or has been deleted"));
+            }
+            Some(id.to_string())
+        }
+        Some(_) => return Err(invalid("$.reply must be an object")),
+    };
+    Ok((text, in_reply_to))
+}
+
+async fn users_me(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let s = state.lock().expect("x fake lock");
+    if let Err(r) = authorize(&s, &method, &uri, &headers) {
+        return r;
+    }
+    axum::Json(json!({ "data": { "id": USER_ID, "name": "Herald Sandbox", "username": USERNAME } })).into_response()
+}
+
+async fn user_tweets(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().expect("x fake lock");
+    if let Err(r) = authorize(&s, &method, &uri, &headers) {
+        return r;
+    }
+    if id != USER_ID {
+        return problem(StatusCode::NOT_FOUND, "Not Found Error", "Could not find user", "https://api.x.com/2/problems/resource-not-found");
+    }
+    let max: usize = match q.get("max_results").map(|m| m.parse::<usize>()) {
+        None => 10,
+        Some(Ok(n)) if (5..=100).contains(&n) => n,
+        _ => return invalid("The `max_results` query parameter value is not between 5 and 100"),
+    };
+    let fields = q.get("tweet.fields").cloned().unwrap_or_default();
+    let fields: Vec<&str> = fields.split(',').collect();
+    let data: Vec<Value> = s
+        .posts
+        .iter()
+        .rev()
+        .take(max)
+        .map(|p| {
+            // The v2 API gives text HTML-escaped, with links as t.co.
+            let text = tco(&p.text).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+            let mut v = json!({ "id": p.id, "text": text, "edit_history_tweet_ids": [p.id] });
+            if fields.contains(&"created_at") {
+                v["created_at"] = json!(p.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            }
+            if fields.contains(&"referenced_tweets")
+                && let Some(r) = &p.in_reply_to
+            {
+                v["referenced_tweets"] = json!([{ "type": "replied_to", "id": r }]);
+            }
+            v
+        })
+        .collect();
+    let meta = json!({
+        "result_count": data.len(),
+        "newest_id": data.first().map(|d| d["id"].clone()),
+        "oldest_id": data.last().map(|d| d["id"].clone()),
+    });
+    if data.is_empty() {
+        return axum::Json(json!({ "meta": { "result_count": 0 } })).into_response();
+    }
+    axum::Json(json!({ "data": data, "meta": meta })).into_response()
+}
+
+async fn token(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return invalid("Content-Type must be application/x-www-form-urlencoded");
+    }
+    let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let mut s = state.lock().expect("x fake lock");
+    let bad = |d: &str| {
+        (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "invalid_request", "error_description": d }))).into_response()
+    };
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
+        return bad("Missing or unsupported grant_type");
+    }
+    if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return bad("Missing required parameter [client_id].");
+    }
+    if form.get("refresh_token") != Some(&s.refresh_token) {
+        return bad("Value passed for the token was invalid.");
+    }
+    s.access_token = format!("sandbox-x-access-{}", oauth1::nonce());
+    s.refresh_token = format!("sandbox-x-refresh-{}", oauth1::nonce());
+    s.refreshes += 1;
+    axum::Json(json!({
+        "token_type": "bearer",
+        "expires_in": 7200,
+        "access_token": s.access_token,
+        "scope": "tweet.write users.read tweet.read offline.access",
+        "refresh_token": s.refresh_token,
+    }))
+    .into_response()
+}

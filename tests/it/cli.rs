@@ -90,3 +90,17 @@ fn check_preflights_an_issue_and_exits_2_on_bad_input() {
     let se = out(&o).1;
     assert!(se.contains("short.txt.hbs") && se.contains("line 1"), "{se}");
 }
+
+#[test]
+fn check_warns_before_the_linkedin_token_expires_and_fails_after() {
+    let soon = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    let past = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    for (at, code, word) in [(soon, 0, "warning: channel linkedin"), (past, 2, "expired")] {
+        let cfg = all_channels_toml("short").replace("author = \"urn:li:person:abc123\"\n", &format!("author = \"urn:li:person:abc123\"\ntoken_expires_at = \"{at}\"\n"));
+        let (dir, _) = temp_config(&cfg);
+        let o = herald(dir.path(), &["check"]);
+        let se = out(&o).1;
+        assert_eq!(o.status.code(), Some(code), "{se}");
+        assert!(se.contains(word), "{se}");
+    }
+}

@@ -453,3 +453,53 @@ fn issue_parse_str_reports_lines_relative_to_the_file() {
     assert_eq!(e.line, 3, "{e}");
     assert!(e.message.contains("not valid TOML"), "{e}");
 }
+
+// ----- the machine checks for `herald check` -----
+
+#[test]
+fn the_default_config_names_files_that_exist() {
+    let loaded = config::load(&root().join("config/herald.toml")).unwrap();
+    let e = config::check_files(&loaded);
+    assert!(e.is_empty(), "{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+}
+
+#[test]
+fn credentials_resolve_from_the_env_or_name_what_is_missing() {
+    let loaded = config::load(&root().join("config/herald.toml")).unwrap();
+    let missing = config::check_credentials(&loaded, &|_| None);
+    let keys: Vec<&str> = missing.iter().map(|e| e.key.as_str()).collect();
+    for k in ["channels.mastodon.access_token", "channels.newsletter.unsubscribe_secret", "channels.x.refresh_token", "channels.webhook.secret"] {
+        assert!(keys.contains(&k), "{k} not reported in {keys:?}");
+    }
+    let m = missing.iter().find(|e| e.key == "channels.mastodon.access_token").unwrap();
+    assert!(m.message.contains("MASTODON_ACCESS_TOKEN"), "{m}");
+    assert!(m.line.is_some_and(|l| l > 1), "{m}");
+    let fake = |k: &str| Some(format!("fake-{k}"));
+    let none = config::check_credentials(&loaded, &fake);
+    assert!(none.is_empty(), "{}", none.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"));
+}
+
+#[test]
+fn missing_folders_files_and_programs_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("issues")).unwrap();
+    std::fs::write(dir.path().join("present.key"), "k3y\n").unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(
+        &path,
+        "[channels.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\nsecret_file = \"missing.key\"\ntemplate = \"no-such-templates\"\n\
+         [channels.mail]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\nsecret_file = \"present.key\"\n\
+         [channels.plug]\ntype = \"exec\"\ncommand = [\"./nope.sh\"]\n\
+         [channels.off]\ntype = \"exec\"\nenabled = false\ncommand = [\"./also-nope.sh\"]\n",
+    )
+    .unwrap();
+    let loaded = config::load(&path).unwrap();
+    let e = config::check_files(&loaded);
+    let got: Vec<(Option<usize>, &str)> = e.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(got, [(Some(4), "channels.hook.secret_file"), (Some(5), "channels.hook.template"), (Some(12), "channels.plug.command")]);
+    // The present file resolves relative to the config file; the missing one is named, not read.
+    let c = config::check_credentials(&loaded, &|_| None);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].key, "channels.hook.secret_file");
+    assert!(c[0].message.contains("missing.key"));
+}

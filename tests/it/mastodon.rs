@@ -1,1 +1,260 @@
-//! mastodon tests
+//! Mastodon adapter against the Mastodon fake: threads, Idempotency-Key reconciliation,
+//! rate limits, 503 retries with the same key, resume, and the one-hour horizon.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::channel::{Adapter, BuildCtx, Checkpoint, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled};
+use herald::config::ChannelConfig;
+use herald::render::{Post, PostsRendering, Rendering};
+use herald::sandbox::fault::Fault;
+use herald::sandbox::mastodon::{self as fake, MastodonFake, status_length};
+
+fn adapter(fake: &MastodonFake) -> Arc<dyn Adapter> {
+    adapter_at(&fake.base_url, 5)
+}
+
+fn adapter_at(base_url: &str, timeout_secs: u64) -> Arc<dyn Adapter> {
+    let toml = format!(
+        "type = \"mastodon\"\napi_base = \"{base_url}\"\naccess_token = \"${{MASTO_TOKEN}}\"\nvisibility = \"unlisted\"\ntimeout_secs = {timeout_secs}\n"
+    );
+    let cfg: ChannelConfig = toml::from_str(&toml).expect("channel config parses");
+    let ctx = BuildCtx {
+        env: Box::new(|k| (k == "MASTO_TOKEN").then(|| fake::ACCESS_TOKEN.to_string())),
+        base_dir: std::env::temp_dir(),
+        timeout: Duration::from_secs(5),
+    };
+    herald::channel::mastodon::build("masto", &cfg, &ctx).expect("adapter builds")
+}
+
+fn rendering(texts: &[&str]) -> Rendering {
+    Rendering::Posts(PostsRendering {
+        posts: texts
+            .iter()
+            .map(|t| Post { text: t.to_string(), facets: vec![], count: status_length(t), limit: 500 })
+            .collect(),
+        card: None,
+    })
+}
+
+const KEY: &str = "issue-42/masto/r1";
+
+fn ctx(cp: &Arc<MemoryCheckpoint>, attempt: u32) -> DeliveryCtx {
+    DeliveryCtx {
+        key: KEY.into(),
+        delivery_id: 3,
+        issue: "issue-42".into(),
+        channel: "masto".into(),
+        attempt,
+        checkpoint: cp.clone() as Arc<dyn Checkpoint>,
+    }
+}
+
+const THREAD: [&str; 4] = [
+    "1/4 Issue 42 is out: https://example.com/issues/42",
+    "2/4 Podcasts this week.",
+    "3/4 Events & meetups.",
+    "4/4 People on the move.",
+];
+
+#[tokio::test]
+async fn thread_arrives_in_order_chained_with_a_key_per_part() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter(&fake);
+    m.healthcheck().await.unwrap();
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let receipt = m.deliver(&rendering(&THREAD), &ctx(&cp, 1)).await.unwrap();
+    let st = fake.statuses();
+    assert_eq!(st.iter().map(|s| s.text.as_str()).collect::<Vec<_>>(), THREAD);
+    assert_eq!(st[0].in_reply_to_id, None);
+    for w in st.windows(2) {
+        assert_eq!(w[1].in_reply_to_id.as_deref(), Some(w[0].id.as_str()));
+    }
+    for (i, s) in st.iter().enumerate() {
+        assert_eq!(s.idempotency_key.as_deref(), Some(format!("{KEY}#{i}").as_str()));
+        assert_eq!(s.visibility, "unlisted");
+        assert!(status_length(&s.text) <= 500);
+    }
+    assert_eq!(receipt.remote_id, st[0].id);
+    assert_eq!(receipt.url, Some(format!("{}/@{}/{}", fake.base_url, fake::USERNAME, st[0].id)));
+}
+
+#[tokio::test]
+async fn accept_then_drop_reconciles_through_the_key() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter(&fake);
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let r = rendering(&["New issue: https://example.com/issues/43"]);
+    fake.faults.push("POST /api/v1/statuses", Fault::AcceptThenDrop, 1);
+    let err = m.deliver(&r, &ctx(&cp, 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::UnknownOutcome, "{err}");
+    assert_eq!(fake.statuses().len(), 1);
+
+    let Reconciled::Found(receipt) = m.find_existing(&r, &ctx(&cp, 2)).await.unwrap() else { panic!("not found") };
+    assert_eq!(receipt.remote_id, fake.statuses()[0].id);
+    let again = m.deliver(&r, &ctx(&cp, 2)).await.unwrap();
+    assert_eq!(again.remote_id, receipt.remote_id);
+    assert_eq!(fake.statuses().len(), 1, "nothing posted twice");
+}
+
+#[tokio::test]
+async fn a_resend_with_the_same_key_is_answered_with_the_original() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter(&fake);
+    let r = rendering(&["once only"]);
+    let first = m.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
+    // Even a delivery that lost its checkpoint gets the same status back within the hour.
+    let second = m.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
+    assert_eq!(first.remote_id, second.remote_id);
+    assert_eq!(fake.statuses().len(), 1);
+    assert_eq!(fake.create_calls(), 2);
+}
+
+#[tokio::test]
+async fn service_unavailable_retries_with_the_same_key() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter(&fake);
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let r = rendering(&["through a 503"]);
+    // A concurrent request holding the key's lock gets Mastodon's 503.
+    fake.set_processing_delay(Duration::from_millis(400));
+    let cp2 = Arc::new(MemoryCheckpoint::default());
+    let ctx_a = ctx(&cp, 1);
+    let (a, b) = tokio::join!(m.deliver(&r, &ctx_a), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m.deliver(&r, &ctx(&cp2, 1)).await
+    });
+    let a = a.unwrap();
+    let err = b.unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(err.kind(), Kind::Retryable);
+    fake.set_processing_delay(Duration::ZERO);
+    let b = m.deliver(&r, &ctx(&cp2, 2)).await.unwrap();
+    assert_eq!(a.remote_id, b.remote_id);
+    assert_eq!(fake.statuses().len(), 1);
+}
+
+#[tokio::test]
+async fn rate_limit_reset_is_iso_8601() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter(&fake);
+    let reset = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    fake.faults.push(
+        "POST /api/v1/statuses",
+        Fault::Status { code: 429, body: r#"{"error":"Too many requests"}"#.into(), headers: vec![("x-ratelimit-reset".into(), reset)] },
+        1,
+    );
+    let err = m.deliver(&rendering(&["hi"]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::RateLimited);
+    let after = err.retry_after().unwrap().as_secs();
+    assert!((88..=90).contains(&after), "retry_after {after}");
+
+    // The fake's own family limit.
+    fake.set_rate_limit(0, Duration::from_secs(600));
+    let err = m.deliver(&rendering(&["hi again"]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::RateLimited);
+    assert!(err.retry_after().unwrap() > Duration::from_secs(590));
+}
+
+#[tokio::test]
+async fn thread_failing_at_part_two_resumes_there() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter(&fake);
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let r = rendering(&THREAD);
+    fake.faults.push("POST /api/v1/statuses", Fault::Delay(Duration::ZERO), 1);
+    fake.faults.push(
+        "POST /api/v1/statuses",
+        Fault::Status { code: 502, body: "<html>Bad Gateway</html>".into(), headers: vec![] },
+        1,
+    );
+    assert_eq!(m.deliver(&r, &ctx(&cp, 1)).await.unwrap_err().kind(), Kind::Retryable);
+    assert_eq!(fake.statuses().len(), 1);
+    let receipt = m.deliver(&r, &ctx(&cp, 2)).await.unwrap();
+    let st = fake.statuses();
+    assert_eq!(st.iter().map(|s| s.text.as_str()).collect::<Vec<_>>(), THREAD, "part 1 never reposted");
+    assert_eq!(receipt.remote_id, st[0].id);
+    assert_eq!(st[1].in_reply_to_id.as_deref(), Some(st[0].id.as_str()));
+}
+
+#[tokio::test]
+async fn past_the_hour_reconciliation_cannot_check() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter(&fake);
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let r = rendering(&["lost answer"]);
+    fake.faults.push("POST /api/v1/statuses", Fault::AcceptThenDrop, 1);
+    assert_eq!(m.deliver(&r, &ctx(&cp, 1)).await.unwrap_err().kind(), Kind::UnknownOutcome);
+    // Age the part's preparation time past Mastodon's key lifetime.
+    let mut state = cp.load().await.unwrap().unwrap();
+    state["parts"][0]["prepared"]["prepared_at"] = (chrono::Utc::now() - chrono::Duration::minutes(61)).to_rfc3339().into();
+    cp.save(&state).await.unwrap();
+    fake.expire_idempotency_keys();
+    let Reconciled::CannotCheck(why) = m.find_existing(&r, &ctx(&cp, 2)).await.unwrap() else { panic!("expected CannotCheck") };
+    assert!(why.contains("hour"), "{why}");
+    assert_eq!(fake.create_calls(), 1, "reconciliation sent nothing");
+}
+
+#[tokio::test]
+async fn too_long_is_permanent() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter(&fake);
+    let long = "word ".repeat(120);
+    let err = m.deliver(&rendering(&[&long]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Permanent);
+    assert_eq!(err.status(), Some(422));
+    assert!(err.message().contains("character limit"));
+}
+
+#[tokio::test]
+async fn timeout_after_send_is_unknown_and_connect_failure_is_retryable() {
+    let fake = MastodonFake::start().await.unwrap();
+    let m = adapter_at(&fake.base_url, 1);
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let r = rendering(&["slow network"]);
+    fake.faults.push("POST /api/v1/statuses", Fault::Delay(Duration::from_millis(1500)), 1);
+    let err = m.deliver(&r, &ctx(&cp, 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::UnknownOutcome, "{err}");
+    // The slow request still landed; reconciliation returns it instead of posting again.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let Reconciled::Found(found) = m.find_existing(&r, &ctx(&cp, 2)).await.unwrap() else { panic!("not found") };
+    assert_eq!(fake.statuses().len(), 1);
+    assert_eq!(found.remote_id, fake.statuses()[0].id);
+
+    // Nothing listening: the request never left, a plain retry is safe.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = adapter_at(&format!("http://127.0.0.1:{port}"), 1);
+    let err = dead.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Retryable, "{err}");
+}
+
+/// The real renderer's output for every sample issue, short and thread, is accepted by the fake.
+#[tokio::test]
+async fn every_sample_issue_renders_into_posts_the_fake_accepts() {
+    for format in ["short", "thread"] {
+        let fake = MastodonFake::start().await.unwrap();
+        let adapter = adapter(&fake);
+        let (_dir, path) = crate::util::temp_config(&crate::util::all_channels_toml(format));
+        let cfg = herald::config::load(&path).expect("test config loads");
+        let mut expected = 0;
+        for issue_path in crate::util::sample_issues() {
+            let issue = herald::issue::parse_file(&issue_path).expect("sample issue parses");
+            let rendered = herald::render::engine::render_channels(&issue, &cfg, &["mastodon".to_string()]).expect("renders");
+            for r in rendered {
+                let posts = r.rendering.posts().expect("posts").posts.len();
+                let cp = Arc::new(MemoryCheckpoint::default());
+                // Each delivery has its own key (and so its own Idempotency-Keys).
+                let mut c = ctx(&cp, 1);
+                c.key = format!("{}/mastodon-{format}/r1", issue.meta.slug);
+                let receipt = adapter
+                    .deliver(&r.rendering, &c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{} ({format}): {e}", issue_path.display()));
+                assert!(!receipt.remote_id.is_empty());
+                expected += posts;
+            }
+        }
+        assert!(expected > 0);
+        assert_eq!(fake.statuses().len(), expected, "{format}: every rendered post accepted once");
+    }
+}

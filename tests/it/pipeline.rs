@@ -1,1 +1,709 @@
-//! pipeline tests
+//! The delivery pipeline end to end: store, queue, Publish and Deliver jobs, retry schedule,
+//! reconciliation, crash safety and the CLI, on SQLite and on PostgreSQL.
+//!
+//! Each test makes its own store: a temporary SQLite file (and its sibling queue file) or a
+//! fresh PostgreSQL database `herald_t_<random>`, dropped at the end.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald::channel::recording::{Answer, RecordingAdapter};
+use herald::channel::{Kind, Receipt, Reconciled};
+use herald::jobs::worker::{WaitEnd, WaitFor, WorkerOptions, run_until_settled};
+use herald::jobs::{Pipeline, publish};
+use herald::render::engine::RenderedChannel;
+use herald::render::{BodyRendering, Rendering};
+use herald::sandbox::fault::Fault;
+use herald::sandbox::webhook::WebhookFake;
+use herald::store::{DeliveryRow, State, StoreUrl, Trigger};
+use sqlx::Connection as _;
+
+const PG_ADMIN: &str = "postgres://root@127.0.0.1:5432/postgres";
+
+/// A store for one test: a temp dir with SQLite files, or a fresh PostgreSQL database.
+pub struct TestDb {
+    /// The `[store] url`.
+    pub url: String,
+    /// The temp dir (config, issue copies, SQLite files).
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// A temporary SQLite store.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/data/herald.db", dir.path().display());
+        Self { url, dir, pg_name: None }
+    }
+
+    /// A fresh PostgreSQL database.
+    pub async fn postgres() -> Self {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+        let name = format!("herald_t_{}", uuid::Uuid::new_v4().simple());
+        let mut c = sqlx::PgConnection::connect(PG_ADMIN).await.expect("PostgreSQL on 127.0.0.1:5432");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.expect("create test database");
+        let _ = c.close().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self { url: format!("postgres://root@127.0.0.1:5432/{name}"), dir, pg_name: Some(name) }
+    }
+
+    /// Is this the PostgreSQL variant?
+    pub fn is_pg(&self) -> bool {
+        self.pg_name.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs outside any runtime guarantee: use a small one on a plain thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(PG_ADMIN).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A config with one webhook channel per name, all pointing at `hook_url`, a fast retry schedule
+/// (`[0, 0, 0]`, no jitter) and a 1 s rate-limit floor.
+pub fn config_toml(store_url: &str, hook_url: &str, channels: &[&str], extra: &str) -> String {
+    let mut s = format!(
+        "[store]\nurl = \"{store_url}\"\n\n[retry]\nschedule_secs = [0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n"
+    );
+    for c in channels {
+        s.push_str(&format!("[channels.{c}]\ntype = \"webhook\"\nurl = \"{hook_url}\"\ntimeout_secs = 5\n{extra}\n"));
+    }
+    s
+}
+
+/// Write the config into the test's dir and load it.
+pub fn write_config(db: &TestDb, text: &str) -> (PathBuf, Arc<herald::config::LoadedConfig>) {
+    let p = db.dir.path().join("herald.toml");
+    std::fs::write(&p, text).expect("write config");
+    let cfg = herald::config::load(&p).unwrap_or_else(|e| panic!("config loads: {e}"));
+    (p, Arc::new(cfg))
+}
+
+/// Copy a fixture issue into the test dir (so a test may edit it).
+pub fn issue_copy(db: &TestDb, fixture: &str) -> PathBuf {
+    let src = crate::util::fixture(&format!("issues/{fixture}"));
+    let dst = db.dir.path().join(fixture);
+    std::fs::copy(&src, &dst).expect("copy issue");
+    dst
+}
+
+/// Worker options for tests: quick polls and sweeps.
+pub fn fast() -> WorkerOptions {
+    WorkerOptions { concurrency: 4, poll: Duration::from_millis(100), sweep_every: Duration::from_millis(500), shutdown_grace: Duration::from_secs(5) }
+}
+
+/// Store and publish `issue_path` in process, then run a worker until it settles.
+pub async fn publish_and_wait(p: &Arc<Pipeline>, issue_path: &Path) -> WaitEnd {
+    let source = std::fs::read_to_string(issue_path).expect("issue");
+    let issue = herald::issue::parse_str(issue_path, &source).expect("issue parses");
+    publish::enqueue(p, &issue, &source, &[]).await.expect("enqueue");
+    let target = WaitFor::Issue { slug: issue.meta.slug.clone(), version: issue.version.clone(), channels: vec![] };
+    run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.expect("worker runs")
+}
+
+async fn deliveries(p: &Pipeline) -> Vec<DeliveryRow> {
+    p.store.list_deliveries(None, &[]).await.expect("list")
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::TestDb::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::TestDb::postgres().await).await
+            }
+        }
+    };
+}
+
+// ---- retries, permanent failures, rate limits ---------------------------------------------
+
+both!(retries_until_sent);
+async fn retries_until_sent(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    fake.faults.push("POST /hook", Fault::Status { code: 500, body: "{\"error\":\"boom\"}".into(), headers: vec![] }, 2);
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, &fake.url(), &["hook"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let end = publish_and_wait(&p, &issue_copy(&db, "minimal.md")).await;
+    assert_eq!(end, WaitEnd::Settled);
+    let ds = deliveries(&p).await;
+    assert_eq!(ds.len(), 1);
+    let d = &ds[0];
+    assert_eq!(d.state(), State::Sent, "{d:?}");
+    assert_eq!(d.attempts, 3);
+    assert_eq!(d.delivery_key, "minimal/hook/r1");
+    assert_eq!(d.remote_id.as_deref(), Some("wh_1"));
+    let a = p.store.attempts(d.id).await.unwrap();
+    assert_eq!(a.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500), Some(500), None]);
+    assert_eq!(a.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>(), vec!["retryable", "retryable", "sent"]);
+    assert!(a[0].next_attempt_at.is_some() && a[2].next_attempt_at.is_none());
+    assert!(a.iter().all(|a| a.triggered_by == "schedule" && a.content_hash.as_deref().is_some_and(|h| h.len() == 64)));
+    assert_eq!(fake.statuses(), vec![500, 500, 200]);
+    assert_eq!(fake.accepted().len(), 1);
+    assert_eq!(fake.accepted()[0].key, "minimal/hook/r1");
+    p.close().await;
+}
+
+both!(forbidden_fails_after_one_attempt);
+async fn forbidden_fails_after_one_attempt(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    fake.faults.push("POST /hook", Fault::Status { code: 403, body: "{\"error\":\"nope\"}".into(), headers: vec![] }, 5);
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, &fake.url(), &["hook"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    assert_eq!(publish_and_wait(&p, &issue_copy(&db, "minimal.md")).await, WaitEnd::Settled);
+    let d = &deliveries(&p).await[0];
+    assert_eq!(d.state(), State::Failed);
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.last_status, Some(403));
+    assert!(d.last_error.as_deref().unwrap_or_default().contains("nope"), "{d:?}");
+    let a = p.store.attempts(d.id).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].outcome, "needs_auth");
+    assert_eq!(fake.statuses(), vec![403]);
+    p.close().await;
+}
+
+both!(rate_limit_waits_for_retry_after);
+async fn rate_limit_waits_for_retry_after(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    let headers = vec![("retry-after".to_string(), "3".to_string())];
+    fake.faults.push("POST /hook", Fault::Status { code: 429, body: "{\"error\":\"slow down\"}".into(), headers }, 1);
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, &fake.url(), &["hook"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    assert_eq!(publish_and_wait(&p, &issue_copy(&db, "minimal.md")).await, WaitEnd::Settled);
+    let d = &deliveries(&p).await[0];
+    assert_eq!(d.state(), State::Sent);
+    assert_eq!(d.attempts, 1, "a rate-limit wait does not use up an attempt");
+    assert_eq!(d.rate_limited_waits, 1);
+    let a = p.store.attempts(d.id).await.unwrap();
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].outcome.as_str(), a[0].status_code), ("rate_limited", Some(429)));
+    let next = a[0].next_attempt_at.expect("next attempt planned");
+    let ended = a[0].started_at + a[0].duration_ms;
+    let delay = next - ended;
+    assert!((2_900..=3_600).contains(&delay), "Retry-After 3 s honoured (floor 1 s): {delay} ms");
+    assert!(a[1].started_at >= next - 1_500, "second try not early: {} vs {next}", a[1].started_at);
+    p.close().await;
+}
+
+// ---- idempotent publish ---------------------------------------------------------------------
+
+both!(concurrent_publish_creates_one_set);
+async fn concurrent_publish_creates_one_set(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, &fake.url(), &["alpha", "beta"], ""));
+    let issue_path = issue_copy(&db, "minimal.md");
+    let source = std::fs::read_to_string(&issue_path).unwrap();
+    let issue = herald::issue::parse_str(&issue_path, &source).unwrap();
+    // Two processes' worth of pools on one store; open them one after the other (migrations).
+    let p1 = Arc::new(Pipeline::open(cfg.clone()).await.unwrap());
+    let p2 = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let (a, b) = tokio::join!(publish::enqueue(&p1, &issue, &source, &[]), publish::enqueue(&p2, &issue, &source, &[]));
+    a.unwrap();
+    b.unwrap();
+    let (a, b) = tokio::join!(publish::run(&p1, "minimal", &issue.version), publish::run(&p2, "minimal", &issue.version));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let created = |o: &publish::PublishOutcome| match o {
+        publish::PublishOutcome::Created(ids) => ids.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(created(&a) + created(&b), 2, "one delivery per channel across both runs: {a:?} {b:?}");
+    let target = WaitFor::Issue { slug: "minimal".into(), version: issue.version.clone(), channels: vec![] };
+    assert_eq!(run_until_settled(p1.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap(), WaitEnd::Settled);
+    let ds = deliveries(&p1).await;
+    assert_eq!(ds.len(), 2);
+    assert!(ds.iter().all(|d| d.state() == State::Sent && d.attempts == 1));
+    let acc = fake.accepted();
+    assert_eq!(acc.len(), 2);
+    assert_eq!(fake.seen("minimal/alpha/r1"), 1, "one request per channel");
+    assert_eq!(fake.seen("minimal/beta/r1"), 1, "one request per channel");
+    p1.close().await;
+    p2.close().await;
+}
+
+// ---- reconciliation with the recording adapter -----------------------------------------------
+
+fn body_rendering(n: u32) -> Vec<RenderedChannel> {
+    vec![RenderedChannel {
+        channel: "rec".into(),
+        kind: "webhook".into(),
+        rendering: Rendering::Body(BodyRendering { body: serde_json::json!({ "n": n }) }),
+    }]
+}
+
+/// Make a delivery look like a crash mid-send: state `sending`, lease held by a dead pid here.
+async fn simulate_crash(p: &Pipeline, id: i64) {
+    let host = herald::store::lease::hostname();
+    sqlx::query("UPDATE deliveries SET state = 'sending', lease_owner = $2, lease_until = $3 WHERE id = $1")
+        .bind(id)
+        .bind(format!("{host}:4194305:12345:deadbeef"))
+        .bind(herald::store::now_ms() + 600_000)
+        .execute(p.store.pool())
+        .await
+        .unwrap();
+}
+
+both!(crash_mid_send_reconciles_before_sending);
+async fn crash_mid_send_reconciles_before_sending(db: TestDb) {
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rec = Arc::new(RecordingAdapter::new());
+    p.set_adapter("rec", rec.clone());
+    // Found: the post is there, so no send at all.
+    let ids = publish::create_and_push(&p, "one", "v1", &body_rendering(1), Trigger::Schedule, None).await.unwrap();
+    simulate_crash(&p, ids[0]).await;
+    rec.push_reconcile(Reconciled::Found(Receipt { remote_id: "remote-1".into(), url: Some("https://x.invalid/1".into()), ..Default::default() }));
+    let out = herald::jobs::deliver::run(&p, ids[0]).await.unwrap();
+    assert_eq!(out, herald::jobs::deliver::DeliverOutcome::Now(State::Sent), "dead lease voided at once");
+    assert!(rec.calls().is_empty(), "never re-sent");
+    let d = p.store.get_delivery(ids[0]).await.unwrap().unwrap();
+    assert_eq!((d.state(), d.remote_id.as_deref()), (State::Sent, Some("remote-1")));
+    assert_eq!(p.store.attempts(d.id).await.unwrap()[0].outcome, "reconciled");
+
+    // CannotCheck: waits for the operator with the reason; nothing is sent.
+    let ids = publish::create_and_push(&p, "two", "v1", &body_rendering(2), Trigger::Schedule, None).await.unwrap();
+    simulate_crash(&p, ids[0]).await;
+    rec.push_reconcile(Reconciled::CannotCheck("no lookup on this network".into()));
+    herald::jobs::deliver::run(&p, ids[0]).await.unwrap();
+    let d = p.store.get_delivery(ids[0]).await.unwrap().unwrap();
+    assert_eq!(d.state(), State::Unconfirmed);
+    assert_eq!(d.next_attempt_at, None, "waits for the operator");
+    assert_eq!(d.last_error.as_deref(), Some("no lookup on this network"));
+    assert!(rec.calls().is_empty());
+    // A second job does nothing: not owed without the operator.
+    assert!(matches!(herald::jobs::deliver::run(&p, ids[0]).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Skipped(_)));
+
+    // NotFound: sent once.
+    let ids = publish::create_and_push(&p, "three", "v1", &body_rendering(3), Trigger::Schedule, None).await.unwrap();
+    simulate_crash(&p, ids[0]).await;
+    herald::jobs::deliver::run(&p, ids[0]).await.unwrap();
+    assert_eq!(rec.calls().len(), 1);
+    assert_eq!(rec.calls()[0].key, "three/rec/r1");
+    assert_eq!(rec.finds(), vec!["one/rec/r1", "two/rec/r1", "three/rec/r1"]);
+    p.close().await;
+}
+
+both!(live_lease_excludes_a_second_worker);
+async fn live_lease_excludes_a_second_worker(db: TestDb) {
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rec = Arc::new(RecordingAdapter::with_script([Answer::Delay(Duration::from_millis(800))]));
+    p.set_adapter("rec", rec.clone());
+    let ids = publish::create_and_push(&p, "lease", "v1", &body_rendering(1), Trigger::Schedule, None).await.unwrap();
+    let (a, b) = tokio::join!(herald::jobs::deliver::run(&p, ids[0]), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        herald::jobs::deliver::run(&p, ids[0]).await
+    });
+    assert_eq!(a.unwrap(), herald::jobs::deliver::DeliverOutcome::Now(State::Sent));
+    assert!(matches!(b.unwrap(), herald::jobs::deliver::DeliverOutcome::Skipped(_)));
+    assert_eq!(rec.calls().len(), 1, "exactly one send");
+    p.close().await;
+}
+
+both!(manual_attempt_has_no_retry_chain);
+async fn manual_attempt_has_no_retry_chain(db: TestDb) {
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rec = Arc::new(RecordingAdapter::with_script([Answer::err(Kind::Retryable, 503)]));
+    p.set_adapter("rec", rec.clone());
+    let ids = publish::create_and_push(&p, "man", "v1", &body_rendering(1), Trigger::Manual, Some(2)).await.unwrap();
+    herald::jobs::deliver::run(&p, ids[0]).await.unwrap();
+    let d = p.store.get_delivery(ids[0]).await.unwrap().unwrap();
+    assert_eq!(d.delivery_key, "man/rec/r2");
+    assert_eq!(d.state(), State::Failed, "a manual attempt is one attempt");
+    assert_eq!(d.next_attempt_at, None);
+    assert!(d.last_error.unwrap().contains("manual attempt"));
+    // `retry` redrives it once.
+    assert!(p.store.redrive(d.id, &herald::jobs::queue::new_job_id()).await.unwrap());
+    herald::jobs::deliver::run(&p, ids[0]).await.unwrap();
+    let d = p.store.get_delivery(ids[0]).await.unwrap().unwrap();
+    assert_eq!(d.state(), State::Sent);
+    assert_eq!(rec.calls().len(), 2);
+    let a = p.store.attempts(d.id).await.unwrap();
+    assert_eq!(a.iter().map(|a| a.triggered_by.as_str()).collect::<Vec<_>>(), vec!["manual", "manual"]);
+    p.close().await;
+}
+
+both!(sweeper_pushes_owed_deliveries_without_a_live_job);
+async fn sweeper_pushes_owed_deliveries_without_a_live_job(db: TestDb) {
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let ids = publish::create_and_push(&p, "sw", "v1", &body_rendering(1), Trigger::Schedule, None).await.unwrap();
+    // The job pushed after commit is live: nothing to do.
+    assert_eq!(herald::jobs::worker::sweep(&p).await.unwrap(), 0);
+    // Lose the job (as if the push after commit never happened).
+    sqlx::query("UPDATE deliveries SET job_id = '01ARZ3NDEKTSV4RRFFQ69G5FAV' WHERE id = $1").bind(ids[0]).execute(p.store.pool()).await.unwrap();
+    assert_eq!(herald::jobs::worker::sweep(&p).await.unwrap(), 1);
+    assert_eq!(herald::jobs::worker::sweep(&p).await.unwrap(), 0, "now it has a live job");
+    p.close().await;
+}
+
+// ---- durability ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_pragmas_hold_on_every_pooled_connection() {
+    let db = TestDb::sqlite().await;
+    let url = StoreUrl::parse(&db.url, Path::new("/")).unwrap();
+    let store = herald::store::Store::open(&url).await.unwrap();
+    let queue = herald::jobs::Queue::open(&url, 4).await.unwrap();
+    assert!(url.queue_path().unwrap().ends_with("data/herald.queue.db"));
+    assert!(url.queue_path().unwrap().exists());
+    // Hold several connections at once so each is a distinct pooled connection.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut c = store.pool().acquire().await.unwrap();
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *c).await.unwrap();
+        assert_eq!(sync, 2, "Herald's store: synchronous=FULL");
+        assert_eq!(mode, "wal");
+        held.push(c);
+    }
+    let herald::jobs::Queue::Sqlite { pool, .. } = &queue else { panic!("sqlite queue") };
+    let mut qheld = Vec::new();
+    for _ in 0..5 {
+        let mut c = pool.acquire().await.unwrap();
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *c).await.unwrap();
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&mut *c).await.unwrap();
+        assert_eq!(sync, 1, "queue: synchronous=NORMAL (never apalis's OFF)");
+        assert_eq!(mode, "wal");
+        assert_eq!(busy, 10_000);
+        qheld.push(c);
+    }
+    drop((held, qheld));
+    // The queue tables are in the queue file, Herald's in Herald's file.
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'Jobs'").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(n, 0);
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'deliveries'").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(n, 1);
+    // Reopening (a restart) migrates cleanly.
+    drop(queue);
+    herald::jobs::Queue::open(&url, 4).await.unwrap();
+    herald::store::Store::open(&url).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tables_live_in_their_schemas() {
+    let db = TestDb::postgres().await;
+    let url = StoreUrl::parse(&db.url, Path::new("/")).unwrap();
+    let store = herald::store::Store::open(&url).await.unwrap();
+    let _queue = herald::jobs::Queue::open(&url, 4).await.unwrap();
+    let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_schema::text, table_name::text FROM information_schema.tables WHERE table_name IN ('deliveries', 'attempts', 'jobs', '_sqlx_migrations') ORDER BY 1, 2",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let rows: Vec<String> = rows.into_iter().map(|(s, t)| format!("{s}.{t}")).collect();
+    assert_eq!(rows, vec!["apalis._sqlx_migrations", "apalis.jobs", "herald._sqlx_migrations", "herald.attempts", "herald.deliveries"]);
+    store.close().await;
+}
+
+// ---- the built binary: crash safety, status, log, secrets, two daemons ----------------------
+
+/// The binary under test. `HERALD_TEST_BIN` overrides it: several worktrees share one target
+/// dir, and another branch's build can replace `target/debug/herald` mid-run.
+pub fn herald_bin() -> PathBuf {
+    std::env::var_os("HERALD_TEST_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_herald")))
+}
+
+fn herald_cmd(cfg: &Path) -> Command {
+    let mut c = Command::new(herald_bin());
+    c.arg("--config").arg(cfg).env_remove("HERALD_CONFIG").env("RUST_LOG", "herald=debug");
+    c
+}
+
+fn run_out(mut c: Command) -> (i32, String, String) {
+    let o = c.output().expect("run herald");
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn store_for(db: &TestDb) -> herald::store::Store {
+    herald::store::Store::open(&StoreUrl::parse(&db.url, Path::new("/")).unwrap()).await.unwrap()
+}
+
+/// kill -9 `publish --wait` while the fake holds its answers, rerun, expect every delivery sent
+/// and no body accepted twice. `after_accept`: the kill lands after the fake kept the body
+/// (between the remote call and Herald's commit); otherwise before.
+async fn crash_and_rerun(db: TestDb, after_accept: bool) {
+    let fake = WebhookFake::start().await.unwrap();
+    let chans = ["a", "b", "c"];
+    let (cfg_path, _) = write_config(&db, &config_toml(&db.url, &fake.url(), &chans, ""));
+    let issue = issue_copy(&db, "minimal.md");
+    if after_accept {
+        fake.set_hold_after_accept(Some(Duration::from_secs(30)));
+    } else {
+        fake.faults.push("POST /hook", Fault::Delay(Duration::from_secs(30)), 3);
+    }
+    let mut child: Child = herald_cmd(&cfg_path)
+        .args(["publish", issue.to_str().unwrap(), "--wait", "--timeout", "120"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    if after_accept {
+        wait_until("three bodies kept", 60, || fake.accepted().len() == 3).await;
+    } else {
+        wait_until("three requests in flight", 60, || fake.requests().len() == 3).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let store = store_for(&db).await;
+    let before = store.list_deliveries(None, &[]).await.unwrap();
+    assert_eq!(before.len(), 3);
+    assert!(before.iter().all(|d| d.state() == State::Sending), "killed mid-send: {:?}", before.iter().map(|d| &d.state).collect::<Vec<_>>());
+    fake.set_hold_after_accept(None);
+    fake.faults.clear();
+    let started = Instant::now();
+    let (code, out, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["publish", issue.to_str().unwrap(), "--wait", "--timeout", "60"]);
+        c
+    });
+    assert_eq!(code, 0, "rerun settles all sent\n{out}\n{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "the dead lease was voided at once: {:?}", started.elapsed());
+    let after = store.list_deliveries(None, &[]).await.unwrap();
+    assert!(after.iter().all(|d| d.state() == State::Sent), "{after:?}");
+    assert_eq!(fake.accepted().len(), 3);
+    assert_eq!(fake.duplicates(), 0);
+    for c in chans {
+        let key = format!("minimal/{c}/r1");
+        assert_eq!(fake.accepted().iter().filter(|a| a.key == key).count(), 1, "{key} accepted once");
+        if after_accept {
+            assert_eq!(fake.seen(&key), 2, "{key}: reconciled by a resend the receiver answered 409");
+        }
+    }
+    store.close().await;
+}
+
+both!(crash_before_the_answer);
+async fn crash_before_the_answer(db: TestDb) {
+    crash_and_rerun(db, false).await
+}
+
+both!(crash_between_remote_call_and_commit);
+async fn crash_between_remote_call_and_commit(db: TestDb) {
+    crash_and_rerun(db, true).await
+}
+
+both!(status_and_log_json_fields);
+async fn status_and_log_json_fields(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    fake.faults.push("POST /hook", Fault::Status { code: 502, body: "bad gateway".into(), headers: vec![] }, 1);
+    let (cfg_path, _) = write_config(&db, &config_toml(&db.url, &fake.url(), &["hook"], ""));
+    let issue = issue_copy(&db, "minimal.md");
+    let (code, out, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["publish", issue.to_str().unwrap(), "--wait", "--json"]);
+        c
+    });
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("publish --json prints the status array");
+    assert_eq!(v[0]["state"], "sent");
+
+    for arg in ["minimal", issue.to_str().unwrap()] {
+        let (code, out, _) = run_out({
+            let mut c = herald_cmd(&cfg_path);
+            c.args(["status", arg, "--json"]);
+            c
+        });
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let row = &v.as_array().unwrap()[0];
+        for f in ["issue", "version", "channel", "type", "revision", "key", "state", "attempts", "rate_limited_waits", "remote_id", "remote_url", "last_error", "last_status", "next_attempt_at", "trigger", "created_at", "updated_at"] {
+            assert!(row.get(f).is_some(), "status --json has `{f}`: {row}");
+        }
+        assert_eq!(row["issue"], "minimal");
+        assert_eq!(row["channel"], "hook");
+        assert_eq!(row["type"], "webhook");
+        assert_eq!(row["key"], "minimal/hook/r1");
+        assert_eq!(row["attempts"], 2);
+        assert_eq!(row["remote_url"], format!("{}/items/1", fake.base_url));
+    }
+    let (code, out, _) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["log", "minimal", "--json"]);
+        c
+    });
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    assert_eq!(lines.len(), 2);
+    for f in ["id", "key", "issue", "channel", "attempt", "started_at", "duration_ms", "trigger", "outcome", "status", "error", "next_attempt_at", "content_hash", "remote_id"] {
+        assert!(lines[0].get(f).is_some(), "log --json has `{f}`");
+    }
+    assert_eq!((lines[0]["attempt"].as_i64(), lines[0]["outcome"].as_str(), lines[0]["status"].as_i64()), (Some(1), Some("retryable"), Some(502)));
+    assert_eq!((lines[1]["attempt"].as_i64(), lines[1]["outcome"].as_str()), (Some(2), Some("sent")));
+    assert_eq!(lines[1]["trigger"], "schedule");
+    // Human forms mention the same things.
+    let (_, out, _) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["status"]);
+        c
+    });
+    assert!(out.contains("minimal") && out.contains("hook") && out.contains("sent"), "{out}");
+    let (_, out, _) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["log"]);
+        c
+    });
+    assert!(out.contains("minimal/hook/r1") && out.contains("retryable 502"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_output() {
+    let db = TestDb::sqlite().await;
+    const SECRET: &str = "whsec-9f8e7d6c5b4a-do-not-print";
+    let fake = WebhookFake::start().await.unwrap();
+    fake.set_secret(SECRET);
+    let mut text = config_toml(&db.url, &fake.url(), &["signed"], "secret = \"${HERALD_IT_HOOK_SECRET}\"\n");
+    text.push_str(&format!("[channels.wrongkey]\ntype = \"webhook\"\nurl = \"{}\"\nsecret = \"${{HERALD_IT_WRONG_SECRET}}\"\n", fake.url()));
+    let (cfg_path, _) = write_config(&db, &text);
+    let issue = issue_copy(&db, "minimal.md");
+    let mut all = String::new();
+    for args in [
+        vec!["-vv", "publish", issue.to_str().unwrap(), "--wait"],
+        vec!["-vv", "status"],
+        vec!["status", "--json"],
+        vec!["log"],
+        vec!["log", "--json"],
+        vec!["-vv", "--log-format", "json", "retry", "--wait"],
+    ] {
+        let mut c = herald_cmd(&cfg_path);
+        c.args(&args).env("HERALD_IT_HOOK_SECRET", SECRET).env("HERALD_IT_WRONG_SECRET", format!("{SECRET}-wrong"));
+        let (_, out, err) = run_out(c);
+        all.push_str(&out);
+        all.push_str(&err);
+    }
+    let store = store_for(&db).await;
+    let ds = store.list_deliveries(None, &[]).await.unwrap();
+    let signed = ds.iter().find(|d| d.channel == "signed").unwrap();
+    let wrong = ds.iter().find(|d| d.channel == "wrongkey").unwrap();
+    assert_eq!(signed.state(), State::Sent, "the signature verifies");
+    assert_eq!((wrong.state(), wrong.last_status), (State::Failed, Some(401)), "a bad signature is refused");
+    assert!(all.contains("minimal/signed/r1"), "the outputs were captured: {all}");
+    assert!(!all.contains(SECRET), "a secret leaked into the output:\n{all}");
+    assert!(!all.contains("9f8e7d6c5b4a"), "part of a secret leaked");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_share_one_postgres_queue_exactly_once() {
+    let db = TestDb::postgres().await;
+    let fake = WebhookFake::start().await.unwrap();
+    fake.faults.push("POST /hook", Fault::Delay(Duration::from_millis(700)), 100);
+    let chans = ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8"];
+    let (cfg_path, _) = write_config(&db, &config_toml(&db.url, &fake.url(), &chans, ""));
+    let issue = issue_copy(&db, "minimal.md");
+    // Migrate once before the daemons start, so they race only on work.
+    store_for(&db).await.close().await;
+    let spawn = || {
+        herald_cmd(&cfg_path).args(["daemon", "--concurrency", "2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    };
+    let (mut d1, mut d2) = (spawn(), spawn());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, out, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["publish", issue.to_str().unwrap()]);
+        c
+    });
+    assert_eq!(code, 0, "{out}{err}");
+    let store = store_for(&db).await;
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ds = store.list_deliveries(None, &[]).await.unwrap();
+        if ds.len() == chans.len() && ds.iter().all(|d| d.state() == State::Sent) {
+            break;
+        }
+        assert!(Instant::now() < end, "not all sent: {:?}", ds.iter().map(|d| (&d.channel, &d.state)).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for c in chans {
+        let key = format!("minimal/{c}/r1");
+        assert_eq!(fake.seen(&key), 1, "{key}: exactly one request");
+    }
+    assert_eq!(fake.accepted().len(), chans.len());
+    // Both daemons took work from the shared queue.
+    let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let workers: Vec<String> = sqlx::query_scalar("SELECT DISTINCT lock_by FROM apalis.jobs WHERE job_type = 'herald.deliver' AND lock_by IS NOT NULL")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    let pids: std::collections::BTreeSet<String> = workers.iter().filter_map(|w| w.rsplitn(4, '-').nth(2).map(str::to_string)).collect();
+    assert_eq!(pids.len(), 2, "both daemons delivered: {workers:?}");
+    // Graceful shutdown on SIGTERM.
+    for d in [&mut d1, &mut d2] {
+        Command::new("kill").args(["-TERM", &d.id().to_string()]).status().unwrap();
+    }
+    for d in [&mut d1, &mut d2] {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = d.try_wait().unwrap() {
+                assert!(st.success(), "daemon exits cleanly on SIGTERM: {st:?}");
+                break;
+            }
+            assert!(Instant::now() < end, "daemon did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_stores_and_sends_nothing() {
+    let db = TestDb::sqlite().await;
+    let fake = WebhookFake::start().await.unwrap();
+    let (cfg_path, _) = write_config(&db, &config_toml(&db.url, &fake.url(), &["hook"], ""));
+    let bad = db.dir.path().join("bad.md");
+    std::fs::write(&bad, "no front matter here\n").unwrap();
+    let (code, _, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["publish", bad.to_str().unwrap(), "--wait"]);
+        c
+    });
+    assert_eq!(code, 2, "{err}");
+    let issue = issue_copy(&db, "minimal.md");
+    let (code, _, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["publish", issue.to_str().unwrap(), "--channel", "nosuch"]);
+        c
+    });
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nosuch"), "{err}");
+    let (code, _, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["publish", issue.to_str().unwrap(), "--sandbox"]);
+        c
+    });
+    assert_eq!(code, 2, "{err}");
+    assert!(fake.requests().is_empty());
+    assert!(!db.dir.path().join("data/herald.db").exists() || store_for(&db).await.list_deliveries(None, &[]).await.unwrap().is_empty());
+}

@@ -71,7 +71,7 @@ async fn progress(cp: &Arc<MemoryCheckpoint>) -> ThreadProgress {
 #[tokio::test]
 async fn a_thread_of_four_arrives_in_order_and_chained() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     let cp = Arc::new(MemoryCheckpoint::default());
     let r = a.deliver(&rendering(&FOUR), &ctx(&cp, 1)).await.expect("delivered");
 
@@ -96,7 +96,7 @@ async fn a_thread_of_four_arrives_in_order_and_chained() {
 #[tokio::test]
 async fn a_single_post_is_one_container_and_one_publish() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     let cp = Arc::new(MemoryCheckpoint::default());
     let r = a.deliver(&rendering(&["Just one 👋 https://news.example.com/42"]), &ctx(&cp, 1)).await.unwrap();
     assert_eq!(fake.posts().len(), 1);
@@ -109,7 +109,7 @@ async fn a_single_post_is_one_container_and_one_publish() {
 #[tokio::test]
 async fn failing_at_part_two_of_four_resumes_at_part_two() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     let cp = Arc::new(MemoryCheckpoint::default());
     // The first publish passes; the second answers 500.
     fake.faults.push("POST /v1.0/me/threads_publish", Fault::Delay(Duration::ZERO), 1);
@@ -135,7 +135,7 @@ async fn failing_at_part_two_of_four_resumes_at_part_two() {
 #[tokio::test]
 async fn accept_then_drop_is_unknown_then_reconciled_by_container_status() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     let cp = Arc::new(MemoryCheckpoint::default());
     let texts = &FOUR[..3];
     // Part 2's publish goes through, but the answer is lost.
@@ -163,7 +163,7 @@ async fn accept_then_drop_is_unknown_then_reconciled_by_container_status() {
 #[tokio::test]
 async fn lost_single_post_publish_is_found_with_the_right_id() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     let cp = Arc::new(MemoryCheckpoint::default());
     let texts = ["One post, answer lost."];
     fake.faults.push("POST /v1.0/me/threads_publish", Fault::AcceptThenDrop, 1);
@@ -185,7 +185,7 @@ async fn lost_single_post_publish_is_found_with_the_right_id() {
 #[tokio::test]
 async fn timed_out_publish_not_applied_publishes_the_saved_container() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 1);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 1);
     let cp = Arc::new(MemoryCheckpoint::default());
     let texts = ["Slow network day."];
     fake.faults.push("POST /v1.0/me/threads_publish", Fault::Delay(Duration::from_secs(3)), 1);
@@ -200,7 +200,7 @@ async fn timed_out_publish_not_applied_publishes_the_saved_container() {
 #[tokio::test]
 async fn expired_container_is_replaced() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     let cp = Arc::new(MemoryCheckpoint::default());
     let texts = ["Posted a day late."];
     fake.faults.push(
@@ -219,7 +219,7 @@ async fn expired_container_is_replaced() {
 async fn propagation_race_is_waited_out() {
     let fake = ThreadsFake::start().await.unwrap();
     fake.set_processing(Duration::from_millis(400));
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     let cp = Arc::new(MemoryCheckpoint::default());
     a.deliver(&rendering(&FOUR[..2]), &ctx(&cp, 1)).await.expect("delivered after waiting");
     assert_chained(&fake, &FOUR[..2]);
@@ -230,7 +230,7 @@ async fn propagation_race_is_waited_out() {
 #[tokio::test]
 async fn too_many_links_is_permanent_and_sends_nothing() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     let cp = Arc::new(MemoryCheckpoint::default());
     let links = "a https://1.example b https://2.example c https://3.example d https://4.example e https://5.example f https://6.example";
     let err = a.deliver(&rendering(&["fine", links]), &ctx(&cp, 1)).await.expect_err("link limit");
@@ -241,7 +241,7 @@ async fn too_many_links_is_permanent_and_sends_nothing() {
     // The fake enforces the rule itself, in Graph's error shape.
     let resp = herald::channel::http::client()
         .post(format!("{}/v1.0/me/threads", fake.base_url))
-        .form(&[("media_type", "TEXT"), ("text", links), ("access_token", threads::TOKEN)])
+        .form(&[("media_type", "TEXT"), ("text", links), ("access_token", threads::ACCESS_TOKEN)])
         .send()
         .await
         .unwrap();
@@ -259,7 +259,7 @@ async fn fake_checks_length_params_and_reply_target() {
         let url = format!("{}/v1.0/{}/threads", fake.base_url, threads::USER_ID);
         async move { http.post(url).form(&form).send().await.unwrap() }
     };
-    let tok = || ("access_token", threads::TOKEN.to_string());
+    let tok = || ("access_token", threads::ACCESS_TOKEN.to_string());
     let long = "x".repeat(501);
     assert_eq!(post(vec![("media_type", "TEXT".into()), ("text", long), tok()]).await.status(), 400);
     assert_eq!(post(vec![("media_type", "TEXT".into()), ("text", "ok".into()), ("txet", "typo".into()), tok()]).await.status(), 400);
@@ -270,7 +270,7 @@ async fn fake_checks_length_params_and_reply_target() {
     let id = ok.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     let status: serde_json::Value = http
         .get(format!("{}/v1.0/{id}", fake.base_url))
-        .query(&[("fields", "status"), ("access_token", threads::TOKEN)])
+        .query(&[("fields", "status"), ("access_token", threads::ACCESS_TOKEN)])
         .send()
         .await
         .unwrap()
@@ -290,17 +290,92 @@ async fn bad_token_needs_auth() {
     assert!(!err.to_string().contains("wrong-token"), "the token never appears in errors");
     assert_eq!(a.healthcheck().await.unwrap_err().kind(), Kind::Auth);
     assert!(fake.posts().is_empty());
-    let good = adapter(&fake, threads::TOKEN, 5);
+    let good = adapter(&fake, threads::ACCESS_TOKEN, 5);
     good.healthcheck().await.expect("healthcheck passes with the right token");
 }
 
 #[tokio::test]
 async fn connection_refused_is_retryable() {
     let fake = ThreadsFake::start().await.unwrap();
-    let a = adapter(&fake, threads::TOKEN, 5);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
     drop(fake);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let cp = Arc::new(MemoryCheckpoint::default());
     let err = a.deliver(&rendering(&["hello"]), &ctx(&cp, 1)).await.expect_err("down");
     assert_eq!(err.kind(), Kind::Retryable, "{err}");
+}
+
+#[tokio::test]
+async fn fake_container_goes_in_progress_finished_published() {
+    let fake = ThreadsFake::start().await.unwrap();
+    fake.set_processing(Duration::from_millis(300));
+    let http = herald::channel::http::client();
+    let base = fake.base_url.clone();
+    let status = |id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let v: serde_json::Value = http
+                .get(format!("{base}/v1.0/{id}"))
+                .query(&[("fields", "status"), ("access_token", threads::ACCESS_TOKEN)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["status"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let publish = |id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.post(format!("{base}/v1.0/me/threads_publish"))
+                .form(&[("creation_id", id.as_str()), ("access_token", threads::ACCESS_TOKEN)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let created: serde_json::Value = http
+        .post(format!("{base}/v1.0/me/threads"))
+        .form(&[("media_type", "TEXT"), ("text", "hello"), ("access_token", threads::ACCESS_TOKEN)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(status(id.clone()).await, "IN_PROGRESS");
+    let early = publish(id.clone()).await;
+    assert_eq!(early.status(), 400);
+    let e: serde_json::Value = early.json().await.unwrap();
+    assert_eq!((e["error"]["code"].as_i64(), e["error"]["error_subcode"].as_i64()), (Some(24), Some(4279009)));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(status(id.clone()).await, "FINISHED");
+    assert_eq!(publish(id.clone()).await.status(), 200);
+    assert_eq!(status(id.clone()).await, "PUBLISHED");
+    assert_eq!(publish(id.clone()).await.status(), 400, "a container publishes once");
+    let quota: serde_json::Value = http
+        .get(format!("{base}/v1.0/me/threads_publishing_limit"))
+        .query(&[("access_token", threads::ACCESS_TOKEN)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quota["data"][0]["quota_usage"], 1);
+    assert_eq!(quota["data"][0]["config"]["quota_total"], 250);
+}
+
+#[test]
+fn build_names_a_missing_credential() {
+    let ctx = BuildCtx { env: Box::new(|_| None), base_dir: std::env::temp_dir(), timeout: Duration::from_secs(5) };
+    let none: ChannelConfig = toml::from_str("type = \"threads\"\n").unwrap();
+    let e = build_adapter("threads_main", &none, &ctx).err().expect("no token").to_string();
+    assert!(e.contains("threads_main") && e.contains("access_token"), "{e}");
+    let unset: ChannelConfig = toml::from_str(&format!("type = \"threads\"\naccess_token = \"${{{TOKEN_ENV}}}\"\n")).unwrap();
+    let e = build_adapter("threads_main", &unset, &ctx).err().expect("env unset").to_string();
+    assert!(e.contains(TOKEN_ENV), "{e}");
 }

@@ -30,6 +30,8 @@ pub fn sample_issues() -> Vec<PathBuf> {
 pub fn all_channels_toml(format: &str) -> String {
     format!(
         r#"
+issues_dir = "{issues}"
+
 [store]
 url = "sqlite://herald.db"
 
@@ -85,7 +87,8 @@ secret = "${{HERALD_TEST_WEBHOOK_SECRET}}"
 [channels.plugin]
 type = "exec"
 command = ["python3", "plugin.py"]
-"#
+"#,
+        issues = fixture("issues").display()
     )
 }
 

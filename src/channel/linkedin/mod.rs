@@ -1,12 +1,34 @@
-//! The `linkedin` adapter. (Not built yet: `build` refuses.)
+//! The `linkedin` adapter: one text post through the Posts API (`POST /rest/posts`).
+//!
+//! LinkedIn has no idempotency key and no way to look a post up by content with the
+//! `w_member_social` scope. What it has is duplicate detection: the same author posting the
+//! same commentary again within roughly 24–48 h gets `422 DUPLICATE_POST` with the earlier
+//! post's URN in `message` (CHANNELS.md §5). Both `deliver` and `find_existing` use that: a
+//! re-POST either creates the one post (the earlier attempt never landed) or names the post
+//! that did. Past the 24 h window the probe is no longer safe, so `find_existing` answers
+//! `CannotCheck` and the delivery waits for the operator.
+
+mod channel;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+pub use channel::{LinkedinAdapter, token_expiry_warning};
 
 use crate::channel::{Adapter, BuildCtx};
-use crate::config::ChannelConfig;
+use crate::config::{ChannelConfig, pick_secret};
 
 /// Build the adapter for channel `name`.
 pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-    let _ = (cfg, ctx);
-    anyhow::bail!("channel {name}: the linkedin adapter is not built yet")
+    let ChannelConfig::Linkedin(c) = cfg else {
+        anyhow::bail!("channel {name}: not a linkedin channel");
+    };
+    let token = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
+    if let Some(w) = token_expiry_warning(c, chrono::Utc::now()) {
+        tracing::warn!(channel = %name, warning = %w, "LinkedIn token needs attention.");
+    }
+    let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
+    Ok(Arc::new(LinkedinAdapter::new(name, &c.api_base, &c.author, &c.linkedin_version, token, timeout)))
 }

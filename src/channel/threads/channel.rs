@@ -108,7 +108,7 @@ impl ThreadsAdapter {
         self.publish(&cid).await
     }
 
-    async fn receipt(&self, progress: &ThreadProgress, n: usize) -> Receipt {
+    fn receipt(&self, progress: &ThreadProgress, n: usize) -> Receipt {
         let first = &progress.parts[0];
         Receipt {
             remote_id: first.remote_id.clone().unwrap_or_default(),
@@ -186,7 +186,7 @@ impl Adapter for ThreadsAdapter {
                 }
             }
         }
-        Ok(self.receipt(&progress, posts.len()).await)
+        Ok(self.receipt(&progress, posts.len()))
     }
 
     /// Settled by the saved containers: every part `PUBLISHED` → found; a part whose container
@@ -198,7 +198,7 @@ impl Adapter for ThreadsAdapter {
         if progress.parts.is_empty() {
             return Ok(Reconciled::NotFound);
         }
-        for i in 0..posts.len() {
+        for (i, post) in posts.iter().enumerate() {
             let Some(part) = progress.parts.get(i) else {
                 return Ok(Reconciled::NotFound);
             };
@@ -212,7 +212,7 @@ impl Adapter for ThreadsAdapter {
                 return Ok(Reconciled::NotFound);
             }
             let reply_to = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
-            match self.find_media(i, &posts[i].text, reply_to.as_deref()).await? {
+            match self.find_media(i, &post.text, reply_to.as_deref()).await? {
                 Some(id) => {
                     progress.parts[i].remote_id = Some(id);
                     ctx.save_state(&progress).await?;
@@ -225,15 +225,13 @@ impl Adapter for ThreadsAdapter {
                 }
             }
         }
-        if progress.parts[0].url.is_none() {
-            if let Some(id) = progress.parts[0].remote_id.clone() {
-                if let Ok(Some(url)) = self.client.permalink(&id).await {
+        if progress.parts[0].url.is_none()
+            && let Some(id) = progress.parts[0].remote_id.clone()
+                && let Ok(Some(url)) = self.client.permalink(&id).await {
                     progress.parts[0].url = Some(url);
                     ctx.save_state(&progress).await?;
                 }
-            }
-        }
-        let mut r = self.receipt(&progress, posts.len()).await;
+        let mut r = self.receipt(&progress, posts.len());
         r.note = Some("reconciled via container status".into());
         Ok(Reconciled::Found(r))
     }

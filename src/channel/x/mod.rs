@@ -1,12 +1,43 @@
-//! The `x` adapter. (Not built yet: `build` refuses.)
+//! The `x` adapter: X API v2 posts and threads, OAuth 2.0 (refreshed in memory) or OAuth 1.0a.
+
+mod channel;
+mod client;
+pub mod oauth1;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+pub use channel::XChannel;
 
 use crate::channel::{Adapter, BuildCtx};
-use crate::config::ChannelConfig;
+use crate::config::{ChannelConfig, XAuth, pick_secret};
 
 /// Build the adapter for channel `name`.
 pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-    let _ = (cfg, ctx);
-    anyhow::bail!("channel {name}: the x adapter is not built yet")
+    let ChannelConfig::X(c) = cfg else { anyhow::bail!("channel {name}: not an x channel") };
+    let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
+    let auth = match c.auth {
+        XAuth::Oauth2 => {
+            let access = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
+            let refresh = match pick_secret(&c.refresh_token, &c.refresh_token_file) {
+                Some(s) => Some(ctx.secret(name, "refresh_token", Some(s))?),
+                None => None,
+            };
+            if refresh.is_some() && c.client_id.is_none() {
+                anyhow::bail!("channel {name}: `refresh_token` needs `client_id` (the OAuth 2.0 app's client id)");
+            }
+            client::XAuth::oauth2(access, refresh, c.client_id.clone())
+        }
+        XAuth::Oauth1 => client::XAuth::OAuth1(oauth1::Keys {
+            consumer_key: ctx.secret(name, "consumer_key", c.consumer_key.clone())?.expose().to_string(),
+            consumer_secret: ctx.secret(name, "consumer_secret", c.consumer_secret.clone())?.expose().to_string(),
+            token: ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?.expose().to_string(),
+            token_secret: ctx.secret(name, "access_token_secret", c.access_token_secret.clone())?.expose().to_string(),
+        }),
+    };
+    Ok(Arc::new(XChannel {
+        name: name.to_string(),
+        client: client::XClient::new(&c.api_base, timeout, auth),
+        user_id: c.user_id.clone(),
+    }))
 }

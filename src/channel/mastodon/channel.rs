@@ -1,0 +1,196 @@
+//! `MastodonChannel`: statuses and threads with a per-part `Idempotency-Key`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::channel::{
+    Adapter, DeliveryCtx, DeliveryError, PartState, Receipt, Reconciled, ThreadProgress, http,
+};
+use crate::config::SecretString;
+use crate::render::{Post, Rendering};
+
+/// Mastodon keeps an `Idempotency-Key` for one hour; resend only well inside it.
+const KEY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(55);
+
+/// The Mastodon adapter for one account.
+pub struct MastodonChannel {
+    pub(crate) name: String,
+    pub(crate) api_base: String,
+    pub(crate) timeout: Duration,
+    pub(crate) token: SecretString,
+    pub(crate) visibility: String,
+}
+
+/// The part of a Status entity Herald reads.
+#[derive(Deserialize)]
+struct Status {
+    id: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    uri: Option<String>,
+}
+
+fn prepared_at(state: &PartState) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = state.prepared.get("prepared_at")?.as_str()?;
+    Some(chrono::DateTime::parse_from_rfc3339(s).ok()?.to_utc())
+}
+
+impl MastodonChannel {
+    /// `{delivery key}#{part}`: stable across retries of the same part, distinct per part.
+    fn idempotency_key(ctx: &DeliveryCtx, part: usize) -> String {
+        format!("{}#{part}", ctx.key)
+    }
+
+    /// `POST /api/v1/statuses` for one part.
+    async fn post_status(
+        &self,
+        ctx: &DeliveryCtx,
+        part: usize,
+        post: &Post,
+        in_reply_to: Option<&str>,
+    ) -> Result<Status, DeliveryError> {
+        let mut body = json!({ "status": post.text, "visibility": self.visibility });
+        if let Some(parent) = in_reply_to {
+            body["in_reply_to_id"] = json!(parent);
+        }
+        let res = http::client()
+            .post(format!("{}/api/v1/statuses", self.api_base))
+            .timeout(self.timeout)
+            .bearer_auth(self.token.expose())
+            .header("Idempotency-Key", Self::idempotency_key(ctx, part))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| http::error_from_reqwest(&e))?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.map_err(|e| http::error_from_reqwest(&e))?;
+        if !(200..300).contains(&status) {
+            // 503 includes Mastodon's "same key still in flight" lock answer: retrying with
+            // the same key is always safe.
+            return Err(http::error_from_response(status, &headers, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| {
+            DeliveryError::unknown_outcome(format!("Mastodon accepted part {} but the answer is unreadable: {e}", part + 1))
+        })
+    }
+
+    fn record(progress: &mut ThreadProgress, i: usize, status: Status) {
+        progress.parts[i].url = status.url.or(status.uri);
+        progress.parts[i].remote_id = Some(status.id);
+    }
+
+    fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
+        let first = progress.parts.first().cloned().unwrap_or_default();
+        Receipt {
+            remote_id: first.remote_id.unwrap_or_default(),
+            url: first.url,
+            awaiting_confirmation: false,
+            note: note.map(Into::into),
+        }
+    }
+}
+
+fn posts(rendering: &Rendering) -> Result<&[Post], DeliveryError> {
+    let p = &rendering.posts().ok_or_else(|| DeliveryError::permanent("the mastodon channel needs a posts rendering"))?.posts;
+    if p.is_empty() {
+        return Err(DeliveryError::permanent("the rendering has no posts"));
+    }
+    Ok(p)
+}
+
+#[async_trait]
+impl Adapter for MastodonChannel {
+    async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
+        let posts = posts(rendering)?;
+        let mut progress: ThreadProgress = ctx.load_state().await?;
+        for (i, post) in posts.iter().enumerate() {
+            if progress.parts.get(i).is_some_and(|p| p.remote_id.is_some()) {
+                continue;
+            }
+            let parent = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
+            progress.parts.truncate(i + 1);
+            if progress.parts.len() == i {
+                progress.parts.push(PartState::default());
+            }
+            // The key's hour starts at the first send; past it, the key protects nothing, so a
+            // resend (which the pipeline only makes after reconciling or by operator choice)
+            // opens a new window.
+            let now = chrono::Utc::now();
+            if prepared_at(&progress.parts[i]).is_none_or(|t| now - t > KEY_WINDOW) {
+                progress.parts[i].prepared = json!({ "prepared_at": now.to_rfc3339() });
+            }
+            ctx.save_state(&progress).await?;
+            let status = match self.post_status(ctx, i, post, parent.as_deref()).await {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::warn!(channel = %self.name, part = i, error = %err, "Mastodon refused a status.");
+                    return Err(err);
+                }
+            };
+            tracing::info!(channel = %self.name, part = i, remote_id = %status.id, "Mastodon status created.");
+            Self::record(&mut progress, i, status);
+            ctx.save_state(&progress).await?;
+        }
+        Ok(Self::receipt(&progress, None))
+    }
+
+    /// Resending with the same `Idempotency-Key` returns the original status if it exists (and
+    /// creates it if not), so reconciliation is a resend of each unconfirmed part prepared
+    /// within the hour. Past the hour the key is gone and a resend could post twice.
+    async fn find_existing(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
+        let posts = posts(rendering)?;
+        let mut progress: ThreadProgress = ctx.load_state().await?;
+        if progress.parts.is_empty() {
+            return Ok(Reconciled::NotFound);
+        }
+        let now = chrono::Utc::now();
+        // Index loop: each part needs the one before it.
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..progress.parts.len().min(posts.len()) {
+            if progress.parts[i].remote_id.is_some() {
+                continue;
+            }
+            match prepared_at(&progress.parts[i]) {
+                Some(t) if now - t <= KEY_WINDOW => {}
+                _ => {
+                    return Ok(Reconciled::CannotCheck(format!(
+                        "part {} was sent more than an hour ago; Mastodon keeps an Idempotency-Key for one hour, so a resend could post twice. Check the account, then retry or cancel",
+                        i + 1
+                    )));
+                }
+            }
+            let parent = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
+            let status = self.post_status(ctx, i, &posts[i], parent.as_deref()).await?;
+            tracing::info!(channel = %self.name, part = i, remote_id = %status.id, "Mastodon status reconciled by its Idempotency-Key.");
+            Self::record(&mut progress, i, status);
+            ctx.save_state(&progress).await?;
+        }
+        if progress.parts.len() >= posts.len() && progress.parts.iter().all(|p| p.remote_id.is_some()) {
+            Ok(Reconciled::Found(Self::receipt(&progress, Some("reconciled by resending with the same Idempotency-Key"))))
+        } else {
+            Ok(Reconciled::NotFound)
+        }
+    }
+
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        let res = http::client()
+            .get(format!("{}/api/v1/accounts/verify_credentials", self.api_base))
+            .timeout(self.timeout)
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(|e| http::error_from_reqwest(&e))?;
+        let status = res.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let headers = res.headers().clone();
+        let body = res.text().await.unwrap_or_default();
+        Err(http::error_from_response(status, &headers, &body))
+    }
+}

@@ -1,0 +1,302 @@
+//! `SubstackAdapter`: draft → prepublish → publish, with the draft id checkpointed.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Kind, Receipt, Reconciled, http};
+use crate::config::{SecretString, SubstackConfig, SubstackMode};
+use crate::render::{ArticleRendering, Rendering};
+
+/// What the checkpoint remembers between attempts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct SubstackState {
+    /// Set as soon as `POST /drafts` answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_id: Option<u64>,
+    /// Set before `POST /drafts` goes out: a retry without a draft id first looks for a draft
+    /// that call may have made.
+    #[serde(default)]
+    pub create_sent: bool,
+    /// The rendering's slug is set on the draft.
+    #[serde(default)]
+    pub slug_set: bool,
+}
+
+/// Delivers to one Substack publication.
+pub struct SubstackAdapter {
+    name: String,
+    base: String,
+    cookie: SecretString,
+    mode: SubstackMode,
+    audience: String,
+    send_email: bool,
+    user_id: Option<u64>,
+    timeout: Duration,
+}
+
+fn article(rendering: &Rendering) -> Result<&ArticleRendering, DeliveryError> {
+    match rendering {
+        Rendering::Article(a) if a.doc.is_some() => Ok(a),
+        Rendering::Article(_) => Err(DeliveryError::permanent("substack: the article rendering has no ProseMirror `doc`")),
+        _ => Err(DeliveryError::permanent("substack: expected an article rendering")),
+    }
+}
+
+/// Make 401/403 say what to do, keep everything else as classified.
+fn explain(e: DeliveryError) -> DeliveryError {
+    if e.kind() == Kind::Auth {
+        let msg = format!(
+            "substack: the session cookie was refused (it expires; sign in again and update `cookie`): {}",
+            e.message()
+        );
+        let out = DeliveryError::auth(msg);
+        return match e.status() {
+            Some(s) => out.with_status(s),
+            None => out,
+        };
+    }
+    e
+}
+
+/// A read, or a create whose answer was lost, changes nothing visible: retry is safe.
+fn harmless(e: DeliveryError) -> DeliveryError {
+    if e.kind() == Kind::UnknownOutcome {
+        let out = DeliveryError::retryable(e.message().to_string());
+        return match e.status() {
+            Some(s) => out.with_status(s),
+            None => out,
+        };
+    }
+    e
+}
+
+impl SubstackAdapter {
+    /// An adapter for the publication at `cfg.api_base`.
+    pub fn new(name: &str, cfg: &SubstackConfig, cookie: SecretString, timeout: Duration) -> Self {
+        Self {
+            name: name.to_string(),
+            base: cfg.api_base.trim_end_matches('/').to_string(),
+            cookie,
+            mode: cfg.mode,
+            audience: cfg.audience.clone(),
+            send_email: cfg.send_email,
+            user_id: cfg.user_id,
+            timeout,
+        }
+    }
+
+    /// The `POST /api/v1/drafts` body. `draft_body` is the ProseMirror document **encoded as
+    /// a JSON string**, as Substack's editor stores it.
+    pub fn draft_body(&self, a: &ArticleRendering) -> Result<Value, DeliveryError> {
+        let doc = a.doc.as_ref().ok_or_else(|| DeliveryError::permanent("substack: no ProseMirror doc"))?;
+        let body = serde_json::to_string(doc).map_err(|e| DeliveryError::permanent(format!("substack: doc encode: {e}")))?;
+        let bylines: Vec<Value> = self.user_id.map(|id| json!({"id": id, "is_guest": false})).into_iter().collect();
+        Ok(json!({
+            "type": "newsletter",
+            "draft_title": a.title,
+            "draft_subtitle": a.subtitle,
+            "draft_body": body,
+            "draft_bylines": bylines,
+            "audience": self.audience,
+            "draft_section_id": null,
+            "section_chosen": true,
+            "write_comment_permissions": "everyone",
+        }))
+    }
+
+    fn cookie_header(&self) -> String {
+        let v = self.cookie.expose();
+        // A whole browser cookie string ("substack.sid=…; other=…") is passed through.
+        if v.contains('=') { v.to_string() } else { format!("substack.sid={v}") }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Option<Value>, DeliveryError> {
+        let mut req = http::client()
+            .request(method, format!("{}{path}", self.base))
+            .timeout(self.timeout)
+            .header(reqwest::header::COOKIE, self.cookie_header())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| explain(http::error_from_reqwest(&e)))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.map_err(|e| http::error_from_reqwest(&e))?;
+        if status == 404 {
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            return Err(explain(http::error_from_response(status, &headers, &format!("substack: {text}"))));
+        }
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| DeliveryError::unknown_outcome(format!("substack: unreadable answer ({e}): {text}")).with_status(status))
+    }
+
+    async fn get(&self, path: &str) -> Result<Option<Value>, DeliveryError> {
+        self.call(reqwest::Method::GET, path, None).await.map_err(harmless)
+    }
+
+    fn editor_url(&self, id: u64) -> String {
+        format!("{}/publish/post/{id}", self.base)
+    }
+
+    fn post_url(&self, draft: &Value) -> Option<String> {
+        draft["canonical_url"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| draft["slug"].as_str().map(|s| format!("{}/p/{s}", self.base)))
+    }
+
+    fn published_receipt(&self, id: u64, draft: &Value, note: &str) -> Receipt {
+        Receipt { remote_id: id.to_string(), url: self.post_url(draft), awaiting_confirmation: false, note: Some(note.into()) }
+    }
+
+    fn draft_receipt(&self, id: u64) -> Receipt {
+        Receipt {
+            remote_id: id.to_string(),
+            url: Some(self.editor_url(id)),
+            awaiting_confirmation: true,
+            note: Some("draft created; publish it in Substack's editor".into()),
+        }
+    }
+
+    /// After a create whose answer was lost: the unpublished draft that call made, if any —
+    /// same title, and the same body where the list shows it.
+    async fn adopt_orphan(&self, body: &Value) -> Result<Option<u64>, DeliveryError> {
+        let Some(list) = self.get("/api/v1/drafts?filter=&offset=0&limit=25").await? else {
+            return Ok(None);
+        };
+        let items = list.as_array().cloned().or_else(|| list["drafts"].as_array().cloned()).unwrap_or_default();
+        Ok(items
+            .iter()
+            .find(|d| {
+                d["is_published"] != json!(true)
+                    && d["draft_title"] == body["draft_title"]
+                    && (d.get("draft_body").is_none() || d["draft_body"] == body["draft_body"])
+            })
+            .and_then(|d| d["id"].as_u64()))
+    }
+
+    /// Make sure a draft exists and its id is saved; returns the id.
+    async fn ensure_draft(&self, a: &ArticleRendering, ctx: &DeliveryCtx, state: &mut SubstackState) -> Result<u64, DeliveryError> {
+        if let Some(id) = state.draft_id {
+            return Ok(id);
+        }
+        let body = self.draft_body(a)?;
+        if state.create_sent
+            && let Some(id) = self.adopt_orphan(&body).await? {
+                tracing::info!(channel = %self.name, draft_id = id, "Adopting the Substack draft an earlier attempt created.");
+                state.draft_id = Some(id);
+                ctx.save_state(state).await?;
+                return Ok(id);
+            }
+        state.create_sent = true;
+        ctx.save_state(state).await?;
+        let Some(created) = self.call(reqwest::Method::POST, "/api/v1/drafts", Some(&body)).await.map_err(harmless)? else {
+            return Err(DeliveryError::permanent(format!(
+                "substack: {}/api/v1/drafts answered 404; check `api_base` (the publication root, e.g. https://yourpub.substack.com)",
+                self.base
+            ))
+            .with_status(404));
+        };
+        let id = created["id"]
+            .as_u64()
+            .ok_or_else(|| DeliveryError::retryable(format!("substack: draft answer without an id: {created}")))?;
+        state.draft_id = Some(id);
+        ctx.save_state(state).await?;
+        tracing::info!(channel = %self.name, draft_id = id, "Created Substack draft.");
+        Ok(id)
+    }
+}
+
+#[async_trait]
+impl Adapter for SubstackAdapter {
+    async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
+        let a = article(rendering)?;
+        let mut state: SubstackState = ctx.load_state().await?;
+        let retrying = state.draft_id.is_some();
+        let id = self.ensure_draft(a, ctx, &mut state).await?;
+
+        if retrying {
+            // Never a second draft: read the saved one.
+            let Some(draft) = self.get(&format!("/api/v1/drafts/{id}")).await? else {
+                return Err(DeliveryError::permanent(format!(
+                    "substack: draft {id} no longer exists (deleted in Substack?); republish to start over"
+                ))
+                .with_status(404));
+            };
+            if draft["is_published"] == json!(true) {
+                return Ok(self.published_receipt(id, &draft, "already published"));
+            }
+        }
+
+        if let (Some(slug), false) = (&a.slug, state.slug_set) {
+            self.call(reqwest::Method::PUT, &format!("/api/v1/drafts/{id}"), Some(&json!({ "slug": slug })))
+                .await
+                .map_err(harmless)?
+                .ok_or_else(|| DeliveryError::permanent(format!("substack: draft {id} vanished while setting its slug")))?;
+            state.slug_set = true;
+            ctx.save_state(&state).await?;
+        }
+
+        if self.mode == SubstackMode::Draft {
+            tracing::info!(channel = %self.name, draft_id = id, "Substack draft ready for the author.");
+            return Ok(self.draft_receipt(id));
+        }
+
+        self.get(&format!("/api/v1/drafts/{id}/prepublish"))
+            .await?
+            .ok_or_else(|| DeliveryError::permanent(format!("substack: draft {id} not found at prepublish")))?;
+        let published = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/drafts/{id}/publish"),
+                Some(&json!({"send": self.send_email, "share_automatically": false})),
+            )
+            .await?
+            .ok_or_else(|| DeliveryError::permanent(format!("substack: draft {id} not found at publish")))?;
+        tracing::info!(channel = %self.name, draft_id = id, email = self.send_email, "Published Substack post.");
+        Ok(self.published_receipt(id, &published, "published"))
+    }
+
+    /// With a saved draft id: the draft says whether it is published (in draft mode, its
+    /// existence is the result). Without one: the published list, by slug (or title).
+    async fn find_existing(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
+        let a = article(rendering)?;
+        let state: SubstackState = ctx.load_state().await?;
+        if let Some(id) = state.draft_id {
+            let Some(draft) = self.get(&format!("/api/v1/drafts/{id}")).await? else {
+                return Ok(Reconciled::CannotCheck(format!("draft {id} was created but no longer exists on Substack")));
+            };
+            if draft["is_published"] == json!(true) {
+                return Ok(Reconciled::Found(self.published_receipt(id, &draft, "reconciled via the saved draft id")));
+            }
+            if self.mode == SubstackMode::Draft {
+                return Ok(Reconciled::Found(self.draft_receipt(id)));
+            }
+            return Ok(Reconciled::NotFound);
+        }
+        let Some(list) = self.get("/api/v1/post_management/published?offset=0&limit=25&order_by=post_date&order_direction=desc").await? else {
+            return Ok(Reconciled::NotFound);
+        };
+        let posts = list["posts"].as_array().cloned().or_else(|| list.as_array().cloned()).unwrap_or_default();
+        let hit = posts.iter().find(|p| match &a.slug {
+            Some(slug) => p["slug"].as_str() == Some(slug.as_str()),
+            None => p["title"].as_str().or(p["draft_title"].as_str()) == Some(a.title.as_str()),
+        });
+        Ok(match hit.and_then(|p| p["id"].as_u64().map(|id| (id, p))) {
+            Some((id, p)) => Reconciled::Found(self.published_receipt(id, p, "found in the published list")),
+            None => Reconciled::NotFound,
+        })
+    }
+
+    /// `GET /api/v1/drafts?limit=1`: the cookie opens the publication.
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        self.get("/api/v1/drafts?offset=0&limit=1").await.map(|_| ())
+    }
+}

@@ -1,0 +1,88 @@
+//! The checks only the machine can answer, for `herald check`: the folders and secret files the
+//! config names exist, the exec programs are found, and (on request) every credential resolves.
+//! Messages name the key and the source of a secret, never its value.
+
+use std::path::{Path, PathBuf};
+
+use super::secret::{EnvLookup, Secret};
+use super::validate::{Refers, references};
+use super::{ConfigError, LoadedConfig};
+
+fn loaded_refs(loaded: &LoadedConfig) -> (PathBuf, Vec<super::validate::Reference>) {
+    let file = loaded.path.clone().unwrap_or_else(|| PathBuf::from("herald.toml"));
+    let text = loaded.path.as_deref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    (file, references(&text))
+}
+
+/// Folders, secret files and exec programs the config names, checked on disk. Disabled channels are
+/// skipped. Returns every problem.
+pub fn check_files(loaded: &LoadedConfig) -> Vec<ConfigError> {
+    let (file, refs) = loaded_refs(loaded);
+    let mut errors = Vec::new();
+    for r in refs {
+        if r.channel.as_ref().is_some_and(|(_, enabled)| !enabled) {
+            continue;
+        }
+        let mut err = |message: String, hint: &str| {
+            errors.push(ConfigError { file: file.clone(), line: r.line, key: r.key.clone(), message, hint: Some(hint.to_string()) })
+        };
+        match &r.what {
+            Refers::Dir(d) => {
+                let p = loaded.resolve_path(d);
+                if !p.is_dir() {
+                    err(format!("folder {} does not exist", p.display()), "paths are relative to the config file's folder");
+                }
+            }
+            Refers::SecretFile(f) => {
+                let p = loaded.resolve_path(f);
+                if let Err(e) = std::fs::metadata(&p) {
+                    err(format!("cannot read secret file {}: {e}", p.display()), "paths are relative to the config file's folder");
+                }
+            }
+            Refers::Program(prog) => {
+                if !program_exists(prog, &loaded.base_dir) {
+                    err(format!("program `{prog}` not found"), "give a path relative to the config file's folder, or a program on PATH");
+                }
+            }
+            Refers::Env(_) => {}
+        }
+    }
+    errors.sort_by_key(|e| e.line.unwrap_or(0));
+    errors
+}
+
+/// Resolve every credential of the enabled channels (and the HTTP token) through `env` and the
+/// secret files. The errors name the variable or file, never a value.
+pub fn check_credentials(loaded: &LoadedConfig, env: EnvLookup<'_>) -> Vec<ConfigError> {
+    let (file, refs) = loaded_refs(loaded);
+    let mut errors = Vec::new();
+    for r in refs {
+        if r.channel.as_ref().is_some_and(|(_, enabled)| !enabled) {
+            continue;
+        }
+        let secret = match &r.what {
+            Refers::Env(n) => Secret::Env(n.clone()),
+            Refers::SecretFile(f) => Secret::File(loaded.resolve_path(f)),
+            _ => continue,
+        };
+        if let Err(e) = secret.resolve_with(env) {
+            errors.push(ConfigError {
+                file: file.clone(),
+                line: r.line,
+                key: r.key.clone(),
+                message: e.to_string(),
+                hint: Some("export the variable (or fix the file) before starting herald".into()),
+            });
+        }
+    }
+    errors.sort_by_key(|e| e.line.unwrap_or(0));
+    errors
+}
+
+fn program_exists(prog: &str, base: &Path) -> bool {
+    if prog.contains('/') {
+        let p = Path::new(prog);
+        return if p.is_absolute() { p.is_file() } else { base.join(p).is_file() };
+    }
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+}

@@ -1,0 +1,118 @@
+//! The retry schedule: config data, not code (svix `calculate_retry_delay`).
+//!
+//! `schedule_secs[k]` is the delay before retry k+1, so a schedule of n entries allows n+1
+//! attempts. Each delay gets ±`jitter`. A rate limit (429) or a timeout waits at least
+//! `rate_limit_floor_secs`; a `Retry-After` or reset hint is honoured, clamped to
+//! `rate_limit_ceiling_secs`, and jitter only ever lengthens it (never earlier than asked).
+//! A rate-limit wait does not use up an attempt.
+
+use std::time::Duration;
+
+use crate::config::{ChannelConfig, RetryConfig};
+
+/// The resolved schedule for one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule {
+    /// Delay before each retry.
+    pub delays: Vec<Duration>,
+    /// ±fraction applied to each delay.
+    pub jitter: f64,
+    /// Minimum wait after a 429 or a timeout.
+    pub floor: Duration,
+    /// Maximum wait a hint can impose.
+    pub ceiling: Duration,
+}
+
+impl RetrySchedule {
+    /// `[retry]`, with the channel's `retry_schedule_secs` replacing the delays if set.
+    pub fn for_channel(retry: &RetryConfig, channel: Option<&ChannelConfig>) -> Self {
+        let secs = channel.and_then(|c| c.common().retry_schedule_secs.clone()).unwrap_or_else(|| retry.schedule_secs.clone());
+        Self {
+            delays: secs.into_iter().map(Duration::from_secs).collect(),
+            jitter: retry.jitter.clamp(0.0, 1.0),
+            floor: Duration::from_secs(retry.rate_limit_floor_secs),
+            ceiling: Duration::from_secs(retry.rate_limit_ceiling_secs.max(retry.rate_limit_floor_secs)),
+        }
+    }
+
+    /// The most attempts a delivery gets (one more than the number of retries).
+    pub fn max_attempts(&self) -> usize {
+        self.delays.len() + 1
+    }
+
+    /// After `attempts_made` counted attempts failed retryably: the delay before the next one,
+    /// or None when the schedule is exhausted. `unit` is a uniform sample in [0, 1).
+    pub fn next_delay(&self, attempts_made: usize, unit: f64) -> Option<Duration> {
+        let base = *self.delays.get(attempts_made.checked_sub(1)?)?;
+        Some(jittered(base, self.jitter, unit))
+    }
+
+    /// The wait after a rate limit or a timeout: the hint clamped to [floor, ceiling], then
+    /// lengthened by up to `jitter`.
+    pub fn rate_limit_delay(&self, hint: Option<Duration>, unit: f64) -> Duration {
+        let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling);
+        base.mul_f64(1.0 + self.jitter * unit.clamp(0.0, 1.0))
+    }
+}
+
+/// `base` scaled by a factor in [1-jitter, 1+jitter], chosen by `unit` in [0, 1).
+pub fn jittered(base: Duration, jitter: f64, unit: f64) -> Duration {
+    let f = 1.0 + jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+    base.mul_f64(f.max(0.0))
+}
+
+/// A uniform sample in [0, 1).
+pub fn unit_random() -> f64 {
+    use rand::Rng;
+    rand::thread_rng().r#gen::<f64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched(secs: &[u64], jitter: f64) -> RetrySchedule {
+        let retry = RetryConfig { schedule_secs: secs.to_vec(), jitter, rate_limit_floor_secs: 60, rate_limit_ceiling_secs: 3600 };
+        RetrySchedule::for_channel(&retry, None)
+    }
+
+    #[test]
+    fn default_schedule_walks_the_list_then_stops() {
+        let s = RetrySchedule::for_channel(&RetryConfig::default(), None);
+        assert_eq!(s.max_attempts(), 9);
+        let exact: Vec<u64> = (1..=8).map(|k| s.next_delay(k, 0.5).unwrap().as_secs()).collect();
+        assert_eq!(exact, vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000]);
+        assert_eq!(s.next_delay(9, 0.5), None, "exhausted after 9 attempts");
+        assert_eq!(s.next_delay(0, 0.5), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        let s = sched(&[100], 0.2);
+        assert_eq!(s.next_delay(1, 0.0).unwrap(), Duration::from_secs(80));
+        assert_eq!(s.next_delay(1, 0.5).unwrap(), Duration::from_secs(100));
+        assert!(s.next_delay(1, 0.999_999).unwrap() <= Duration::from_secs(120));
+        for _ in 0..1000 {
+            let d = s.next_delay(1, unit_random()).unwrap();
+            assert!(d >= Duration::from_secs(80) && d <= Duration::from_secs(120), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_floored_clamped_and_never_early() {
+        let s = sched(&[0, 5], 0.2);
+        assert_eq!(s.rate_limit_delay(None, 0.0), Duration::from_secs(60), "no hint: the floor");
+        assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(5)), 0.0), Duration::from_secs(60), "below the floor");
+        assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(120)), 0.0), Duration::from_secs(120), "hint honoured");
+        assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(99_999)), 0.0), Duration::from_secs(3600), "clamped to the ceiling");
+        assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(120)), 1.0), Duration::from_secs(144), "jitter only lengthens");
+    }
+
+    #[test]
+    fn per_channel_schedule_replaces_the_default() {
+        let cfg: ChannelConfig = toml::from_str("type = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nretry_schedule_secs = [1, 2]").unwrap();
+        let s = RetrySchedule::for_channel(&RetryConfig::default(), Some(&cfg));
+        assert_eq!(s.delays, vec![Duration::from_secs(1), Duration::from_secs(2)]);
+        assert_eq!(s.max_attempts(), 3);
+    }
+}
