@@ -449,3 +449,160 @@ mod postmark {
         assert_eq!((e.kind(), e.status()), (Kind::Permanent, Some(422)), "{e}");
     }
 }
+
+/// The SQL ledger and subscriber tables, on SQLite and PostgreSQL.
+mod store {
+    use herald::channel::email::unsubscribe::UnsubscribeState;
+    use herald::channel::email::{SuppressionList, Unsubscribed, unsubscribe_routes};
+    use herald::store::email::SubscriberUpsert;
+    use herald::store::{Store, StoreUrl};
+
+    use super::*;
+    use crate::pipeline::TestDb;
+
+    macro_rules! both {
+        ($name:ident) => {
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::TestDb::sqlite().await).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::TestDb::postgres().await).await
+                }
+            }
+        };
+    }
+
+    async fn open(db: &TestDb) -> Store {
+        Store::open(&StoreUrl::parse(&db.url, db.dir.path()).unwrap()).await.expect("store opens")
+    }
+
+    /// `n` subscribers on `list`, in one transaction per 500.
+    async fn import(store: &Store, list: &str, range: std::ops::Range<usize>) {
+        let rows: Vec<SubscriberUpsert> = range
+            .map(|i| SubscriberUpsert { email: addr(i), name: format!("Reader {i}"), extra_json: format!(r#"{{"city":"City<{i}>"}}"#) })
+            .collect();
+        for chunk in rows.chunks(500) {
+            store.upsert_subscribers(list, chunk).await.unwrap();
+        }
+    }
+
+    both!(ledger_seeds_once_pages_and_records);
+    async fn ledger_seeds_once_pages_and_records(db: TestDb) {
+        let store = open(&db).await;
+        import(&store, "all", 0..10).await;
+        import(&store, "vip", 10..12).await;
+        store.add_suppression(&addr(3), "manual").await.unwrap();
+        let ledger: &dyn RecipientLedger = &store;
+        assert_eq!(ledger.progress(1).await.unwrap().seeded, false);
+        assert_eq!(ledger.seed(1, "all").await.unwrap(), 9, "list minus suppressions");
+        // The audience is fixed: later subscribers and a second seed change nothing.
+        import(&store, "all", 20..21).await;
+        assert_eq!(ledger.seed(1, "all").await.unwrap(), 9);
+
+        let now = email::engine::now_ms();
+        let page1 = ledger.owed(1, 0, now, 4).await.unwrap();
+        assert_eq!(page1.len(), 4);
+        let page2 = ledger.owed(1, page1[3].id, now, 100).await.unwrap();
+        assert_eq!(page2.len(), 5);
+        let r0 = &page1[0];
+        assert_eq!((r0.email.as_str(), r0.name.as_str()), (addr(0).as_str(), "Reader 0"));
+        assert_eq!(r0.vars.get("city").map(String::as_str), Some("City<0>"));
+
+        use email::{Outcome, RecipientResult};
+        let res = |r: &email::Recipient, outcome| RecipientResult { id: r.id, email: r.email.clone(), outcome };
+        ledger
+            .record(
+                1,
+                &[
+                    res(&page1[0], Outcome::Sent { code: 250, reply: "2.0.0 Ok".into() }),
+                    res(&page1[1], Outcome::Deferred { code: 451, reply: "4.3.0 later".into(), retry_at_ms: now + 60_000 }),
+                    res(&page1[2], Outcome::Failed { code: 550, reply: "5.1.1 gone".into(), suppress: true }),
+                    res(&page1[3], Outcome::Failed { code: 552, reply: "5.2.2 full".into(), suppress: false }),
+                ],
+            )
+            .await
+            .unwrap();
+        let p = ledger.progress(1).await.unwrap();
+        assert_eq!((p.total, p.sent, p.failed, p.pending), (9, 1, 2, 6));
+        assert_eq!(p.next_due_ms, Some(now + 60_000));
+        assert!(store.suppression(&page1[2].email).await.unwrap().is_some_and(|r| r.contains("550")));
+        assert_eq!(store.suppression(&page1[3].email).await.unwrap(), None);
+        // Deferred: not due now, due later.
+        let owed_now = ledger.owed(1, 0, now, 100).await.unwrap();
+        assert_eq!(owed_now.len(), 5);
+        assert_eq!(ledger.owed(1, 0, now + 61_000, 100).await.unwrap().len(), 6);
+        let row = store.recipient_send(1, &page1[1].email).await.unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.code, row.attempts), ("pending", Some(451), 1));
+
+        // Removed or suppressed after seeding: flagged to skip.
+        store.remove_subscriber(&page2[0].email).await.unwrap();
+        store.add_suppression(&page2[1].email, "manual").await.unwrap();
+        let flagged: Vec<_> = ledger.owed(1, page1[3].id, now, 100).await.unwrap().into_iter().filter_map(|r| r.skip).collect();
+        assert_eq!(flagged, ["removed from the list", "suppressed"]);
+        // Another mailing of another list.
+        assert_eq!(ledger.seed(2, "vip").await.unwrap(), 2);
+        store.close().await;
+    }
+
+    both!(a_store_backed_mailing_with_bounces_and_unsubscribes);
+    async fn a_store_backed_mailing_with_bounces_and_unsubscribes(db: TestDb) {
+        let store = open(&db).await;
+        import(&store, "all", 0..300).await;
+        let server = SmtpServer::start().await.unwrap();
+        server.plan_rcpt(&addr(5), SmtpReply::greylist(), Some(1));
+        server.plan_rcpt(&addr(6), SmtpReply::no_such_user(), None);
+        let ledger: Arc<dyn RecipientLedger> = Arc::new(store.clone());
+        let a = adapter(&server, "concurrency = 4\nbatch_size = 64", ledger).with_recipient_retry(vec![Duration::ZERO]);
+        assert_eq!(a.deliver(&rendering(), &dctx(10)).await.unwrap_err().kind(), Kind::Retryable);
+        let r = a.deliver(&rendering(), &dctx(10)).await.unwrap();
+        assert_eq!(r.note.as_deref(), Some("299 sent, 1 failed, 0 skipped of 300 recipients"));
+        assert_eq!(server.message_count(), 299);
+        assert!((0..300).all(|i| server.delivered_to(&addr(i)) == usize::from(i != 6)));
+        let row = store.recipient_send(10, &addr(6)).await.unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.code), ("failed", Some(550)));
+        assert!(row.reply.unwrap().contains("5.1.1"));
+        assert_eq!(store.recipient_send(10, &addr(5)).await.unwrap().unwrap().attempts, 2);
+
+        // One-click unsubscribe through the routes, backed by the store.
+        let app = unsubscribe_routes(UnsubscribeState::new(vec![key()], Arc::new(store.clone())));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let url = format!("{base}/unsubscribe/{}", key().token(&addr(8)));
+        let resp = herald::channel::http::client().post(&url).body("List-Unsubscribe=One-Click").send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(store.unsubscribe(&addr(8), "again").await.unwrap(), Unsubscribed::Already);
+        assert_eq!(store.unsubscribe("nobody@example.net", "x").await.unwrap(), Unsubscribed::Unknown);
+        assert_eq!(store.suppression("nobody@example.net").await.unwrap(), None);
+
+        // The next mailing skips the bounce and the unsubscribe.
+        let r = a.deliver(&rendering(), &dctx(11)).await.unwrap();
+        assert_eq!(r.note.as_deref(), Some("298 sent, 0 failed, 0 skipped of 298 recipients"));
+        assert_eq!(server.delivered_to(&addr(8)), 1);
+        assert_eq!(server.delivered_to(&addr(6)), 0);
+        store.close().await;
+    }
+
+    both!(import_merges_and_never_lifts_a_suppression);
+    async fn import_merges_and_never_lifts_a_suppression(db: TestDb) {
+        let store = open(&db).await;
+        let up = |email: &str, name: &str, extra: &str| SubscriberUpsert { email: email.into(), name: name.into(), extra_json: extra.into() };
+        store.upsert_subscribers("all", &[up("a@example.org", "Ann", r#"{"city":"Porto","plan":"free"}"#)]).await.unwrap();
+        store.add_suppression("a@example.org", "unsubscribed").await.unwrap();
+        store.upsert_subscribers("all", &[up("a@example.org", "", r#"{"plan":"pro"}"#)]).await.unwrap();
+        let page = store.subscribers_page(0, 10).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].name, "Ann", "an empty name keeps the old one");
+        let vars = email::sql::vars_from_json(&page[0].extra);
+        assert_eq!((vars["city"].as_str(), vars["plan"].as_str()), ("Porto", "pro"));
+        assert_eq!(page[0].suppressed.as_deref(), Some("unsubscribed"));
+        let c = store.subscriber_counts().await.unwrap();
+        assert_eq!((c.subscribers, c.suppressions, c.suppressed_subscribers), (1, 1, 1));
+        let ledger: &dyn RecipientLedger = &store;
+        assert_eq!(ledger.seed(3, "all").await.unwrap(), 0, "suppressions always win");
+        store.close().await;
+    }
+}

@@ -43,6 +43,12 @@ impl EmailAdapter {
         self
     }
 
+    /// Replace the pass budget (`None`: no limit).
+    pub fn with_pass_budget(mut self, budget: Option<Duration>) -> Self {
+        self.opts.pass_budget = budget;
+        self
+    }
+
     /// The composer (unsubscribe URLs, Message-IDs).
     pub fn composer(&self) -> &Composer {
         &self.composer

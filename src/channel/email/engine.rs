@@ -64,6 +64,15 @@ pub struct EngineOptions {
     pub batch_size: usize,
     /// Waits before each retry of a deferred recipient.
     pub recipient_retry: Vec<Duration>,
+    /// Stop dispatching after this long and hand the rest to the next pass, so a long mailing
+    /// never outlives the pipeline's call timeout or lease.
+    pub pass_budget: Option<Duration>,
+}
+
+/// The pass budget for a channel timeout: `2 × timeout − 5 s`, within [10 s, 540 s]. The
+/// pipeline bounds an adapter call by `2 × timeout + 5 s` and leases a delivery for 600 s.
+pub fn pass_budget_for(timeout: Duration) -> Duration {
+    (timeout * 2).saturating_sub(Duration::from_secs(5)).clamp(Duration::from_secs(10), Duration::from_secs(540))
 }
 
 /// Now, in unix milliseconds.
@@ -181,6 +190,7 @@ pub async fn run(
     let mut pace = opts.max_per_second.map(Pace::new);
     let mut after = 0i64;
     let mut dispatched = 0usize;
+    let mut out_of_time = false;
     'pass: while !stop.is_set() {
         let batch = match ledger.owed(delivery_id, after, now_ms(), opts.batch_size.max(1)).await {
             Ok(b) => b,
@@ -200,6 +210,10 @@ pub async fn run(
             let _ = tx.send(Done { results, _permit: None });
         }
         for chunk in sendable.chunks(limit) {
+            if opts.pass_budget.is_some_and(|b| started.elapsed() >= b) {
+                out_of_time = true;
+                break 'pass;
+            }
             let Ok(permit) = window.clone().acquire_owned().await else { break 'pass };
             if stop.is_set() {
                 break 'pass;
@@ -270,6 +284,11 @@ pub async fn run(
             out = out.with_status(s);
         }
         return Err(out);
+    }
+    if p.pending > 0 && out_of_time {
+        // Not a failure: the next pass continues where this one stopped.
+        let msg = format!("mailing continues in the next pass: {} of {} recipients still owed; {} sent, {} failed so far", p.pending, p.total, p.sent, p.failed);
+        return Err(DeliveryError::rate_limited(msg, Some(Duration::ZERO)));
     }
     if p.pending > 0 {
         let wait = p.next_due_ms.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64));

@@ -15,7 +15,7 @@ pub mod import;
 pub mod ledger;
 pub mod merge;
 pub mod progress;
-// pub mod sql;
+pub mod sql;
 pub mod token;
 pub mod unsubscribe;
 
@@ -66,6 +66,7 @@ pub fn adapter(name: &str, c: &EmailConfig, ctx: &BuildCtx) -> anyhow::Result<Em
         max_per_second: c.max_per_second,
         batch_size: c.batch_size.max(1),
         recipient_retry: engine::DEFAULT_RECIPIENT_RETRY.to_vec(),
+        pass_budget: Some(engine::pass_budget_for(timeout)),
     };
     Ok(EmailAdapter::new(opts, composer, transport))
 }

@@ -50,6 +50,7 @@ pub fn adapter(name: &str, c: &EmailApiConfig, ctx: &BuildCtx) -> anyhow::Result
         max_per_second: None,
         batch_size: BATCH_LIMIT,
         recipient_retry: email::engine::DEFAULT_RECIPIENT_RETRY.to_vec(),
+        pass_budget: Some(email::engine::pass_budget_for(timeout)),
     };
     let sender = PostmarkSender::new(&c.api_base, token, &c.message_stream, composer, timeout);
     Ok(channel::EmailApiAdapter::new(opts, sender))
