@@ -606,3 +606,170 @@ mod store {
         store.close().await;
     }
 }
+
+/// `herald subscribers …` and `herald publish --wait` killed mid-mailing, through the binary.
+mod cli {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::pipeline::TestDb;
+
+    fn herald(cfg: &Path) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_herald"));
+        c.arg("--config").arg(cfg).env_remove("HERALD_CONFIG").env(SECRET_ENV, SECRET).env("RUST_LOG", "herald=info");
+        c
+    }
+
+    fn run(mut c: Command) -> (i32, String, String) {
+        let o = c.output().expect("run herald");
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+
+    fn subs(cfg: &Path, args: &[&str]) -> (i32, String, String) {
+        let mut c = herald(cfg);
+        c.arg("subscribers").args(args);
+        run(c)
+    }
+
+    /// A config with one email channel on `smtp_url`, a fast retry schedule and a 1 s floor.
+    fn config(db: &TestDb, smtp_url: &str, extra: &str) -> PathBuf {
+        let text = format!(
+            "[store]\nurl = \"{}\"\n\n[retry]\nschedule_secs = [0, 0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n[channels.newsletter]\n{}",
+            db.url,
+            email_toml(smtp_url, extra)
+        );
+        let p = db.dir.path().join("herald.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn import_reports_bad_lines_and_list_count_remove_work() {
+        let db = TestDb::sqlite().await;
+        let cfg = config(&db, "smtp://127.0.0.1:2525", "");
+        let csv = db.dir.path().join("subs.csv");
+        std::fs::write(
+            &csv,
+            "email,name,First Name,company\n\
+             ana@example.org,Ana Lima,Ana,Acme\n\
+             bad-address,Bob,,\n\
+             ben@example.org,Ben,,\n\
+             ana@example.org,,,Acme & Sons\n\
+             cy@,Cy,,\n",
+        )
+        .unwrap();
+        let (code, out, err) = subs(&cfg, &["import", csv.to_str().unwrap(), "--list", "weekly"]);
+        assert_eq!(code, 1, "skipped lines make exit 1\n{out}\n{err}");
+        assert!(err.contains("subs.csv: line 3: `bad-address` is not a valid email address; skipped"), "{err}");
+        assert!(err.contains("subs.csv: line 6: `cy@` is not a valid email address; skipped"), "{err}");
+        assert!(out.contains("Imported 3 rows into list `weekly`: 2 new, 1 merged into existing subscribers, 2 invalid lines skipped."), "{out}");
+
+        let (code, out, _) = subs(&cfg, &["list", "--json"]);
+        assert_eq!(code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("list --json is one JSON array");
+        let rows = v.as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["email"], "ana@example.org");
+        assert_eq!(rows[0]["name"], "Ana Lima");
+        assert_eq!(rows[0]["list"], "weekly");
+        assert_eq!(rows[0]["vars"]["first_name"], "Ana");
+        assert_eq!(rows[0]["vars"]["company"], "Acme & Sons", "the later row merged in");
+        assert_eq!(rows[0]["suppressed"], serde_json::Value::Null);
+
+        let (code, out, _) = subs(&cfg, &["count"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("subscribers: 2\n  list weekly: 2\nsuppressed: 0 (0 of them subscribers)\nmailable: 2"), "{out}");
+
+        let (code, out, _) = subs(&cfg, &["remove", "BEN@example.org"]);
+        assert_eq!((code, out.trim()), (0, "Removed ben@example.org."));
+        let (code, _, err) = subs(&cfg, &["remove", "ben@example.org"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("not a subscriber"), "{err}");
+        let (_, out, _) = subs(&cfg, &["list"]);
+        assert_eq!(out.trim(), "ana@example.org  Ana Lima  [weekly]");
+
+        let nohdr = db.dir.path().join("nohdr.csv");
+        std::fs::write(&nohdr, "name\nAna\n").unwrap();
+        let (code, _, err) = subs(&cfg, &["import", nohdr.to_str().unwrap()]);
+        assert_eq!(code, 2, "bad input: {err}");
+        assert!(err.contains("no `email` column"), "{err}");
+    }
+
+    async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    macro_rules! both {
+        ($name:ident) => {
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::TestDb::sqlite().await).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::TestDb::postgres().await).await
+                }
+            }
+        };
+    }
+
+    const N: usize = 5000;
+    const CONCURRENCY: usize = 8;
+
+    both!(kill_dash_nine_mid_mailing_then_rerun);
+    /// kill -9 a child `herald publish --wait` in the middle of a 5,000-recipient mailing and run
+    /// it again: every recipient received at least once, duplicates ≤ concurrency.
+    async fn kill_dash_nine_mid_mailing_then_rerun(db: TestDb) {
+        let server = SmtpServer::start().await.unwrap();
+        server.keep_bodies(false);
+        server.set_latency(Duration::from_millis(1));
+        let cfg = config(&db, &server.url(), &format!("concurrency = {CONCURRENCY}\nbatch_size = 250"));
+        let csv = db.dir.path().join("list.csv");
+        let mut text = String::from("email,name,city\n");
+        for i in 0..N {
+            text.push_str(&format!("{},Reader {i},City {i}\n", addr(i)));
+        }
+        std::fs::write(&csv, text).unwrap();
+        let (code, out, err) = subs(&cfg, &["import", csv.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}\n{err}");
+
+        let issue = db.dir.path().join("minimal.md");
+        std::fs::copy(crate::util::fixture("issues/minimal.md"), &issue).unwrap();
+        let mut child = herald(&cfg)
+            .args(["publish", issue.to_str().unwrap(), "--wait", "--timeout", "600"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("a third of the list sent", 300, || server.message_count() >= N / 3).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let at_kill = server.message_count();
+        assert!(at_kill < N, "killed in the middle: {at_kill}");
+
+        let mut rerun = herald(&cfg);
+        rerun.args(["publish", issue.to_str().unwrap(), "--wait", "--timeout", "600", "--json"]);
+        let (code, out, err) = run(rerun);
+        assert_eq!(code, 0, "the rerun settles the mailing\n{out}\n{}", &err[err.len().saturating_sub(3000)..]);
+        let status: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+        assert_eq!(status[0]["state"], "sent", "{status}");
+
+        let delivered = server.delivered();
+        let mut dupes = 0;
+        for i in 0..N {
+            let n = delivered.get(&addr(i)).copied().unwrap_or(0);
+            assert!(n >= 1, "{} was skipped", addr(i));
+            dupes += n - 1;
+        }
+        eprintln!("killed after {at_kill} of {N} messages; {dupes} duplicates after the rerun");
+        assert!(dupes <= CONCURRENCY, "{dupes} duplicates > concurrency {CONCURRENCY}");
+        assert_eq!(server.message_count(), N + dupes);
+    }
+}
