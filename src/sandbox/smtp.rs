@@ -107,7 +107,7 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
     /// Take the planned reply for `addr` from `plan`, if a rule matches and has uses left.
-    fn take(plan: &mut Vec<PlanRule>, addr: &str) -> Option<SmtpReply> {
+    fn take(plan: &mut [PlanRule], addr: &str) -> Option<SmtpReply> {
         let idx = plan.iter().position(|r| r.left != Some(0) && r.matches(addr))?;
         let rule = &mut plan[idx];
         if let Some(n) = rule.left.as_mut() {

@@ -496,7 +496,7 @@ mod store {
         import(&store, "vip", 10..12).await;
         store.add_suppression(&addr(3), "manual").await.unwrap();
         let ledger: &dyn RecipientLedger = &store;
-        assert_eq!(ledger.progress(1).await.unwrap().seeded, false);
+        assert!(!ledger.progress(1).await.unwrap().seeded);
         assert_eq!(ledger.seed(1, "all").await.unwrap(), 9, "list minus suppressions");
         // The audience is fixed: later subscribers and a second seed change nothing.
         import(&store, "all", 20..21).await;

@@ -238,12 +238,15 @@ pub async fn run(
                         for (r, o) in chunk.into_iter().zip(outcomes) {
                             match &o {
                                 Outcome::Sent { .. } => stop.blanket.store(0, Ordering::Relaxed),
-                                Outcome::Failed { suppress: false, code, reply } if *code >= 500 => {
-                                    if stop.blanket.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_BLANKET_REFUSALS {
-                                        stop.set(DeliveryError::permanent(format!(
+                                Outcome::Failed { suppress: false, code, reply }
+                                    if *code >= 500 && stop.blanket.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_BLANKET_REFUSALS =>
+                                {
+                                    stop.set(
+                                        DeliveryError::permanent(format!(
                                             "the server refused {MAX_BLANKET_REFUSALS} messages in a row, not for the address: {code} {reply}"
-                                        )).with_status(*code));
-                                    }
+                                        ))
+                                        .with_status(*code),
+                                    );
                                 }
                                 _ => {}
                             }

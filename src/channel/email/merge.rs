@@ -67,10 +67,10 @@ impl MergeTemplate {
     pub fn tags(&self) -> Vec<&str> {
         let mut seen: Vec<&str> = Vec::new();
         for p in &self.parts {
-            if let Part::Tag(t) = p {
-                if !seen.contains(&t.as_str()) {
-                    seen.push(t);
-                }
+            if let Part::Tag(t) = p
+                && !seen.contains(&t.as_str())
+            {
+                seen.push(t);
             }
         }
         seen
