@@ -826,12 +826,6 @@ async fn bad_input_stores_and_sends_nothing() {
     });
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("nosuch"), "{err}");
-    let (code, _, err) = run_out({
-        let mut c = herald_cmd(&cfg_path);
-        c.args(["publish", issue.to_str().unwrap(), "--sandbox"]);
-        c
-    });
-    assert_eq!(code, 2, "{err}");
     // A missing credential is bad input too, named but never printed.
     let mut text = config_toml(&db.url, &fake.url(), &["hook"], "");
     text.push_str("[channels.signed]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"${HERALD_IT_UNSET_SECRET}\"\n");
