@@ -374,3 +374,31 @@ fn dockerfile_is_multistage_non_root_with_healthcheck_and_assets() {
         assert!(lines.iter().any(|l| l.starts_with("COPY") && l.contains(needed)), "the build stage copies {needed}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_in_issue_publishes_at_its_time_with_its_latest_edit_once() {
+    let db = TestDb::sqlite().await;
+    let fake = WebhookFake::start().await.unwrap();
+    let issues = write_issues(db.dir.path(), 0);
+    let mut text = config_toml(&db.url, &fake.url(), &["hook"], "");
+    text.insert_str(0, "issues_dir = \"issues\"\n\n");
+    let cfg = db.dir.path().join("herald.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let d = spawn_daemon(&cfg, &[]);
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let issue = |summary: &str| {
+        format!("+++\ntitle = \"Timed\"\nslug = \"timed\"\ndate = 2026-11-30\nurl = \"https://news.example.com/timed\"\nsummary = \"{summary}\"\npublish_at = \"{at}\"\n+++\nBody.\n")
+    };
+    // Dropped in while the daemon runs, then edited before its time.
+    std::fs::write(issues.join("timed.md"), issue("First draft.")).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(fake.accepted().is_empty(), "nothing before its time");
+    std::fs::write(issues.join("timed.md"), issue("Edited before its time.")).unwrap();
+    wait_logged(&d, "the timed issue", 30, || !fake.accepted().is_empty()).await;
+    assert_eq!(fake.accepted()[0].body["issue"]["summary"], "Edited before its time.");
+    // Edited after its time: not published again (that takes `herald republish`).
+    std::fs::write(issues.join("timed.md"), issue("Edited after it went out.")).unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    stop(d);
+    assert_eq!(fake.accepted().len(), 1, "published once");
+}
