@@ -205,6 +205,27 @@ impl Queue {
         })
     }
 
+    /// Delete finished jobs (Done, Killed) older than `age`. The queue is not a history
+    /// (Herald's tables are), and apalis-sqlite's ack cost grows with the finished rows a worker
+    /// has locked (STACK §4, §6.7); its own `vacuum_before` deletes every finished row (§6.3).
+    pub async fn prune_finished(&self, age: Duration) -> anyhow::Result<u64> {
+        let cutoff = chrono::Utc::now().timestamp() - age.as_secs() as i64;
+        Ok(match self {
+            Queue::Sqlite { pool, .. } => sqlx::query("DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < ?1")
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Queue::Postgres { pool, .. } => sqlx::query(
+                "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < to_timestamp($1)",
+            )
+            .bind(cutoff as f64)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        })
+    }
+
     /// Counts of Deliver jobs by status (for the bench and tests).
     pub async fn deliver_job_count(&self) -> anyhow::Result<i64> {
         Ok(match self {

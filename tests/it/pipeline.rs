@@ -161,6 +161,12 @@ async fn retries_until_sent(db: TestDb) {
     assert_eq!(fake.statuses(), vec![500, 500, 200]);
     assert_eq!(fake.accepted().len(), 1);
     assert_eq!(fake.accepted()[0].key, "minimal/hook/r1");
+    // Finished queue jobs can be pruned; Herald's tables keep the history.
+    assert!(p.queue.deliver_job_count().await.unwrap() >= 3);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(p.queue.prune_finished(Duration::ZERO).await.unwrap() >= 3);
+    assert_eq!(p.queue.deliver_job_count().await.unwrap(), 0);
+    assert_eq!(p.store.attempts(d.id).await.unwrap().len(), 3);
     p.close().await;
 }
 
@@ -338,6 +344,21 @@ async fn live_lease_excludes_a_second_worker(db: TestDb) {
     assert_eq!(a.unwrap(), herald::jobs::deliver::DeliverOutcome::Now(State::Sent));
     assert!(matches!(b.unwrap(), herald::jobs::deliver::DeliverOutcome::Skipped(_)));
     assert_eq!(rec.calls().len(), 1, "exactly one send");
+    p.close().await;
+}
+
+both!(a_panicking_adapter_is_an_unknown_outcome);
+async fn a_panicking_adapter_is_an_unknown_outcome(db: TestDb) {
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rec = Arc::new(RecordingAdapter::with_script([Answer::Panic]));
+    p.set_adapter("rec", rec.clone());
+    let ids = publish::create_and_push(&p, "boom", "v1", &body_rendering(1), Trigger::Schedule, None).await.unwrap();
+    assert_eq!(herald::jobs::deliver::run(&p, ids[0]).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Now(State::Unconfirmed));
+    let d = p.store.get_delivery(ids[0]).await.unwrap().unwrap();
+    assert_eq!(d.lease_owner, None, "lease released");
+    assert!(d.next_attempt_at.is_some(), "reconciled on the next run");
+    assert!(d.last_error.unwrap().contains("panicked"));
     p.close().await;
 }
 
