@@ -580,6 +580,32 @@ async fn crash_between_remote_call_and_commit(db: TestDb) {
     crash_and_rerun(db, true).await
 }
 
+both!(two_publish_processes_at_once_send_each_channel_once);
+async fn two_publish_processes_at_once_send_each_channel_once(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    fake.faults.push("POST /hook", Fault::Delay(Duration::from_millis(300)), 10);
+    let (cfg_path, _) = write_config(&db, &config_toml(&db.url, &fake.url(), &["alpha", "beta", "gamma"], ""));
+    let issue = issue_copy(&db, "minimal.md");
+    // Both start on a fresh store: they race on migrations, the Publish job and every delivery.
+    let spawn = || {
+        Reap(herald_cmd(&cfg_path).args(["publish", issue.to_str().unwrap(), "--wait", "--timeout", "60"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+    };
+    let (a, b) = (spawn(), spawn());
+    for mut c in [a, b] {
+        let st = c.0.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(c.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(st.success(), "both settle all sent: {st:?}\n{err}");
+    }
+    for ch in ["alpha", "beta", "gamma"] {
+        assert_eq!(fake.seen(&format!("minimal/{ch}/r1")), 1, "{ch}: exactly one request");
+    }
+    assert_eq!(fake.accepted().len(), 3);
+    let store = store_for(&db).await;
+    assert_eq!(store.list_deliveries(None, &[]).await.unwrap().len(), 3);
+    store.close().await;
+}
+
 both!(status_and_log_json_fields);
 async fn status_and_log_json_fields(db: TestDb) {
     let fake = WebhookFake::start().await.unwrap();
