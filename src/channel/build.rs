@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::email::RecipientLedger;
 use super::{Adapter, BuildCtx};
 use crate::config::ChannelConfig;
 
@@ -19,5 +20,15 @@ pub fn build_adapter(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow:
         ChannelConfig::Threads(_) => super::threads::build(name, cfg, ctx),
         ChannelConfig::Webhook(_) => super::webhook::build(name, cfg, ctx),
         ChannelConfig::Exec(_) => super::exec::build(name, cfg, ctx),
+    }
+}
+
+/// Build the adapter the pipeline uses: like [`build_adapter`], but the email adapters get the
+/// store's recipient ledger (`Arc::new(store.clone())`).
+pub fn build_adapter_with_ledger(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx, ledger: Arc<dyn RecipientLedger>) -> anyhow::Result<Arc<dyn Adapter>> {
+    match cfg {
+        ChannelConfig::Email(_) => super::email::build_with_ledger(name, cfg, ctx, ledger),
+        ChannelConfig::EmailApi(_) => super::email_api::build_with_ledger(name, cfg, ctx, ledger),
+        _ => build_adapter(name, cfg, ctx),
     }
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-pub use build::build_adapter;
+pub use build::{build_adapter, build_adapter_with_ledger};
 pub use error::{DeliveryError, Kind};
 
 use crate::render::Rendering;

@@ -54,8 +54,16 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
     };
 
     let state = HttpState { token, status: Arc::new(StoreStatus(p.clone())) };
-    // The email unsubscribe routes are mounted here once the email channel lands.
-    let public = axum::Router::new();
+    // One-click unsubscribe (public: mail clients POST without credentials), signed by every
+    // email channel's key; a missing key is bad input, caught before listening.
+    let keys = crate::channel::email::unsubscribe::keys_from_config(&cfg, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
+        .map_err(|e| InputError(format!("{e:#}")))?;
+    let public = if keys.is_empty() {
+        axum::Router::new()
+    } else {
+        let list: Arc<dyn crate::channel::email::ledger::SuppressionList> = Arc::new(p.store.clone());
+        crate::channel::email::unsubscribe_routes(crate::channel::email::unsubscribe::UnsubscribeState::new(keys, list))
+    };
     let app = http::router(state, public);
     let server = tokio::spawn(http::serve(listener, app, stopped()));
     let gauge = {

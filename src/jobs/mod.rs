@@ -111,7 +111,9 @@ impl Pipeline {
         if let Some(t) = cfg.common().timeout_secs {
             ctx.timeout = Duration::from_secs(t);
         }
-        let a = crate::channel::build_adapter(channel, cfg, &ctx).map_err(|e| DeliveryError::auth(format!("{e:#}")))?;
+        // Email adapters get the store's recipient ledger.
+        let ledger = Arc::new(self.store.clone());
+        let a = crate::channel::build_adapter_with_ledger(channel, cfg, &ctx, ledger).map_err(|e| DeliveryError::auth(format!("{e:#}")))?;
         self.adapters.lock().expect("adapter cache").insert(channel.to_string(), a.clone());
         Ok(a)
     }

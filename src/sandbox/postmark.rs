@@ -1,1 +1,252 @@
-//! The postmark fake. (Not built yet.)
+//! The Postmark fake: `POST /email/batch` as CHANNELS.md §7 describes.
+//!
+//! Checks `X-Postmark-Server-Token` (401, ErrorCode 10), a JSON array body (422, ErrorCode 402),
+//! at most 500 messages (422, ErrorCode 300). Answers 200 with one result per message in
+//! request order, even when some fail: ErrorCode 0 "OK" with a MessageID, 300 for an invalid
+//! message (bad From/To, no Subject, no body), 406 for a recipient marked inactive. Keeps every
+//! accepted message. A [`FaultPlan`] injects 429/5xx answers, delays and dropped connections.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::fault::{Fault, FaultPlan, drop_connection};
+
+/// The server token the fake accepts.
+pub const TOKEN: &str = "sandbox-postmark-server-token";
+/// Most messages in one batch call.
+pub const BATCH_LIMIT: usize = 500;
+
+/// One header of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PmHeader {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// A message as Postmark receives it (the fields Herald uses; others are ignored).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PmMessage {
+    /// Sender.
+    #[serde(default)]
+    pub from: String,
+    /// Recipient(s), comma-separated.
+    #[serde(default)]
+    pub to: String,
+    /// Subject.
+    #[serde(default)]
+    pub subject: String,
+    /// HTML body.
+    #[serde(default)]
+    pub html_body: Option<String>,
+    /// Text body.
+    #[serde(default)]
+    pub text_body: Option<String>,
+    /// Reply-To.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// Custom headers.
+    #[serde(default)]
+    pub headers: Vec<PmHeader>,
+    /// Message stream.
+    #[serde(default)]
+    pub message_stream: Option<String>,
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+impl PmMessage {
+    /// A custom header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+    }
+}
+
+/// An accepted message and its id.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Postmark's MessageID.
+    pub id: String,
+    /// The message.
+    pub message: PmMessage,
+}
+
+#[derive(Default)]
+struct Inner {
+    accepted: Vec<Accepted>,
+    inactive: HashSet<String>,
+    batch_sizes: Vec<usize>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// A running Postmark fake. Dropping it stops the server.
+pub struct PostmarkFake {
+    /// `http://127.0.0.1:<port>`: the adapter's `api_base`.
+    pub base_url: String,
+    /// Faults to inject (route `POST /email/batch`).
+    pub faults: Arc<FaultPlan>,
+    inner: Arc<Mutex<Inner>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostmarkFake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PostmarkFake {
+    /// Start on `127.0.0.1:0`.
+    pub async fn start() -> std::io::Result<Self> {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let faults = Arc::new(FaultPlan::default());
+        let app = Router::new()
+            .route("/email/batch", post(batch))
+            .with_state(AppState { inner: inner.clone() })
+            .layer(middleware::from_fn_with_state(faults.clone(), apply_faults));
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { base_url: format!("http://{addr}"), faults, inner, task })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mark a recipient inactive (a hard bounce or complaint on Postmark's side): ErrorCode 406.
+    pub fn set_inactive(&self, email: &str) {
+        self.lock().inactive.insert(email.to_lowercase());
+    }
+
+    /// Every accepted message, in order.
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.lock().accepted.clone()
+    }
+
+    /// How many messages were accepted for `email`.
+    pub fn accepted_for(&self, email: &str) -> usize {
+        let e = email.to_lowercase();
+        self.lock().accepted.iter().filter(|a| a.message.to.to_lowercase().contains(&e)).count()
+    }
+
+    /// The size of every batch call that reached the handler, in order.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.lock().batch_sizes.clone()
+    }
+}
+
+async fn apply_faults(State(faults): State<Arc<FaultPlan>>, req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().as_str().to_string(), req.uri().path().to_string());
+    match faults.take(&method, &path) {
+        None => next.run(req).await,
+        Some(Fault::Status { code, body, headers }) => {
+            let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
+            resp.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
+            for (k, v) in headers {
+                if let (Ok(k), Ok(v)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
+                    resp.headers_mut().insert(k, v);
+                }
+            }
+            resp
+        }
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            next.run(req).await
+        }
+        Some(Fault::Drop) => drop_connection(),
+        Some(Fault::AcceptThenDrop) => {
+            let _ = next.run(req).await;
+            drop_connection()
+        }
+    }
+}
+
+fn api_error(status: StatusCode, code: u32, message: &str) -> Response {
+    (status, axum::Json(json!({ "ErrorCode": code, "Message": message }))).into_response()
+}
+
+fn valid_mailbox(s: &str) -> bool {
+    s.parse::<lettre::message::Mailbox>().is_ok()
+}
+
+async fn batch(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = headers.get("x-postmark-server-token").and_then(|v| v.to_str().ok());
+    if token != Some(TOKEN) {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            10,
+            "Request does not contain a valid Server token. Please check that you are sending the correct value in the 'X-Postmark-Server-Token' HTTP header.",
+        );
+    }
+    let messages: Vec<PmMessage> = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(_) => return api_error(StatusCode::UNPROCESSABLE_ENTITY, 402, "Received invalid JSON input."),
+    };
+    if messages.len() > BATCH_LIMIT {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 300, &format!("Batch must not contain more than {BATCH_LIMIT} messages."));
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut g = st.inner.lock().unwrap_or_else(|e| e.into_inner());
+    g.batch_sizes.push(messages.len());
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        let to = m.to.trim().to_string();
+        let problem = if !valid_mailbox(&m.from) {
+            Some(format!("Invalid 'From' address: '{}'.", m.from))
+        } else if to.is_empty() || !to.split(',').all(|t| valid_mailbox(t.trim())) {
+            Some(format!("Invalid 'To' address: '{to}'."))
+        } else if m.subject.trim().is_empty() {
+            Some("Provide a subject for the message.".to_string())
+        } else if m.html_body.as_deref().unwrap_or("").is_empty() && m.text_body.as_deref().unwrap_or("").is_empty() {
+            Some("Provide either email TextBody or HtmlBody or both.".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            out.push(json!({ "ErrorCode": 300, "Message": p, "To": to }));
+            continue;
+        }
+        let inactive: Vec<&str> = to
+            .split(',')
+            .map(str::trim)
+            .filter(|t| {
+                let addr = t.rsplit('<').next().unwrap_or(t).trim_end_matches('>').to_lowercase();
+                g.inactive.contains(&addr)
+            })
+            .collect();
+        if !inactive.is_empty() {
+            out.push(json!({
+                "ErrorCode": 406,
+                "Message": format!("You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: {}. Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual suppression.", inactive.join(", ")),
+                "To": to,
+            }));
+            continue;
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        out.push(json!({ "ErrorCode": 0, "Message": "OK", "MessageID": id, "SubmittedAt": now, "To": to }));
+        g.accepted.push(Accepted { id, message: m });
+    }
+    (StatusCode::OK, axum::Json(Value::Array(out))).into_response()
+}

@@ -1,0 +1,189 @@
+//! `EmailAdapter`: a mailing over SMTP with lettre's pooled async transport.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
+
+use super::compose::{Composer, Mailing};
+use super::engine::{self, EngineOptions, Transport};
+use super::ledger::{Outcome, Recipient, RecipientLedger};
+use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled};
+use crate::render::Rendering;
+
+/// SMTP reply codes that mean the credentials were refused: the whole mailing stops.
+const AUTH_CODES: &[u16] = &[530, 534, 535, 538];
+
+/// Delivers a mailing to a subscriber list through one SMTP relay.
+pub struct EmailAdapter {
+    opts: EngineOptions,
+    composer: Arc<Composer>,
+    smtp: Arc<SmtpSender>,
+    ledger: Option<Arc<dyn RecipientLedger>>,
+}
+
+impl EmailAdapter {
+    /// An adapter sending through `transport` (built by [`super::build`]).
+    pub fn new(opts: EngineOptions, composer: Composer, transport: AsyncSmtpTransport<Tokio1Executor>) -> Self {
+        let composer = Arc::new(composer);
+        Self { opts, smtp: Arc::new(SmtpSender { transport, composer: composer.clone() }), composer, ledger: None }
+    }
+
+    /// Give it the recipient ledger (the pipeline passes the store's).
+    pub fn with_ledger(mut self, ledger: Arc<dyn RecipientLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Replace the waits before a deferred recipient is retried (tests shorten them).
+    pub fn with_recipient_retry(mut self, waits: Vec<Duration>) -> Self {
+        self.opts.recipient_retry = waits;
+        self
+    }
+
+    /// Replace the pass budget (`None`: no limit).
+    pub fn with_pass_budget(mut self, budget: Option<Duration>) -> Self {
+        self.opts.pass_budget = budget;
+        self
+    }
+
+    /// The composer (unsubscribe URLs, Message-IDs).
+    pub fn composer(&self) -> &Composer {
+        &self.composer
+    }
+
+    fn ledger(&self) -> Result<&Arc<dyn RecipientLedger>, DeliveryError> {
+        self.ledger.as_ref().ok_or_else(|| {
+            DeliveryError::permanent(format!("channel {}: the email adapter was built without a recipient ledger", self.opts.channel))
+        })
+    }
+}
+
+#[async_trait]
+impl Adapter for EmailAdapter {
+    async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
+        let Rendering::Email(r) = rendering else {
+            return Err(DeliveryError::permanent("the email channel needs an email rendering"));
+        };
+        let ledger = self.ledger()?.clone();
+        let mailing = Arc::new(Mailing::new(&ctx.key, r));
+        engine::run(&self.opts, ledger, self.smtp.clone(), mailing, ctx.delivery_id).await
+    }
+
+    async fn find_existing(&self, _rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
+        engine::reconcile(self.ledger()?.as_ref(), ctx.delivery_id, &super::compose::short_hash(&ctx.key)).await
+    }
+
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        match self.smtp.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(DeliveryError::retryable("the SMTP server did not answer NOOP")),
+            Err(e) => Err(classify_call_error(&e)),
+        }
+    }
+}
+
+/// One recipient per SMTP transaction, over the pooled transport.
+pub struct SmtpSender {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    composer: Arc<Composer>,
+}
+
+#[async_trait]
+impl Transport for SmtpSender {
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    async fn send(&self, mailing: &Mailing, recipients: &[Recipient]) -> Result<Vec<Outcome>, DeliveryError> {
+        let mut out = Vec::with_capacity(recipients.len());
+        for r in recipients {
+            let message = match self.composer.personalize(mailing, r).and_then(|p| self.composer.mime(&p)) {
+                Ok(m) => m,
+                Err(e) => {
+                    out.push(Outcome::Failed { code: 0, reply: e, suppress: false });
+                    continue;
+                }
+            };
+            out.push(match self.transport.send(message).await {
+                Ok(resp) => Outcome::Sent { code: u16::from(resp.code()), reply: resp.message().collect::<Vec<_>>().join(" ") },
+                Err(e) => classify(&e)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Map lettre's error: 4xx defers the recipient, 5xx fails it (suppressing it for an address
+/// bounce), an auth refusal or no answer at all is an error for the call.
+fn classify(e: &lettre::transport::smtp::Error) -> Result<Outcome, DeliveryError> {
+    let Some(code) = e.status().map(u16::from) else {
+        return Err(classify_call_error(e));
+    };
+    let reply = reply_text(e);
+    if AUTH_CODES.contains(&code) {
+        return Err(DeliveryError::auth(format!("the SMTP server refused the credentials: {code} {reply}")).with_status(code));
+    }
+    Ok(match code {
+        400..=499 => Outcome::Deferred { code, reply, retry_at_ms: 0 },
+        _ => Outcome::Failed { code, suppress: is_address_bounce(code, &reply), reply },
+    })
+}
+
+/// The server's words, without lettre's prefix.
+fn reply_text(e: &lettre::transport::smtp::Error) -> String {
+    let s = e.to_string();
+    // lettre: "permanent error (550): 5.1.1 No such user here"
+    match s.split_once("): ") {
+        Some((_, rest)) => rest.trim().to_string(),
+        None => s,
+    }
+}
+
+/// A hard bounce about the address itself: 550/551/553 with no enhanced status, or with a
+/// `5.1.x` (bad mailbox or domain) or `5.2.1` (mailbox disabled) one. `550 5.7.1` (policy,
+/// relaying denied) is about the sender, and must not suppress the subscriber.
+pub fn is_address_bounce(code: u16, reply: &str) -> bool {
+    if !matches!(code, 550 | 551 | 553) {
+        return false;
+    }
+    let first = reply.split_whitespace().next().unwrap_or("");
+    let enhanced = first.split('.').count() == 3 && first.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    !enhanced || first.starts_with("5.1.") || first == "5.2.1"
+}
+
+/// An error with no SMTP reply: connection refused, TLS, timeout, dropped connection.
+fn classify_call_error(e: &lettre::transport::smtp::Error) -> DeliveryError {
+    if e.is_tls() {
+        DeliveryError::permanent(format!("TLS with the SMTP server failed: {e}"))
+    } else if e.is_timeout() {
+        DeliveryError::retryable(format!("the SMTP server timed out: {e}"))
+    } else if let Some(code) = e.status().map(u16::from) {
+        DeliveryError::new(if code >= 500 { crate::channel::Kind::Permanent } else { crate::channel::Kind::Retryable }, e.to_string()).with_status(code)
+    } else {
+        DeliveryError::retryable(format!("SMTP connection: {e}"))
+    }
+}
+
+/// The lettre pool for `concurrency` messages in flight.
+pub fn pool(concurrency: usize) -> PoolConfig {
+    PoolConfig::new().max_size(concurrency.max(1) as u32).min_idle(0).idle_timeout(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_address_bounces_suppress() {
+        assert!(is_address_bounce(550, "5.1.1 No such user"));
+        assert!(is_address_bounce(550, "No such user"));
+        assert!(is_address_bounce(553, "5.1.3 Bad address syntax"));
+        assert!(is_address_bounce(550, "5.2.1 Mailbox disabled"));
+        assert!(!is_address_bounce(550, "5.7.1 Relaying denied"));
+        assert!(!is_address_bounce(554, "5.7.1 Rejected as spam"));
+        assert!(!is_address_bounce(552, "5.2.2 Mailbox full"));
+    }
+}

@@ -1,0 +1,211 @@
+//! One recipient's copy of a mailing: merge tags filled, the unsubscribe link and headers made,
+//! the deterministic Message-ID derived. Shared by the SMTP and the API adapters; the SMTP
+//! adapter turns it into a MIME message here too.
+
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{Address, Message};
+use sha2::{Digest, Sha256};
+
+use super::ledger::Recipient;
+use super::merge::MergeTemplate;
+use super::token::TokenKey;
+use crate::render::EmailRendering;
+
+/// The parts of a mailing that are the same for every recipient.
+#[derive(Debug, Clone)]
+pub struct Composer {
+    /// The sender.
+    pub from: Mailbox,
+    /// Optional Reply-To.
+    pub reply_to: Option<Mailbox>,
+    /// `unsubscribe_base_url` without a trailing `/`.
+    pub unsubscribe_base: String,
+    /// `mailto:` address (without the scheme) for List-Unsubscribe, if configured.
+    pub unsubscribe_mailto: Option<String>,
+    /// Signs unsubscribe tokens.
+    pub key: TokenKey,
+}
+
+/// The rendering, parsed once for a mailing.
+#[derive(Debug, Clone)]
+pub struct Mailing {
+    /// The delivery key (`{issue}/{channel}/r{rev}`).
+    pub key: String,
+    /// First 16 hex digits of SHA-256 of the key: the Message-ID's left half.
+    pub key_hash: String,
+    subject: MergeTemplate,
+    html: MergeTemplate,
+    text: MergeTemplate,
+}
+
+impl Mailing {
+    /// Parse the rendering's merge tags.
+    pub fn new(key: &str, r: &EmailRendering) -> Self {
+        Self {
+            key: key.to_string(),
+            key_hash: short_hash(key),
+            subject: MergeTemplate::parse(&r.subject),
+            html: MergeTemplate::parse(&r.html),
+            text: MergeTemplate::parse(&r.text),
+        }
+    }
+}
+
+/// One recipient's message, before it takes a wire form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Personal {
+    /// The recipient's mailbox.
+    pub to: Mailbox,
+    /// Subject, tags filled.
+    pub subject: String,
+    /// HTML part, tags filled (values escaped).
+    pub html: String,
+    /// Text part, tags filled.
+    pub text: String,
+    /// `<keyhash.rcpthash@domain>`, the same on every resend.
+    pub message_id: String,
+    /// The one-click URL.
+    pub unsubscribe_url: String,
+    /// The `List-Unsubscribe` value.
+    pub list_unsubscribe: String,
+}
+
+/// `List-Unsubscribe-Post` value (RFC 8058).
+pub const LIST_UNSUBSCRIBE_POST: &str = "List-Unsubscribe=One-Click";
+
+/// First 16 hex digits of SHA-256.
+pub fn short_hash(s: &str) -> String {
+    let d = Sha256::digest(s.as_bytes());
+    hex::encode(&d[..8])
+}
+
+impl Composer {
+    /// The one-click URL for an address.
+    pub fn unsubscribe_url(&self, email: &str) -> String {
+        format!("{}/{}", self.unsubscribe_base, self.key.token(email))
+    }
+
+    /// The Message-ID for (mailing, address): deterministic, so a resend reuses it.
+    pub fn message_id(&self, mailing: &Mailing, email: &str) -> String {
+        format!("<{}.{}@{}>", mailing.key_hash, short_hash(&email.to_lowercase()), self.from.email.domain())
+    }
+
+    /// Fill the mailing for one recipient. Built-in variables (`name`, `email`,
+    /// `unsubscribe_url`) win over CSV columns of the same name.
+    pub fn personalize(&self, mailing: &Mailing, r: &Recipient) -> Result<Personal, String> {
+        let addr: Address = r.email.parse().map_err(|e| format!("`{}` is not a valid address: {e}", r.email))?;
+        let unsubscribe_url = self.unsubscribe_url(&r.email);
+        let vars = |k: &str| -> Option<String> {
+            match k {
+                "name" => Some(r.name.clone()),
+                "email" => Some(r.email.clone()),
+                "unsubscribe_url" => Some(unsubscribe_url.clone()),
+                _ => r.vars.get(k).cloned(),
+            }
+        };
+        let mut list_unsubscribe = format!("<{unsubscribe_url}>");
+        if let Some(m) = &self.unsubscribe_mailto {
+            list_unsubscribe.push_str(&format!(", <mailto:{m}?subject=unsubscribe>"));
+        }
+        let name = r.name.trim();
+        Ok(Personal {
+            to: Mailbox::new((!name.is_empty()).then(|| name.to_string()), addr),
+            subject: mailing.subject.fill(&vars, false).replace(['\r', '\n'], " "),
+            html: mailing.html.fill(&vars, true),
+            text: mailing.text.fill(&vars, false),
+            message_id: self.message_id(mailing, &r.email),
+            unsubscribe_url,
+            list_unsubscribe,
+        })
+    }
+
+    /// The MIME message: multipart/alternative (text, then HTML), Date, Message-ID and the
+    /// RFC 8058 headers.
+    pub fn mime(&self, p: &Personal) -> Result<Message, String> {
+        let mut b = Message::builder()
+            .from(self.from.clone())
+            .to(p.to.clone())
+            .subject(p.subject.clone())
+            .message_id(Some(p.message_id.clone()))
+            .date_now()
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), p.list_unsubscribe.clone()))
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe-Post"), LIST_UNSUBSCRIBE_POST.to_string()));
+        if let Some(r) = &self.reply_to {
+            b = b.reply_to(r.clone());
+        }
+        b.multipart(MultiPart::alternative_plain_html(p.text.clone(), p.html.clone())).map_err(|e| format!("cannot build the message: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::SecretString;
+
+    fn composer(mailto: Option<&str>) -> Composer {
+        Composer {
+            from: "Signal & Noise <news@example.com>".parse().unwrap(),
+            reply_to: None,
+            unsubscribe_base: "https://news.example.com/unsubscribe".into(),
+            unsubscribe_mailto: mailto.map(str::to_string),
+            key: TokenKey::new(&SecretString::new("k")),
+        }
+    }
+
+    fn recipient(email: &str, name: &str) -> Recipient {
+        let mut vars = BTreeMap::new();
+        vars.insert("city".into(), "Porto & <Lisboa>".into());
+        Recipient { id: 1, email: email.into(), name: name.into(), vars, attempts: 0, skip: None }
+    }
+
+    fn rendering() -> EmailRendering {
+        EmailRendering {
+            subject: "Issue 9 for [[name]]".into(),
+            html: r#"<p>Hi [[name]] from [[city]]</p><a href="[[unsubscribe_url]]">u</a>"#.into(),
+            text: "Hi [[name]] from [[city]] [[nope]]\nUnsubscribe: [[unsubscribe_url]]\n".into(),
+        }
+    }
+
+    #[test]
+    fn personal_copy_fills_tags_and_headers() {
+        let c = composer(Some("unsub@example.com"));
+        let m = Mailing::new("issue-9/newsletter/r1", &rendering());
+        let p = c.personalize(&m, &recipient("ana@example.org", "Ana")).unwrap();
+        assert_eq!(p.subject, "Issue 9 for Ana");
+        assert!(p.html.contains("from Porto &amp; &lt;Lisboa&gt;"), "{}", p.html);
+        assert!(p.text.contains("from Porto & <Lisboa> \n"), "{}", p.text);
+        assert!(p.text.contains(&p.unsubscribe_url));
+        assert!(p.unsubscribe_url.starts_with("https://news.example.com/unsubscribe/"));
+        assert_eq!(c.key.verify(p.unsubscribe_url.rsplit('/').next().unwrap()).as_deref(), Some("ana@example.org"));
+        assert_eq!(p.list_unsubscribe, format!("<{}>, <mailto:unsub@example.com?subject=unsubscribe>", p.unsubscribe_url));
+        assert!(p.message_id.starts_with('<') && p.message_id.ends_with("@example.com>"));
+    }
+
+    #[test]
+    fn message_id_is_stable_per_key_and_recipient() {
+        let c = composer(None);
+        let m1 = Mailing::new("a/email/r1", &rendering());
+        let m2 = Mailing::new("a/email/r2", &rendering());
+        assert_eq!(c.message_id(&m1, "x@y.z"), c.message_id(&m1, "X@y.z"));
+        assert_ne!(c.message_id(&m1, "x@y.z"), c.message_id(&m1, "w@y.z"));
+        assert_ne!(c.message_id(&m1, "x@y.z"), c.message_id(&m2, "x@y.z"));
+    }
+
+    #[test]
+    fn mime_has_both_parts_and_the_rfc8058_headers() {
+        let c = composer(None);
+        let m = Mailing::new("a/email/r1", &rendering());
+        let p = c.personalize(&m, &recipient("ana@example.org", "")).unwrap();
+        let raw = String::from_utf8(c.mime(&p).unwrap().formatted()).unwrap();
+        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"), "{raw}");
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        let text_at = raw.find("text/plain").unwrap();
+        let html_at = raw.find("text/html").unwrap();
+        assert!(text_at < html_at, "text part first");
+        assert!(raw.contains(&format!("Message-ID: {}", p.message_id)));
+        assert!(raw.contains("\r\nTo: ana@example.org\r\n"), "an empty name gives a bare address: {raw}");
+    }
+}

@@ -1,0 +1,362 @@
+//! The mailing loop both email adapters share: seed the ledger, walk the owed recipients in
+//! batches, keep a bounded number of messages in flight, record outcomes in batched
+//! transactions, and say whether the delivery is done.
+//!
+//! **Crash safety.** A message counts as "in flight" from the moment it is handed to the
+//! transport until its outcome is committed to the ledger: the window's permit is released
+//! only after the commit. So after a crash, `kill -9` or a timeout, at most `concurrency`
+//! messages (SMTP) or batch calls (API) were sent without a record, and a rerun resends only
+//! those: nobody is skipped, and duplicates are bounded by the window. Commits are grouped:
+//! the writer drains every outcome that arrived while the previous commit ran.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use super::compose::Mailing;
+use super::ledger::{LedgerProgress, Outcome, Recipient, RecipientLedger, RecipientResult};
+use super::progress::Reporter;
+use crate::channel::{DeliveryError, Kind, Receipt, Reconciled};
+
+/// Default waits before a recipient deferred by a 4xx is tried again; after the last one the
+/// recipient is failed (not suppressed).
+pub const DEFAULT_RECIPIENT_RETRY: &[Duration] = &[
+    Duration::from_secs(60),
+    Duration::from_secs(300),
+    Duration::from_secs(900),
+    Duration::from_secs(1800),
+    Duration::from_secs(3600),
+];
+
+/// Consecutive failed transport calls (no answer at all) before the pass stops.
+const MAX_CALL_ERRORS: usize = 5;
+/// Consecutive permanent refusals that are not per-address bounces (e.g. `554` policy, `550
+/// 5.7.1` relaying denied) before the pass stops instead of failing the whole list.
+const MAX_BLANKET_REFUSALS: usize = 20;
+
+/// A way to send personal copies: SMTP (one recipient per call) or an HTTP batch API.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Most recipients per call.
+    fn batch_limit(&self) -> usize;
+    /// Send to `recipients`. `Ok` holds one outcome per recipient, in order (a `Deferred`
+    /// outcome's `retry_at_ms` is filled in by the engine). `Err` means the call as a whole
+    /// failed and the recipients stay owed; an auth or permanent error stops the pass.
+    async fn send(&self, mailing: &Mailing, recipients: &[Recipient]) -> Result<Vec<Outcome>, DeliveryError>;
+}
+
+/// How one mailing pass runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The channel's name (logs).
+    pub channel: String,
+    /// The subscriber list to seed from.
+    pub list: String,
+    /// Calls in flight (and the bound on unrecorded sends).
+    pub concurrency: usize,
+    /// Optional cap, messages per second.
+    pub max_per_second: Option<u32>,
+    /// Rows read from the ledger at a time.
+    pub batch_size: usize,
+    /// Waits before each retry of a deferred recipient.
+    pub recipient_retry: Vec<Duration>,
+    /// Stop dispatching after this long and hand the rest to the next pass, so a long mailing
+    /// never outlives the pipeline's call timeout or lease.
+    pub pass_budget: Option<Duration>,
+}
+
+/// The pass budget for a channel timeout: `2 × timeout − 5 s`, within [10 s, 540 s]. The
+/// pipeline bounds an adapter call by `2 × timeout + 5 s` and leases a delivery for 600 s.
+pub fn pass_budget_for(timeout: Duration) -> Duration {
+    (timeout * 2).saturating_sub(Duration::from_secs(5)).clamp(Duration::from_secs(10), Duration::from_secs(540))
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// One transport call's recorded results and the permit that frees its window slot.
+struct Done {
+    results: Vec<RecipientResult>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Why the pass stopped early.
+#[derive(Default)]
+struct Stop {
+    flag: AtomicBool,
+    error: Mutex<Option<DeliveryError>>,
+    call_errors: AtomicUsize,
+    blanket: AtomicUsize,
+    /// The last failed call that did not stop the pass.
+    last_call_error: Mutex<Option<DeliveryError>>,
+}
+
+impl Stop {
+    fn set(&self, e: DeliveryError) {
+        let mut g = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            tracing::warn!(error = %e, "Mailing pass stopping.");
+            *g = Some(e);
+        }
+        self.flag.store(true, Ordering::SeqCst);
+    }
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+    fn take(&self) -> Option<DeliveryError> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Spreads sends to at most `rate` per second.
+struct Pace {
+    interval: Duration,
+    next: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new(rate: u32) -> Self {
+        Self { interval: Duration::from_secs_f64(1.0 / f64::from(rate.max(1))), next: tokio::time::Instant::now() }
+    }
+    async fn wait(&mut self, n: usize) {
+        tokio::time::sleep_until(self.next).await;
+        self.next = self.next.max(tokio::time::Instant::now()) + self.interval * n as u32;
+    }
+}
+
+/// Fill in a deferral's retry time, or turn it into a failure once the schedule is used up.
+fn settle(outcome: Outcome, r: &Recipient, schedule: &[Duration], now: i64) -> Outcome {
+    match outcome {
+        Outcome::Deferred { code, reply, .. } => match schedule.get(r.attempts as usize) {
+            Some(d) => Outcome::Deferred { code, reply, retry_at_ms: now + d.as_millis() as i64 },
+            None => Outcome::Failed { code, reply: format!("gave up after {} tries: {reply}", r.attempts + 1), suppress: false },
+        },
+        o => o,
+    }
+}
+
+/// What the ledger says about a delivery, as a reconciliation answer: done when seeded and
+/// nothing is owed; otherwise sending again is safe (the ledger skips whoever was recorded).
+pub async fn reconcile(ledger: &dyn RecipientLedger, delivery_id: i64, key_hash: &str) -> Result<Reconciled, DeliveryError> {
+    let p = ledger.progress(delivery_id).await?;
+    if p.seeded && p.pending == 0 {
+        Ok(Reconciled::Found(receipt(&p, key_hash)))
+    } else {
+        Ok(Reconciled::NotFound)
+    }
+}
+
+fn receipt(p: &LedgerProgress, key_hash: &str) -> Receipt {
+    Receipt {
+        remote_id: format!("mailing-{key_hash}"),
+        url: None,
+        awaiting_confirmation: false,
+        note: Some(format!("{} sent, {} failed, {} skipped of {} recipients", p.sent, p.failed, p.skipped, p.total)),
+    }
+}
+
+/// Run one pass of a mailing.
+pub async fn run(
+    opts: &EngineOptions,
+    ledger: Arc<dyn RecipientLedger>,
+    transport: Arc<dyn Transport>,
+    mailing: Arc<Mailing>,
+    delivery_id: i64,
+) -> Result<Receipt, DeliveryError> {
+    ledger.seed(delivery_id, &opts.list).await?;
+    let before = ledger.progress(delivery_id).await?;
+    let stop = Arc::new(Stop::default());
+    let window = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let (tx, rx) = mpsc::unbounded_channel::<Done>();
+    let started = Instant::now();
+
+    // The writer: group whatever outcomes are waiting into one transaction, then free their
+    // window slots.
+    let writer = {
+        let ledger = ledger.clone();
+        let stop = stop.clone();
+        let reporter = Reporter::new(&opts.channel, &mailing.key, before);
+        let max_rows = opts.batch_size.max(1);
+        tokio::spawn(write_outcomes(rx, ledger, stop, reporter, delivery_id, max_rows))
+    };
+
+    let limit = transport.batch_limit().max(1);
+    let mut pace = opts.max_per_second.map(Pace::new);
+    let mut after = 0i64;
+    let mut dispatched = 0usize;
+    let mut out_of_time = false;
+    'pass: while !stop.is_set() {
+        let batch = match ledger.owed(delivery_id, after, now_ms(), opts.batch_size.max(1)).await {
+            Ok(b) => b,
+            Err(e) => {
+                stop.set(e);
+                break;
+            }
+        };
+        let Some(last) = batch.last() else { break };
+        after = last.id;
+        let (skips, sendable): (Vec<Recipient>, Vec<Recipient>) = batch.into_iter().partition(|r| r.skip.is_some());
+        if !skips.is_empty() {
+            let results = skips
+                .into_iter()
+                .map(|r| RecipientResult { id: r.id, email: r.email, outcome: Outcome::Skipped { reason: r.skip.unwrap_or_default() } })
+                .collect();
+            let _ = tx.send(Done { results, _permit: None });
+        }
+        for chunk in sendable.chunks(limit) {
+            if opts.pass_budget.is_some_and(|b| started.elapsed() >= b) {
+                out_of_time = true;
+                break 'pass;
+            }
+            let Ok(permit) = window.clone().acquire_owned().await else { break 'pass };
+            if stop.is_set() {
+                break 'pass;
+            }
+            if let Some(p) = pace.as_mut() {
+                p.wait(chunk.len()).await;
+            }
+            dispatched += chunk.len();
+            let chunk = chunk.to_vec();
+            let (transport, mailing, stop, tx) = (transport.clone(), mailing.clone(), stop.clone(), tx.clone());
+            let schedule = opts.recipient_retry.clone();
+            // Detached on purpose: if this pass is cancelled (the pipeline's timeout), a send
+            // already on the wire finishes and is recorded. Cancelling lettre mid-transaction
+            // would return the connection to its pool with replies still unread, and the next
+            // message on it would take a stale `250` for its own.
+            tokio::spawn(async move {
+                match transport.send(&mailing, &chunk).await {
+                    Ok(outcomes) => {
+                        stop.call_errors.store(0, Ordering::Relaxed);
+                        let now = now_ms();
+                        let mut results = Vec::with_capacity(chunk.len());
+                        for (r, o) in chunk.into_iter().zip(outcomes) {
+                            match &o {
+                                Outcome::Sent { .. } => stop.blanket.store(0, Ordering::Relaxed),
+                                Outcome::Failed { suppress: false, code, reply }
+                                    if *code >= 500 && stop.blanket.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_BLANKET_REFUSALS =>
+                                {
+                                    stop.set(
+                                        DeliveryError::permanent(format!(
+                                            "the server refused {MAX_BLANKET_REFUSALS} messages in a row, not for the address: {code} {reply}"
+                                        ))
+                                        .with_status(*code),
+                                    );
+                                }
+                                _ => {}
+                            }
+                            let outcome = settle(o, &r, &schedule, now);
+                            results.push(RecipientResult { id: r.id, email: r.email, outcome });
+                        }
+                        let _ = tx.send(Done { results, _permit: Some(permit) });
+                    }
+                    Err(e) => {
+                        drop(permit);
+                        let n = stop.call_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(error = %e, consecutive = n, "Send failed; the recipients stay owed.");
+                        // A rate limit, an auth or permanent refusal, or an unknown outcome ends the pass.
+                        if e.kind() != Kind::Retryable || n >= MAX_CALL_ERRORS {
+                            stop.set(e);
+                        } else {
+                            *stop.last_call_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        }
+                    }
+                }
+            });
+        }
+    }
+    // Every slot back means every call finished and its outcome was committed.
+    let slots = u32::try_from(opts.concurrency.max(1)).unwrap_or(u32::MAX);
+    let _all = window.acquire_many(slots).await;
+    drop(tx);
+    let mut reporter = writer.await.map_err(|e| DeliveryError::retryable(format!("the ledger writer stopped: {e}")))?;
+    reporter.finish();
+    tracing::debug!(channel = %opts.channel, dispatched, elapsed_ms = started.elapsed().as_millis() as u64, "Mailing pass done.");
+
+    let p = ledger.progress(delivery_id).await?;
+    if let Some(e) = stop.take() {
+        let note = format!("{} of {} recipients still owed", p.pending, p.total);
+        let status = e.status();
+        let mut out = DeliveryError::new(e.kind(), format!("{} ({note})", e.message())).with_retry_after(e.retry_after());
+        if let Some(s) = status {
+            out = out.with_status(s);
+        }
+        return Err(out);
+    }
+    if p.pending > 0 && out_of_time {
+        // Not a failure: the next pass continues where this one stopped.
+        let msg = format!("mailing continues in the next pass: {} of {} recipients still owed; {} sent, {} failed so far", p.pending, p.total, p.sent, p.failed);
+        return Err(DeliveryError::rate_limited(msg, Some(Duration::ZERO)));
+    }
+    if p.pending > 0 {
+        let wait = p.next_due_ms.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64));
+        let call_error = stop.last_call_error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let why = match &call_error {
+            Some(e) => format!("last error: {e}"),
+            None => "deferred by the server".to_string(),
+        };
+        let msg = format!("{} of {} recipients still owed ({why}); {} sent, {} failed so far", p.pending, p.total, p.sent, p.failed);
+        // Nothing was due this time: a wait, not a failed attempt.
+        let kind = if dispatched == 0 { Kind::RateLimited } else { Kind::Retryable };
+        let mut err = DeliveryError::new(kind, msg).with_retry_after(wait);
+        if let Some(s) = call_error.and_then(|e| e.status()) {
+            err = err.with_status(s);
+        }
+        return Err(err);
+    }
+    Ok(receipt(&p, &mailing.key_hash))
+}
+
+async fn write_outcomes(
+    mut rx: mpsc::UnboundedReceiver<Done>,
+    ledger: Arc<dyn RecipientLedger>,
+    stop: Arc<Stop>,
+    mut reporter: Reporter,
+    delivery_id: i64,
+    max_rows: usize,
+) -> Reporter {
+    let mut failed = false;
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        let mut rows = group[0].results.len();
+        while rows < max_rows {
+            match rx.try_recv() {
+                Ok(d) => {
+                    rows += d.results.len();
+                    group.push(d);
+                }
+                Err(_) => break,
+            }
+        }
+        if failed {
+            continue;
+        }
+        let results: Vec<RecipientResult> = group.iter_mut().flat_map(|d| std::mem::take(&mut d.results)).collect();
+        match ledger.record(delivery_id, &results).await {
+            Ok(()) => {
+                let (mut s, mut f, mut k) = (0, 0, 0);
+                for r in &results {
+                    match r.outcome {
+                        Outcome::Sent { .. } => s += 1,
+                        Outcome::Failed { .. } => f += 1,
+                        Outcome::Skipped { .. } => k += 1,
+                        Outcome::Deferred { .. } => {}
+                    }
+                }
+                reporter.add(s, f, k);
+                crate::metrics::global().emails_sent.inc_by(s as u64);
+            }
+            Err(e) => {
+                failed = true;
+                stop.set(DeliveryError::retryable(format!("cannot record recipient outcomes: {}", e.message())));
+            }
+        }
+        // `group` drops here: the window's slots open only after the commit.
+    }
+    reporter
+}

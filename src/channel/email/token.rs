@@ -1,0 +1,130 @@
+//! Unsubscribe tokens: `base64url(address ‖ HMAC-SHA256(secret, "herald-unsubscribe-v1\0" ‖ address))`.
+//!
+//! The token names the address it unsubscribes and carries a MAC over it, so it cannot be forged
+//! without the secret and cannot be edited to unsubscribe another address. RFC 8058 requires
+//! exactly this: the one-click POST carries no cookie or other context, only the URL.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::SecretString;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Bytes of the MAC at the end of a token.
+const MAC_LEN: usize = 32;
+/// Domain separation: a MAC made for something else never verifies as a token.
+const CONTEXT: &[u8] = b"herald-unsubscribe-v1\0";
+/// Longest address a token may carry (RFC 5321 path limit).
+const MAX_ADDRESS: usize = 256;
+
+/// Signs and verifies unsubscribe tokens with one secret.
+#[derive(Clone)]
+pub struct TokenKey {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey([redacted])")
+    }
+}
+
+impl TokenKey {
+    /// A key from the configured `unsubscribe_secret`.
+    pub fn new(secret: &SecretString) -> Self {
+        Self { key: secret.expose().as_bytes().to_vec() }
+    }
+
+    fn mac(&self, address: &str) -> [u8; MAC_LEN] {
+        let mut m = HmacSha256::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        m.update(CONTEXT);
+        m.update(address.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
+    /// The token for `address` (lowercased first, as the subscriber list stores it).
+    pub fn token(&self, address: &str) -> String {
+        let address = address.trim().to_lowercase();
+        let mut raw = Vec::with_capacity(address.len() + MAC_LEN);
+        raw.extend_from_slice(address.as_bytes());
+        raw.extend_from_slice(&self.mac(&address));
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// The address a genuine token names; `None` for anything forged, altered or malformed.
+    pub fn verify(&self, token: &str) -> Option<String> {
+        if token.len() > (MAX_ADDRESS + MAC_LEN) * 4 / 3 + 4 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+        if raw.len() <= MAC_LEN {
+            return None;
+        }
+        let (addr, mac) = raw.split_at(raw.len() - MAC_LEN);
+        let address = std::str::from_utf8(addr).ok()?;
+        let mut m = HmacSha256::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        m.update(CONTEXT);
+        m.update(addr);
+        // Constant-time comparison.
+        m.verify_slice(mac).ok()?;
+        Some(address.to_string())
+    }
+}
+
+/// Verify `token` with any of `keys` (several email channels may use different secrets).
+pub fn verify_token(keys: &[TokenKey], token: &str) -> Option<String> {
+    keys.iter().find_map(|k| k.verify(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> TokenKey {
+        TokenKey::new(&SecretString::new(s))
+    }
+
+    #[test]
+    fn a_token_round_trips_to_its_lowercased_address() {
+        let k = key("s3cret");
+        let t = k.token("Ana@Example.org");
+        assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "URL-safe: {t}");
+        assert_eq!(k.verify(&t).as_deref(), Some("ana@example.org"));
+        assert_eq!(k.token("ana@example.org"), t, "deterministic");
+    }
+
+    #[test]
+    fn another_secret_does_not_verify() {
+        let t = key("one").token("ana@example.org");
+        assert_eq!(key("two").verify(&t), None);
+        assert_eq!(verify_token(&[key("two"), key("one")], &t).as_deref(), Some("ana@example.org"));
+    }
+
+    #[test]
+    fn a_token_cannot_be_moved_to_another_address() {
+        let k = key("s3cret");
+        let t = k.token("ana@example.org");
+        let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        // Swap the address, keep the MAC.
+        let mac = raw.split_off(raw.len() - MAC_LEN);
+        let mut forged = b"bob@example.org".to_vec();
+        forged.extend_from_slice(&mac);
+        assert_eq!(k.verify(&URL_SAFE_NO_PAD.encode(forged)), None);
+        // Flip one bit of the MAC.
+        let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        assert_eq!(k.verify(&URL_SAFE_NO_PAD.encode(raw)), None);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let k = key("s3cret");
+        for t in ["", "abc", "!!!!", &"A".repeat(5000), &URL_SAFE_NO_PAD.encode([0u8; 32])] {
+            assert_eq!(k.verify(t), None, "{t:.40}");
+        }
+    }
+}

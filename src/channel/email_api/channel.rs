@@ -1,0 +1,168 @@
+//! `EmailApiAdapter` and the Postmark batch call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::BATCH_LIMIT;
+use crate::channel::email::compose::{Composer, LIST_UNSUBSCRIBE_POST, Mailing, short_hash};
+use crate::channel::email::engine::{self, EngineOptions, Transport};
+use crate::channel::email::{Outcome, Recipient, RecipientLedger};
+use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled, http};
+use crate::config::SecretString;
+use crate::render::Rendering;
+
+/// Postmark's ErrorCode for a recipient marked inactive (hard bounce, complaint, suppression).
+pub const INACTIVE_RECIPIENT: i64 = 406;
+
+/// Delivers a mailing through Postmark.
+pub struct EmailApiAdapter {
+    opts: EngineOptions,
+    sender: Arc<PostmarkSender>,
+    ledger: Option<Arc<dyn RecipientLedger>>,
+}
+
+impl EmailApiAdapter {
+    /// An adapter over `sender`.
+    pub fn new(opts: EngineOptions, sender: PostmarkSender) -> Self {
+        Self { opts, sender: Arc::new(sender), ledger: None }
+    }
+
+    /// Give it the recipient ledger.
+    pub fn with_ledger(mut self, ledger: Arc<dyn RecipientLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Replace the waits before a deferred recipient is retried.
+    pub fn with_recipient_retry(mut self, waits: Vec<Duration>) -> Self {
+        self.opts.recipient_retry = waits;
+        self
+    }
+
+    fn ledger(&self) -> Result<&Arc<dyn RecipientLedger>, DeliveryError> {
+        self.ledger.as_ref().ok_or_else(|| {
+            DeliveryError::permanent(format!("channel {}: the email_api adapter was built without a recipient ledger", self.opts.channel))
+        })
+    }
+}
+
+#[async_trait]
+impl Adapter for EmailApiAdapter {
+    async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
+        let Rendering::Email(r) = rendering else {
+            return Err(DeliveryError::permanent("the email_api channel needs an email rendering"));
+        };
+        let ledger = self.ledger()?.clone();
+        engine::run(&self.opts, ledger, self.sender.clone(), Arc::new(Mailing::new(&ctx.key, r)), ctx.delivery_id).await
+    }
+
+    async fn find_existing(&self, _rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
+        engine::reconcile(self.ledger()?.as_ref(), ctx.delivery_id, &short_hash(&ctx.key)).await
+    }
+}
+
+/// One `POST {api_base}/email/batch` per ≤500 recipients.
+pub struct PostmarkSender {
+    url: String,
+    token: SecretString,
+    stream: String,
+    composer: Composer,
+    timeout: Duration,
+}
+
+impl PostmarkSender {
+    /// A sender to `api_base` (e.g. `https://api.postmarkapp.com`).
+    pub fn new(api_base: &str, token: SecretString, stream: &str, composer: Composer, timeout: Duration) -> Self {
+        Self { url: format!("{}/email/batch", api_base.trim_end_matches('/')), token, stream: stream.to_string(), composer, timeout }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchResult {
+    error_code: i64,
+    #[serde(default)]
+    message: String,
+    #[serde(rename = "MessageID", default)]
+    message_id: Option<String>,
+}
+
+#[async_trait]
+impl Transport for PostmarkSender {
+    fn batch_limit(&self) -> usize {
+        BATCH_LIMIT
+    }
+
+    async fn send(&self, mailing: &Mailing, recipients: &[Recipient]) -> Result<Vec<Outcome>, DeliveryError> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; recipients.len()];
+        let mut body = Vec::with_capacity(recipients.len());
+        let mut index = Vec::with_capacity(recipients.len());
+        for (i, r) in recipients.iter().enumerate() {
+            match self.composer.personalize(mailing, r) {
+                Ok(p) => {
+                    let mut m = json!({
+                        "From": self.composer.from.to_string(),
+                        "To": p.to.to_string(),
+                        "Subject": p.subject,
+                        "HtmlBody": p.html,
+                        "TextBody": p.text,
+                        "MessageStream": self.stream,
+                        "Headers": [
+                            { "Name": "List-Unsubscribe", "Value": p.list_unsubscribe },
+                            { "Name": "List-Unsubscribe-Post", "Value": LIST_UNSUBSCRIBE_POST },
+                            { "Name": "X-Herald-Message-ID", "Value": p.message_id },
+                        ],
+                        "Metadata": { "herald_key": mailing.key },
+                    });
+                    if let Some(rt) = &self.composer.reply_to {
+                        m["ReplyTo"] = Value::String(rt.to_string());
+                    }
+                    body.push(m);
+                    index.push(i);
+                }
+                Err(e) => outcomes[i] = Some(Outcome::Failed { code: 0, reply: e, suppress: false }),
+            }
+        }
+        if !body.is_empty() {
+            let resp = http::client()
+                .post(&self.url)
+                .header("Accept", "application/json")
+                .header("X-Postmark-Server-Token", self.token.expose())
+                .timeout(self.timeout)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| http::error_from_reqwest(&e))?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let text = resp.text().await.map_err(|e| http::error_from_reqwest(&e))?;
+            if !(200..300).contains(&status) {
+                return Err(http::error_from_response(status, &headers, &text));
+            }
+            let results: Vec<BatchResult> = serde_json::from_str(&text)
+                .map_err(|e| DeliveryError::unknown_outcome(format!("Postmark answered 200 with an unreadable body: {e}")))?;
+            if results.len() != index.len() {
+                return Err(DeliveryError::unknown_outcome(format!(
+                    "Postmark answered {} results for {} messages",
+                    results.len(),
+                    index.len()
+                )));
+            }
+            for (res, i) in results.into_iter().zip(index) {
+                outcomes[i] = Some(match res.error_code {
+                    0 => Outcome::Sent { code: 0, reply: res.message_id.unwrap_or(res.message) },
+                    c => Outcome::Failed {
+                        code: u16::try_from(c).unwrap_or(u16::MAX),
+                        reply: res.message,
+                        suppress: c == INACTIVE_RECIPIENT,
+                    },
+                });
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.expect("every recipient has an outcome")).collect())
+    }
+}

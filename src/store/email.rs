@@ -1,0 +1,423 @@
+//! The email tables: subscribers, suppressions and the recipient ledger (`recipient_seeds`,
+//! `recipient_sends`). Rows only; the email adapter's ledger trait is implemented over these
+//! in `channel/email/sql.rs`.
+//!
+//! Every query is valid on SQLite and PostgreSQL. Large work stays in the database or in
+//! bounded batches: seeding a mailing is one `INSERT … SELECT`, the owed recipients are read
+//! in keyset pages, outcomes are written in one transaction per batch, and listing
+//! subscribers pages by id. Nothing loads a whole list into memory.
+
+use anyhow::Context as _;
+use sqlx::Row as _;
+
+use super::{Backend, Store, now_ms};
+
+/// A subscriber to add or update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberUpsert {
+    /// Lowercase address.
+    pub email: String,
+    /// Name; an empty name keeps the stored one.
+    pub name: String,
+    /// Other columns as a JSON object text; merged into the stored ones.
+    pub extra_json: String,
+}
+
+/// A stored subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberRow {
+    /// Row id (import order).
+    pub id: i64,
+    /// Address.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// List.
+    pub list: String,
+    /// Other columns, JSON object text.
+    pub extra: String,
+    /// When first imported (unix ms).
+    pub created_at: i64,
+    /// The suppression reason, when the address is suppressed.
+    pub suppressed: Option<String>,
+}
+
+/// Counts for `herald subscribers count`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriberCounts {
+    /// Subscribers per list, by list name.
+    pub lists: Vec<(String, i64)>,
+    /// All subscribers.
+    pub subscribers: i64,
+    /// Subscribers who are also suppressed (never mailed).
+    pub suppressed_subscribers: i64,
+    /// All suppressed addresses (subscribers or not).
+    pub suppressions: i64,
+}
+
+/// What [`Store::suppress_subscriber`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuppressOutcome {
+    /// Newly suppressed.
+    Added,
+    /// Already suppressed.
+    Already,
+    /// Not a subscriber: nothing stored.
+    Unknown,
+}
+
+/// One owed ledger row, joined with the subscriber's current data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedRow {
+    /// Ledger row id.
+    pub id: i64,
+    /// Address.
+    pub email: String,
+    /// Tries so far.
+    pub attempts: i64,
+    /// The subscriber's name and extra columns; `None` if removed since seeding.
+    pub subscriber: Option<(String, String)>,
+    /// Suppressed since seeding.
+    pub suppressed: bool,
+}
+
+/// An outcome to write to one ledger row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendUpdate {
+    /// Ledger row id.
+    pub id: i64,
+    /// Address (for the suppression insert).
+    pub email: String,
+    /// `pending`, `sent`, `failed` or `skipped`.
+    pub state: &'static str,
+    /// Reply code.
+    pub code: Option<i64>,
+    /// Reply text (trimmed by the caller).
+    pub reply: Option<String>,
+    /// Count one more try.
+    pub tried: bool,
+    /// Not before (unix ms), for a deferral.
+    pub retry_at: Option<i64>,
+    /// Add to suppressions with this reason (a hard bounce).
+    pub suppress: Option<String>,
+}
+
+/// A mailing's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendCounts {
+    /// Seeded.
+    pub seeded: bool,
+    /// Rows.
+    pub total: i64,
+    /// `sent` rows.
+    pub sent: i64,
+    /// `failed` rows.
+    pub failed: i64,
+    /// `skipped` rows.
+    pub skipped: i64,
+    /// `pending` rows.
+    pub pending: i64,
+    /// Earliest `retry_at` among pending rows.
+    pub next_due: Option<i64>,
+}
+
+/// One ledger row (tests, `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRow {
+    /// State.
+    pub state: String,
+    /// Reply code.
+    pub code: Option<i64>,
+    /// Reply text.
+    pub reply: Option<String>,
+    /// Tries.
+    pub attempts: i64,
+}
+
+impl Store {
+    // ---- subscribers ------------------------------------------------------------------------
+
+    /// Add or update subscribers of `list` in one transaction. A known address moves to `list`,
+    /// keeps its name when the new one is empty, and gets the new columns merged over its old.
+    /// Suppressions are untouched: an imported address that is suppressed stays suppressed.
+    pub async fn upsert_subscribers(&self, list: &str, rows: &[SubscriberUpsert]) -> anyhow::Result<()> {
+        let merge = match self.backend {
+            Backend::Sqlite => "json_patch(subscribers.extra, excluded.extra)",
+            Backend::Postgres => "(subscribers.extra::jsonb || excluded.extra::jsonb)::text",
+        };
+        let sql = format!(
+            "INSERT INTO subscribers (email, name, list, extra, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (email) DO UPDATE SET \
+             name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE subscribers.name END, \
+             list = excluded.list, extra = {merge}, updated_at = excluded.updated_at"
+        );
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&r.email)
+                .bind(&r.name)
+                .bind(list)
+                .bind(&r.extra_json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("storing subscriber {}", r.email))?;
+        }
+        tx.commit().await.context("committing subscribers")?;
+        Ok(())
+    }
+
+    /// Up to `limit` subscribers with an id above `after_id`, in id order.
+    pub async fn subscribers_page(&self, after_id: i64, limit: i64) -> anyhow::Result<Vec<SubscriberRow>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.email, s.name, s.list, s.extra, s.created_at, x.reason FROM subscribers s \
+             LEFT JOIN suppressions x ON x.email = s.email WHERE s.id > $1 ORDER BY s.id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("listing subscribers")?;
+        rows.iter()
+            .map(|r| {
+                Ok(SubscriberRow {
+                    id: r.try_get(0)?,
+                    email: r.try_get(1)?,
+                    name: r.try_get(2)?,
+                    list: r.try_get(3)?,
+                    extra: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                    suppressed: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Subscribers per list, and suppressions.
+    pub async fn subscriber_counts(&self) -> anyhow::Result<SubscriberCounts> {
+        let rows = sqlx::query("SELECT list, COUNT(*) FROM subscribers GROUP BY list ORDER BY list").fetch_all(&self.pool).await?;
+        let mut c = SubscriberCounts::default();
+        for r in &rows {
+            let n: i64 = r.try_get(1)?;
+            c.subscribers += n;
+            c.lists.push((r.try_get(0)?, n));
+        }
+        c.suppressions = sqlx::query("SELECT COUNT(*) FROM suppressions").fetch_one(&self.pool).await?.try_get(0)?;
+        c.suppressed_subscribers = sqlx::query("SELECT COUNT(*) FROM subscribers s JOIN suppressions x ON x.email = s.email")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        Ok(c)
+    }
+
+    /// All subscribers (for import statistics).
+    pub async fn subscriber_total(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM subscribers").fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
+    /// Remove a subscriber. True if there was one. Its suppression, if any, stays.
+    pub async fn remove_subscriber(&self, email: &str) -> anyhow::Result<bool> {
+        let r = sqlx::query("DELETE FROM subscribers WHERE email = $1").bind(email).execute(&self.pool).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ---- suppressions -----------------------------------------------------------------------
+
+    /// Suppress a subscriber's address (an unsubscribe). An address that is neither a
+    /// subscriber nor already suppressed is not stored.
+    pub async fn suppress_subscriber(&self, email: &str, reason: &str) -> anyhow::Result<SuppressOutcome> {
+        let r = sqlx::query(
+            "INSERT INTO suppressions (email, reason, at) SELECT email, $2, $3 FROM subscribers WHERE email = $1 \
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(email)
+        .bind(reason)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .context("storing the suppression")?;
+        if r.rows_affected() > 0 {
+            return Ok(SuppressOutcome::Added);
+        }
+        Ok(if self.suppression(email).await?.is_some() { SuppressOutcome::Already } else { SuppressOutcome::Unknown })
+    }
+
+    /// Suppress any address (a bounce reported elsewhere, an operator's block).
+    pub async fn add_suppression(&self, email: &str, reason: &str) -> anyhow::Result<bool> {
+        let r = sqlx::query("INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
+            .bind(email)
+            .bind(reason)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// The suppression reason for an address, if suppressed.
+    pub async fn suppression(&self, email: &str) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query("SELECT reason FROM suppressions WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?)
+    }
+
+    // ---- the recipient ledger ---------------------------------------------------------------
+
+    /// Seed a mailing's ledger on first use: one `pending` row per subscriber of `list` who is
+    /// not suppressed, in one transaction with the seed marker. Later calls change nothing.
+    /// Returns the ledger's row count.
+    pub async fn seed_recipients(&self, delivery_id: i64, list: &str) -> anyhow::Result<i64> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let fresh = sqlx::query("INSERT INTO recipient_seeds (delivery_id, list, total, seeded_at) VALUES ($1, $2, 0, $3) ON CONFLICT (delivery_id) DO NOTHING")
+            .bind(delivery_id)
+            .bind(list)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("seeding the recipient ledger")?
+            .rows_affected()
+            == 1;
+        if fresh {
+            let n = sqlx::query(
+                "INSERT INTO recipient_sends (delivery_id, email, state, attempts, updated_at) \
+                 SELECT $1, s.email, 'pending', 0, $2 FROM subscribers s \
+                 WHERE s.list = $3 AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email) \
+                 ORDER BY s.id ON CONFLICT (delivery_id, email) DO NOTHING",
+            )
+            .bind(delivery_id)
+            .bind(now)
+            .bind(list)
+            .execute(&mut *tx)
+            .await
+            .context("seeding the recipient ledger")?
+            .rows_affected();
+            sqlx::query("UPDATE recipient_seeds SET total = $2 WHERE delivery_id = $1")
+                .bind(delivery_id)
+                .bind(n as i64)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await.context("seeding the recipient ledger")?;
+            tracing::info!(delivery_id, list, recipients = n, "Seeded the recipient ledger.");
+            return Ok(n as i64);
+        }
+        tx.rollback().await.ok();
+        Ok(sqlx::query("SELECT COUNT(*) FROM recipient_sends WHERE delivery_id = $1")
+            .bind(delivery_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
+    /// Up to `limit` pending rows above `after_id` that are due by `now`, in id order.
+    pub async fn owed_recipients(&self, delivery_id: i64, after_id: i64, now: i64, limit: i64) -> anyhow::Result<Vec<OwedRow>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.email, r.attempts, s.email, s.name, s.extra, x.email FROM recipient_sends r \
+             LEFT JOIN subscribers s ON s.email = r.email LEFT JOIN suppressions x ON x.email = r.email \
+             WHERE r.delivery_id = $1 AND r.id > $2 AND r.state = 'pending' AND (r.retry_at IS NULL OR r.retry_at <= $3) \
+             ORDER BY r.id LIMIT $4",
+        )
+        .bind(delivery_id)
+        .bind(after_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading owed recipients")?;
+        rows.iter()
+            .map(|r| {
+                let sub: Option<String> = r.try_get(3)?;
+                let supp: Option<String> = r.try_get(6)?;
+                Ok(OwedRow {
+                    id: r.try_get(0)?,
+                    email: r.try_get(1)?,
+                    attempts: r.try_get(2)?,
+                    subscriber: match sub {
+                        Some(_) => Some((r.try_get(4)?, r.try_get(5)?)),
+                        None => None,
+                    },
+                    suppressed: supp.is_some(),
+                })
+            })
+            .collect()
+    }
+
+    /// Write outcomes, and the suppressions of hard bounces, in one transaction.
+    pub async fn record_sends(&self, updates: &[SendUpdate]) -> anyhow::Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for u in updates {
+            sqlx::query(
+                "UPDATE recipient_sends SET state = $2, smtp_code = COALESCE($3, smtp_code), smtp_reply = COALESCE($4, smtp_reply), \
+                 attempts = attempts + $5, retry_at = $6, updated_at = $7 WHERE id = $1",
+            )
+            .bind(u.id)
+            .bind(u.state)
+            .bind(u.code)
+            .bind(u.reply.as_deref())
+            .bind(i64::from(u.tried))
+            .bind(u.retry_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("recording recipient outcomes")?;
+            if let Some(reason) = &u.suppress {
+                sqlx::query("INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
+                    .bind(&u.email)
+                    .bind(reason)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .context("recording a bounce")?;
+            }
+        }
+        tx.commit().await.context("recording recipient outcomes")?;
+        Ok(())
+    }
+
+    /// A mailing's counts.
+    pub async fn send_counts(&self, delivery_id: i64) -> anyhow::Result<SendCounts> {
+        let seeded = sqlx::query("SELECT delivery_id FROM recipient_seeds WHERE delivery_id = $1")
+            .bind(delivery_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        let rows = sqlx::query("SELECT state, COUNT(*), MIN(retry_at) FROM recipient_sends WHERE delivery_id = $1 GROUP BY state")
+            .bind(delivery_id)
+            .fetch_all(&self.pool)
+            .await
+            .context("counting recipient sends")?;
+        let mut c = SendCounts { seeded, ..Default::default() };
+        for r in &rows {
+            let state: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            c.total += n;
+            match state.as_str() {
+                "sent" => c.sent = n,
+                "failed" => c.failed = n,
+                "skipped" => c.skipped = n,
+                _ => {
+                    c.pending = n;
+                    c.next_due = r.try_get(2)?;
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// One ledger row.
+    pub async fn recipient_send(&self, delivery_id: i64, email: &str) -> anyhow::Result<Option<SendRow>> {
+        let r = sqlx::query("SELECT state, smtp_code, smtp_reply, attempts FROM recipient_sends WHERE delivery_id = $1 AND email = $2")
+            .bind(delivery_id)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.map(|r| Ok(SendRow { state: r.try_get(0)?, code: r.try_get(1)?, reply: r.try_get(2)?, attempts: r.try_get(3)? })).transpose()
+    }
+}
