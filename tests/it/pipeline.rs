@@ -362,6 +362,29 @@ async fn a_panicking_adapter_is_an_unknown_outcome(db: TestDb) {
     p.close().await;
 }
 
+both!(cancel_stops_a_retry_chain);
+async fn cancel_stops_a_retry_chain(db: TestDb) {
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rec = Arc::new(RecordingAdapter::with_script([Answer::err(Kind::Retryable, 500)]));
+    p.set_adapter("rec", rec.clone());
+    let ids = publish::create_and_push(&p, "cx", "v1", &body_rendering(1), Trigger::Schedule, None).await.unwrap();
+    assert_eq!(herald::jobs::deliver::run(&p, ids[0]).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Now(State::Retrying));
+    let cancelled = p.store.cancel("cx", &[]).await.unwrap();
+    assert_eq!(cancelled.len(), 1);
+    let d = p.store.get_delivery(ids[0]).await.unwrap().unwrap();
+    assert_eq!((d.state(), d.next_attempt_at), (State::Cancelled, None));
+    // The retry job that was already queued finds nothing owed.
+    assert!(matches!(herald::jobs::deliver::run(&p, ids[0]).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Skipped(_)));
+    assert_eq!(herald::jobs::worker::sweep(&p).await.unwrap(), 0);
+    assert_eq!(rec.calls().len(), 1);
+    // A sent delivery is never cancelled.
+    let ids = publish::create_and_push(&p, "cy", "v1", &body_rendering(2), Trigger::Schedule, None).await.unwrap();
+    herald::jobs::deliver::run(&p, ids[0]).await.unwrap();
+    assert!(p.store.cancel("cy", &[]).await.unwrap().is_empty());
+    p.close().await;
+}
+
 both!(manual_attempt_has_no_retry_chain);
 async fn manual_attempt_has_no_retry_chain(db: TestDb) {
     let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
