@@ -136,6 +136,24 @@ impl Queue {
         }
     }
 
+    /// The same queue with the Deliver storage fetching `batch` jobs at a time. A worker
+    /// locks what it fetches, so a batch near its concurrency keeps one daemon from holding
+    /// jobs another daemon could run now.
+    pub fn with_deliver_batch(&self, batch: usize) -> Self {
+        match self {
+            Queue::Sqlite { pool, publish, .. } => Queue::Sqlite {
+                pool: pool.clone(),
+                publish: publish.clone(),
+                deliver: SqliteStorage::new(pool).with_config(sqlite_config(DELIVER_QUEUE, batch)),
+            },
+            Queue::Postgres { pool, publish, .. } => Queue::Postgres {
+                pool: pool.clone(),
+                publish: publish.clone(),
+                deliver: PostgresStorage::new(pool).with_config(pg_config(DELIVER_QUEUE, batch)),
+            },
+        }
+    }
+
     /// Push a Publish job. With a key, a second push of the same key adds nothing.
     pub async fn push_publish(&self, job: PublishJob, key: Option<&str>) -> anyhow::Result<()> {
         let mut b = TaskBuilder::new(job).max_attempts(JOB_MAX_ATTEMPTS);

@@ -154,7 +154,8 @@ where
         tracing::info!("Shutting down: finishing in-flight deliveries.");
         Ok::<(), std::io::Error>(())
     };
-    let res = match &p.queue {
+    let queue = p.queue.with_deliver_batch(opts.concurrency.max(1));
+    let res = match &queue {
         Queue::Sqlite { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
         Queue::Postgres { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
     };
