@@ -95,9 +95,16 @@ pub struct PublishArgs {
     /// Run an embedded worker until every delivery settles, then print the status.
     #[arg(long)]
     pub wait: bool,
-    /// Rehearse end to end against local fakes of every network and an SMTP sink.
+    /// Rehearse end to end against local fakes of every network and a loopback SMTP server
+    /// (implies --wait). Nothing leaves the machine; the author's store is not touched.
     #[arg(long)]
     pub sandbox: bool,
+    /// With --sandbox: where to keep the run (store, accepted payloads). Default: ./.sandbox/run-<time>.
+    #[arg(long, value_name = "DIR", requires = "sandbox")]
+    pub sandbox_dir: Option<std::path::PathBuf>,
+    /// With --sandbox: use this store URL instead of a fresh SQLite file in the run folder.
+    #[arg(long, value_name = "URL", requires = "sandbox")]
+    pub store: Option<String>,
     /// With --wait: give up after this many seconds (exit 1 if deliveries are still open).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,

@@ -1,23 +1,139 @@
-//! `herald daemon`: the Publish and Deliver workers and the outbox sweeper, until SIGTERM or
-//! SIGINT. Shutdown stops fetching, lets in-flight deliveries finish (up to 30 s), and hands
-//! back fetched-but-unstarted jobs to the queue; a delivery cut off mid-send is reconciled by
-//! the next run.
+//! `herald daemon`: the Publish and Deliver workers with the outbox sweeper, the scheduler
+//! (cron entries, `publish_at`, catch-up), and the HTTP endpoints (`/healthz`, `/metrics`,
+//! `/status`, unsubscribe), until SIGTERM or SIGINT.
+//!
+//! Shutdown stops fetching, lets in-flight deliveries finish (up to 30 s), and hands back
+//! fetched-but-unstarted jobs to the queue; a delivery cut off mid-send is reconciled by the
+//! next run.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::{ExitStatus, Globals};
+use anyhow::Context;
+use async_trait::async_trait;
+
+use super::{ExitStatus, Globals, InputError};
 use crate::cli::DaemonArgs;
+use crate::config::pick_secret;
+use crate::http::{self, HttpState, StatusSource, page};
 use crate::jobs::Pipeline;
 use crate::jobs::worker::{WorkerOptions, run_until, shutdown_signal};
+use crate::store::fmt_ms;
 
 /// Run `herald daemon`.
 pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
     let cfg = Arc::new(g.load_config()?);
-    let p = Arc::new(Pipeline::open(cfg).await?);
-    tracing::info!(store = %p.store.url().display(), concurrency = args.concurrency, "Daemon started.");
+    let listen: SocketAddr = cfg
+        .config
+        .http
+        .listen
+        .parse()
+        .map_err(|e| InputError(format!("[http] listen = {:?} is not an address like 127.0.0.1:8025: {e}", cfg.config.http.listen)))?;
+    let token_file = cfg.config.http.token_file.as_ref().map(|f| cfg.resolve_path(f));
+    let token = match pick_secret(&cfg.config.http.token, &token_file) {
+        Some(s) => Some(s.resolve().map_err(|e| InputError(format!("[http] token: {e}")))?),
+        None => None,
+    };
+    http::check_listen(&listen, token.as_ref()).map_err(InputError)?;
+    let p = Arc::new(Pipeline::open(cfg.clone()).await?);
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(store = %p.store.url().display(), listen = %listener.local_addr()?, concurrency = args.concurrency, schedules = cfg.config.schedule.len(), "Daemon started.");
+
+    // One signal, three listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let state = HttpState { token, status: Arc::new(StoreStatus(p.clone())) };
+    // One-click unsubscribe (public: mail clients POST without credentials), signed by every
+    // email channel's key; a missing key is bad input, caught before listening.
+    let keys = crate::channel::email::unsubscribe::keys_from_config(&cfg, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
+        .map_err(|e| InputError(format!("{e:#}")))?;
+    let public = if keys.is_empty() {
+        axum::Router::new()
+    } else {
+        let list: Arc<dyn crate::channel::email::ledger::SuppressionList> = Arc::new(p.store.clone());
+        crate::channel::email::unsubscribe_routes(crate::channel::email::unsubscribe::UnsubscribeState::new(keys, list))
+    };
+    let app = http::router(state, public);
+    let server = tokio::spawn(http::serve(listener, app, stopped()));
+    let gauge = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(n) = p.store.open_deliveries().await {
+                    crate::metrics::global().queue_depth.set(n);
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
     let opts = WorkerOptions { concurrency: args.concurrency.max(1), ..WorkerOptions::default() };
-    run_until(p.clone(), opts, shutdown_signal()).await?;
+    let (workers, scheduler) = tokio::join!(run_until(p.clone(), opts, stopped()), crate::jobs::cron::run_until(p.clone(), stopped()));
+    gauge.abort();
+    let _ = server.await;
     p.close().await;
+    workers?;
+    scheduler?;
     tracing::info!("Daemon stopped.");
     Ok(ExitStatus::Success)
+}
+
+/// `/status` and `/healthz` over the store.
+struct StoreStatus(Arc<Pipeline>);
+
+#[async_trait]
+impl StatusSource for StoreStatus {
+    async fn snapshot(&self) -> anyhow::Result<page::Snapshot> {
+        let store = &self.0.store;
+        let deliveries = store
+            .list_deliveries(None, &[])
+            .await?
+            .into_iter()
+            .map(|d| page::DeliveryRow {
+                state: d.state().as_str().to_string(),
+                issue: d.issue,
+                channel: d.channel,
+                revision: d.revision,
+                attempts: d.attempts,
+                remote_url: d.remote_url.or(d.remote_id),
+                last_error: d.last_error,
+                next_attempt_at: d.next_attempt_at.map(fmt_ms),
+            })
+            .collect();
+        let attempts: Vec<page::AttemptRow> = store
+            .recent_log(200)
+            .await?
+            .into_iter()
+            .map(|a| page::AttemptRow {
+                at: fmt_ms(a.started_at),
+                issue: a.issue,
+                channel: a.channel,
+                n: a.n,
+                outcome: a.outcome,
+                status: a.status_code,
+                error: a.error,
+            })
+            .collect();
+        let fires = store
+            .fires(None, 100)
+            .await?
+            .into_iter()
+            .map(|f| page::FireRow { schedule: f.schedule, fire_at: fmt_ms(f.fire_at), result: f.result })
+            .collect();
+        Ok(page::Snapshot { deliveries, attempts, fires })
+    }
+
+    async fn healthy(&self) -> bool {
+        self.0.store.open_deliveries().await.is_ok()
+    }
 }

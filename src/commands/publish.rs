@@ -14,14 +14,38 @@ use crate::cli::PublishArgs;
 use crate::jobs::worker::{WaitEnd, WaitFor, WorkerOptions, latest_per_channel, run_until_settled};
 use crate::jobs::{Pipeline, publish};
 use crate::render::engine::render_channels;
+use crate::sandbox::run::Sandbox;
 use crate::store::State;
 
 /// Run `herald publish`.
 pub async fn run(g: &Globals, args: PublishArgs) -> anyhow::Result<ExitStatus> {
+    let cfg = g.load_config()?;
     if args.sandbox {
-        return Err(InputError("`herald publish --sandbox` is not built yet".into()).into());
+        return sandbox(cfg, args).await;
     }
-    let cfg = Arc::new(g.load_config()?);
+    publish_with(Arc::new(cfg), &args, None).await
+}
+
+/// `--sandbox`: the same publish, against a fake of every network, then where to look.
+async fn sandbox(cfg: crate::config::LoadedConfig, mut args: PublishArgs) -> anyhow::Result<ExitStatus> {
+    let dir = args.sandbox_dir.clone().unwrap_or_else(|| {
+        std::path::PathBuf::from(".sandbox").join(format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")))
+    });
+    let (sb, cfg) = Sandbox::start(&cfg, &dir, args.store.as_deref()).await?;
+    eprintln!(
+        "Sandbox run in {}: every network is a local contract fake, email goes to a loopback SMTP server; nothing leaves this machine.",
+        sb.dir.display()
+    );
+    args.wait = true;
+    let status = publish_with(Arc::new(cfg), &args, Some(&sb)).await?;
+    println!("\nWhat each fake accepted:");
+    for (channel, what, path) in sb.write_payloads()? {
+        println!("  {channel:<12} {what:<26} {}", path.display());
+    }
+    Ok(status)
+}
+
+async fn publish_with(cfg: Arc<crate::config::LoadedConfig>, args: &PublishArgs, sandbox: Option<&Sandbox>) -> anyhow::Result<ExitStatus> {
     let path = std::fs::canonicalize(&args.issue).map_err(|e| InputError(format!("cannot read the issue {}: {e}", args.issue.display())))?;
     let source = std::fs::read_to_string(&path).map_err(|e| InputError(format!("cannot read the issue {}: {e}", path.display())))?;
     let issue = crate::issue::parse_str(&path, &source).map_err(|e| InputError(e.to_string()))?;
@@ -33,7 +57,22 @@ pub async fn run(g: &Globals, args: PublishArgs) -> anyhow::Result<ExitStatus> {
     if rendered.is_empty() {
         return Err(InputError("no channel to publish to (every channel is disabled or skipped by the issue)".into()).into());
     }
+    // Credentials present: building each adapter resolves its secrets (names, never values).
+    let mut missing = Vec::new();
+    for rc in &rendered {
+        if let Some(c) = cfg.config.channels.get(&rc.channel)
+            && let Err(e) = crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
+        {
+            missing.push(format!("  {e:#}"));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(InputError(format!("preflight failed; nothing was sent:\n{}", missing.join("\n"))).into());
+    }
     let p = Arc::new(Pipeline::open(cfg).await?);
+    if let Some(sb) = sandbox {
+        sb.seed(&p.store).await?;
+    }
     publish::enqueue(&p, &issue, &source, &args.channels).await?;
     let slug = issue.meta.slug.clone();
     if !args.wait {

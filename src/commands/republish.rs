@@ -35,7 +35,9 @@ pub async fn run(g: &Globals, args: RepublishArgs) -> anyhow::Result<ExitStatus>
         InputError(format!("preflight failed; nothing was sent:\n{}", lines.join("\n")))
     })?;
     let slug = &issue.meta.slug;
-    p.store.insert_issue(slug, &issue.version, &issue.path.to_string_lossy(), &issue.meta.title, &source, &[]).await?;
+    // The issue version is not stored here: a stored, unpublished version would be published
+    // to every channel by the sweeper. The renderings travel with the deliveries.
+    let _ = source;
     let mut ids = Vec::new();
     for rc in &rendered {
         let rev = p.store.next_revision(slug, &rc.channel).await?;

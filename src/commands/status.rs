@@ -27,11 +27,28 @@ pub async fn run(g: &Globals, args: StatusArgs) -> anyhow::Result<ExitStatus> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&Value::Array(rows.iter().map(delivery_json).collect()))?);
     } else if rows.is_empty() {
-        println!("No deliveries{}.", slug.map(|s| format!(" for {s}")).unwrap_or_default());
+        println!("No deliveries{}.", slug.as_ref().map(|s| format!(" for {s}")).unwrap_or_default());
     } else {
         print!("{}", matrix(&rows));
     }
+    if !args.json && slug.is_none() {
+        print!("{}", fires_needing_attention(&store).await?);
+    }
     Ok(ExitStatus::Success)
+}
+
+/// Recent schedule fires that published nothing: skipped (missed outside the catch-up window)
+/// or refused by preflight.
+async fn fires_needing_attention(store: &Store) -> anyhow::Result<String> {
+    let fires: Vec<_> = store.fires(None, 500).await?.into_iter().filter(|f| f.result == "skipped" || f.result == "failed").take(20).collect();
+    if fires.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::from("\nSchedule fires that published nothing (newest first):\n");
+    for f in fires {
+        out.push_str(&format!("  {}  {}  {}  {}\n", fmt_ms(f.fire_at), f.schedule, f.result, f.detail.unwrap_or_default().lines().next().unwrap_or("")));
+    }
+    Ok(out)
 }
 
 /// Open Herald's store named by the config (no queue needed to read).

@@ -77,7 +77,7 @@ pub async fn run(p: &Pipeline, delivery_id: i64) -> anyhow::Result<DeliverOutcom
             return Ok(DeliverOutcome::Skipped("settled meanwhile"));
         }
     };
-    let span = tracing::info_span!("deliver", delivery_id, key = %d.delivery_key, channel = %d.channel, attempt = d.attempts + 1);
+    let span = tracing::info_span!("deliver", issue = %d.issue, channel = %d.channel, delivery_id, attempt = d.attempts + 1, key = %d.delivery_key);
     let r = attempt(p, &d, &owner).instrument(span).await;
     if r.is_err() {
         let _ = p.store.release_lease(delivery_id, &owner).await;
@@ -284,6 +284,12 @@ async fn finish(p: &Pipeline, d: &DeliveryRow, owner: &str, mut f: Finish, clock
     if !p.store.finish_attempt(d.id, owner, &f).await? {
         tracing::warn!(delivery_id = d.id, "Lost the lease before recording the attempt; another worker took over.");
         return Ok(DeliverOutcome::Skipped("lost the lease"));
+    }
+    let m = crate::metrics::global();
+    m.attempt(&d.channel, &f.outcome, f.duration_ms as f64 / 1000.0);
+    m.delivery(&d.channel, f.state.as_str());
+    if f.job_id.is_some() {
+        m.retries.get_or_create(&crate::metrics::ChannelLabel { channel: d.channel.clone() }).inc();
     }
     match f.state {
         State::Sent => tracing::info!(delivery_id = d.id, key = %d.delivery_key, remote_id = f.remote_id.as_deref().unwrap_or(""), "Delivered."),

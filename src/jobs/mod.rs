@@ -8,6 +8,8 @@
 //! pushed after commit, and a sweeper re-pushes a job for any delivery still owed that has no
 //! live job (an outbox discipline); an extra job is harmless.
 
+pub mod bench;
+pub mod cron;
 pub mod deliver;
 pub mod publish;
 pub mod queue;

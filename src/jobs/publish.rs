@@ -8,7 +8,7 @@ use super::queue::new_job_id;
 use super::{Pipeline, PublishJob};
 use crate::issue::Issue;
 use crate::render::engine::{RenderedChannel, render_channels};
-use crate::store::{NewDelivery, Trigger};
+use crate::store::{IssueStored, NewDelivery, Trigger};
 
 /// What a Publish run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +26,18 @@ pub fn publish_key(slug: &str, version: &str) -> String {
     format!("publish:{slug}:{version}")
 }
 
-/// Store the issue version (its source text) and push its Publish job, keyed so a second
-/// trigger of the same version adds no job.
+/// Store the issue version (its source text) and push its Publish job. A new version's job
+/// is keyed `publish:{slug}:{version}`, so a second trigger of it adds no job; publishing a
+/// stored version to more channels pushes an unkeyed job (the step is idempotent).
 pub async fn enqueue(p: &Pipeline, issue: &Issue, source: &str, channels: &[String]) -> anyhow::Result<()> {
     let path = issue.path.to_string_lossy();
-    p.store.insert_issue(&issue.meta.slug, &issue.version, &path, &issue.meta.title, source, channels).await?;
+    let stored = p.store.insert_issue(&issue.meta.slug, &issue.version, &path, &issue.meta.title, source, channels).await?;
     let job = PublishJob::V1 { issue: issue.meta.slug.clone(), version: issue.version.clone() };
-    p.queue.push_publish(job, Some(&publish_key(&issue.meta.slug, &issue.version))).await
+    match stored {
+        IssueStored::New | IssueStored::Pending => p.queue.push_publish(job, Some(&publish_key(&issue.meta.slug, &issue.version))).await,
+        IssueStored::Widened => p.queue.push_publish(job, None).await,
+        IssueStored::Unchanged => Ok(()),
+    }
 }
 
 /// Run a Publish job.
@@ -99,4 +104,33 @@ pub async fn create_and_push(
         }
     }
     Ok(created.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Why a file could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFileError {
+    /// The issue file or a channel's rendering is bad input: nothing was stored or sent.
+    #[error("{0}")]
+    Input(String),
+    /// The store or the queue failed.
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// Read, parse and preflight an issue file (every channel must render and pass its checks),
+/// then store its version and push its Publish job. Shared by `herald publish` and the
+/// scheduler. Returns the parsed issue.
+pub async fn publish_file(p: &Pipeline, path: &Path, channels: &[String]) -> Result<Issue, PublishFileError> {
+    let path = std::fs::canonicalize(path).map_err(|e| PublishFileError::Input(format!("cannot read the issue {}: {e}", path.display())))?;
+    let source = std::fs::read_to_string(&path).map_err(|e| PublishFileError::Input(format!("cannot read the issue {}: {e}", path.display())))?;
+    let issue = crate::issue::parse_str(&path, &source).map_err(|e| PublishFileError::Input(e.to_string()))?;
+    let rendered = render_channels(&issue, &p.config, channels).map_err(|errs| {
+        let lines: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+        PublishFileError::Input(format!("preflight failed; nothing was sent:\n{}", lines.join("\n")))
+    })?;
+    if rendered.is_empty() {
+        return Err(PublishFileError::Input("no channel to publish to (every channel is disabled or skipped by the issue)".into()));
+    }
+    enqueue(p, &issue, &source, channels).await?;
+    Ok(issue)
 }

@@ -101,7 +101,18 @@ impl Queue {
                     .connect_with(sqlite_queue_options(&path))
                     .await
                     .with_context(|| format!("cannot open the queue {}", path.display()))?;
-                SqliteStorage::migrations().run(&pool).await.context("queue migrations failed")?;
+                // No migration lock on SQLite: retry a race with another process (see Store::migrate).
+                let mut tries = 0;
+                loop {
+                    match SqliteStorage::migrations().run(&pool).await {
+                        Ok(()) => break,
+                        Err(_) if tries < 10 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                        }
+                        Err(e) => return Err(e).context("queue migrations failed"),
+                    }
+                }
                 Ok(Queue::Sqlite {
                     publish: SqliteStorage::new(&pool).with_config(sqlite_config(PUBLISH_QUEUE, 1)),
                     deliver: SqliteStorage::new(&pool).with_config(sqlite_config(DELIVER_QUEUE, batch)),

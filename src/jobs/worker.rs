@@ -158,10 +158,10 @@ pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
         // A keyed job that is stuck (its worker was killed) would block a new push until
         // apalis recovers it (60 s or more): after a grace period, run the idempotent Publish
         // step here. Keys make a concurrent run by the job harmless.
-        if now_ms() - issue.created_at > PUBLISH_GRACE_MS {
-            if let Err(e) = publish::run(p, &issue.slug, &issue.version).await {
-                tracing::warn!(issue = %issue.slug, error = %format!("{e:#}"), "Sweeper could not publish.");
-            }
+        if now_ms() - issue.created_at > PUBLISH_GRACE_MS
+            && let Err(e) = publish::run(p, &issue.slug, &issue.version).await
+        {
+            tracing::warn!(issue = %issue.slug, error = %format!("{e:#}"), "Sweeper could not publish.");
         }
     }
     let now = now_ms();
@@ -171,10 +171,10 @@ pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
         if leased {
             continue;
         }
-        if let Some(job) = &d.job_id {
-            if p.queue.job_is_live(job).await? {
-                continue;
-            }
+        if let Some(job) = &d.job_id
+            && p.queue.job_is_live(job).await?
+        {
+            continue;
         }
         let job = new_job_id();
         p.store.set_job_id(d.id, &job).await?;

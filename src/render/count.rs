@@ -8,10 +8,10 @@
 //! * Threads: ≤ 500, counted conservatively: an emoji counts its UTF-8 bytes, anything else one
 //!   per grapheme (Meta documents "emojis are counted as the number of UTF-8 bytes"); at most
 //!   5 unique links per post.
-//! * LinkedIn: ≤ 3000 characters of the *escaped* little-text commentary ([`linkedin_escape`]).
+//! * LinkedIn: ≤ 3000 characters of the commentary as sent, that is after little-text escaping
+//!   ([`linkedin_escape`]).
 //!
-//! All functions take the text as written. For LinkedIn that is the unescaped text: its count is
-//! the length of `linkedin_escape(text)`, which is what the adapter sends.
+//! All functions take the text exactly as it will be sent: for LinkedIn, the escaped text.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -81,7 +81,7 @@ impl Network {
             Network::Bluesky => "graphemes",
             Network::Mastodon => "characters (graphemes, URLs as 23)",
             Network::Threads => "characters (graphemes, emoji as UTF-8 bytes)",
-            Network::Linkedin => "characters after little-text escaping",
+            Network::Linkedin => "characters (escaped little text)",
         }
     }
 
@@ -92,7 +92,8 @@ impl Network {
             Network::Bluesky => text.graphemes(true).count(),
             Network::Mastodon => mastodon_countable_text(text).graphemes(true).count(),
             Network::Threads => text.graphemes(true).map(threads_grapheme_weight).sum(),
-            Network::Linkedin => linkedin_escape(text).chars().count(),
+            // The commentary as sent: the caller escapes first (an escaped `\(` counts 2).
+            Network::Linkedin => text.chars().count(),
         }
     }
 
@@ -178,6 +179,12 @@ fn has_http_scheme(url: &str) -> bool {
 /// `example.com/x` is one). X, Threads' link rule and the splitter use these.
 pub fn find_urls(text: &str) -> Vec<Range<usize>> {
     urls_with(text, true)
+}
+
+/// Byte ranges of URLs that start with a scheme (`http://`, `https://`), as Mastodon detects them
+/// for its length rule (`extract_url_without_protocol: false`).
+pub fn find_urls_with_scheme(text: &str) -> Vec<Range<usize>> {
+    urls_with(text, false)
 }
 
 /// URL byte ranges found by twitter-text's extractor; `bare` includes scheme-less domains.
@@ -422,9 +429,11 @@ mod tests {
         assert_eq!(linkedin_escape(r"|{}[]<>*_~"), r"\|\{\}\[\]\<\>\*\_\~");
         assert_eq!(linkedin_escape(r"\("), r"\\\(");
         assert_eq!(linkedin_escape("plain, text: ok!"), "plain, text: ok!");
-        assert_eq!(Network::Linkedin.count("(a)"), 5);
+        // Counted on the escaped text, as sent.
+        assert_eq!(Network::Linkedin.count(&linkedin_escape("(a)")), 5);
+        assert_eq!(Network::Linkedin.count("日本 \u{1F389}"), 4);
         assert!(Network::Linkedin.check(&"a".repeat(3000)).is_ok());
-        assert!(Network::Linkedin.check(&format!("{}#", "a".repeat(2999))).is_err());
+        assert!(Network::Linkedin.check(&linkedin_escape(&format!("{}#", "a".repeat(2999)))).is_err());
     }
 
     /// `twitter-text` 0.3.1 panics on these as given (see [`defuse_at_signs`]).
@@ -436,7 +445,7 @@ mod tests {
         assert_eq!(Network::X.count("\u{3000}\u{FF20}\u{FF20}z"), 7);
         // The at sign still keeps a URL from starting right after it, as in twitter-text.
         assert_eq!(Network::X.count("日a@example.com"), 2 + 1 + 1 + 11);
-        assert_eq!(find_urls("日a@example.com x.com"), [17..22]);
+        assert_eq!(find_urls("日a@example.com x.com"), vec![Range { start: 17, end: 22 }]);
     }
 
     proptest::proptest! {

@@ -47,7 +47,7 @@ const POINTS_PER_HOUR: u32 = 5000;
 const CREATE_POINTS: u32 = 3;
 
 /// One post the fake accepted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BskyPost {
     /// The record key.
     pub rkey: String,

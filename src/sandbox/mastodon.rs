@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::fault::{FaultPlan, Served, serve, with_faults};
-use crate::render::count::find_urls;
+use crate::render::count::find_urls_with_scheme;
 
 /// The access token the fake accepts.
 pub const ACCESS_TOKEN: &str = "sandbox-mastodon-token";
@@ -29,7 +29,7 @@ pub const USERNAME: &str = "herald";
 pub const KEY_TTL: Duration = Duration::from_secs(3600);
 
 /// One status the fake accepted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MastodonStatus {
     /// The status id.
     pub id: String,
@@ -129,7 +129,7 @@ impl MastodonFake {
 pub fn status_length(text: &str) -> usize {
     let mut countable = String::new();
     let mut last = 0;
-    for r in find_urls(text) {
+    for r in find_urls_with_scheme(text) {
         countable.push_str(&text[last..r.start]);
         countable.push_str(&"x".repeat(23));
         last = r.end;

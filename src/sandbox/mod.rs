@@ -4,10 +4,12 @@
 //! answers as the network does, keeps what it accepted, and follows a [`fault::FaultPlan`].
 
 pub mod bluesky;
+pub mod email_fakes;
 pub mod fault;
 pub mod linkedin;
 pub mod mastodon;
 pub mod postmark;
+pub mod run;
 pub mod smtp;
 pub mod substack;
 pub mod threads;

@@ -43,7 +43,7 @@ pub const USER_ID: &str = "1900000000000000001";
 pub const USERNAME: &str = "herald_sandbox";
 
 /// One post the fake accepted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct XPost {
     /// The post id.
     pub id: String,

@@ -79,6 +79,8 @@ pub struct Candidate {
     pub path: PathBuf,
     /// Its slug.
     pub slug: String,
+    /// Its version (content hash).
+    pub version: String,
     /// Its date.
     pub date: chrono::NaiveDate,
     /// `draft = true`.
@@ -119,6 +121,7 @@ pub fn scan(dir: &std::path::Path) -> (Vec<Candidate>, Vec<String>) {
             Ok(i) => out.push(Candidate {
                 path: p,
                 slug: i.meta.slug,
+                version: i.version,
                 date: i.meta.date,
                 draft: i.meta.draft,
                 publish_at: i.meta.publish_at.map(|t| t.with_timezone(&Utc)),
@@ -184,6 +187,7 @@ mod tests {
         let cand = |slug: &str, date: &str, draft: bool, at: Option<&str>| Candidate {
             path: PathBuf::from(format!("{slug}.md")),
             slug: slug.into(),
+            version: "v1".into(),
             date: d(date),
             draft,
             publish_at: at.map(utc),

@@ -11,6 +11,7 @@
 //! - `postgres://…`: Herald's tables in schema `herald`, apalis in its own `apalis` schema.
 
 pub mod email;
+pub mod fires;
 pub mod lease;
 pub mod models;
 mod queries;
@@ -23,7 +24,7 @@ use sqlx::{AnyPool, any::AnyPoolOptions};
 use sqlx::{Connection as _, Executor as _};
 
 pub use models::*;
-pub use queries::{Finish, NewDelivery, delivery_key};
+pub use queries::{Finish, IssueStored, NewDelivery, delivery_key};
 
 /// How long a connection waits on a locked SQLite file before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -186,8 +187,21 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("src/store/migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("src/store/migrations/postgres"),
         };
-        migrator.run(&self.pool).await.context("store migrations failed")?;
-        Ok(())
+        // SQLite has no migration lock: two processes opening a fresh file at once (a daemon and
+        // a `publish`) race, and the loser sees a UNIQUE or "already exists" error. Once the
+        // winner is done, a rerun finds every migration applied, so retry a few times.
+        let mut tries = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "Store migration raced another process; retrying.");
+                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                }
+                Err(e) => return Err(e).context("store migrations failed"),
+            }
+        }
     }
 
     /// The pool (for the few callers that need a raw query, e.g. tests).

@@ -13,6 +13,19 @@ const DELIVERY_COLS: &str = "id, issue, version, channel, channel_type, revision
     rate_limited_waits, remote_id, remote_url, last_error, last_status, next_attempt_at, triggered_by, checkpoint, \
     lease_owner, lease_until, job_id, created_at, updated_at";
 
+/// What [`Store::insert_issue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueStored {
+    /// A version not seen before.
+    New,
+    /// Stored before; now to be published to more channels (or again after a failed Publish).
+    Widened,
+    /// Stored and its Publish has not run yet.
+    Pending,
+    /// Stored and published to these channels already.
+    Unchanged,
+}
+
 /// A delivery to create, with the rendering it will send.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
@@ -68,8 +81,12 @@ pub struct Finish {
 impl Store {
     // ---- issues ----------------------------------------------------------------------------
 
-    /// Store an issue version (no-op if that version is already stored). Returns true if new.
-    pub async fn insert_issue(&self, slug: &str, version: &str, path: &str, title: &str, source: &str, channels: &[String]) -> anyhow::Result<bool> {
+    /// Store an issue version, or widen the channel filter of a stored one.
+    ///
+    /// `channels` empty means every channel. Publishing a stored version again with channels it
+    /// was not published to (or after its Publish failed) marks it unpublished, so the Publish
+    /// step runs again; existing delivery keys keep that from sending anything twice.
+    pub async fn insert_issue(&self, slug: &str, version: &str, path: &str, title: &str, source: &str, channels: &[String]) -> anyhow::Result<IssueStored> {
         let ch = serde_json::to_string(channels)?;
         let r = sqlx::query(
             "INSERT INTO issues (slug, version, path, title, source, channels, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -80,12 +97,33 @@ impl Store {
         .bind(path)
         .bind(title)
         .bind(source)
-        .bind(ch)
+        .bind(&ch)
         .bind(now_ms())
         .execute(&self.pool)
         .await
         .context("storing the issue")?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() == 1 {
+            return Ok(IssueStored::New);
+        }
+        let row = self.get_issue(slug, version).await?.context("the issue version vanished")?;
+        let old = row.channel_filter();
+        let merged: Vec<String> = if old.is_empty() || channels.is_empty() {
+            Vec::new()
+        } else {
+            let mut m = old.clone();
+            m.extend(channels.iter().filter(|c| !old.contains(c)).cloned());
+            m
+        };
+        if merged != old || row.publish_error.is_some() {
+            sqlx::query("UPDATE issues SET channels = $3, published_at = NULL, publish_error = NULL WHERE slug = $1 AND version = $2")
+                .bind(slug)
+                .bind(version)
+                .bind(serde_json::to_string(&merged)?)
+                .execute(&self.pool)
+                .await?;
+            return Ok(IssueStored::Widened);
+        }
+        Ok(if row.published_at.is_none() { IssueStored::Pending } else { IssueStored::Unchanged })
     }
 
     /// One issue version.
@@ -394,6 +432,20 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().filter(|r| channels.is_empty() || channels.contains(&r.channel)).collect())
+    }
+}
+
+impl Store {
+    /// The newest `limit` attempts, newest first.
+    pub async fn recent_log(&self, limit: i64) -> anyhow::Result<Vec<LogRow>> {
+        Ok(sqlx::query_as::<_, LogRow>(
+            "SELECT a.id, d.delivery_key, d.issue, d.channel, a.n, a.started_at, a.duration_ms, a.triggered_by, a.outcome, \
+               a.status_code, a.error, a.next_attempt_at, a.content_hash, a.remote_id \
+             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id ORDER BY a.id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
 

@@ -6,6 +6,7 @@ mod bluesky;
 mod cli;
 mod config;
 mod count;
+mod daemon;
 mod email;
 mod exec;
 mod linkedin;

@@ -79,7 +79,7 @@ impl Drop for TestDb {
 /// (`[0, 0, 0]`, no jitter) and a 1 s rate-limit floor.
 pub fn config_toml(store_url: &str, hook_url: &str, channels: &[&str], extra: &str) -> String {
     let mut s = format!(
-        "[store]\nurl = \"{store_url}\"\n\n[retry]\nschedule_secs = [0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n"
+        "[store]\nurl = \"{store_url}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[retry]\nschedule_secs = [0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n"
     );
     for c in channels {
         s.push_str(&format!("[channels.{c}]\ntype = \"webhook\"\nurl = \"{hook_url}\"\ntimeout_secs = 5\n{extra}\n"));
@@ -239,6 +239,27 @@ async fn concurrent_publish_creates_one_set(db: TestDb) {
     assert_eq!(fake.seen("minimal/beta/r1"), 1, "one request per channel");
     p1.close().await;
     p2.close().await;
+}
+
+both!(publishing_again_to_more_channels_sends_only_the_new_ones);
+async fn publishing_again_to_more_channels_sends_only_the_new_ones(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, &fake.url(), &["alpha", "beta"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let path = issue_copy(&db, "minimal.md");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let issue = herald::issue::parse_str(&path, &source).unwrap();
+    for only in [vec!["alpha".to_string()], vec![], vec![]] {
+        publish::enqueue(&p, &issue, &source, &only).await.unwrap();
+        let target = WaitFor::Issue { slug: "minimal".into(), version: issue.version.clone(), channels: vec![] };
+        assert_eq!(run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap(), WaitEnd::Settled);
+        let keys: Vec<String> = fake.accepted().iter().map(|a| a.key.clone()).collect();
+        assert_eq!(keys[0], "minimal/alpha/r1");
+    }
+    let keys: Vec<String> = fake.accepted().iter().map(|a| a.key.clone()).collect();
+    assert_eq!(keys, vec!["minimal/alpha/r1", "minimal/beta/r1"], "alpha once, then beta once");
+    assert_eq!(deliveries(&p).await.len(), 2);
+    p.close().await;
 }
 
 // ---- reconciliation with the recording adapter -----------------------------------------------
@@ -434,6 +455,29 @@ fn herald_cmd(cfg: &Path) -> Command {
     c
 }
 
+/// A child process killed (SIGKILL) when the test ends, even on a failed assertion.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reap {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reap {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 fn run_out(mut c: Command) -> (i32, String, String) {
     let o = c.output().expect("run herald");
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
@@ -464,12 +508,12 @@ async fn crash_and_rerun(db: TestDb, after_accept: bool) {
     } else {
         fake.faults.push("POST /hook", Fault::Delay(Duration::from_secs(30)), 3);
     }
-    let mut child: Child = herald_cmd(&cfg_path)
+    let mut child = Reap(herald_cmd(&cfg_path)
         .args(["publish", issue.to_str().unwrap(), "--wait", "--timeout", "120"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     if after_accept {
         wait_until("three bodies kept", 60, || fake.accepted().len() == 3).await;
     } else {
@@ -576,6 +620,78 @@ async fn status_and_log_json_fields(db: TestDb) {
         c
     });
     assert!(out.contains("minimal/hook/r1") && out.contains("retryable 502"), "{out}");
+
+    // Republish: a new revision, a new key, one manual attempt.
+    let (code, out, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["republish", "minimal", "--channel", "hook", "--wait"]);
+        c
+    });
+    assert_eq!(code, 0, "{out}{err}");
+    let keys: Vec<String> = fake.accepted().iter().map(|a| a.key.clone()).collect();
+    assert_eq!(keys, vec!["minimal/hook/r1", "minimal/hook/r2"]);
+    let (_, out, _) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["status", "minimal", "--json"]);
+        c
+    });
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v[0]["revision"].as_i64(), v[0]["trigger"].as_str(), v[0]["state"].as_str()), (Some(2), Some("manual"), Some("sent")));
+    // Nothing failed, nothing open: retry and cancel have nothing to do.
+    let (code, _, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["retry", "minimal"]);
+        c
+    });
+    assert_eq!(code, 0);
+    assert!(err.contains("Nothing to retry"), "{err}");
+    let (code, _, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["cancel", "minimal"]);
+        c
+    });
+    assert_eq!(code, 0);
+    assert!(err.contains("Nothing to cancel"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_finishes_in_flight_work_on_sigterm() {
+    let db = TestDb::sqlite().await;
+    let fake = WebhookFake::start().await.unwrap();
+    fake.faults.push("POST /hook", Fault::Delay(Duration::from_secs(2)), 1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = config_toml(&db.url, &fake.url(), &["hook"], "").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let (cfg_path, _) = write_config(&db, &text);
+    let issue = issue_copy(&db, "minimal.md");
+    let mut d = Reap(herald_cmd(&cfg_path).args(["daemon"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let (code, _, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.args(["publish", issue.to_str().unwrap()]);
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+    wait_until("the request in flight", 30, || fake.requests().len() == 1).await;
+    // The HTTP side answers while it works.
+    let base = format!("http://127.0.0.1:{port}");
+    let http = herald::channel::http::client();
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(), 200);
+    let status: serde_json::Value = http.get(format!("{base}/status.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["deliveries"][0]["state"], "sending", "{status}");
+    Command::new("kill").args(["-TERM", &d.id().to_string()]).status().unwrap();
+    let t = Instant::now();
+    let st = loop {
+        if let Some(st) = d.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "daemon did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(st.success(), "{st:?}");
+    let store = store_for(&db).await;
+    let ds = store.list_deliveries(None, &[]).await.unwrap();
+    assert_eq!(ds[0].state(), State::Sent, "the in-flight delivery finished before exit");
+    assert_eq!(fake.accepted().len(), 1);
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,17 +735,30 @@ async fn secrets_never_appear_in_output() {
 async fn two_daemons_share_one_postgres_queue_exactly_once() {
     let db = TestDb::postgres().await;
     let fake = WebhookFake::start().await.unwrap();
-    fake.faults.push("POST /hook", Fault::Delay(Duration::from_millis(700)), 100);
+    fake.faults.push("POST /hook", Fault::Delay(Duration::from_millis(1500)), 100);
     let chans = ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8"];
     let (cfg_path, _) = write_config(&db, &config_toml(&db.url, &fake.url(), &chans, ""));
     let issue = issue_copy(&db, "minimal.md");
     // Migrate once before the daemons start, so they race only on work.
     store_for(&db).await.close().await;
     let spawn = || {
-        herald_cmd(&cfg_path).args(["daemon", "--concurrency", "2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+        Reap(herald_cmd(&cfg_path).args(["daemon", "--concurrency", "2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
     };
     let (mut d1, mut d2) = (spawn(), spawn());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait until both daemons' Deliver workers are registered with the queue.
+    let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM apalis.workers WHERE worker_type = 'herald.deliver'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(Instant::now() < end, "the daemons did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (code, out, err) = run_out({
         let mut c = herald_cmd(&cfg_path);
         c.args(["publish", issue.to_str().unwrap()]);
@@ -652,12 +781,11 @@ async fn two_daemons_share_one_postgres_queue_exactly_once() {
     }
     assert_eq!(fake.accepted().len(), chans.len());
     // Both daemons took work from the shared queue.
-    let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let workers: Vec<String> = sqlx::query_scalar("SELECT DISTINCT lock_by FROM apalis.jobs WHERE job_type = 'herald.deliver' AND lock_by IS NOT NULL")
         .fetch_all(&mut c)
         .await
         .unwrap();
-    let pids: std::collections::BTreeSet<String> = workers.iter().filter_map(|w| w.rsplitn(4, '-').nth(2).map(str::to_string)).collect();
+    let pids: std::collections::BTreeSet<String> = workers.iter().filter_map(|w| w.rsplit('-').nth(2).map(str::to_string)).collect();
     assert_eq!(pids.len(), 2, "both daemons delivered: {workers:?}");
     // Graceful shutdown on SIGTERM.
     for d in [&mut d1, &mut d2] {
@@ -704,6 +832,17 @@ async fn bad_input_stores_and_sends_nothing() {
         c
     });
     assert_eq!(code, 2, "{err}");
+    // A missing credential is bad input too, named but never printed.
+    let mut text = config_toml(&db.url, &fake.url(), &["hook"], "");
+    text.push_str("[channels.signed]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"${HERALD_IT_UNSET_SECRET}\"\n");
+    let (cfg2, _) = write_config(&db, &text);
+    let (code, _, err) = run_out({
+        let mut c = herald_cmd(&cfg2);
+        c.args(["publish", issue.to_str().unwrap()]).env_remove("HERALD_IT_UNSET_SECRET");
+        c
+    });
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("HERALD_IT_UNSET_SECRET") && err.contains("signed"), "{err}");
     assert!(fake.requests().is_empty());
     assert!(!db.dir.path().join("data/herald.db").exists() || store_for(&db).await.list_deliveries(None, &[]).await.unwrap().is_empty());
 }

@@ -1,1 +1,82 @@
-//! sandbox tests
+//! `herald publish ISSUE --sandbox`: the real pipeline against every network's fake, the
+//! loopback SMTP server and the Postmark fake, driven by the shipped config/herald.toml.
+
+use std::path::Path;
+
+use herald::render::Rendering;
+use herald::store::{State, Store, StoreUrl};
+
+use crate::util::{fixture, root, sample_issues};
+
+fn run_sandbox(issue: &Path, dir: &Path) -> (i32, String, String) {
+    let o = std::process::Command::new(crate::pipeline::herald_bin())
+        .current_dir(root())
+        .args(["--config", "config/herald.toml", "publish"])
+        .arg(issue)
+        .arg("--sandbox")
+        .arg("--sandbox-dir")
+        .arg(dir)
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .expect("run herald");
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// How many posts (or messages) a fake's dump holds.
+fn dumped(dir: &Path, channel: &str) -> usize {
+    let p = dir.join(format!("{channel}.json"));
+    if p.is_file() {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        return match v.get("published") {
+            Some(published) => published.as_array().unwrap().len(),
+            None => v.as_array().unwrap().len(),
+        };
+    }
+    std::fs::read_dir(dir.join(channel)).map(|d| d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_issue_is_sent_on_every_channel_and_the_fakes_saw_exactly_that() {
+    for issue in sample_issues() {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, out, err) = run_sandbox(&issue, dir.path());
+        assert_eq!(code, 0, "{}:\n{out}\n{err}", issue.display());
+        let store = Store::open(&StoreUrl::parse(&format!("sqlite://{}/herald.db", dir.path().display()), Path::new("/")).unwrap()).await.unwrap();
+        let ds = store.list_deliveries(None, &[]).await.unwrap();
+        assert_eq!(ds.len(), 10, "{}: one delivery per channel of config/herald.toml", issue.display());
+        for d in &ds {
+            assert_eq!(d.state(), State::Sent, "{}: {} is {}: {:?}", issue.display(), d.channel, d.state, d.last_error);
+            assert!(out.contains(&d.channel), "the matrix lists {}", d.channel);
+            let attempts = store.attempts(d.id).await.unwrap();
+            assert_eq!(attempts.len(), 1, "{}: one attempt", d.channel);
+            assert_eq!(attempts[0].outcome, "sent");
+            let (json, _) = store.rendering_json(d.id).await.unwrap().expect("stored rendering");
+            let rendering: Rendering = serde_json::from_str(&json).unwrap();
+            let seen = dumped(dir.path(), &d.channel);
+            let expected = match (&rendering, d.channel_type.as_str()) {
+                (Rendering::Posts(p), _) => p.posts.len(),
+                (Rendering::Email(_), _) => herald::sandbox::email_fakes::SAMPLE_SUBSCRIBERS.len(),
+                _ => 1,
+            };
+            assert_eq!(seen, expected, "{}: {} accepted {seen}, the rendering had {expected}", issue.display(), d.channel);
+        }
+        // Each email reached each sample subscriber once, with its own unsubscribe link.
+        let mails: Vec<_> = std::fs::read_dir(dir.path().join("newsletter")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+        for (name, addr, _) in herald::sandbox::email_fakes::SAMPLE_SUBSCRIBERS {
+            let mine: Vec<_> = mails.iter().filter(|m| m.contains(&format!("To: \"{name}\" <{addr}>"))).collect();
+            assert_eq!(mine.len(), 1, "{addr} mailed once");
+            assert!(mine[0].contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+        }
+        store.close().await;
+    }
+    // The author's own config folder is untouched (the plugin wrote into the run folder).
+    assert!(!root().join("config/data").exists());
+}
+
+#[test]
+fn sandbox_refuses_bad_input_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_sandbox(&fixture("issues/bad/missing-title.md"), dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(!dir.path().join("herald.db").exists(), "nothing stored");
+}

@@ -349,6 +349,7 @@ async fn write_outcomes(
                     }
                 }
                 reporter.add(s, f, k);
+                crate::metrics::global().emails_sent.inc_by(s as u64);
             }
             Err(e) => {
                 failed = true;

@@ -1,0 +1,256 @@
+//! Scheduled publishing: apalis-cron ticks per `[[schedule]]` entry (in its time zone), issues'
+//! own `publish_at`, and catch-up of fires missed while no daemon ran.
+//!
+//! Exactly once: every fire first claims its unique (schedule, fire time) row in the store;
+//! only the claimer publishes. Two daemons on one PostgreSQL database, or a daemon restarted,
+//! therefore never fire an entry twice (apalis issue #281: apalis-cron alone would).
+//! The cron handlers only hand the tick to a channel and return, so a slow publish can never
+//! make apalis-cron's next tick fall in the past and kill its worker (STACK §6.6).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_cron::{CronScheduler, Tick};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+
+use super::Pipeline;
+use super::publish::{PublishFileError, publish_file};
+use crate::config::ScheduleConfig;
+use crate::schedule::{Cron, Missed, next_ready, plan_missed, scan};
+
+/// How often the issues folder is scanned for `publish_at` and new files.
+pub const SCAN_EVERY: Duration = Duration::from_secs(2);
+/// How often each schedule's watch mark moves forward.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// The most missed fires considered per entry at start.
+const MAX_MISSED: usize = 10_000;
+
+/// A parsed schedule entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The config entry.
+    pub cfg: ScheduleConfig,
+    /// Its cron in its zone.
+    pub cron: Cron,
+}
+
+/// Parse every `[[schedule]]` entry (validation already accepted them).
+pub fn entries(p: &Pipeline) -> anyhow::Result<Vec<Entry>> {
+    p.config
+        .config
+        .schedule
+        .iter()
+        .map(|c| Ok(Entry { cron: Cron::parse(&c.cron, &c.timezone).map_err(|e| anyhow::anyhow!("schedule {}: {e}", c.name))?, cfg: c.clone() }))
+        .collect()
+}
+
+fn issues_dir(p: &Pipeline) -> PathBuf {
+    p.config.resolve_path(&p.config.config.issues_dir)
+}
+
+/// Resolve an entry's `what`: "next" → the oldest ready, unpublished issue; otherwise a path
+/// (relative to the config folder, then the issues folder) or a slug in the issues folder.
+async fn pick_issue(p: &Pipeline, what: &str) -> anyhow::Result<Option<PathBuf>> {
+    let dir = issues_dir(p);
+    if what != "next" {
+        for cand in [p.config.resolve_path(Path::new(what)), dir.join(what)] {
+            if cand.is_file() {
+                return Ok(Some(cand));
+            }
+        }
+        let (cands, _) = scan(&dir);
+        return Ok(cands.into_iter().find(|c| c.slug == what).map(|c| c.path));
+    }
+    let (cands, errors) = scan(&dir);
+    for e in errors {
+        tracing::warn!(error = %e, "Skipping an issue file that does not parse.");
+    }
+    let mut known = std::collections::HashSet::new();
+    for c in &cands {
+        if p.store.issue_known(&c.slug).await? {
+            known.insert(c.slug.clone());
+        }
+    }
+    Ok(next_ready(&cands, &|s| known.contains(s)).map(|c| c.path.clone()))
+}
+
+/// Fire `entry` for instant `at`, once across every daemon. `label` is "fired" or "caught_up".
+pub async fn fire(p: &Pipeline, entry: &Entry, at: DateTime<Utc>, label: &str) -> anyhow::Result<()> {
+    let name = &entry.cfg.name;
+    let at_ms = at.timestamp_millis();
+    if !p.store.claim_fire(name, at_ms, "claimed", None).await? {
+        tracing::debug!(schedule = %name, fire_at = %at, "Fire already claimed by another daemon.");
+        crate::metrics::global().fires.get_or_create(&fire_label(name, "duplicate")).inc();
+        return Ok(());
+    }
+    let Some(path) = pick_issue(p, &entry.cfg.what).await? else {
+        tracing::info!(schedule = %name, fire_at = %at, "Schedule fired; no issue is ready.");
+        p.store.finish_fire(name, at_ms, "nothing_ready", None, None).await?;
+        crate::metrics::global().fires.get_or_create(&fire_label(name, "nothing_ready")).inc();
+        return Ok(());
+    };
+    let result = publish_file(p, &path, &entry.cfg.channels).await;
+    record(p, name, at_ms, label, &path, result).await
+}
+
+async fn record(p: &Pipeline, name: &str, at_ms: i64, label: &str, path: &Path, result: Result<crate::issue::Issue, PublishFileError>) -> anyhow::Result<()> {
+    match result {
+        Ok(issue) => {
+            tracing::info!(schedule = %name, issue = %issue.meta.slug, version = %issue.version, result = label, "Scheduled publish.");
+            p.store.finish_fire(name, at_ms, label, Some(&issue.meta.slug), None).await?;
+            crate::metrics::global().fires.get_or_create(&fire_label(name, label)).inc();
+            Ok(())
+        }
+        Err(PublishFileError::Input(msg)) => {
+            tracing::error!(schedule = %name, issue = %path.display(), error = %msg, "Scheduled publish refused by preflight; nothing was sent.");
+            p.store.finish_fire(name, at_ms, "failed", None, Some(&msg)).await?;
+            crate::metrics::global().fires.get_or_create(&fire_label(name, "failed")).inc();
+            Ok(())
+        }
+        Err(PublishFileError::Store(e)) => Err(e),
+    }
+}
+
+fn fire_label(schedule: &str, result: &str) -> crate::metrics::FireLabel {
+    crate::metrics::FireLabel { schedule: schedule.to_string(), result: result.to_string() }
+}
+
+/// At start: fire once each missed fire inside its entry's `catch_up_secs`, record older ones
+/// as skipped (and log them), then set the watch mark. An entry seen for the first time has
+/// missed nothing.
+pub async fn catch_up(p: &Pipeline, entries: &[Entry], now: DateTime<Utc>) -> anyhow::Result<()> {
+    for e in entries {
+        let name = &e.cfg.name;
+        if let Some(last) = p.store.schedule_last_seen(name).await? {
+            let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
+            let window = chrono::Duration::seconds(e.cfg.catch_up_secs as i64);
+            for m in plan_missed(&e.cron, last, now, window, MAX_MISSED) {
+                match m {
+                    Missed::CatchUp(t) => fire(p, e, t, "caught_up").await?,
+                    Missed::Skip(t) => {
+                        let why = format!("missed while no daemon ran; older than catch_up_secs = {}", e.cfg.catch_up_secs);
+                        if p.store.claim_fire(name, t.timestamp_millis(), "skipped", Some(&why)).await? {
+                            tracing::warn!(schedule = %name, fire_at = %t, reason = %why, "Skipped a missed fire.");
+                            crate::metrics::global().fires.get_or_create(&fire_label(name, "skipped")).inc();
+                        }
+                    }
+                }
+            }
+        }
+        p.store.touch_schedule(name, now.timestamp_millis()).await?;
+    }
+    Ok(())
+}
+
+/// Publish every issue whose own `publish_at` has come, once (fire key `publish_at:<slug>@<version>`).
+/// Editing an issue before its time changes what is published (the file is read at fire time);
+/// after its time the slug is known, and only `herald republish` sends it again.
+pub async fn scan_publish_at(p: &Pipeline, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let (cands, _) = scan(&issues_dir(p));
+    for c in cands.iter().filter(|c| !c.draft && c.publish_at.is_some_and(|t| t <= now)) {
+        if p.store.issue_known(&c.slug).await? {
+            continue;
+        }
+        let at = c.publish_at.expect("filtered");
+        // The version is in the key: a file fixed after a refused preflight fires again.
+        let name = format!("publish_at:{}@{}", c.slug, c.version);
+        if !p.store.claim_fire(&name, at.timestamp_millis(), "claimed", None).await? {
+            continue;
+        }
+        let result = publish_file(p, &c.path, &[]).await;
+        record(p, &name, at.timestamp_millis(), "fired", &c.path, result).await?;
+    }
+    Ok(())
+}
+
+async fn tick_handler(tick: Tick<Tz>, tx: Data<mpsc::UnboundedSender<(usize, i64)>>, idx: Data<usize>) -> Result<(), BoxDynError> {
+    // Hand over and return at once (STACK §6.6).
+    let _ = tx.send((*idx, tick.get_timestamp() as i64));
+    Ok(())
+}
+
+/// Run the scheduler until `stop`: catch-up, the cron workers, the fire consumer, the
+/// `publish_at` scan and the watch-mark heartbeat.
+pub async fn run_until<F>(p: Arc<Pipeline>, stop: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let entries = Arc::new(entries(&p)?);
+    catch_up(&p, &entries, Utc::now()).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, i64)>();
+    let consumer = {
+        let (p, entries) = (p.clone(), entries.clone());
+        tokio::spawn(async move {
+            while let Some((i, ts)) = rx.recv().await {
+                let Some(at) = DateTime::from_timestamp(ts, 0) else { continue };
+                if let Err(e) = fire(&p, &entries[i], at, "fired").await {
+                    tracing::error!(schedule = %entries[i].cfg.name, error = %format!("{e:#}"), "Schedule fire failed.");
+                }
+            }
+        })
+    };
+    let background = {
+        let (p, entries) = (p.clone(), entries.clone());
+        tokio::spawn(async move {
+            let mut scan_tick = tokio::time::interval(SCAN_EVERY);
+            let mut beat = tokio::time::interval(HEARTBEAT);
+            loop {
+                tokio::select! {
+                    _ = scan_tick.tick() => {
+                        if let Err(e) = scan_publish_at(&p, Utc::now()).await {
+                            tracing::warn!(error = %format!("{e:#}"), "publish_at scan failed.");
+                        }
+                    }
+                    _ = beat.tick() => {
+                        // Lag the mark a little behind now, so a tick still in the channel
+                        // when the process dies is caught up by the next start.
+                        let mark = (Utc::now() - chrono::Duration::seconds(2)).timestamp_millis();
+                        for e in entries.iter() {
+                            if let Err(err) = p.store.touch_schedule(&e.cfg.name, mark).await {
+                                tracing::warn!(error = %format!("{err:#}"), "Schedule heartbeat failed.");
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let res = if entries.is_empty() {
+        stop.await;
+        Ok(())
+    } else {
+        let mut monitor = Monitor::new();
+        let suffix = crate::store::lease::ProcessId::current().worker_suffix();
+        for (i, e) in entries.iter().enumerate() {
+            let (tx, sched, tz, name) = (tx.clone(), e.cron.schedule().clone(), e.cron.tz(), e.cfg.name.clone());
+            let suffix = suffix.clone();
+            monitor = monitor.register(move |restarts| {
+                // No concurrency limit on cron workers (STACK §6.6).
+                WorkerBuilder::new(format!("herald-cron-{name}-{suffix}.{restarts}"))
+                    .backend(CronScheduler::new(sched.clone()).with_timezone(tz))
+                    .data(tx.clone())
+                    .data(i)
+                    .build(tick_handler)
+            });
+        }
+        monitor
+            .should_restart(|ctx, err| {
+                tracing::warn!(worker = ctx.name(), error = %err, "Cron worker stopped; restarting.");
+                true
+            })
+            .run_with_signal(async move {
+                stop.await;
+                Ok::<(), std::io::Error>(())
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("cron workers stopped with an error: {e}"))
+    };
+    background.abort();
+    drop(tx);
+    consumer.abort();
+    res
+}
