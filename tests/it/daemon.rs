@@ -42,6 +42,14 @@ struct Daemon {
     log: PathBuf,
 }
 
+impl Drop for Daemon {
+    /// A failed assertion must not leave a daemon running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn_daemon(cfg: &Path, env: &[(&str, &str)]) -> Daemon {
     let log = cfg.with_file_name(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
     let mut c = Command::new(herald_bin());
