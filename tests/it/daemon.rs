@@ -289,11 +289,10 @@ async fn bound_port(d: &Daemon) -> u16 {
     loop {
         let text = std::fs::read_to_string(&d.log).unwrap_or_default();
         for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let Some(l) = v["listen"].as_str() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(l) = v["listen"].as_str() {
                     return l.rsplit(':').next().unwrap().parse().unwrap();
                 }
-            }
         }
         assert!(Instant::now() < end, "the daemon never logged its listen address:\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
