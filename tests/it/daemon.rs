@@ -86,6 +86,13 @@ async fn wait_logged(d: &Daemon, what: &str, secs: u64, mut f: impl FnMut() -> b
     }
 }
 
+/// Run Herald's and the queue's migrations once, before daemons start racing.
+async fn migrate(db: &TestDb) {
+    let url = StoreUrl::parse(&db.url, Path::new("/")).unwrap();
+    Store::open(&url).await.unwrap().close().await;
+    herald::jobs::Queue::open(&url, 4).await.unwrap().close().await;
+}
+
 async fn store(db: &TestDb) -> Store {
     Store::open(&StoreUrl::parse(&db.url, Path::new("/")).unwrap()).await.unwrap()
 }
@@ -205,7 +212,7 @@ async fn two_daemons_on_postgres_fire_each_time_once() {
     let fake = WebhookFake::start().await.unwrap();
     write_issues(db.dir.path(), 14);
     let cfg = daemon_config(&db, &fake.url(), &["hook"], 60, "[http]\nlisten = \"127.0.0.1:0\"\n");
-    store(&db).await.close().await; // migrate once, so the daemons race only on fires
+    migrate(&db).await; // so the daemons race only on fires
     let (d1, d2) = (spawn_daemon(&cfg, &[]), spawn_daemon(&cfg, &[]));
     let s = store(&db).await;
     // Fourteen ready issues: at least ten fires publish, until every issue is out and sent.
@@ -239,13 +246,13 @@ async fn a_daemon_killed_mid_delivery_is_finished_by_the_other() {
     text.insert_str(0, "issues_dir = \"issues\"\n\n");
     let cfg = db.dir.path().join("herald.toml");
     std::fs::write(&cfg, text).unwrap();
-    store(&db).await.close().await;
+    migrate(&db).await;
     let (mut d1, d2) = (spawn_daemon(&cfg, &[]), spawn_daemon(&cfg, &[]));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let issue = crate::util::fixture("issues/minimal.md");
     let o = Command::new(herald_bin()).arg("--config").arg(&cfg).args(["publish", issue.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    wait_for("requests in flight", 20, async || !fake.requests().is_empty()).await;
+    wait_logged(&d2, "requests in flight", 45, || !fake.requests().is_empty()).await;
     d1.child.kill().unwrap(); // SIGKILL, mid-delivery
     let _ = d1.child.wait();
     let s = store(&db).await;
