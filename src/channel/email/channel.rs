@@ -8,6 +8,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 
 use super::compose::{Composer, Mailing};
+use super::direct::{DirectError, DirectPool};
 use super::engine::{self, EngineOptions, Transport};
 use super::ledger::{Outcome, Recipient, RecipientLedger};
 use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled};
@@ -15,6 +16,14 @@ use crate::render::Rendering;
 
 /// SMTP reply codes that mean the credentials were refused: the whole mailing stops.
 const AUTH_CODES: &[u16] = &[530, 534, 535, 538];
+
+/// The SMTP client: Herald's `TCP_NODELAY` pool for `smtp://`, lettre's pool for `smtps://`.
+pub enum Smtp {
+    /// lettre's pooled transport.
+    Lettre(AsyncSmtpTransport<Tokio1Executor>),
+    /// Herald's pool of lettre connections (see [`super::direct`]).
+    Direct(DirectPool),
+}
 
 /// Delivers a mailing to a subscriber list through one SMTP relay.
 pub struct EmailAdapter {
@@ -26,7 +35,7 @@ pub struct EmailAdapter {
 
 impl EmailAdapter {
     /// An adapter sending through `transport` (built by [`super::build`]).
-    pub fn new(opts: EngineOptions, composer: Composer, transport: AsyncSmtpTransport<Tokio1Executor>) -> Self {
+    pub fn new(opts: EngineOptions, composer: Composer, transport: Smtp) -> Self {
         let composer = Arc::new(composer);
         Self { opts, smtp: Arc::new(SmtpSender { transport, composer: composer.clone() }), composer, ledger: None }
     }
@@ -77,17 +86,24 @@ impl Adapter for EmailAdapter {
     }
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        match self.smtp.transport.test_connection().await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(DeliveryError::retryable("the SMTP server did not answer NOOP")),
-            Err(e) => Err(classify_call_error(&e)),
+        match &self.smtp.transport {
+            Smtp::Lettre(t) => match t.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(DeliveryError::retryable("the SMTP server did not answer NOOP")),
+                Err(e) => Err(classify_call_error(&e)),
+            },
+            Smtp::Direct(p) => match p.check().await {
+                Ok(()) => Ok(()),
+                Err(DirectError::Smtp(e)) => Err(classify_call_error(&e)),
+                Err(DirectError::Connect(m)) => Err(DeliveryError::retryable(m)),
+            },
         }
     }
 }
 
 /// One recipient per SMTP transaction, over the pooled transport.
 pub struct SmtpSender {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Smtp,
     composer: Arc<Composer>,
 }
 
@@ -107,9 +123,14 @@ impl Transport for SmtpSender {
                     continue;
                 }
             };
-            out.push(match self.transport.send(message).await {
+            let sent = match &self.transport {
+                Smtp::Lettre(t) => t.send(message).await.map_err(DirectError::Smtp),
+                Smtp::Direct(p) => p.send(message.envelope(), &message.formatted()).await,
+            };
+            out.push(match sent {
                 Ok(resp) => Outcome::Sent { code: u16::from(resp.code()), reply: resp.message().collect::<Vec<_>>().join(" ") },
-                Err(e) => classify(&e)?,
+                Err(DirectError::Smtp(e)) => classify(&e)?,
+                Err(DirectError::Connect(m)) => return Err(DeliveryError::retryable(format!("SMTP connection: {m}"))),
             });
         }
         Ok(out)

@@ -10,6 +10,7 @@
 
 mod channel;
 pub mod compose;
+pub mod direct;
 pub mod engine;
 pub mod import;
 pub mod ledger;
@@ -23,9 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::TlsParameters;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
-pub use channel::{EmailAdapter, is_address_bounce};
+pub use channel::{EmailAdapter, Smtp, is_address_bounce};
 pub use compose::Composer;
 pub use engine::EngineOptions;
 pub use ledger::{LedgerProgress, MemoryLedger, Outcome, Recipient, RecipientLedger, RecipientResult, SuppressionList, Unsubscribed};
@@ -119,9 +122,10 @@ pub fn is_loopback_host(host: Option<url::Host<&str>>) -> bool {
     }
 }
 
-/// The pooled transport for a lettre URL. Plain SMTP (and opportunistic STARTTLS, which an
+/// The pooled client for a lettre URL: Herald's `TCP_NODELAY` pool for `smtp://` (plain or
+/// `?tls=required`), lettre's pool otherwise. Plain SMTP (and opportunistic STARTTLS, which an
 /// attacker can strip) is refused beyond loopback unless `allow_insecure` is set.
-pub fn smtp_transport(name: &str, url: &str, allow_insecure: bool, concurrency: usize, timeout: Duration) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+pub fn smtp_transport(name: &str, url: &str, allow_insecure: bool, concurrency: usize, timeout: Duration) -> anyhow::Result<Smtp> {
     // Never echo the URL: it may carry a password.
     let u = url::Url::parse(url).map_err(|e| anyhow::anyhow!("channel {name}: `smtp_url` is not a URL ({e})"))?;
     let tls = u.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
@@ -134,8 +138,26 @@ pub fn smtp_transport(name: &str, url: &str, allow_insecure: bool, concurrency: 
     }
     // lettre's TLS needs a process-wide rustls provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if u.scheme() == "smtp" && matches!(tls.as_deref(), None | Some("required")) && u.path().len() <= 1 {
+        let host = u.host_str().unwrap_or_default().to_string();
+        let port = u.port().unwrap_or(if tls.is_some() { 587 } else { 25 });
+        let starttls = match tls {
+            Some(_) => Some(TlsParameters::new(host.clone()).map_err(|e| anyhow::anyhow!("channel {name}: TLS for {host}: {e}"))?),
+            None => None,
+        };
+        let credentials = match u.password() {
+            Some(p) => {
+                let dec = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned());
+                let user = dec(u.username()).map_err(|_| anyhow::anyhow!("channel {name}: `smtp_url` user is not UTF-8"))?;
+                let pass = dec(p).map_err(|_| anyhow::anyhow!("channel {name}: `smtp_url` password is not UTF-8"))?;
+                Some(Credentials::new(user, pass))
+            }
+            None => None,
+        };
+        return Ok(Smtp::Direct(direct::DirectPool::new(&host, port, starttls, credentials, timeout, concurrency)));
+    }
     let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|e| anyhow::anyhow!("channel {name}: `smtp_url`: {e}"))?;
-    Ok(builder.timeout(Some(timeout)).pool_config(channel::pool(concurrency)).build())
+    Ok(Smtp::Lettre(builder.timeout(Some(timeout)).pool_config(channel::pool(concurrency)).build()))
 }
 
 #[cfg(test)]
