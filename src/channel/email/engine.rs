@@ -349,7 +349,7 @@ async fn write_outcomes(
                     }
                 }
                 reporter.add(s, f, k);
-                crate::metrics::global().emails_sent.inc_by(s as u64);
+                crate::metrics::global().emails_sent.inc_by(s);
             }
             Err(e) => {
                 failed = true;
