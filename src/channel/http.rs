@@ -79,11 +79,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         }
     }
     for name in ["x-rate-limit-reset", "ratelimit-reset", "x-ratelimit-reset"] {
-        if let Some(v) = header_str(headers, name) {
-            if let Some(d) = parse_reset(v, now) {
+        if let Some(v) = header_str(headers, name)
+            && let Some(d) = parse_reset(v, now) {
                 return Some(d);
             }
-        }
     }
     None
 }

@@ -170,10 +170,13 @@ pub trait Adapter: Send + Sync {
     }
 }
 
+/// An environment lookup for `${VAR}` secrets.
+pub type EnvFn = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// What building an adapter may need beyond its own config table.
 pub struct BuildCtx {
-    /// Environment lookup for `${VAR}` secrets (the process env, or the sandbox's fakes).
-    pub env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    /// Environment lookup for `${VAR}` secrets (the process env, or a test's own).
+    pub env: EnvFn,
     /// Folder relative paths (secret files, the exec command, images) resolve against.
     pub base_dir: std::path::PathBuf,
     /// Default per-request timeout.

@@ -28,6 +28,8 @@ pub enum Answer {
     },
     /// Sleep, then answer with the next scripted answer (or the default).
     Delay(Duration),
+    /// Panic inside `deliver` (a buggy adapter).
+    Panic,
 }
 
 impl Answer {
@@ -90,6 +92,7 @@ impl Adapter for RecordingAdapter {
             let next = self.script.lock().expect("script").pop_front();
             match next {
                 Some(Answer::Delay(d)) => tokio::time::sleep(d).await,
+                Some(Answer::Panic) => panic!("scripted adapter panic"),
                 Some(Answer::Ok(r)) => return Ok(r),
                 Some(Answer::Err { kind, message, status, retry_after }) => {
                     let mut e = DeliveryError::new(kind, message).with_retry_after(retry_after);

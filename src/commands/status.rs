@@ -34,6 +34,13 @@ pub async fn run(g: &Globals, args: StatusArgs) -> anyhow::Result<ExitStatus> {
     if !args.json && slug.is_none() {
         print!("{}", fires_needing_attention(&store).await?);
     }
+    for (name, c) in &cfg.config.channels {
+        if let crate::config::ChannelConfig::Linkedin(li) = c
+            && let Some(w) = crate::channel::linkedin::token_expiry_warning(li, chrono::Utc::now())
+        {
+            eprintln!("warning: channel {name}: {w}");
+        }
+    }
     Ok(ExitStatus::Success)
 }
 

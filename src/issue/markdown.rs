@@ -64,16 +64,14 @@ pub fn to_text(md: &str) -> String {
                     _ => out.push_str("- "),
                 }
             }
-            Event::Start(Tag::Paragraph) | Event::Start(Tag::Heading { .. }) | Event::Start(Tag::BlockQuote(_)) | Event::Start(Tag::CodeBlock(_)) => {
-                if list_depth == 0 {
+            Event::Start(Tag::Paragraph) | Event::Start(Tag::Heading { .. }) | Event::Start(Tag::BlockQuote(_)) | Event::Start(Tag::CodeBlock(_))
+                if list_depth == 0 => {
                     ensure_blank(&mut out);
                 }
-            }
-            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::Heading(_)) | Event::End(TagEnd::CodeBlock) => {
-                if list_depth == 0 {
+            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::Heading(_)) | Event::End(TagEnd::CodeBlock)
+                if list_depth == 0 => {
                     out.push('\n');
                 }
-            }
             Event::Rule => {
                 ensure_blank(&mut out);
                 out.push_str("---\n");
@@ -106,11 +104,10 @@ pub fn links(md: &str) -> Vec<Link> {
                 }
             }
             Event::End(TagEnd::Link) => {
-                if let Some((url, text)) = current.take() {
-                    if !url.starts_with('#') && !found.iter().any(|l| l.url == url) {
+                if let Some((url, text)) = current.take()
+                    && !url.starts_with('#') && !found.iter().any(|l| l.url == url) {
                         found.push(Link { url, text });
                     }
-                }
             }
             _ => {}
         }

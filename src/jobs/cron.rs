@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use super::Pipeline;
 use super::publish::{PublishFileError, publish_file};
 use crate::config::ScheduleConfig;
-use crate::schedule::{Cron, Missed, next_ready, plan_missed, scan};
+use crate::schedule::{Cron, Missed, ScanCache, next_ready, plan_missed, scan};
 
 /// How often the issues folder is scanned for `publish_at` and new files.
 pub const SCAN_EVERY: Duration = Duration::from_secs(2);
@@ -149,8 +149,8 @@ pub async fn catch_up(p: &Pipeline, entries: &[Entry], now: DateTime<Utc>) -> an
 /// Publish every issue whose own `publish_at` has come, once (fire key `publish_at:<slug>@<version>`).
 /// Editing an issue before its time changes what is published (the file is read at fire time);
 /// after its time the slug is known, and only `herald republish` sends it again.
-pub async fn scan_publish_at(p: &Pipeline, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let (cands, _) = scan(&issues_dir(p));
+pub async fn scan_publish_at(p: &Pipeline, cache: &mut ScanCache, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let (cands, _) = cache.scan(&issues_dir(p));
     for c in cands.iter().filter(|c| !c.draft && c.publish_at.is_some_and(|t| t <= now)) {
         if p.store.issue_known(&c.slug).await? {
             continue;
@@ -196,12 +196,13 @@ where
     let background = {
         let (p, entries) = (p.clone(), entries.clone());
         tokio::spawn(async move {
+            let mut cache = ScanCache::default();
             let mut scan_tick = tokio::time::interval(SCAN_EVERY);
             let mut beat = tokio::time::interval(HEARTBEAT);
             loop {
                 tokio::select! {
                     _ = scan_tick.tick() => {
-                        if let Err(e) = scan_publish_at(&p, Utc::now()).await {
+                        if let Err(e) = scan_publish_at(&p, &mut cache, Utc::now()).await {
                             tracing::warn!(error = %format!("{e:#}"), "publish_at scan failed.");
                         }
                     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use super::Pipeline;
@@ -208,8 +209,12 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
     if !p.store.mark_sending(d.id, owner).await? {
         return Ok(DeliverOutcome::Skipped("lost the lease"));
     }
-    let result = match tokio::time::timeout(p.call_timeout(&d.channel), adapter.deliver(&rendering, &ctx)).await {
-        Ok(r) => r,
+    // A panicking adapter must not take the worker down or leave the lease held: it is an
+    // unknown outcome (it may have posted before panicking).
+    let call = std::panic::AssertUnwindSafe(adapter.deliver(&rendering, &ctx)).catch_unwind();
+    let result = match tokio::time::timeout(p.call_timeout(&d.channel), call).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(DeliveryError::unknown_outcome("the adapter panicked during the call")),
         Err(_) => Err(DeliveryError::unknown_outcome("the adapter did not answer in time")),
     };
 

@@ -136,6 +136,24 @@ impl Queue {
         }
     }
 
+    /// The same queue with the Deliver storage fetching `batch` jobs at a time. A worker
+    /// locks what it fetches, so a batch near its concurrency keeps one daemon from holding
+    /// jobs another daemon could run now.
+    pub fn with_deliver_batch(&self, batch: usize) -> Self {
+        match self {
+            Queue::Sqlite { pool, publish, .. } => Queue::Sqlite {
+                pool: pool.clone(),
+                publish: publish.clone(),
+                deliver: SqliteStorage::new(pool).with_config(sqlite_config(DELIVER_QUEUE, batch)),
+            },
+            Queue::Postgres { pool, publish, .. } => Queue::Postgres {
+                pool: pool.clone(),
+                publish: publish.clone(),
+                deliver: PostgresStorage::new(pool).with_config(pg_config(DELIVER_QUEUE, batch)),
+            },
+        }
+    }
+
     /// Push a Publish job. With a key, a second push of the same key adds nothing.
     pub async fn push_publish(&self, job: PublishJob, key: Option<&str>) -> anyhow::Result<()> {
         let mut b = TaskBuilder::new(job).max_attempts(JOB_MAX_ATTEMPTS);
@@ -202,6 +220,27 @@ impl Queue {
             "Queued" | "Running" => !lock_by.as_deref().is_some_and(lease::worker_is_dead_here),
             "Failed" => attempts < max,
             _ => false,
+        })
+    }
+
+    /// Delete finished jobs (Done, Killed) older than `age`. The queue is not a history
+    /// (Herald's tables are), and apalis-sqlite's ack cost grows with the finished rows a worker
+    /// has locked (STACK §4, §6.7); its own `vacuum_before` deletes every finished row (§6.3).
+    pub async fn prune_finished(&self, age: Duration) -> anyhow::Result<u64> {
+        let cutoff = chrono::Utc::now().timestamp() - age.as_secs() as i64;
+        Ok(match self {
+            Queue::Sqlite { pool, .. } => sqlx::query("DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < ?1")
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Queue::Postgres { pool, .. } => sqlx::query(
+                "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at IS NOT NULL AND done_at < to_timestamp($1)",
+            )
+            .bind(cutoff as f64)
+            .execute(pool)
+            .await?
+            .rows_affected(),
         })
     }
 

@@ -17,6 +17,11 @@ use crate::store::{State, now_ms};
 /// How long a stored issue waits for its Publish job before the sweeper publishes it itself.
 const PUBLISH_GRACE_MS: i64 = 5_000;
 
+/// Finished queue jobs are kept this long (for `apalis` inspection), then deleted.
+const PRUNE_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the sweeper prunes.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// How the workers run.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -125,7 +130,16 @@ where
         let p = p.clone();
         let every = opts.sweep_every;
         tokio::spawn(async move {
+            let mut last_prune: Option<tokio::time::Instant> = None;
             loop {
+                if last_prune.is_none_or(|t| t.elapsed() > PRUNE_EVERY) {
+                    last_prune = Some(tokio::time::Instant::now());
+                    match p.queue.prune_finished(PRUNE_AGE).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "Pruned finished queue jobs."),
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "Pruning the queue failed."),
+                    }
+                }
                 match sweep(&p).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(pushed = n, "Sweeper pushed jobs for owed deliveries."),
@@ -140,7 +154,8 @@ where
         tracing::info!("Shutting down: finishing in-flight deliveries.");
         Ok::<(), std::io::Error>(())
     };
-    let res = match &p.queue {
+    let queue = p.queue.with_deliver_batch(opts.concurrency.max(1));
+    let res = match &queue {
         Queue::Sqlite { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
         Queue::Postgres { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
     };

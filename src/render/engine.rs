@@ -110,11 +110,10 @@ impl ChannelTemplates {
             other => other.type_name(),
         };
         let override_dir: Option<PathBuf> = cfg.common().template.as_ref().map(|p| if p.is_absolute() { p.clone() } else { base_dir.join(p) });
-        if let Some(d) = &override_dir {
-            if !d.is_dir() {
+        if let Some(d) = &override_dir
+            && !d.is_dir() {
                 return Err(err(format!("template folder {} does not exist", d.display())));
             }
-        }
         let (mpath, mtext) = read_file(kind, override_dir.as_deref(), "manifest.toml").map_err(err)?;
         let manifest: Manifest = toml::from_str(&mtext).map_err(|e| err(format!("{mpath}: {}", e.message())))?;
         let mut html = Handlebars::new();

@@ -52,12 +52,11 @@ impl Utm {
         for (ev, range) in Parser::new(md).into_offset_iter() {
             if let Event::Start(Tag::Link { dest_url, .. }) = ev {
                 let tagged = self.tag(&dest_url);
-                if tagged != dest_url.as_ref() {
-                    if let Some(pos) = md[range.clone()].rfind(dest_url.as_ref()) {
+                if tagged != dest_url.as_ref()
+                    && let Some(pos) = md[range.clone()].rfind(dest_url.as_ref()) {
                         let start = range.start + pos;
                         edits.push((start..start + dest_url.len(), tagged));
                     }
-                }
             }
         }
         let mut out = md.to_string();
@@ -79,15 +78,14 @@ pub fn truncate_graphemes(s: &str, max: usize) -> String {
         return String::new();
     }
     let mut cut = max - 1;
-    if let Some(sp) = g[..cut].iter().rposition(|x| x.chars().all(char::is_whitespace)) {
-        if sp * 2 >= cut {
+    if let Some(sp) = g[..cut].iter().rposition(|x| x.chars().all(char::is_whitespace))
+        && sp * 2 >= cut {
             cut = sp;
         }
-    }
     format!("{}…", g[..cut].concat().trim_end())
 }
 
-fn param_str<'a>(h: &'a Helper<'_>, i: usize, name: &'static str) -> Result<String, RenderError> {
+fn param_str(h: &Helper<'_>, i: usize, name: &'static str) -> Result<String, RenderError> {
     let v = h.param(i).ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(name, i))?;
     Ok(match v.value() {
         serde_json::Value::String(s) => s.clone(),

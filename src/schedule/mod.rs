@@ -106,6 +106,46 @@ pub fn due_by_publish_at<'a>(candidates: &'a [Candidate], now: DateTime<Utc>, pu
         .collect()
 }
 
+/// A scan that re-reads only files whose size or modification time changed, so the daemon can
+/// look at a folder of a thousand scheduled issues every few seconds for the cost of `stat`s.
+#[derive(Debug, Default)]
+pub struct ScanCache {
+    seen: std::collections::HashMap<PathBuf, (std::time::SystemTime, u64, Result<Candidate, String>)>,
+}
+
+impl ScanCache {
+    /// Like [`scan`], from the cache where files are unchanged.
+    pub fn scan(&mut self, dir: &std::path::Path) -> (Vec<Candidate>, Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return (Vec::new(), vec![format!("cannot read the issues folder {}", dir.display())]);
+        };
+        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();
+        paths.sort();
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let mut live = std::collections::HashSet::new();
+        for p in paths {
+            let Ok(meta) = std::fs::metadata(&p) else { continue };
+            let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
+            let fresh = self.seen.get(&p).is_some_and(|(m, l, _)| (*m, *l) == stamp);
+            if !fresh {
+                let parsed = crate::issue::parse_file(&p).map(|i| candidate(p.clone(), i)).map_err(|e| e.to_string());
+                self.seen.insert(p.clone(), (stamp.0, stamp.1, parsed));
+            }
+            match &self.seen[&p].2 {
+                Ok(c) => out.push(c.clone()),
+                Err(e) => errors.push(e.clone()),
+            }
+            live.insert(p);
+        }
+        self.seen.retain(|p, _| live.contains(p));
+        (out, errors)
+    }
+}
+
+fn candidate(path: PathBuf, i: crate::issue::Issue) -> Candidate {
+    Candidate { path, slug: i.meta.slug, version: i.version, date: i.meta.date, draft: i.meta.draft, publish_at: i.meta.publish_at.map(|t| t.with_timezone(&Utc)) }
+}
+
 /// Read every issue in `dir` into candidates; files that fail to parse are returned as errors
 /// (the daemon logs them and carries on).
 pub fn scan(dir: &std::path::Path) -> (Vec<Candidate>, Vec<String>) {
@@ -118,14 +158,7 @@ pub fn scan(dir: &std::path::Path) -> (Vec<Candidate>, Vec<String>) {
     paths.sort();
     for p in paths {
         match crate::issue::parse_file(&p) {
-            Ok(i) => out.push(Candidate {
-                path: p,
-                slug: i.meta.slug,
-                version: i.version,
-                date: i.meta.date,
-                draft: i.meta.draft,
-                publish_at: i.meta.publish_at.map(|t| t.with_timezone(&Utc)),
-            }),
+            Ok(i) => out.push(candidate(p, i)),
             Err(e) => errors.push(e.to_string()),
         }
     }
@@ -204,5 +237,29 @@ mod tests {
         assert!(due_by_publish_at(&all, utc("2026-12-04T07:59:59Z"), &|_| false).is_empty());
         assert_eq!(due_by_publish_at(&all, utc("2026-12-04T08:00:00Z"), &|_| false)[0].slug, "w49");
         assert!(due_by_publish_at(&all, utc("2026-12-05T00:00:00Z"), &|s| s == "w49").is_empty());
+    }
+
+    #[test]
+    fn scan_cache_rereads_only_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, slug: &str, title: &str| {
+            let t = format!("+++\ntitle = \"{title}\"\nslug = \"{slug}\"\ndate = 2026-01-01\nurl = \"https://a.example/{slug}\"\nsummary = \"s\"\n+++\nbody\n");
+            std::fs::write(dir.path().join(name), t).unwrap();
+        };
+        write("a.md", "a", "A");
+        std::fs::write(dir.path().join("bad.md"), "no front matter").unwrap();
+        let mut cache = ScanCache::default();
+        let (c1, e1) = cache.scan(dir.path());
+        assert_eq!((c1.len(), e1.len()), (1, 1));
+        let v1 = c1[0].version.clone();
+        // Unchanged: same answer, from the cache. Changed (new size): re-read, new version.
+        assert_eq!(cache.scan(dir.path()).0[0].version, v1);
+        write("a.md", "a", "A longer title");
+        let (c2, _) = cache.scan(dir.path());
+        assert_ne!(c2[0].version, v1);
+        std::fs::remove_file(dir.path().join("bad.md")).unwrap();
+        write("b.md", "b", "B");
+        let (c3, e3) = cache.scan(dir.path());
+        assert_eq!((c3.len(), e3.len()), (2, 0));
     }
 }

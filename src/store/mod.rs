@@ -136,7 +136,10 @@ impl Store {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data folder {}", dir.display()))?;
                 }
-                let any_url = format!("sqlite://{}?mode=rwc", path.display());
+                // sqlx percent-decodes the path: encode what a URL would misread.
+                const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'?').add(b'#').add(b'%');
+                let encoded = percent_encoding::utf8_percent_encode(&path.to_string_lossy(), SET).to_string();
+                let any_url = format!("sqlite://{encoded}?mode=rwc");
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))

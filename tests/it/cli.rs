@@ -40,7 +40,7 @@ fn render_needs_no_credentials_and_finds_config_by_env_and_cwd() {
     assert!(o.status.success(), "{}", out(&o).1);
     assert!(out(&o).0.contains("━━ x (x) ━━"));
     // $HERALD_CONFIG.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+    let o = std::process::Command::new(crate::pipeline::herald_bin())
         .args(["render", issue.to_str().unwrap(), "--channel", "bluesky"])
         .current_dir(std::env::temp_dir())
         .env("HERALD_CONFIG", &cfg)
@@ -103,4 +103,35 @@ fn check_warns_before_the_linkedin_token_expires_and_fails_after() {
         assert_eq!(o.status.code(), Some(code), "{se}");
         assert!(se.contains(word), "{se}");
     }
+}
+
+#[test]
+fn check_exits_2_on_every_bad_config_and_issue_in_the_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_configs = crate::util::fixture("config/bad");
+    let mut n = 0;
+    for e in std::fs::read_dir(&bad_configs).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let o = herald(dir.path(), &["check", "--config", p.to_str().unwrap()]);
+        let se = out(&o).1;
+        assert_eq!(o.status.code(), Some(2), "{}: {se}", p.display());
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(se.contains(name) && se.contains("error:"), "{}: the error names the file: {se}", p.display());
+        n += 1;
+    }
+    assert!(n >= 5, "the bad-config corpus has {n} files");
+    let (cfgdir, _) = temp_config(&all_channels_toml("short"));
+    let mut m = 0;
+    for e in std::fs::read_dir(crate::util::fixture("issues/bad")).unwrap() {
+        let p = e.unwrap().path();
+        let o = herald(cfgdir.path(), &["check", p.to_str().unwrap()]);
+        let se = out(&o).1;
+        assert_eq!(o.status.code(), Some(2), "{}: {se}", p.display());
+        assert!(se.contains(p.file_name().unwrap().to_str().unwrap()), "{}: names the file: {se}", p.display());
+        m += 1;
+    }
+    assert!(m >= 5, "the bad-issue corpus has {m} files");
 }

@@ -42,6 +42,14 @@ struct Daemon {
     log: PathBuf,
 }
 
+impl Drop for Daemon {
+    /// A failed assertion must not leave a daemon running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn spawn_daemon(cfg: &Path, env: &[(&str, &str)]) -> Daemon {
     let log = cfg.with_file_name(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
     let mut c = Command::new(herald_bin());
@@ -76,6 +84,13 @@ async fn wait_logged(d: &Daemon, what: &str, secs: u64, mut f: impl FnMut() -> b
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Run Herald's and the queue's migrations once, before daemons start racing.
+async fn migrate(db: &TestDb) {
+    let url = StoreUrl::parse(&db.url, Path::new("/")).unwrap();
+    Store::open(&url).await.unwrap().close().await;
+    herald::jobs::Queue::open(&url, 4).await.unwrap().close().await;
 }
 
 async fn store(db: &TestDb) -> Store {
@@ -197,7 +212,7 @@ async fn two_daemons_on_postgres_fire_each_time_once() {
     let fake = WebhookFake::start().await.unwrap();
     write_issues(db.dir.path(), 14);
     let cfg = daemon_config(&db, &fake.url(), &["hook"], 60, "[http]\nlisten = \"127.0.0.1:0\"\n");
-    store(&db).await.close().await; // migrate once, so the daemons race only on fires
+    migrate(&db).await; // so the daemons race only on fires
     let (d1, d2) = (spawn_daemon(&cfg, &[]), spawn_daemon(&cfg, &[]));
     let s = store(&db).await;
     // Fourteen ready issues: at least ten fires publish, until every issue is out and sent.
@@ -231,13 +246,13 @@ async fn a_daemon_killed_mid_delivery_is_finished_by_the_other() {
     text.insert_str(0, "issues_dir = \"issues\"\n\n");
     let cfg = db.dir.path().join("herald.toml");
     std::fs::write(&cfg, text).unwrap();
-    store(&db).await.close().await;
+    migrate(&db).await;
     let (mut d1, d2) = (spawn_daemon(&cfg, &[]), spawn_daemon(&cfg, &[]));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let issue = crate::util::fixture("issues/minimal.md");
     let o = Command::new(herald_bin()).arg("--config").arg(&cfg).args(["publish", issue.to_str().unwrap()]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    wait_for("requests in flight", 20, async || !fake.requests().is_empty()).await;
+    wait_logged(&d2, "requests in flight", 45, || !fake.requests().is_empty()).await;
     d1.child.kill().unwrap(); // SIGKILL, mid-delivery
     let _ = d1.child.wait();
     let s = store(&db).await;
@@ -281,11 +296,10 @@ async fn bound_port(d: &Daemon) -> u16 {
     loop {
         let text = std::fs::read_to_string(&d.log).unwrap_or_default();
         for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let Some(l) = v["listen"].as_str() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(l) = v["listen"].as_str() {
                     return l.rsplit(':').next().unwrap().parse().unwrap();
                 }
-            }
         }
         assert!(Instant::now() < end, "the daemon never logged its listen address:\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -373,4 +387,32 @@ fn dockerfile_is_multistage_non_root_with_healthcheck_and_assets() {
     for needed in ["Cargo.toml", "Cargo.lock", "src", "channels"] {
         assert!(lines.iter().any(|l| l.starts_with("COPY") && l.contains(needed)), "the build stage copies {needed}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_in_issue_publishes_at_its_time_with_its_latest_edit_once() {
+    let db = TestDb::sqlite().await;
+    let fake = WebhookFake::start().await.unwrap();
+    let issues = write_issues(db.dir.path(), 0);
+    let mut text = config_toml(&db.url, &fake.url(), &["hook"], "");
+    text.insert_str(0, "issues_dir = \"issues\"\n\n");
+    let cfg = db.dir.path().join("herald.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let d = spawn_daemon(&cfg, &[]);
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let issue = |summary: &str| {
+        format!("+++\ntitle = \"Timed\"\nslug = \"timed\"\ndate = 2026-11-30\nurl = \"https://news.example.com/timed\"\nsummary = \"{summary}\"\npublish_at = \"{at}\"\n+++\nBody.\n")
+    };
+    // Dropped in while the daemon runs, then edited before its time.
+    std::fs::write(issues.join("timed.md"), issue("First draft.")).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(fake.accepted().is_empty(), "nothing before its time");
+    std::fs::write(issues.join("timed.md"), issue("Edited before its time.")).unwrap();
+    wait_logged(&d, "the timed issue", 30, || !fake.accepted().is_empty()).await;
+    assert_eq!(fake.accepted()[0].body["issue"]["summary"], "Edited before its time.");
+    // Edited after its time: not published again (that takes `herald republish`).
+    std::fs::write(issues.join("timed.md"), issue("Edited after it went out.")).unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    stop(d);
+    assert_eq!(fake.accepted().len(), 1, "published once");
 }

@@ -102,7 +102,7 @@ pub fn temp_config(text: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// Run the built `herald` binary with `args` in `cwd`.
 pub fn herald(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_herald"))
+    Command::new(crate::pipeline::herald_bin())
         .args(args)
         .current_dir(cwd)
         .env_remove("HERALD_CONFIG")

@@ -117,3 +117,16 @@ async fn build_errors_name_the_key_not_the_value() {
     let e = adapter("type = \"webhook\"\nurl = \"ftp://127.0.0.1/\"", &[]).err().unwrap();
     assert!(e.to_string().contains("http"), "{e}");
 }
+
+#[tokio::test]
+async fn transport_errors_never_echo_the_url() {
+    // Port 1 on loopback refuses the connection: a retryable error whose text must not carry
+    // the token in the URL's userinfo, path or query.
+    let a = adapter("type = \"webhook\"\nurl = \"http://user:t0k3n@127.0.0.1:1/hooks/p4th-secret?key=q5ecret\"", &[]).unwrap();
+    let e = a.deliver(&body(), &DeliveryCtx::for_test("w1/hook/r1")).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Retryable, "{e}");
+    let text = format!("{e} {e:?}");
+    for s in ["t0k3n", "p4th-secret", "q5ecret"] {
+        assert!(!text.contains(s), "{s} leaked: {text}");
+    }
+}

@@ -169,7 +169,7 @@ mod tests {
         let t = Duration::from_secs(5);
         assert!(smtp_transport("n", "smtp://127.0.0.1:2525", false, 4, t).is_ok());
         assert!(smtp_transport("n", "smtp://localhost:2525", false, 4, t).is_ok());
-        let e = smtp_transport("n", "smtp://user:hunter2@mail.example.com:25", false, 4, t).err().expect("refused").to_string();
+        let e = smtp_transport("n", "smtp://user:hunter2@mail.example.com:25", false, 4, t).err().expect("plain SMTP beyond loopback is refused").to_string();
         assert!(e.contains("allow_insecure") && !e.contains("hunter2"), "{e}");
         assert!(smtp_transport("n", "smtp://mail.example.com:587?tls=opportunistic", false, 4, t).is_err());
         assert!(smtp_transport("n", "smtp://mail.example.com:25", true, 4, t).is_ok());

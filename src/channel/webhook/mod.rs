@@ -88,7 +88,8 @@ impl Adapter for WebhookAdapter {
         if let Some(s) = &self.secret {
             req = req.header(SIGNATURE_HEADER, signature(s.expose().as_bytes(), &body));
         }
-        let resp = req.body(body).send().await.map_err(|e| http::error_from_reqwest(&e))?;
+        // `without_url`: a webhook URL may carry a token (in its path or userinfo); never echo it.
+        let resp = req.body(body).send().await.map_err(|e| http::error_from_reqwest(&e.without_url()))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();

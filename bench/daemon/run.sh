@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Idle daemon memory: resident memory after IDLE_SECS (default 60) with no work, and with
+# 1,000 scheduled issues (publish_at in the future) in the issues folder. The goal is ≤ 15 MB.
+# The reference, measured in the same run, is the same binary's peak RSS for `herald --version`
+# (its floor: the binary mapped, the allocator and runtime started).
+#
+#   bench/daemon/run.sh            # release build, 60 s each
+#   IDLE_SECS=10 bench/daemon/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release --bin herald >&2
+bin="$target/release/herald"
+secs="${IDLE_SECS:-60}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+floor=$( /usr/bin/time -f '%M' "$bin" --version 2>&1 >/dev/null | tail -1 )
+echo "reference: herald --version peak RSS ${floor} kB"
+
+for case in empty 1000-scheduled; do
+  d="$work/$case"
+  mkdir -p "$d/issues"
+  if [ "$case" = "1000-scheduled" ]; then
+    python3 - "$d/issues" <<'PY'
+import sys, datetime
+out = sys.argv[1]
+base = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)
+for i in range(1000):
+    at = (base + datetime.timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = "\n\n".join(f"## Section {s}\n\nParagraph {s} of issue {i}, with [a link](https://example.com/{i}/{s})." for s in range(6))
+    open(f"{out}/issue-{i:04}.md", "w").write(
+        f'+++\ntitle = "Issue {i}"\nslug = "issue-{i:04}"\ndate = 2027-01-01\nurl = "https://news.example.com/{i}"\n'
+        f'summary = "Summary {i}."\npublish_at = "{at}"\n+++\nIntro {i}.\n\n{body}\n')
+PY
+  fi
+  cat > "$d/herald.toml" <<TOML
+issues_dir = "issues"
+[store]
+url = "sqlite://data/herald.db"
+[http]
+listen = "127.0.0.1:0"
+[[schedule]]
+name = "weekly"
+cron = "0 0 9 * * Mon"
+timezone = "Europe/London"
+[channels.hook]
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+TOML
+  "$bin" --config "$d/herald.toml" daemon 2>"$d/daemon.log" &
+  pid=$!
+  sleep "$secs"
+  rss=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")
+  hwm=$(awk '/^VmHWM/{print $2}' "/proc/$pid/status")
+  cpu=$(awk '{print $14+$15}' "/proc/$pid/stat")
+  kill -TERM "$pid"
+  wait "$pid" || true
+  ratio=$(python3 -c "print(f'{$rss/$floor:.2f}')")
+  goal=$(python3 -c "print(f'{$rss/15360:.2f}')")
+  echo "$case: idle RSS after ${secs}s ${rss} kB (peak ${hwm} kB, CPU ${cpu} ticks) = ${ratio}x the reference, ${goal}x the 15 MB goal"
+done
