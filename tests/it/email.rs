@@ -461,20 +461,6 @@ mod store {
     use super::*;
     use crate::pipeline::TestDb;
 
-    macro_rules! both {
-        ($name:ident) => {
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(super::TestDb::sqlite().await).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(super::TestDb::postgres().await).await
-                }
-            }
-        };
-    }
 
     async fn open(db: &TestDb) -> Store {
         Store::open(&StoreUrl::parse(&db.url, db.dir.path()).unwrap()).await.expect("store opens")
@@ -706,20 +692,6 @@ mod cli {
         }
     }
 
-    macro_rules! both {
-        ($name:ident) => {
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(super::TestDb::sqlite().await).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(super::TestDb::postgres().await).await
-                }
-            }
-        };
-    }
 
     const N: usize = 5000;
     const CONCURRENCY: usize = 8;

@@ -1,5 +1,22 @@
 //! The single integration-test binary. One module per area.
 
+/// Run a test body `async fn name(db: TestDb)` once on SQLite and once on PostgreSQL
+/// (`TestDb` from the pipeline tests must be in scope where it is used).
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::TestDb::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::TestDb::postgres().await).await
+            }
+        }
+    };
+}
+
 mod util;
 
 mod bluesky;

@@ -121,20 +121,6 @@ async fn deliveries(p: &Pipeline) -> Vec<DeliveryRow> {
     p.store.list_deliveries(None, &[]).await.expect("list")
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::TestDb::sqlite().await).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::TestDb::postgres().await).await
-            }
-        }
-    };
-}
 
 // ---- retries, permanent failures, rate limits ---------------------------------------------
 
