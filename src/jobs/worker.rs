@@ -16,6 +16,8 @@ use crate::store::{State, now_ms};
 
 /// How long a stored issue waits for its Publish job before the sweeper publishes it itself.
 const PUBLISH_GRACE_MS: i64 = 5_000;
+/// How long a due delivery waits for a worker to start its live job before the sweeper runs it.
+const DELIVER_GRACE_MS: i64 = 10_000;
 
 /// Finished queue jobs are kept this long (for `apalis` inspection), then deleted.
 const PRUNE_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -189,6 +191,16 @@ pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
         if let Some(job) = &d.job_id
             && p.queue.job_is_live(job).await?
         {
+            // A live job normally runs within a poll interval. If apalis has not started it
+            // long after it was due (a stalled worker stream was seen under heavy load), run
+            // the idempotent, leased Deliver step here: the lease keeps it to one sender.
+            let due = d.next_attempt_at.unwrap_or(d.updated_at);
+            if d.state() != State::Sending && now - due > DELIVER_GRACE_MS {
+                tracing::warn!(delivery_id = d.id, waited_ms = now - due, "Deliver job not started by a worker; the sweeper runs it.");
+                if let Err(e) = deliver::run(p, d.id).await {
+                    tracing::warn!(delivery_id = d.id, error = %format!("{e:#}"), "Sweeper could not deliver.");
+                }
+            }
             continue;
         }
         let job = new_job_id();
