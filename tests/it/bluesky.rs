@@ -271,23 +271,7 @@ async fn every_sample_issue_renders_into_posts_the_fake_accepts() {
     for format in ["short", "thread"] {
         let fake = BlueskyFake::start().await.unwrap();
         let adapter = adapter(&fake, tmp().path());
-        let (_dir, path) = crate::util::temp_config(&crate::util::all_channels_toml(format));
-        let cfg = herald::config::load(&path).expect("test config loads");
-        let mut expected = 0;
-        for issue_path in crate::util::sample_issues() {
-            let issue = herald::issue::parse_file(&issue_path).expect("sample issue parses");
-            let rendered = herald::render::engine::render_channels(&issue, &cfg, &["bluesky".to_string()]).expect("renders");
-            for r in rendered {
-                let posts = r.rendering.posts().expect("posts").posts.len();
-                let cp = Arc::new(MemoryCheckpoint::default());
-                let receipt = adapter
-                    .deliver(&r.rendering, &ctx(&cp, 1))
-                    .await
-                    .unwrap_or_else(|e| panic!("{} ({format}): {e}", issue_path.display()));
-                assert!(!receipt.remote_id.is_empty());
-                expected += posts;
-            }
-        }
+        let expected = crate::util::deliver_every_sample(adapter.as_ref(), "bluesky", format).await;
         assert!(expected > 0);
         assert_eq!(fake.posts().len(), expected, "{format}: every rendered post accepted once");
     }

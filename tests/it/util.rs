@@ -114,3 +114,30 @@ pub fn herald(cwd: &Path, args: &[&str]) -> Output {
 pub fn out(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
+
+/// Render every sample issue for `channel` (as `format`) with the real renderer and deliver each
+/// rendering through `adapter` as a delivery of its own (fresh checkpoint, own key). Returns how
+/// many posts were sent, for the caller to compare with what its fake accepted.
+pub async fn deliver_every_sample(adapter: &dyn herald::channel::Adapter, channel: &str, format: &str) -> usize {
+    use std::sync::Arc;
+
+    use herald::channel::{Checkpoint, DeliveryCtx, MemoryCheckpoint};
+
+    let (_dir, path) = temp_config(&all_channels_toml(format));
+    let cfg = herald::config::load(&path).expect("test config loads");
+    let mut sent = 0;
+    for issue_path in sample_issues() {
+        let issue = herald::issue::parse_file(&issue_path).expect("sample issue parses");
+        let rendered = herald::render::engine::render_channels(&issue, &cfg, &[channel.to_string()]).expect("renders");
+        for r in rendered {
+            let posts = r.rendering.posts().expect("posts").posts.len();
+            let key = format!("{}/{channel}-{format}/r1", issue.meta.slug);
+            let checkpoint: Arc<dyn Checkpoint> = Arc::new(MemoryCheckpoint::default());
+            let ctx = DeliveryCtx { key, delivery_id: 1, issue: issue.meta.slug.clone(), channel: channel.to_string(), attempt: 1, checkpoint };
+            let receipt = adapter.deliver(&r.rendering, &ctx).await.unwrap_or_else(|e| panic!("{} ({format}): {e}", issue_path.display()));
+            assert!(!receipt.remote_id.is_empty());
+            sent += posts;
+        }
+    }
+    sent
+}
