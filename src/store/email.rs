@@ -345,28 +345,24 @@ impl Store {
             .collect()
     }
 
-    /// Write outcomes, and the suppressions of hard bounces, in one transaction.
+    /// Write outcomes, and the suppressions of hard bounces, in one transaction: one `UPDATE …
+    /// FROM (VALUES …)` statement per [`ROWS_PER_UPDATE`] rows, so a group of outcomes costs
+    /// one round trip to the database and one commit, not one statement per recipient.
     pub async fn record_sends(&self, updates: &[SendUpdate]) -> anyhow::Result<()> {
         if updates.is_empty() {
             return Ok(());
         }
         let now = now_ms();
+        let bounces = updates.iter().any(|u| u.suppress.is_some());
+        if updates.len() <= ROWS_PER_UPDATE && !bounces {
+            // One statement is its own transaction.
+            return update_sends(&self.pool, updates, now).await;
+        }
         let mut tx = self.pool.begin().await?;
+        for chunk in updates.chunks(ROWS_PER_UPDATE) {
+            update_sends(&mut *tx, chunk, now).await?;
+        }
         for u in updates {
-            sqlx::query(
-                "UPDATE recipient_sends SET state = $2, smtp_code = COALESCE($3, smtp_code), smtp_reply = COALESCE($4, smtp_reply), \
-                 attempts = attempts + $5, retry_at = $6, updated_at = $7 WHERE id = $1",
-            )
-            .bind(u.id)
-            .bind(u.state)
-            .bind(u.code)
-            .bind(u.reply.as_deref())
-            .bind(i64::from(u.tried))
-            .bind(u.retry_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .context("recording recipient outcomes")?;
             if let Some(reason) = &u.suppress {
                 sqlx::query("INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
                     .bind(&u.email)
@@ -420,4 +416,51 @@ impl Store {
             .await?;
         r.map(|r| Ok(SendRow { state: r.try_get(0)?, code: r.try_get(1)?, reply: r.try_get(2)?, attempts: r.try_get(3)? })).transpose()
     }
+}
+
+/// Rows per ledger `UPDATE` (6 parameters each: well under SQLite's 32,766 and PostgreSQL's
+/// 65,535).
+const ROWS_PER_UPDATE: usize = 500;
+
+/// One `UPDATE … FROM (VALUES …)` for up to [`ROWS_PER_UPDATE`] outcomes. `VALUES` columns are
+/// `column1…` on both SQLite (≥ 3.33) and PostgreSQL; the casts give PostgreSQL their types.
+async fn update_sends<'e, E>(db: E, updates: &[SendUpdate], now: i64) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut sql = String::with_capacity(200 + updates.len() * 120);
+    sql.push_str(
+        "UPDATE recipient_sends SET state = v.column2, smtp_code = COALESCE(v.column3, recipient_sends.smtp_code), \
+         smtp_reply = COALESCE(v.column4, recipient_sends.smtp_reply), attempts = recipient_sends.attempts + v.column5, \
+         retry_at = v.column6, updated_at = $1 FROM (VALUES ",
+    );
+    for i in 0..updates.len() {
+        let b = 2 + i * 6;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+            b,
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5
+        ));
+    }
+    sql.push_str(") AS v WHERE recipient_sends.id = v.column1");
+    // Only placeholders are built here; every value is bound.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    for u in updates {
+        q = q.bind(u.id).bind(u.state).bind(u.code).bind(u.reply.as_deref()).bind(i64::from(u.tried)).bind(u.retry_at);
+    }
+    let done = q.execute(db).await.context("recording recipient outcomes")?;
+    anyhow::ensure!(
+        done.rows_affected() == updates.len() as u64,
+        "recording recipient outcomes: {} of {} ledger rows updated",
+        done.rows_affected(),
+        updates.len()
+    );
+    Ok(())
 }

@@ -9,7 +9,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 
 use super::compose::{Composer, Mailing};
 use super::direct::{DirectError, DirectPool};
-use super::engine::{self, EngineOptions, Transport};
+use super::engine::{self, EngineOptions, Gate, Transport};
 use super::ledger::{Outcome, Recipient, RecipientLedger};
 use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled};
 use crate::render::Rendering;
@@ -96,6 +96,7 @@ impl Adapter for EmailAdapter {
                 Ok(()) => Ok(()),
                 Err(DirectError::Smtp(e)) => Err(classify_call_error(&e)),
                 Err(DirectError::Connect(m)) => Err(DeliveryError::retryable(m)),
+                Err(DirectError::Stopped(e)) => Err(e),
             },
         }
     }
@@ -113,27 +114,27 @@ impl Transport for SmtpSender {
         1
     }
 
-    async fn send(&self, mailing: &Mailing, recipients: &[Recipient]) -> Result<Vec<Outcome>, DeliveryError> {
-        let mut out = Vec::with_capacity(recipients.len());
-        for r in recipients {
-            let message = match self.composer.personalize(mailing, r).and_then(|p| self.composer.mime(&p)) {
-                Ok(m) => m,
-                Err(e) => {
-                    out.push(Outcome::Failed { code: 0, reply: e, suppress: false });
-                    continue;
-                }
-            };
-            let sent = match &self.transport {
-                Smtp::Lettre(t) => t.send(message).await.map_err(DirectError::Smtp),
-                Smtp::Direct(p) => p.send(message.envelope(), &message.formatted()).await,
-            };
-            out.push(match sent {
-                Ok(resp) => Outcome::Sent { code: u16::from(resp.code()), reply: resp.message().collect::<Vec<_>>().join(" ") },
-                Err(DirectError::Smtp(e)) => classify(&e)?,
-                Err(DirectError::Connect(m)) => return Err(DeliveryError::retryable(format!("SMTP connection: {m}"))),
-            });
-        }
-        Ok(out)
+    async fn send(&self, mailing: &Mailing, recipients: &[Recipient], gate: Gate) -> Result<Vec<Outcome>, DeliveryError> {
+        // One recipient per call (batch_limit), so one gate.
+        let Some(r) = recipients.first() else { return Ok(Vec::new()) };
+        debug_assert_eq!(recipients.len(), 1);
+        let message = match self.composer.message(mailing, r) {
+            Ok(m) => m,
+            Err(e) => return Ok(vec![Outcome::Failed { code: 0, reply: e, suppress: false }]),
+        };
+        let sent = match &self.transport {
+            Smtp::Lettre(t) => {
+                gate.wait().await?;
+                t.send(message).await.map_err(DirectError::Smtp)
+            }
+            Smtp::Direct(p) => p.send(message.envelope(), &message.formatted(), gate).await,
+        };
+        Ok(vec![match sent {
+            Ok(resp) => Outcome::Sent { code: u16::from(resp.code()), reply: resp.message().collect::<Vec<_>>().join(" ") },
+            Err(DirectError::Smtp(e)) => classify(&e)?,
+            Err(DirectError::Connect(m)) => return Err(DeliveryError::retryable(format!("SMTP connection: {m}"))),
+            Err(DirectError::Stopped(e)) => return Err(e),
+        }])
     }
 }
 

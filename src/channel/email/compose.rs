@@ -2,13 +2,13 @@
 //! the deterministic Message-ID derived. Shared by the SMTP and the API adapters; the SMTP
 //! adapter turns it into a MIME message here too.
 
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 use sha2::{Digest, Sha256};
 
 use super::ledger::Recipient;
-use super::merge::MergeTemplate;
+use super::merge::{MergeTemplate, QpTemplate};
 use super::token::TokenKey;
 use crate::render::EmailRendering;
 
@@ -37,17 +37,24 @@ pub struct Mailing {
     subject: MergeTemplate,
     html: MergeTemplate,
     text: MergeTemplate,
+    /// The HTML and text parts quoted-printable encoded once, for SMTP.
+    html_qp: QpTemplate,
+    text_qp: QpTemplate,
 }
 
 impl Mailing {
     /// Parse the rendering's merge tags.
     pub fn new(key: &str, r: &EmailRendering) -> Self {
+        let html = MergeTemplate::parse(&r.html);
+        let text = MergeTemplate::parse(&r.text);
         Self {
             key: key.to_string(),
             key_hash: short_hash(key),
             subject: MergeTemplate::parse(&r.subject),
-            html: MergeTemplate::parse(&r.html),
-            text: MergeTemplate::parse(&r.text),
+            html_qp: html.to_qp(),
+            text_qp: text.to_qp(),
+            html,
+            text,
         }
     }
 }
@@ -91,50 +98,91 @@ impl Composer {
         format!("<{}.{}@{}>", mailing.key_hash, short_hash(&email.to_lowercase()), self.from.email.domain())
     }
 
-    /// Fill the mailing for one recipient. Built-in variables (`name`, `email`,
-    /// `unsubscribe_url`) win over CSV columns of the same name.
-    pub fn personalize(&self, mailing: &Mailing, r: &Recipient) -> Result<Personal, String> {
+    /// The parts of a personal copy both wire forms share: mailbox, subject, Message-ID and the
+    /// unsubscribe URL and header.
+    fn envelope_parts(&self, mailing: &Mailing, r: &Recipient) -> Result<Common, String> {
         let addr: Address = r.email.parse().map_err(|e| format!("`{}` is not a valid address: {e}", r.email))?;
         let unsubscribe_url = self.unsubscribe_url(&r.email);
-        let vars = |k: &str| -> Option<String> {
-            match k {
-                "name" => Some(r.name.clone()),
-                "email" => Some(r.email.clone()),
-                "unsubscribe_url" => Some(unsubscribe_url.clone()),
-                _ => r.vars.get(k).cloned(),
-            }
-        };
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(m) = &self.unsubscribe_mailto {
             list_unsubscribe.push_str(&format!(", <mailto:{m}?subject=unsubscribe>"));
         }
         let name = r.name.trim();
+        let to = Mailbox::new((!name.is_empty()).then(|| name.to_string()), addr);
+        let subject = mailing.subject.fill(&vars(r, &unsubscribe_url), false).replace(['\r', '\n'], " ");
+        Ok(Common { to, subject, message_id: self.message_id(mailing, &r.email), unsubscribe_url, list_unsubscribe })
+    }
+
+    /// Fill the mailing for one recipient. Built-in variables (`name`, `email`,
+    /// `unsubscribe_url`) win over CSV columns of the same name.
+    pub fn personalize(&self, mailing: &Mailing, r: &Recipient) -> Result<Personal, String> {
+        let c = self.envelope_parts(mailing, r)?;
+        let (html, text) = {
+            let vars = vars(r, &c.unsubscribe_url);
+            (mailing.html.fill(&vars, true), mailing.text.fill(&vars, false))
+        };
         Ok(Personal {
-            to: Mailbox::new((!name.is_empty()).then(|| name.to_string()), addr),
-            subject: mailing.subject.fill(&vars, false).replace(['\r', '\n'], " "),
-            html: mailing.html.fill(&vars, true),
-            text: mailing.text.fill(&vars, false),
-            message_id: self.message_id(mailing, &r.email),
-            unsubscribe_url,
-            list_unsubscribe,
+            to: c.to,
+            subject: c.subject,
+            html,
+            text,
+            message_id: c.message_id,
+            unsubscribe_url: c.unsubscribe_url,
+            list_unsubscribe: c.list_unsubscribe,
         })
     }
 
-    /// The MIME message: multipart/alternative (text, then HTML), Date, Message-ID and the
-    /// RFC 8058 headers.
-    pub fn mime(&self, p: &Personal) -> Result<Message, String> {
+    /// One recipient's MIME message: multipart/alternative (text, then HTML, both
+    /// quoted-printable from the mailing's pre-encoded parts), Date, Message-ID and the RFC 8058
+    /// headers.
+    pub fn message(&self, mailing: &Mailing, r: &Recipient) -> Result<Message, String> {
+        let c = self.envelope_parts(mailing, r)?;
+        let vars = vars(r, &c.unsubscribe_url);
+        let mut text = Vec::new();
+        mailing.text_qp.fill_into(&mut text, &vars, false);
+        let mut html = Vec::new();
+        mailing.html_qp.fill_into(&mut html, &vars, true);
+        let body = MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder().header(ContentType::TEXT_PLAIN).body(Body::dangerous_pre_encoded(text, ContentTransferEncoding::QuotedPrintable)),
+            )
+            .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(Body::dangerous_pre_encoded(html, ContentTransferEncoding::QuotedPrintable)));
+        self.headers(c.to, c.subject, c.message_id, c.list_unsubscribe).multipart(body).map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    fn headers(&self, to: Mailbox, subject: String, message_id: String, list_unsubscribe: String) -> lettre::message::MessageBuilder {
         let mut b = Message::builder()
             .from(self.from.clone())
-            .to(p.to.clone())
-            .subject(p.subject.clone())
-            .message_id(Some(p.message_id.clone()))
+            .to(to)
+            .subject(subject)
+            .message_id(Some(message_id))
             .date_now()
-            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), p.list_unsubscribe.clone()))
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe"), list_unsubscribe))
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("List-Unsubscribe-Post"), LIST_UNSUBSCRIBE_POST.to_string()));
         if let Some(r) = &self.reply_to {
             b = b.reply_to(r.clone());
         }
-        b.multipart(MultiPart::alternative_plain_html(p.text.clone(), p.html.clone())).map_err(|e| format!("cannot build the message: {e}"))
+        b
+    }
+}
+
+/// What [`Composer::personalize`] and [`Composer::message`] share.
+struct Common {
+    to: Mailbox,
+    subject: String,
+    message_id: String,
+    unsubscribe_url: String,
+    list_unsubscribe: String,
+}
+
+/// A recipient's variables: the built-ins (`name`, `email`, `unsubscribe_url`) win over CSV
+/// columns of the same name.
+fn vars<'a>(r: &'a Recipient, unsubscribe_url: &'a str) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k: &str| match k {
+        "name" => Some(r.name.clone()),
+        "email" => Some(r.email.clone()),
+        "unsubscribe_url" => Some(unsubscribe_url.to_string()),
+        _ => r.vars.get(k).cloned(),
     }
 }
 
@@ -198,8 +246,9 @@ mod tests {
     fn mime_has_both_parts_and_the_rfc8058_headers() {
         let c = composer(None);
         let m = Mailing::new("a/email/r1", &rendering());
-        let p = c.personalize(&m, &recipient("ana@example.org", "")).unwrap();
-        let raw = String::from_utf8(c.mime(&p).unwrap().formatted()).unwrap();
+        let r = recipient("ana@example.org", "");
+        let p = c.personalize(&m, &r).unwrap();
+        let raw = String::from_utf8(c.message(&m, &r).unwrap().formatted()).unwrap();
         assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"), "{raw}");
         assert!(raw.contains("multipart/alternative"), "{raw}");
         let text_at = raw.find("text/plain").unwrap();
@@ -207,5 +256,10 @@ mod tests {
         assert!(text_at < html_at, "text part first");
         assert!(raw.contains(&format!("Message-ID: {}", p.message_id)));
         assert!(raw.contains("\r\nTo: ana@example.org\r\n"), "an empty name gives a bare address: {raw}");
+        // The pre-encoded parts decode to exactly the personal copy.
+        let parsed = mail_parser::MessageParser::default().parse(raw.as_bytes()).expect("parses");
+        assert_eq!(parsed.body_text(0).unwrap().replace("\r\n", "\n"), p.text);
+        assert_eq!(parsed.body_html(0).unwrap().replace("\r\n", "\n"), p.html);
+        assert!(raw.contains("Content-Transfer-Encoding: quoted-printable"), "{raw}");
     }
 }

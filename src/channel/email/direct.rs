@@ -14,8 +14,12 @@ use std::time::{Duration, Instant};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
+
+use super::engine::Gate;
+use crate::channel::DeliveryError;
 
 /// An idle connection older than this is closed rather than reused (servers drop idle
 /// sessions; RFC 5321 suggests 5 minutes, many use less).
@@ -28,6 +32,8 @@ pub enum DirectError {
     Smtp(lettre::transport::smtp::Error),
     /// No connection: refused, unreachable, or no answer within the timeout.
     Connect(String),
+    /// The gate did not open (the previous outcome could not be recorded): nothing was sent.
+    Stopped(DeliveryError),
 }
 
 /// The pool.
@@ -84,29 +90,89 @@ impl DirectPool {
         Ok(conn)
     }
 
-    /// Send one message on a pooled (or new) connection. A connection that failed is closed;
-    /// a healthy one goes back to the pool.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Response, DirectError> {
-        let mut conn = match self.take_idle() {
-            Some(c) => c,
-            None => tokio::time::timeout(self.timeout, self.connect())
-                .await
-                .map_err(|_| DirectError::Connect(format!("no SMTP greeting from {}:{} in time", self.host, self.port)))??,
-        };
-        let r = match tokio::time::timeout(self.timeout, conn.send(envelope, message)).await {
-            Ok(r) => r.map_err(DirectError::Smtp),
-            Err(_) => {
-                // Mid-dialogue: the connection's state is unknown, never reuse it.
-                return Err(DirectError::Connect(format!("the SMTP server at {}:{} did not answer in time", self.host, self.port)));
-            }
-        };
+    fn put_back(&self, conn: AsyncSmtpConnection) {
         if !conn.has_broken() {
             let mut g = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if g.len() < self.max_idle {
                 g.push((conn, Instant::now()));
             }
         }
+    }
+
+    /// Send one message on a pooled (or new) connection: `MAIL`, `RCPT`, `DATA`, then — once
+    /// `gate` opens — the body. The body is the point after which the message may have been
+    /// delivered; until then nothing reaches anyone, so the envelope overlaps the commit of the
+    /// worker's previous outcome. A refused command resets the session (`RSET`) and keeps the
+    /// connection; a connection that failed or timed out mid-dialogue is closed.
+    pub async fn send(&self, envelope: &Envelope, message: &[u8], gate: Gate) -> Result<Response, DirectError> {
+        let mut conn = match self.take_idle() {
+            Some(c) => c,
+            None => tokio::time::timeout(self.timeout, self.connect())
+                .await
+                .map_err(|_| DirectError::Connect(format!("no SMTP greeting from {}:{} in time", self.host, self.port)))??,
+        };
+        let no_answer = || DirectError::Connect(format!("the SMTP server at {}:{} did not answer in time", self.host, self.port));
+        // The envelope. Mid-dialogue on a timeout: the connection's state is unknown, it drops.
+        let envelope_sent = tokio::time::timeout(self.timeout, async {
+            let mut params = Vec::new();
+            if envelope.from().into_iter().chain(envelope.to()).any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii()) {
+                if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                    return Ok(Err(DirectError::Connect("the server does not support SMTPUTF8, needed for a non-ASCII address".into())));
+                }
+                params.push(MailParameter::SmtpUtfEight);
+            }
+            if !message.is_ascii() {
+                if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                    return Ok(Err(DirectError::Connect("the server does not support 8BITMIME, needed for this message".into())));
+                }
+                params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+            }
+            conn.command(Mail::new(envelope.from().cloned(), params)).await?;
+            for to in envelope.to() {
+                conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+            }
+            conn.command(Data).await?;
+            Ok::<_, lettre::transport::smtp::Error>(Ok(()))
+        })
+        .await;
+        match envelope_sent {
+            Err(_) => return Err(no_answer()),
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                self.reset(conn).await;
+                return Err(e);
+            }
+            Ok(Err(e)) => {
+                // A refusal (4xx/5xx) leaves the session usable after RSET; anything else
+                // (a network error) does not.
+                if e.status().is_some() {
+                    self.reset(conn).await;
+                }
+                return Err(DirectError::Smtp(e));
+            }
+        }
+        // After `354`: only the body remains. If the previous outcome cannot be recorded, drop
+        // the connection mid-DATA; the server discards the transaction.
+        if let Err(e) = gate.wait().await {
+            return Err(DirectError::Stopped(e));
+        }
+        let r = match tokio::time::timeout(self.timeout, conn.message(message)).await {
+            Ok(r) => r.map_err(DirectError::Smtp),
+            Err(_) => return Err(no_answer()),
+        };
+        // After the final reply the transaction is over, accepted or refused: the session is
+        // ready for the next one unless the network failed.
+        if r.is_ok() || matches!(&r, Err(DirectError::Smtp(e)) if e.status().is_some()) {
+            self.put_back(conn);
+        }
         r
+    }
+
+    /// `RSET` after a refused command, and keep the connection if the server agrees.
+    async fn reset(&self, mut conn: AsyncSmtpConnection) {
+        if let Ok(Ok(_)) = tokio::time::timeout(self.timeout, conn.command(Rset)).await {
+            self.put_back(conn);
+        }
     }
 
     /// Open a session and say NOOP (healthcheck).

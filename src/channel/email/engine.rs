@@ -2,12 +2,18 @@
 //! batches, keep a bounded number of messages in flight, record outcomes in batched
 //! transactions, and say whether the delivery is done.
 //!
-//! **Crash safety.** A message counts as "in flight" from the moment it is handed to the
-//! transport until its outcome is committed to the ledger: the window's permit is released
-//! only after the commit. So after a crash, `kill -9` or a timeout, at most `concurrency`
-//! messages (SMTP) or batch calls (API) were sent without a record, and a rerun resends only
-//! those: nobody is skipped, and duplicates are bounded by the window. Commits are grouped:
-//! the writer drains every outcome that arrived while the previous commit ran.
+//! **Workers.** `concurrency` workers (for SMTP, one connection each) take chunks of owed
+//! recipients from a queue the pass fills from the ledger, so a personal copy is built and its
+//! envelope sent while other workers' outcomes are being committed.
+//!
+//! **Crash safety.** A send is "unrecorded" from the moment it may have reached the recipient
+//! (SMTP: the body after `DATA`; an API: the call) until its outcome is committed to the ledger.
+//! Each worker hands its transport a [`Gate`] that opens only once the worker's previous outcome
+//! is committed, and the transport waits for it right before that point. So each worker has at
+//! most one unrecorded send, and after a crash, `kill -9` or a timeout at most `concurrency`
+//! messages (SMTP) or batch calls (API) were sent without a record; a rerun resends only those:
+//! nobody is skipped, and duplicates are bounded by `concurrency`. Commits are grouped: the
+//! writer drains every outcome that arrived while the previous commit ran.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -15,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{mpsc, oneshot};
 
 use super::compose::Mailing;
 use super::ledger::{LedgerProgress, Outcome, Recipient, RecipientLedger, RecipientResult};
@@ -38,15 +44,36 @@ const MAX_CALL_ERRORS: usize = 5;
 /// 5.7.1` relaying denied) before the pass stops instead of failing the whole list.
 const MAX_BLANKET_REFUSALS: usize = 20;
 
+/// Opens once the worker's previous outcome is committed to the ledger. A transport waits for
+/// it right before the point after which its send may have reached anyone.
+pub struct Gate(Option<oneshot::Receiver<()>>);
+
+impl Gate {
+    /// A gate that is already open (nothing before it to record).
+    pub fn open() -> Self {
+        Self(None)
+    }
+
+    /// Wait for the previous outcome's commit. An error means it could not be recorded: the
+    /// send must not happen (the pass is stopping).
+    pub async fn wait(self) -> Result<(), DeliveryError> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx.await.map_err(|_| DeliveryError::retryable("the previous outcome could not be recorded; not sending")),
+        }
+    }
+}
+
 /// A way to send personal copies: SMTP (one recipient per call) or an HTTP batch API.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Most recipients per call.
     fn batch_limit(&self) -> usize;
-    /// Send to `recipients`. `Ok` holds one outcome per recipient, in order (a `Deferred`
-    /// outcome's `retry_at_ms` is filled in by the engine). `Err` means the call as a whole
-    /// failed and the recipients stay owed; an auth or permanent error stops the pass.
-    async fn send(&self, mailing: &Mailing, recipients: &[Recipient]) -> Result<Vec<Outcome>, DeliveryError>;
+    /// Send to `recipients`, waiting for `gate` before anything may reach them. `Ok` holds one
+    /// outcome per recipient, in order (a `Deferred` outcome's `retry_at_ms` is filled in by the
+    /// engine). `Err` means the call as a whole failed and the recipients stay owed; an auth or
+    /// permanent error stops the pass.
+    async fn send(&self, mailing: &Mailing, recipients: &[Recipient], gate: Gate) -> Result<Vec<Outcome>, DeliveryError>;
 }
 
 /// How one mailing pass runs.
@@ -56,7 +83,7 @@ pub struct EngineOptions {
     pub channel: String,
     /// The subscriber list to seed from.
     pub list: String,
-    /// Calls in flight (and the bound on unrecorded sends).
+    /// Workers, i.e. calls in flight (and the bound on unrecorded sends).
     pub concurrency: usize,
     /// Optional cap, messages per second.
     pub max_per_second: Option<u32>,
@@ -80,10 +107,11 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// One transport call's recorded results and the permit that frees its window slot.
+/// One transport call's results, and the signal that opens its worker's next [`Gate`] once
+/// they are committed.
 struct Done {
     results: Vec<RecipientResult>,
-    _permit: Option<OwnedSemaphorePermit>,
+    committed: Option<oneshot::Sender<()>>,
 }
 
 /// Why the pass stopped early.
@@ -111,6 +139,16 @@ impl Stop {
     }
     fn take(&self) -> Option<DeliveryError> {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Raises the stop flag when the pass ends, however it ends: if the pipeline cancels the pass
+/// (its timeout), the workers finish and record what is on the wire but take no more work.
+struct StopOnDrop(Arc<Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.flag.store(true, Ordering::SeqCst);
     }
 }
 
@@ -172,12 +210,12 @@ pub async fn run(
     ledger.seed(delivery_id, &opts.list).await?;
     let before = ledger.progress(delivery_id).await?;
     let stop = Arc::new(Stop::default());
-    let window = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let (tx, rx) = mpsc::unbounded_channel::<Done>();
     let started = Instant::now();
 
-    // The writer: group whatever outcomes are waiting into one transaction, then free their
-    // window slots.
+    // The writer: group whatever outcomes are waiting into one transaction, then open their
+    // workers' gates.
     let writer = {
         let ledger = ledger.clone();
         let stop = stop.clone();
@@ -186,8 +224,31 @@ pub async fn run(
         tokio::spawn(write_outcomes(rx, ledger, stop, reporter, delivery_id, max_rows))
     };
 
+    // The workers. Spawned, not polled here: if this pass is cancelled (the pipeline's
+    // timeout), a send already on the wire finishes and is recorded. Cancelling lettre
+    // mid-transaction would leave replies unread on a connection.
+    let workers = opts.concurrency.max(1);
+    let (work_tx, work_rx) = mpsc::channel::<Vec<Recipient>>(workers * 2);
+    let worker_handles = {
+        let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
+        let pace = opts.max_per_second.map(|r| Arc::new(tokio::sync::Mutex::new(Pace::new(r))));
+        (0..workers)
+            .map(|_| {
+                let w = Worker {
+                    work: work_rx.clone(),
+                    transport: transport.clone(),
+                    mailing: mailing.clone(),
+                    stop: stop.clone(),
+                    tx: tx.clone(),
+                    pace: pace.clone(),
+                    schedule: opts.recipient_retry.clone(),
+                };
+                tokio::spawn(w.run())
+            })
+            .collect::<Vec<_>>()
+    };
+
     let limit = transport.batch_limit().max(1);
-    let mut pace = opts.max_per_second.map(Pace::new);
     let mut after = 0i64;
     let mut dispatched = 0usize;
     let mut out_of_time = false;
@@ -207,72 +268,30 @@ pub async fn run(
                 .into_iter()
                 .map(|r| RecipientResult { id: r.id, email: r.email, outcome: Outcome::Skipped { reason: r.skip.unwrap_or_default() } })
                 .collect();
-            let _ = tx.send(Done { results, _permit: None });
+            let _ = tx.send(Done { results, committed: None });
         }
         for chunk in sendable.chunks(limit) {
             if opts.pass_budget.is_some_and(|b| started.elapsed() >= b) {
                 out_of_time = true;
                 break 'pass;
             }
-            let Ok(permit) = window.clone().acquire_owned().await else { break 'pass };
             if stop.is_set() {
                 break 'pass;
             }
-            if let Some(p) = pace.as_mut() {
-                p.wait(chunk.len()).await;
+            // Every worker gone (they stop on a stop): the chunk stays owed.
+            if work_tx.send(chunk.to_vec()).await.is_err() {
+                break 'pass;
             }
             dispatched += chunk.len();
-            let chunk = chunk.to_vec();
-            let (transport, mailing, stop, tx) = (transport.clone(), mailing.clone(), stop.clone(), tx.clone());
-            let schedule = opts.recipient_retry.clone();
-            // Detached on purpose: if this pass is cancelled (the pipeline's timeout), a send
-            // already on the wire finishes and is recorded. Cancelling lettre mid-transaction
-            // would return the connection to its pool with replies still unread, and the next
-            // message on it would take a stale `250` for its own.
-            tokio::spawn(async move {
-                match transport.send(&mailing, &chunk).await {
-                    Ok(outcomes) => {
-                        stop.call_errors.store(0, Ordering::Relaxed);
-                        let now = now_ms();
-                        let mut results = Vec::with_capacity(chunk.len());
-                        for (r, o) in chunk.into_iter().zip(outcomes) {
-                            match &o {
-                                Outcome::Sent { .. } => stop.blanket.store(0, Ordering::Relaxed),
-                                Outcome::Failed { suppress: false, code, reply }
-                                    if *code >= 500 && stop.blanket.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_BLANKET_REFUSALS =>
-                                {
-                                    stop.set(
-                                        DeliveryError::permanent(format!(
-                                            "the server refused {MAX_BLANKET_REFUSALS} messages in a row, not for the address: {code} {reply}"
-                                        ))
-                                        .with_status(*code),
-                                    );
-                                }
-                                _ => {}
-                            }
-                            let outcome = settle(o, &r, &schedule, now);
-                            results.push(RecipientResult { id: r.id, email: r.email, outcome });
-                        }
-                        let _ = tx.send(Done { results, _permit: Some(permit) });
-                    }
-                    Err(e) => {
-                        drop(permit);
-                        let n = stop.call_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                        tracing::warn!(error = %e, consecutive = n, "Send failed; the recipients stay owed.");
-                        // A rate limit, an auth or permanent refusal, or an unknown outcome ends the pass.
-                        if e.kind() != Kind::Retryable || n >= MAX_CALL_ERRORS {
-                            stop.set(e);
-                        } else {
-                            *stop.last_call_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        }
-                    }
-                }
-            });
         }
     }
-    // Every slot back means every call finished and its outcome was committed.
-    let slots = u32::try_from(opts.concurrency.max(1)).unwrap_or(u32::MAX);
-    let _all = window.acquire_many(slots).await;
+    // No more work: each worker finishes its chunk and waits for its last commit.
+    drop(work_tx);
+    for h in worker_handles {
+        if let Err(e) = h.await {
+            stop.set(DeliveryError::retryable(format!("a mailing worker stopped: {e}")));
+        }
+    }
     drop(tx);
     let mut reporter = writer.await.map_err(|e| DeliveryError::retryable(format!("the ledger writer stopped: {e}")))?;
     reporter.finish();
@@ -310,6 +329,81 @@ pub async fn run(
         return Err(err);
     }
     Ok(receipt(&p, &mailing.key_hash))
+}
+
+/// One worker: takes chunks, sends each through the transport behind its gate, and passes the
+/// outcomes to the writer.
+struct Worker {
+    work: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Recipient>>>>,
+    transport: Arc<dyn Transport>,
+    mailing: Arc<Mailing>,
+    stop: Arc<Stop>,
+    tx: mpsc::UnboundedSender<Done>,
+    pace: Option<Arc<tokio::sync::Mutex<Pace>>>,
+    schedule: Vec<Duration>,
+}
+
+impl Worker {
+    async fn run(self) {
+        let stop = &self.stop;
+        // Committed when the worker's previous outcome is.
+        let mut previous: Option<oneshot::Receiver<()>> = None;
+        loop {
+            if stop.is_set() {
+                break;
+            }
+            let Some(chunk) = self.work.lock().await.recv().await else { break };
+            if stop.is_set() {
+                break;
+            }
+            if let Some(p) = &self.pace {
+                p.lock().await.wait(chunk.len()).await;
+            }
+            match self.transport.send(&self.mailing, &chunk, Gate(previous.take())).await {
+                Ok(outcomes) => {
+                    stop.call_errors.store(0, Ordering::Relaxed);
+                    let now = now_ms();
+                    let mut results = Vec::with_capacity(chunk.len());
+                    for (r, o) in chunk.into_iter().zip(outcomes) {
+                        match &o {
+                            Outcome::Sent { .. } => stop.blanket.store(0, Ordering::Relaxed),
+                            Outcome::Failed { suppress: false, code, reply }
+                                if *code >= 500 && stop.blanket.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_BLANKET_REFUSALS =>
+                            {
+                                stop.set(
+                                    DeliveryError::permanent(format!(
+                                        "the server refused {MAX_BLANKET_REFUSALS} messages in a row, not for the address: {code} {reply}"
+                                    ))
+                                    .with_status(*code),
+                                );
+                            }
+                            _ => {}
+                        }
+                        let outcome = settle(o, &r, &self.schedule, now);
+                        results.push(RecipientResult { id: r.id, email: r.email, outcome });
+                    }
+                    let (committed, rx) = oneshot::channel();
+                    if self.tx.send(Done { results, committed: Some(committed) }).is_ok() {
+                        previous = Some(rx);
+                    }
+                }
+                Err(e) => {
+                    let n = stop.call_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(error = %e, consecutive = n, "Send failed; the recipients stay owed.");
+                    // A rate limit, an auth or permanent refusal, or an unknown outcome ends the pass.
+                    if e.kind() != Kind::Retryable || n >= MAX_CALL_ERRORS {
+                        stop.set(e);
+                    } else {
+                        *stop.last_call_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    }
+                }
+            }
+        }
+        // The worker's last outcome is recorded before it ends.
+        if let Some(p) = previous {
+            let _ = p.await;
+        }
+    }
 }
 
 async fn write_outcomes(
@@ -356,7 +450,14 @@ async fn write_outcomes(
                 stop.set(DeliveryError::retryable(format!("cannot record recipient outcomes: {}", e.message())));
             }
         }
-        // `group` drops here: the window's slots open only after the commit.
+        if !failed {
+            for d in group {
+                if let Some(c) = d.committed {
+                    let _ = c.send(());
+                }
+            }
+        }
+        // Otherwise the signals drop unsent: those workers' gates fail and they stop.
     }
     reporter
 }

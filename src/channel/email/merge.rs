@@ -103,6 +103,64 @@ impl MergeTemplate {
     }
 }
 
+/// A [`MergeTemplate`] whose literal runs are quoted-printable encoded once per mailing; only the
+/// values are encoded per recipient (see [`super::qp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QpTemplate {
+    parts: Vec<QpPart>,
+    encoded_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum QpPart {
+    Encoded(Vec<u8>),
+    Tag(String),
+}
+
+impl MergeTemplate {
+    /// Encode the literal runs.
+    pub fn to_qp(&self) -> QpTemplate {
+        let parts: Vec<QpPart> = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => QpPart::Encoded(super::qp::encode(t)),
+                Part::Tag(n) => QpPart::Tag(n.clone()),
+            })
+            .collect();
+        let encoded_len = parts.iter().map(|p| if let QpPart::Encoded(e) = p { e.len() } else { 0 }).sum();
+        QpTemplate { parts, encoded_len }
+    }
+}
+
+impl QpTemplate {
+    /// Append the filled, encoded body to `out`. With `escape_html`, values are HTML-escaped
+    /// before encoding.
+    pub fn fill_into(&self, out: &mut Vec<u8>, vars: &dyn Fn(&str) -> Option<String>, escape_html: bool) {
+        out.reserve(self.encoded_len + 128);
+        let mut escaped = String::new();
+        for p in &self.parts {
+            match p {
+                QpPart::Encoded(e) => out.extend_from_slice(e),
+                QpPart::Tag(name) => {
+                    if let Some(v) = vars(name) {
+                        let v = if escape_html {
+                            escaped.clear();
+                            push_escaped(&mut escaped, &v);
+                            escaped.as_str()
+                        } else {
+                            v.as_str()
+                        };
+                        let mut w = super::qp::QpWriter::new(out);
+                        w.write(v.as_bytes());
+                        w.finish();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Append `s` with `& < > " '` escaped.
 pub fn push_escaped(out: &mut String, s: &str) {
     for c in s.chars() {
@@ -165,6 +223,17 @@ mod tests {
         let t = MergeTemplate::parse("plain text");
         assert!(t.tags().is_empty());
         assert_eq!(t.fill_map(&BTreeMap::new(), true), "plain text");
+    }
+
+    #[test]
+    fn encoded_fill_decodes_to_the_plain_fill() {
+        let t = MergeTemplate::parse("<p>Hi [[name]],</p>\n.dot [[missing]] = [[unsubscribe_url]]\n");
+        for escape in [false, true] {
+            let mut out = Vec::new();
+            t.to_qp().fill_into(&mut out, &|k| vars().get(k).cloned(), escape);
+            let decoded = quoted_printable::decode(&out, quoted_printable::ParseMode::Robust).unwrap();
+            assert_eq!(String::from_utf8(decoded).unwrap(), t.fill_map(&vars(), escape).replace('\n', "\r\n"));
+        }
     }
 
     #[test]

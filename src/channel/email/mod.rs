@@ -16,6 +16,7 @@ pub mod import;
 pub mod ledger;
 pub mod merge;
 pub mod progress;
+pub mod qp;
 pub mod sql;
 pub mod token;
 pub mod unsubscribe;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::BATCH_LIMIT;
 use crate::channel::email::compose::{Composer, LIST_UNSUBSCRIBE_POST, Mailing, short_hash};
-use crate::channel::email::engine::{self, EngineOptions, Transport};
+use crate::channel::email::engine::{self, EngineOptions, Gate, Transport};
 use crate::channel::email::{Outcome, Recipient, RecipientLedger};
 use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled, http};
 use crate::config::SecretString;
@@ -97,7 +97,7 @@ impl Transport for PostmarkSender {
         BATCH_LIMIT
     }
 
-    async fn send(&self, mailing: &Mailing, recipients: &[Recipient]) -> Result<Vec<Outcome>, DeliveryError> {
+    async fn send(&self, mailing: &Mailing, recipients: &[Recipient], gate: Gate) -> Result<Vec<Outcome>, DeliveryError> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; recipients.len()];
         let mut body = Vec::with_capacity(recipients.len());
         let mut index = Vec::with_capacity(recipients.len());
@@ -128,6 +128,8 @@ impl Transport for PostmarkSender {
             }
         }
         if !body.is_empty() {
+            // The call may reach recipients: the worker's previous batch must be recorded first.
+            gate.wait().await?;
             let resp = http::client()
                 .post(&self.url)
                 .header("Accept", "application/json")
