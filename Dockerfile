@@ -5,11 +5,13 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits don't rebuild them.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
  && cargo build --release --locked --bin herald || true
 COPY src ./src
 COPY channels ./channels
+# Cargo.toml names the benchmarks' example targets.
+COPY bench ./bench
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin herald
 
 FROM debian:bookworm-slim AS runtime

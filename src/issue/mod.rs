@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use parse::{IssueError, parse_file, parse_str};
+pub use parse::{IssueError, parse_file, parse_meta_file, parse_str};
 
 /// One finished issue.
 #[derive(Debug, Clone, Serialize)]

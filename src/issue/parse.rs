@@ -32,11 +32,60 @@ pub fn parse_file(path: &Path) -> Result<Issue, IssueError> {
     parse_str(path, &text)
 }
 
+/// Read an issue's front matter and version only: what the daemon's folder scan needs, without
+/// rendering the Markdown of every issue it watches.
+pub fn parse_meta_file(path: &Path) -> Result<(FrontMatter, String), IssueError> {
+    let text = std::fs::read_to_string(path).map_err(|e| IssueError {
+        file: path.to_path_buf(),
+        line: 1,
+        message: format!("cannot read the issue: {e}"),
+    })?;
+    let (meta, _, _) = split_front(path, &text)?;
+    Ok((meta, version_of(&text)))
+}
+
+/// The version of an issue's text: the first 16 hex digits of its SHA-256.
+fn version_of(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string()
+}
+
 /// Parse an issue from its text. `path` is used for messages and relative assets.
 ///
 /// Every front-matter problem is reported at once: the error's `line` is the first one's, and the
 /// message carries the others on further `file:line: message` lines.
 pub fn parse_str(path: &Path, text: &str) -> Result<Issue, IssueError> {
+    let (meta, body, body_start_line) = split_front(path, text)?;
+    let (intro_md, sections) = split_sections(body, body_start_line);
+    let mut anchors: Vec<String> = Vec::new();
+    let sections = sections
+        .into_iter()
+        .map(|(title, line, md)| {
+            let base = slugify(&title);
+            let mut anchor = base.clone();
+            let mut n = 2;
+            while anchors.contains(&anchor) {
+                anchor = format!("{base}-{n}");
+                n += 1;
+            }
+            anchors.push(anchor.clone());
+            Section { title, anchor, body: block(&md), line }
+        })
+        .collect::<Vec<_>>();
+    let intro = block(&intro_md);
+    let mut links = intro.links.clone();
+    for s in &sections {
+        for l in &s.body.links {
+            if !links.iter().any(|x| x.url == l.url) {
+                links.push(l.clone());
+            }
+        }
+    }
+    let version = version_of(text);
+    Ok(Issue { path: path.to_path_buf(), meta, version, intro, sections, links, markdown: body.trim().to_string() })
+}
+
+/// The front matter (checked), the Markdown body and the body's first line number.
+fn split_front<'t>(path: &Path, text: &'t str) -> Result<(FrontMatter, &'t str, usize), IssueError> {
     let err = |line: usize, message: String| IssueError { file: path.to_path_buf(), line, message };
     let text_nobom = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text_nobom.split_inclusive('\n');
@@ -73,34 +122,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Issue, IssueError> {
         }
         err(line, message)
     })?;
-    let body = &text_nobom[consumed..];
-    let (intro_md, sections) = split_sections(body, body_start_line);
-    let mut anchors: Vec<String> = Vec::new();
-    let sections = sections
-        .into_iter()
-        .map(|(title, line, md)| {
-            let base = slugify(&title);
-            let mut anchor = base.clone();
-            let mut n = 2;
-            while anchors.contains(&anchor) {
-                anchor = format!("{base}-{n}");
-                n += 1;
-            }
-            anchors.push(anchor.clone());
-            Section { title, anchor, body: block(&md), line }
-        })
-        .collect::<Vec<_>>();
-    let intro = block(&intro_md);
-    let mut links = intro.links.clone();
-    for s in &sections {
-        for l in &s.body.links {
-            if !links.iter().any(|x| x.url == l.url) {
-                links.push(l.clone());
-            }
-        }
-    }
-    let version = hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string();
-    Ok(Issue { path: path.to_path_buf(), meta, version, intro, sections, links, markdown: body.trim().to_string() })
+    Ok((meta, &text_nobom[consumed..], body_start_line))
 }
 
 /// Split at `## ` headings outside fenced code. Returns the intro and (title, line, markdown).

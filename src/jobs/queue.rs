@@ -96,7 +96,10 @@ impl Queue {
             StoreUrl::Sqlite { .. } => {
                 let path = url.queue_path().expect("sqlite has a queue path");
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(crate::store::SQLITE_POOL_SIZE)
+                    .min_connections(1)
+                    .idle_timeout(crate::store::POOL_IDLE_TIMEOUT)
+                    .max_lifetime(crate::store::SQLITE_MAX_LIFETIME)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(sqlite_queue_options(&path))
                     .await
@@ -122,6 +125,8 @@ impl Queue {
             StoreUrl::Postgres { url: pg } => {
                 let pool = PgPoolOptions::new()
                     .max_connections(8)
+                    .min_connections(1)
+                    .idle_timeout(crate::store::POOL_IDLE_TIMEOUT)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(pg)
                     .await

@@ -128,7 +128,7 @@ impl ScanCache {
             let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
             let fresh = self.seen.get(&p).is_some_and(|(m, l, _)| (*m, *l) == stamp);
             if !fresh {
-                let parsed = crate::issue::parse_file(&p).map(|i| candidate(p.clone(), i)).map_err(|e| e.to_string());
+                let parsed = crate::issue::parse_meta_file(&p).map(|m| candidate(p.clone(), m)).map_err(|e| e.to_string());
                 self.seen.insert(p.clone(), (stamp.0, stamp.1, parsed));
             }
             match &self.seen[&p].2 {
@@ -142,8 +142,8 @@ impl ScanCache {
     }
 }
 
-fn candidate(path: PathBuf, i: crate::issue::Issue) -> Candidate {
-    Candidate { path, slug: i.meta.slug, version: i.version, date: i.meta.date, draft: i.meta.draft, publish_at: i.meta.publish_at.map(|t| t.with_timezone(&Utc)) }
+fn candidate(path: PathBuf, (meta, version): (crate::issue::FrontMatter, String)) -> Candidate {
+    Candidate { path, slug: meta.slug, version, date: meta.date, draft: meta.draft, publish_at: meta.publish_at.map(|t| t.with_timezone(&Utc)) }
 }
 
 /// Read every issue in `dir` into candidates; files that fail to parse are returned as errors
@@ -157,8 +157,8 @@ pub fn scan(dir: &std::path::Path) -> (Vec<Candidate>, Vec<String>) {
     let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();
     paths.sort();
     for p in paths {
-        match crate::issue::parse_file(&p) {
-            Ok(i) => out.push(candidate(p, i)),
+        match crate::issue::parse_meta_file(&p) {
+            Ok(m) => out.push(candidate(p, m)),
             Err(e) => errors.push(e.to_string()),
         }
     }

@@ -29,6 +29,22 @@ pub use queries::{Finish, IssueStored, NewDelivery, delivery_key};
 /// How long a connection waits on a locked SQLite file before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A pooled connection unused this long is closed (down to one). An idle daemon waits days
+/// between mailings; each open SQLite connection holds a thread, its page cache and its
+/// allocator arena (about 0.3 MB each), so a burst of work should not leave eight behind.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Connections per SQLite pool (the store's, and the queue's). SQLite serialises writers, so
+/// more connections add little; each one is a thread of its own, and glibc gives every new
+/// thread its own allocator arena, which keeps its memory after the thread ends.
+pub const SQLITE_POOL_SIZE: u32 = 4;
+
+/// SQLite connections are reopened after this long. The pool hands out idle connections in
+/// turn, so the queue's polling alone keeps every connection "recently used" and the idle
+/// timeout never fires; a lifetime lets the pool shrink to what the load needs. Opening a
+/// SQLite connection costs well under a millisecond.
+pub const SQLITE_MAX_LIFETIME: Duration = Duration::from_secs(30);
+
 /// Which database engine a store URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -141,7 +157,10 @@ impl Store {
                 let encoded = percent_encoding::utf8_percent_encode(&path.to_string_lossy(), SET).to_string();
                 let any_url = format!("sqlite://{encoded}?mode=rwc");
                 let pool = AnyPoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(SQLITE_POOL_SIZE)
+                    .min_connections(1)
+                    .idle_timeout(POOL_IDLE_TIMEOUT)
+                    .max_lifetime(SQLITE_MAX_LIFETIME)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
@@ -167,6 +186,8 @@ impl Store {
                 let _ = conn.close().await;
                 let pool = AnyPoolOptions::new()
                     .max_connections(8)
+                    .min_connections(1)
+                    .idle_timeout(POOL_IDLE_TIMEOUT)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _| {
                         Box::pin(async move {

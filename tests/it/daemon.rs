@@ -389,8 +389,23 @@ fn dockerfile_is_multistage_non_root_with_healthcheck_and_assets() {
     assert!(runtime.iter().any(|l| l.starts_with("COPY channels")), "carries channels/");
     assert!(runtime.iter().any(|l| l.starts_with("COPY config")), "carries config/");
     assert!(runtime.iter().any(|l| l.starts_with("ENTRYPOINT") && l.contains("herald")));
-    for needed in ["Cargo.toml", "Cargo.lock", "src", "channels"] {
-        assert!(lines.iter().any(|l| l.starts_with("COPY") && l.contains(needed)), "the build stage copies {needed}");
+    // Everything `cargo build` reads: the manifest, the lock, a build script, the sources, the
+    // embedded templates, and the folders of any target Cargo.toml names by path.
+    let root = crate::util::root();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut needed: Vec<String> = ["Cargo.toml", "Cargo.lock", "src", "channels"].map(String::from).to_vec();
+    if root.join("build.rs").exists() {
+        needed.push("build.rs".into());
+    }
+    for line in manifest.lines().filter(|l| l.trim_start().starts_with("path = ")) {
+        let path = line.split('"').nth(1).unwrap();
+        needed.push(path.split('/').next().unwrap().to_string());
+    }
+    for needed in needed {
+        assert!(
+            lines.iter().any(|l| l.starts_with("COPY") && l.split_whitespace().any(|w| w.trim_start_matches("./") == needed)),
+            "the build stage copies {needed}"
+        );
     }
 }
 

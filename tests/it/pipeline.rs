@@ -419,9 +419,10 @@ async fn sqlite_pragmas_hold_on_every_pooled_connection() {
     let queue = herald::jobs::Queue::open(&url, 4).await.unwrap();
     assert!(url.queue_path().unwrap().ends_with("data/herald.queue.db"));
     assert!(url.queue_path().unwrap().exists());
-    // Hold several connections at once so each is a distinct pooled connection.
+    // Hold every connection of the pool at once, so each is a distinct pooled connection.
+    let size = herald::store::SQLITE_POOL_SIZE;
     let mut held = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..size {
         let mut c = store.pool().acquire().await.unwrap();
         let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap();
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *c).await.unwrap();
@@ -431,7 +432,7 @@ async fn sqlite_pragmas_hold_on_every_pooled_connection() {
     }
     let herald::jobs::Queue::Sqlite { pool, .. } = &queue else { panic!("sqlite queue") };
     let mut qheld = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..size {
         let mut c = pool.acquire().await.unwrap();
         let sync: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap();
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *c).await.unwrap();
