@@ -383,9 +383,12 @@ impl Worker {
                         results.push(RecipientResult { id: r.id, email: r.email, outcome });
                     }
                     let (committed, rx) = oneshot::channel();
-                    if self.tx.send(Done { results, committed: Some(committed) }).is_ok() {
-                        previous = Some(rx);
+                    if self.tx.send(Done { results, committed: Some(committed) }).is_err() {
+                        // The writer is gone: nothing more may be sent unrecorded.
+                        stop.set(DeliveryError::retryable("the ledger writer stopped; outcomes cannot be recorded"));
+                        break;
                     }
+                    previous = Some(rx);
                 }
                 Err(e) => {
                     let n = stop.call_errors.fetch_add(1, Ordering::Relaxed) + 1;
