@@ -26,6 +26,9 @@ COPY channels ./channels
 COPY config ./config
 USER 10001:10001
 ENV HERALD_CONFIG=/app/config/herald.toml
+# Two glibc allocator arenas instead of one per thread (up to 16 here): the idle daemon keeps
+# ~1.5 MB less resident (bench/daemon).
+ENV MALLOC_ARENA_MAX=2
 EXPOSE 8025
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD curl -fsS http://127.0.0.1:8025/healthz || exit 1

@@ -18,10 +18,15 @@ trap 'rm -rf "$work"' EXIT
 floor=$( /usr/bin/time -f '%M' "$bin" --version 2>&1 >/dev/null | tail -1 )
 echo "reference: herald --version peak RSS ${floor} kB"
 
-for case in empty 1000-scheduled; do
-  d="$work/$case"
+# Each case twice: as the binary starts by default, and with MALLOC_ARENA_MAX=2 as the Docker
+# image and the README's systemd unit run it.
+for run in empty 1000-scheduled empty+arenas2 1000-scheduled+arenas2; do
+  kind="${run%+arenas2}"
+  arenas=""
+  if [ "$run" != "$kind" ]; then arenas=2; fi
+  d="$work/$run"
   mkdir -p "$d/issues"
-  if [ "$case" = "1000-scheduled" ]; then
+  if [ "$kind" = "1000-scheduled" ]; then
     python3 - "$d/issues" <<'PY'
 import sys, datetime
 out = sys.argv[1]
@@ -48,7 +53,11 @@ timezone = "Europe/London"
 type = "webhook"
 url = "http://127.0.0.1:9/hook"
 TOML
-  "$bin" --config "$d/herald.toml" daemon 2>"$d/daemon.log" &
+  if [ -n "$arenas" ]; then
+    MALLOC_ARENA_MAX=$arenas "$bin" --config "$d/herald.toml" daemon 2>"$d/daemon.log" &
+  else
+    "$bin" --config "$d/herald.toml" daemon 2>"$d/daemon.log" &
+  fi
   pid=$!
   sleep "$secs"
   rss=$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")
@@ -58,5 +67,5 @@ TOML
   wait "$pid" || true
   ratio=$(python3 -c "print(f'{$rss/$floor:.2f}')")
   goal=$(python3 -c "print(f'{$rss/15360:.2f}')")
-  echo "$case: idle RSS after ${secs}s ${rss} kB (peak ${hwm} kB, CPU ${cpu} ticks) = ${ratio}x the reference, ${goal}x the 15 MB goal"
+  echo "$run: idle RSS after ${secs}s ${rss} kB (peak ${hwm} kB, CPU ${cpu} ticks) = ${ratio}x the reference, ${goal}x the 15 MB goal"
 done
