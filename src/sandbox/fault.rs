@@ -108,19 +108,7 @@ pub async fn fault_middleware(
     let path = req.uri().path().to_owned();
     match plan.take(&method, &path) {
         None => next.run(req).await,
-        Some(Fault::Status { code, body, headers }) => {
-            let mut res = axum::response::Response::new(axum::body::Body::from(body));
-            *res.status_mut() = axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-            res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json"));
-            for (k, v) in headers {
-                if let (Ok(k), Ok(v)) =
-                    (axum::http::HeaderName::try_from(k.as_str()), axum::http::HeaderValue::try_from(v.as_str()))
-                {
-                    res.headers_mut().insert(k, v);
-                }
-            }
-            res
-        }
+        Some(Fault::Status { code, body, headers }) => status_response(code, body, headers),
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             next.run(req).await
@@ -132,6 +120,19 @@ pub async fn fault_middleware(
             drop_connection()
         }
     }
+}
+
+/// The answer for a [`Fault::Status`]: the code, a JSON body and the extra headers.
+pub fn status_response(code: u16, body: String, headers: Vec<(String, String)>) -> axum::response::Response {
+    let mut res = axum::response::Response::new(axum::body::Body::from(body));
+    *res.status_mut() = axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json"));
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (axum::http::HeaderName::try_from(k.as_str()), axum::http::HeaderValue::try_from(v.as_str())) {
+            res.headers_mut().insert(k, v);
+        }
+    }
+    res
 }
 
 /// Put a fault plan in front of every route of a fake.

@@ -12,15 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::fault::{Fault, FaultPlan, drop_connection};
+use super::fault::{FaultPlan, with_faults};
 
 /// The server token the fake accepts.
 pub const TOKEN: &str = "sandbox-postmark-server-token";
@@ -121,8 +120,8 @@ impl PostmarkFake {
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
             .route("/email/batch", post(batch))
-            .with_state(AppState { inner: inner.clone() })
-            .layer(middleware::from_fn_with_state(faults.clone(), apply_faults));
+            .with_state(AppState { inner: inner.clone() });
+        let app = with_faults(app, faults.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
@@ -154,32 +153,6 @@ impl PostmarkFake {
     /// The size of every batch call that reached the handler, in order.
     pub fn batch_sizes(&self) -> Vec<usize> {
         self.lock().batch_sizes.clone()
-    }
-}
-
-async fn apply_faults(State(faults): State<Arc<FaultPlan>>, req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().as_str().to_string(), req.uri().path().to_string());
-    match faults.take(&method, &path) {
-        None => next.run(req).await,
-        Some(Fault::Status { code, body, headers }) => {
-            let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
-            resp.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-            for (k, v) in headers {
-                if let (Ok(k), Ok(v)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            resp
-        }
-        Some(Fault::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            next.run(req).await
-        }
-        Some(Fault::Drop) => drop_connection(),
-        Some(Fault::AcceptThenDrop) => {
-            let _ = next.run(req).await;
-            drop_connection()
-        }
     }
 }
 

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::fault::{Fault, FaultPlan, drop_connection};
+use super::fault::{Fault, FaultPlan, drop_connection, status_response};
 use crate::channel::webhook::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
 
 /// One accepted request.
@@ -163,14 +163,7 @@ async fn apply_faults(State((faults, st)): State<(Arc<FaultPlan>, AppState)>, re
         None => next.run(req).await,
         Some(Fault::Status { code, body, headers }) => {
             record(code);
-            let mut resp = (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
-            resp.headers_mut().insert("content-type", "application/json".parse().expect("static header"));
-            for (k, v) in headers {
-                if let (Ok(k), Ok(v)) = (k.parse::<axum::http::HeaderName>(), v.parse()) {
-                    resp.headers_mut().insert(k, v);
-                }
-            }
-            resp
+            status_response(code, body, headers)
         }
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
