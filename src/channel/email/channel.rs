@@ -63,26 +63,16 @@ impl EmailAdapter {
         &self.composer
     }
 
-    fn ledger(&self) -> Result<&Arc<dyn RecipientLedger>, DeliveryError> {
-        self.ledger.as_ref().ok_or_else(|| {
-            DeliveryError::permanent(format!("channel {}: the email adapter was built without a recipient ledger", self.opts.channel))
-        })
-    }
 }
 
 #[async_trait]
 impl Adapter for EmailAdapter {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
-        let Rendering::Email(r) = rendering else {
-            return Err(DeliveryError::permanent("the email channel needs an email rendering"));
-        };
-        let ledger = self.ledger()?.clone();
-        let mailing = Arc::new(Mailing::new(&ctx.key, r));
-        engine::run(&self.opts, ledger, self.smtp.clone(), mailing, ctx.delivery_id).await
+        engine::deliver("email", &self.opts, self.ledger.as_ref(), self.smtp.clone(), rendering, ctx).await
     }
 
     async fn find_existing(&self, _rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
-        engine::reconcile(self.ledger()?.as_ref(), ctx.delivery_id, &super::compose::short_hash(&ctx.key)).await
+        engine::find_existing("email", &self.opts, self.ledger.as_ref(), ctx).await
     }
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {

@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::compose::Mailing;
+use super::compose::{Mailing, short_hash};
 use super::ledger::{LedgerProgress, Outcome, Recipient, RecipientLedger, RecipientResult};
 use super::progress::Reporter;
-use crate::channel::{DeliveryError, Kind, Receipt, Reconciled};
+use crate::channel::{DeliveryCtx, DeliveryError, Kind, Receipt, Reconciled};
+use crate::render::Rendering;
 
 /// Default waits before a recipient deferred by a 4xx is tried again; after the last one the
 /// recipient is failed (not suppressed).
@@ -49,11 +50,6 @@ const MAX_BLANKET_REFUSALS: usize = 20;
 pub struct Gate(Option<oneshot::Receiver<()>>);
 
 impl Gate {
-    /// A gate that is already open (nothing before it to record).
-    pub fn open() -> Self {
-        Self(None)
-    }
-
     /// Wait for the previous outcome's commit. An error means it could not be recorded: the
     /// send must not happen (the pass is stopping).
     pub async fn wait(self) -> Result<(), DeliveryError> {
@@ -177,6 +173,32 @@ fn settle(outcome: Outcome, r: &Recipient, schedule: &[Duration], now: i64) -> O
         },
         o => o,
     }
+}
+
+/// `Adapter::deliver` for a mailing adapter of type `kind` (`email`, `email_api`): check the
+/// rendering and the ledger, then run one pass.
+pub async fn deliver(
+    kind: &str,
+    opts: &EngineOptions,
+    ledger: Option<&Arc<dyn RecipientLedger>>,
+    transport: Arc<dyn Transport>,
+    rendering: &Rendering,
+    ctx: &DeliveryCtx,
+) -> Result<Receipt, DeliveryError> {
+    let Rendering::Email(r) = rendering else {
+        return Err(DeliveryError::permanent(format!("the {kind} channel needs an email rendering")));
+    };
+    let ledger = require_ledger(kind, opts, ledger)?.clone();
+    run(opts, ledger, transport, Arc::new(Mailing::new(&ctx.key, r)), ctx.delivery_id).await
+}
+
+/// `Adapter::find_existing` for a mailing adapter: what its ledger says.
+pub async fn find_existing(kind: &str, opts: &EngineOptions, ledger: Option<&Arc<dyn RecipientLedger>>, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
+    reconcile(require_ledger(kind, opts, ledger)?.as_ref(), ctx.delivery_id, &short_hash(&ctx.key)).await
+}
+
+fn require_ledger<'a>(kind: &str, opts: &EngineOptions, ledger: Option<&'a Arc<dyn RecipientLedger>>) -> Result<&'a Arc<dyn RecipientLedger>, DeliveryError> {
+    ledger.ok_or_else(|| DeliveryError::permanent(format!("channel {}: the {kind} adapter was built without a recipient ledger", opts.channel)))
 }
 
 /// What the ledger says about a delivery, as a reconciliation answer: done when seeded and

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::BATCH_LIMIT;
-use crate::channel::email::compose::{Composer, LIST_UNSUBSCRIBE_POST, Mailing, short_hash};
+use crate::channel::email::compose::{Composer, LIST_UNSUBSCRIBE_POST, Mailing};
 use crate::channel::email::engine::{self, EngineOptions, Gate, Transport};
 use crate::channel::email::{Outcome, Recipient, RecipientLedger};
 use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled, http};
@@ -43,25 +43,16 @@ impl EmailApiAdapter {
         self
     }
 
-    fn ledger(&self) -> Result<&Arc<dyn RecipientLedger>, DeliveryError> {
-        self.ledger.as_ref().ok_or_else(|| {
-            DeliveryError::permanent(format!("channel {}: the email_api adapter was built without a recipient ledger", self.opts.channel))
-        })
-    }
 }
 
 #[async_trait]
 impl Adapter for EmailApiAdapter {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
-        let Rendering::Email(r) = rendering else {
-            return Err(DeliveryError::permanent("the email_api channel needs an email rendering"));
-        };
-        let ledger = self.ledger()?.clone();
-        engine::run(&self.opts, ledger, self.sender.clone(), Arc::new(Mailing::new(&ctx.key, r)), ctx.delivery_id).await
+        engine::deliver("email_api", &self.opts, self.ledger.as_ref(), self.sender.clone(), rendering, ctx).await
     }
 
     async fn find_existing(&self, _rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
-        engine::reconcile(self.ledger()?.as_ref(), ctx.delivery_id, &short_hash(&ctx.key)).await
+        engine::find_existing("email_api", &self.opts, self.ledger.as_ref(), ctx).await
     }
 }
 
