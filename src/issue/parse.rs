@@ -24,22 +24,17 @@ pub struct IssueError {
 
 /// Read and parse an issue file.
 pub fn parse_file(path: &Path) -> Result<Issue, IssueError> {
-    let text = std::fs::read_to_string(path).map_err(|e| IssueError {
-        file: path.to_path_buf(),
-        line: 1,
-        message: format!("cannot read the issue: {e}"),
-    })?;
-    parse_str(path, &text)
+    parse_str(path, &read_issue(path)?)
+}
+
+fn read_issue(path: &Path) -> Result<String, IssueError> {
+    std::fs::read_to_string(path).map_err(|e| IssueError { file: path.to_path_buf(), line: 1, message: format!("cannot read the issue: {e}") })
 }
 
 /// Read an issue's front matter and version only: what the daemon's folder scan needs, without
 /// rendering the Markdown of every issue it watches.
 pub fn parse_meta_file(path: &Path) -> Result<(FrontMatter, String), IssueError> {
-    let text = std::fs::read_to_string(path).map_err(|e| IssueError {
-        file: path.to_path_buf(),
-        line: 1,
-        message: format!("cannot read the issue: {e}"),
-    })?;
+    let text = read_issue(path)?;
     let (meta, _, _) = split_front(path, &text)?;
     Ok((meta, version_of(&text)))
 }

@@ -116,11 +116,10 @@ pub struct ScanCache {
 impl ScanCache {
     /// Like [`scan`], from the cache where files are unchanged.
     pub fn scan(&mut self, dir: &std::path::Path) -> (Vec<Candidate>, Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return (Vec::new(), vec![format!("cannot read the issues folder {}", dir.display())]);
+        let paths = match issue_files(dir) {
+            Ok(p) => p,
+            Err(e) => return (Vec::new(), vec![e]),
         };
-        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();
-        paths.sort();
         let (mut out, mut errors) = (Vec::new(), Vec::new());
         let mut live = std::collections::HashSet::new();
         for p in paths {
@@ -142,6 +141,14 @@ impl ScanCache {
     }
 }
 
+/// The `.md` files of the issues folder, sorted.
+fn issue_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|_| format!("cannot read the issues folder {}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();
+    paths.sort();
+    Ok(paths)
+}
+
 fn candidate(path: PathBuf, (meta, version): (crate::issue::FrontMatter, String)) -> Candidate {
     Candidate { path, slug: meta.slug, version, date: meta.date, draft: meta.draft, publish_at: meta.publish_at.map(|t| t.with_timezone(&Utc)) }
 }
@@ -149,13 +156,11 @@ fn candidate(path: PathBuf, (meta, version): (crate::issue::FrontMatter, String)
 /// Read every issue in `dir` into candidates; files that fail to parse are returned as errors
 /// (the daemon logs them and carries on).
 pub fn scan(dir: &std::path::Path) -> (Vec<Candidate>, Vec<String>) {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return (out, vec![format!("cannot read the issues folder {}", dir.display())]);
+    let paths = match issue_files(dir) {
+        Ok(p) => p,
+        Err(e) => return (Vec::new(), vec![e]),
     };
-    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();
-    paths.sort();
+    let (mut out, mut errors) = (Vec::new(), Vec::new());
     for p in paths {
         match crate::issue::parse_meta_file(&p) {
             Ok(m) => out.push(candidate(p, m)),
