@@ -4,7 +4,9 @@
 //! always for another), with optional latency.
 //!
 //! Commands: EHLO/HELO, MAIL FROM, RCPT TO, DATA (dot-unstuffed), RSET, NOOP, VRFY, QUIT.
-//! PIPELINING is advertised and works because commands are answered strictly in order.
+//! PIPELINING is advertised and works because commands are answered strictly in order; with
+//! [`SmtpServer::set_pipelining`]`(false)` it is not, and a client that pipelines anyway is cut
+//! off, as Postfix does.
 //! No TLS and no AUTH: Herald reaches it with `smtp://127.0.0.1:PORT`.
 
 use std::collections::HashMap;
@@ -96,6 +98,9 @@ struct Shared {
     inner: Mutex<Inner>,
     latency_ms: AtomicU64,
     keep_bodies: std::sync::atomic::AtomicBool,
+    pipelining: std::sync::atomic::AtomicBool,
+    pipelined: AtomicUsize,
+    sync_errors: AtomicUsize,
     connections: AtomicUsize,
     next_id: AtomicU64,
     message_count: AtomicUsize,
@@ -144,6 +149,9 @@ impl SmtpServer {
             inner: Mutex::new(Inner::default()),
             latency_ms: AtomicU64::new(0),
             keep_bodies: std::sync::atomic::AtomicBool::new(true),
+            pipelining: std::sync::atomic::AtomicBool::new(true),
+            pipelined: AtomicUsize::new(0),
+            sync_errors: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             message_count: AtomicUsize::new(0),
@@ -194,6 +202,23 @@ impl SmtpServer {
     /// Keep message bodies (default) or only envelopes and counts (long benchmarks).
     pub fn keep_bodies(&self, keep: bool) {
         self.shared.keep_bodies.store(keep, Ordering::Relaxed);
+    }
+
+    /// Advertise `PIPELINING` in the EHLO reply (default) or not. Commands are answered in
+    /// order either way; a client that sees no `PIPELINING` must wait for each reply.
+    pub fn set_pipelining(&self, on: bool) {
+        self.shared.pipelining.store(on, Ordering::Relaxed);
+    }
+
+    /// Commands that arrived while the client had more input already sent (pipelined).
+    pub fn pipelined_commands(&self) -> usize {
+        self.shared.pipelined.load(Ordering::Relaxed)
+    }
+
+    /// Sessions closed for pipelining without `PIPELINING` advertised (Postfix's "SMTP
+    /// protocol synchronization" error).
+    pub fn sync_errors(&self) -> usize {
+        self.shared.sync_errors.load(Ordering::Relaxed)
     }
 
     /// Every accepted message, in the order accepted.
@@ -271,6 +296,19 @@ async fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             out.push_str("500 5.5.2 Line too long\r\n");
             continue;
         }
+        if !r.buffer().is_empty() {
+            // The client sent more before this command's reply: pipelining. Without
+            // PIPELINING advertised that is a protocol error, as Postfix treats it.
+            if shared.pipelining.load(Ordering::Relaxed) {
+                shared.pipelined.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.sync_errors.fetch_add(1, Ordering::Relaxed);
+                out.push_str("554 5.5.0 Error: SMTP protocol synchronization\r\n");
+                w.write_all(out.as_bytes()).await?;
+                let _ = w.shutdown().await;
+                return Ok(());
+            }
+        }
         let cmd = String::from_utf8_lossy(&line);
         let cmd = cmd.trim_end_matches(['\r', '\n']);
         let (verb, arg) = match cmd.split_once(' ') {
@@ -280,8 +318,9 @@ async fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         match verb.as_str() {
             "EHLO" if !arg.is_empty() => {
                 txn = Txn { greeted: true, ..Txn::default() };
+                let pipelining = if shared.pipelining.load(Ordering::Relaxed) { "250-PIPELINING\r\n" } else { "" };
                 out.push_str(&format!(
-                    "250-{HOSTNAME} greets {arg}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE {MAX_MESSAGE}\r\n"
+                    "250-{HOSTNAME} greets {arg}\r\n{pipelining}250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE {MAX_MESSAGE}\r\n"
                 ));
             }
             "HELO" if !arg.is_empty() => {

@@ -139,7 +139,19 @@ fn herald_mailing() -> email::compose::Mailing {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn greylisted_recipients_are_retried_and_hard_bounces_suppressed() {
+    greylist_and_bounce(true).await;
+}
+
+/// The same mailing against a server that does not advertise PIPELINING (and cuts off a client
+/// that pipelines anyway): the envelope goes one command at a time, with the same outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pipelining_the_same_outcomes_one_command_at_a_time() {
+    greylist_and_bounce(false).await;
+}
+
+async fn greylist_and_bounce(pipelining: bool) {
     let server = SmtpServer::start().await.unwrap();
+    server.set_pipelining(pipelining);
     let ledger = subscribers(200);
     let grey = [addr(3), addr(50), addr(199)];
     let gone = [addr(7), addr(120)];
@@ -189,6 +201,12 @@ async fn greylisted_recipients_are_retried_and_hard_bounces_suppressed() {
     assert_eq!(r.note.as_deref(), Some("197 sent, 1 failed, 0 skipped of 198 recipients"));
     assert_eq!(server.message_count() - before, 197);
     assert!(gone.iter().all(|g| server.rcpt_attempts(g) == 1));
+    assert_eq!(server.sync_errors(), 0, "never pipelined to a server that did not offer it");
+    if pipelining {
+        // MAIL, RCPT and DATA go as one group: at least two commands per transaction arrive
+        // with more already sent.
+        assert!(server.pipelined_commands() >= 2 * 200, "{} pipelined commands", server.pipelined_commands());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

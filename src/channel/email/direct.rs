@@ -7,14 +7,23 @@
 //! option, so for `smtp://` URLs (plain, or STARTTLS with `?tls=required`) Herald connects the
 //! socket, hands it to [`AsyncSmtpConnection::connect_with_transport`], and pools the
 //! connections here. `smtps://` (implicit TLS) keeps lettre's pooled transport.
+//!
+//! **Fewer round trips.** lettre sends `MAIL`, each `RCPT` and `DATA` one at a time, waiting
+//! for each reply, and pushes the body through a byte-at-a-time dot-stuffing codec, then the
+//! terminator as a second write. When the server advertises `PIPELINING` (RFC 2920), Herald
+//! sends the envelope as one group and reads the replies in order; and it sends the body,
+//! dot-stuffed here, together with its terminator as one write. Both go through lettre's own
+//! `command` and `read_response`, so the session stays lettre's: one round trip for the
+//! envelope and one for the body, where lettre's `send` takes four.
 
+use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
@@ -45,7 +54,47 @@ pub struct DirectPool {
     hello: ClientId,
     timeout: Duration,
     max_idle: usize,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+}
+
+/// One session, and whether its server pipelines.
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    pipelining: bool,
+}
+
+/// Bytes already in SMTP form (CRLF-terminated commands, or a dot-stuffed body with its
+/// terminator), handed to lettre's `command`, which writes a `Display` in one write and then
+/// reads one reply.
+struct Raw<'a>(&'a str);
+
+impl fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// `message` dot-stuffed (RFC 5321 §4.5.2: a line that starts with `.` gets another) and
+/// followed by the end-of-data line, exactly as lettre's codec and `message` would send it.
+/// `None` if the message is not UTF-8 (lettre's own path sends those).
+fn data_block(message: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(message).ok()?;
+    let mut out = String::with_capacity(text.len() + 8);
+    if text.starts_with('.') {
+        out.push('.');
+    }
+    if text.contains("\r\n.") {
+        out.push_str(&text.replace("\r\n.", "\r\n.."));
+    } else {
+        out.push_str(text);
+    }
+    out.push_str("\r\n.\r\n");
+    Some(out)
+}
+
+/// Whether an EHLO reply lists `PIPELINING`.
+fn advertises_pipelining(ehlo: &Response) -> bool {
+    ehlo.message().skip(1).any(|line| line.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING")))
 }
 
 impl DirectPool {
@@ -63,17 +112,17 @@ impl DirectPool {
         }
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Conn> {
         let mut g = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((c, since)) = g.pop() {
-            if since.elapsed() < MAX_IDLE && !c.has_broken() {
+            if since.elapsed() < MAX_IDLE && !c.smtp.has_broken() {
                 return Some(c);
             }
         }
         None
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, DirectError> {
+    async fn connect(&self) -> Result<Conn, DirectError> {
         let addr = (self.host.as_str(), self.port);
         let stream = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr))
             .await
@@ -84,14 +133,18 @@ impl DirectPool {
         if let Some(tls) = &self.starttls {
             conn.starttls(tls.clone(), &self.hello).await.map_err(DirectError::Smtp)?;
         }
+        // lettre keeps only the extensions it uses from its EHLO; ask again (before AUTH,
+        // which some servers forget on EHLO) to learn whether the server pipelines.
+        let ehlo = conn.command(Ehlo::new(self.hello.clone())).await.map_err(DirectError::Smtp)?;
+        let pipelining = advertises_pipelining(&ehlo);
         if let Some(c) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(DirectError::Smtp)?;
         }
-        Ok(conn)
+        Ok(Conn { smtp: conn, pipelining })
     }
 
-    fn put_back(&self, conn: AsyncSmtpConnection) {
-        if !conn.has_broken() {
+    fn put_back(&self, conn: Conn) {
+        if !conn.smtp.has_broken() {
             let mut g = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             if g.len() < self.max_idle {
                 g.push((conn, Instant::now()));
@@ -113,50 +166,28 @@ impl DirectPool {
         };
         let no_answer = || DirectError::Connect(format!("the SMTP server at {}:{} did not answer in time", self.host, self.port));
         // The envelope. Mid-dialogue on a timeout: the connection's state is unknown, it drops.
-        let envelope_sent = tokio::time::timeout(self.timeout, async {
-            let mut params = Vec::new();
-            if envelope.from().into_iter().chain(envelope.to()).any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii()) {
-                if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-                    return Ok(Err(DirectError::Connect("the server does not support SMTPUTF8, needed for a non-ASCII address".into())));
-                }
-                params.push(MailParameter::SmtpUtfEight);
-            }
-            if !message.is_ascii() {
-                if !conn.server_info().supports_feature(Extension::EightBitMime) {
-                    return Ok(Err(DirectError::Connect("the server does not support 8BITMIME, needed for this message".into())));
-                }
-                params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-            }
-            conn.command(Mail::new(envelope.from().cloned(), params)).await?;
-            for to in envelope.to() {
-                conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
-            }
-            conn.command(Data).await?;
-            Ok::<_, lettre::transport::smtp::Error>(Ok(()))
-        })
-        .await;
-        match envelope_sent {
+        match tokio::time::timeout(self.timeout, send_envelope(&mut conn, envelope, message)).await {
             Err(_) => return Err(no_answer()),
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => {
+            Ok(Ok(())) => {}
+            Ok(Err(Refused::Reset(e))) => {
                 self.reset(conn).await;
                 return Err(e);
             }
-            Ok(Err(e)) => {
-                // A refusal (4xx/5xx) leaves the session usable after RSET; anything else
-                // (a network error) does not.
-                if e.status().is_some() {
-                    self.reset(conn).await;
-                }
-                return Err(DirectError::Smtp(e));
-            }
+            Ok(Err(Refused::Drop(e))) => return Err(e),
         }
         // After `354`: only the body remains. If the previous outcome cannot be recorded, drop
         // the connection mid-DATA; the server discards the transaction.
         if let Err(e) = gate.wait().await {
             return Err(DirectError::Stopped(e));
         }
-        let r = match tokio::time::timeout(self.timeout, conn.message(message)).await {
+        let body = data_block(message);
+        let sent = async {
+            match &body {
+                Some(block) => conn.smtp.command(Raw(block)).await,
+                None => conn.smtp.message(message).await,
+            }
+        };
+        let r = match tokio::time::timeout(self.timeout, sent).await {
             Ok(r) => r.map_err(DirectError::Smtp),
             Err(_) => return Err(no_answer()),
         };
@@ -169,17 +200,127 @@ impl DirectPool {
     }
 
     /// `RSET` after a refused command, and keep the connection if the server agrees.
-    async fn reset(&self, mut conn: AsyncSmtpConnection) {
-        if let Ok(Ok(_)) = tokio::time::timeout(self.timeout, conn.command(Rset)).await {
+    async fn reset(&self, mut conn: Conn) {
+        if let Ok(Ok(_)) = tokio::time::timeout(self.timeout, conn.smtp.command(Rset)).await {
             self.put_back(conn);
         }
     }
 
     /// Open a session and say NOOP (healthcheck).
     pub async fn check(&self) -> Result<(), DirectError> {
-        let mut c = self.connect().await?;
+        let mut c = self.connect().await?.smtp;
         let ok = c.test_connected().await;
         let _ = c.quit().await;
         if ok { Ok(()) } else { Err(DirectError::Connect("the SMTP server did not answer NOOP".into())) }
+    }
+}
+
+/// How an envelope failed: refused in a way `RSET` recovers from, or with the session lost.
+enum Refused {
+    Reset(DirectError),
+    Drop(DirectError),
+}
+
+/// `MAIL`, each `RCPT`, `DATA`: one group when the server pipelines, else one at a time. `Ok`
+/// means the server answered `354` and waits for the body.
+async fn send_envelope(conn: &mut Conn, envelope: &Envelope, message: &[u8]) -> Result<(), Refused> {
+    let mut params = Vec::new();
+    if envelope.from().into_iter().chain(envelope.to()).any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii()) {
+        if !conn.smtp.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(Refused::Reset(DirectError::Connect("the server does not support SMTPUTF8, needed for a non-ASCII address".into())));
+        }
+        params.push(MailParameter::SmtpUtfEight);
+    }
+    if !message.is_ascii() {
+        if !conn.smtp.server_info().supports_feature(Extension::EightBitMime) {
+            return Err(Refused::Reset(DirectError::Connect("the server does not support 8BITMIME, needed for this message".into())));
+        }
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    // A refusal (4xx/5xx) leaves the session usable after RSET; anything else (a network
+    // error) does not.
+    let refused = |e: lettre::transport::smtp::Error| if e.status().is_some() { Refused::Reset(DirectError::Smtp(e)) } else { Refused::Drop(DirectError::Smtp(e)) };
+    let mail = Mail::new(envelope.from().cloned(), params);
+    if !conn.pipelining {
+        conn.smtp.command(mail).await.map_err(refused)?;
+        for to in envelope.to() {
+            conn.smtp.command(Rcpt::new(to.clone(), Vec::new())).await.map_err(refused)?;
+        }
+        conn.smtp.command(Data).await.map_err(refused)?;
+        return Ok(());
+    }
+    // RFC 2920: the group ends with DATA; every reply is read, in order, so the session stays
+    // in step, and the first refusal is the answer.
+    let mut group = mail.to_string();
+    for to in envelope.to() {
+        group.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
+    }
+    group.push_str(&Data.to_string());
+    let replies = envelope.to().len() + 2;
+    let mut first_refusal = None;
+    let mut data_accepted = false;
+    for i in 0..replies {
+        let reply = if i == 0 { conn.smtp.command(Raw(&group)).await } else { conn.smtp.read_response().await };
+        match reply {
+            Ok(_) => data_accepted = i + 1 == replies,
+            Err(e) if e.status().is_some() => {
+                first_refusal.get_or_insert(e);
+            }
+            Err(e) => return Err(Refused::Drop(DirectError::Smtp(e))),
+        }
+    }
+    match first_refusal {
+        None => Ok(()),
+        // Some recipient refused but DATA accepted: the session waits for a body that must not
+        // come. Closing the connection makes the server drop the transaction.
+        Some(e) if data_accepted => Err(Refused::Drop(DirectError::Smtp(e))),
+        Some(e) => Err(Refused::Reset(DirectError::Smtp(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// lettre's `ClientCodec` transparency, byte by byte: the oracle `data_block` must match.
+    fn lettre_codec(frame: &[u8]) -> Vec<u8> {
+        #[derive(Clone, Copy)]
+        enum S {
+            Middle,
+            Starting,
+            Start,
+        }
+        let mut s = S::Start;
+        let mut out = Vec::new();
+        for &b in frame {
+            out.push(b);
+            s = match (b, s) {
+                (b'\r', _) => S::Starting,
+                (b'\n', S::Starting) => S::Start,
+                (b'.', S::Start) => {
+                    out.push(b'.');
+                    S::Middle
+                }
+                (_, S::Starting | S::Start) => S::Middle,
+                (_, S::Middle) => S::Middle,
+            };
+        }
+        out.extend_from_slice(b"\r\n.\r\n");
+        out
+    }
+
+    #[test]
+    fn dot_stuffing_doubles_a_leading_dot_on_every_line() {
+        assert_eq!(data_block(b".a\r\n.\r\nb\n.c\r\n..").unwrap(), "..a\r\n..\r\nb\n.c\r\n...\r\n.\r\n");
+        assert_eq!(data_block(b"plain").unwrap(), "plain\r\n.\r\n");
+        assert!(data_block(&[b'a', 0xff]).is_none(), "not UTF-8: lettre's own path sends it");
+    }
+
+    proptest! {
+        #[test]
+        fn data_block_sends_what_lettre_would(s in "[.\r\na\u{e9}]{0,64}") {
+            prop_assert_eq!(data_block(s.as_bytes()).unwrap().into_bytes(), lettre_codec(s.as_bytes()));
+        }
     }
 }
