@@ -63,7 +63,8 @@ async fn publish_handler(job: PublishJob, p: Data<Arc<Pipeline>>) -> Result<(), 
 
 async fn deliver_handler(job: DeliverJob, p: Data<Arc<Pipeline>>) -> Result<(), BoxDynError> {
     let DeliverJob::V1 { delivery_id } = job;
-    match deliver::run(&p, delivery_id).await {
+    let p: Arc<Pipeline> = (*p).clone();
+    match own_task(async move { deliver::run(&p, delivery_id).await }).await {
         // A dead delivery ends its job as Killed, so apalis never runs it again.
         Ok(DeliverOutcome::Now(State::Failed)) => Err(AbortError::new(format!("delivery {delivery_id} failed")).into()),
         Ok(DeliverOutcome::Skipped(why)) => {
@@ -75,6 +76,27 @@ async fn deliver_handler(job: DeliverJob, p: Data<Arc<Pipeline>>) -> Result<(), 
             tracing::warn!(delivery_id, error = %format!("{e:#}"), "Deliver job hit a store error.");
             Err(e.into())
         }
+    }
+}
+
+/// Run a job's work as its own tokio task and wait for it. apalis polls a worker's backend each
+/// time anything inside the worker's future wakes, and every such poll with room for more work
+/// runs the queue's fetch query: a mailing's socket and database wake-ups made the Deliver
+/// worker query the queue about a thousand times a second (bench/email, 2026-11-25). As its
+/// own task the job wakes only itself. Dropping the returned future aborts the task, as
+/// dropping the job's future did before; the job's span goes with it.
+async fn own_task<T: Send + 'static>(work: impl Future<Output = anyhow::Result<T>> + Send + 'static) -> anyhow::Result<T> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(work)));
+    match (&mut task.0).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(anyhow::anyhow!("the job's task ended early: {e}")),
     }
 }
 
