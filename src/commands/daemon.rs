@@ -23,6 +23,8 @@ use crate::store::fmt_ms;
 
 /// Run `herald daemon`.
 pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
+    // First, so a SIGTERM during start-up still ends in a clean shutdown.
+    let signalled = shutdown_signal();
     let cfg = Arc::new(g.load_config()?);
     let listen: SocketAddr = cfg
         .config
@@ -43,7 +45,7 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
     // One signal, three listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signalled.await;
         let _ = stop_tx.send(true);
     });
     let stopped = move || {

@@ -26,6 +26,8 @@ pub async fn run(g: &Globals, args: LogArgs) -> anyhow::Result<ExitStatus> {
         None => None,
     };
     let mut cursor = 0;
+    let signalled = crate::jobs::worker::shutdown_signal();
+    tokio::pin!(signalled);
     loop {
         let rows = store.log(slug.as_deref(), &args.channels, cursor).await?;
         let mut out = std::io::stdout().lock();
@@ -44,7 +46,7 @@ pub async fn run(g: &Globals, args: LogArgs) -> anyhow::Result<ExitStatus> {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = crate::jobs::worker::shutdown_signal() => break,
+            _ = &mut signalled => break,
         }
     }
     Ok(ExitStatus::Success)

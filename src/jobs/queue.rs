@@ -28,6 +28,24 @@ pub const JOB_MAX_ATTEMPTS: usize = INFRA_RETRIES + 1;
 /// In-process retries of an infrastructure error.
 pub const INFRA_RETRIES: usize = 2;
 
+/// Signalled when this process pushes a Publish job, so its own worker fetches at once instead
+/// of at its next poll (a `publish --wait`, or a Publish job pushing Deliver jobs, used to wait
+/// up to one poll interval per hop). Other processes still find the job by polling.
+pub static PUBLISH_PUSHED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// The same for Deliver jobs.
+pub static DELIVER_PUSHED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// A worker's wake-ups: every `poll`, and at once when `pushed` is signalled.
+pub fn wake_ups(poll: Duration, pushed: &'static tokio::sync::Notify) -> std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send>> {
+    Box::pin(futures::stream::unfold((), move |()| async move {
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = pushed.notified() => {}
+        }
+        Some(((), ()))
+    }))
+}
+
 /// The queue's storages, by backend.
 #[derive(Clone)]
 pub enum Queue {
@@ -188,7 +206,9 @@ impl Queue {
                 }
             }
         };
-        res.context("cannot push the Publish job")
+        res.context("cannot push the Publish job")?;
+        PUBLISH_PUSHED.notify_one();
+        Ok(())
     }
 
     /// Push a Deliver job with a chosen id, due after `delay`.
@@ -199,7 +219,11 @@ impl Queue {
             Queue::Sqlite { deliver, .. } => deliver.clone().push_task(task).await.map_err(|e| anyhow::anyhow!("{e}")),
             Queue::Postgres { deliver, .. } => deliver.clone().push_task(task).await.map_err(|e| anyhow::anyhow!("{e}")),
         }
-        .with_context(|| format!("cannot push the Deliver job for delivery {delivery_id}"))
+        .with_context(|| format!("cannot push the Deliver job for delivery {delivery_id}"))?;
+        if delay.is_zero() {
+            DELIVER_PUSHED.notify_one();
+        }
+        Ok(())
     }
 
     /// Is this job still going to run? Pending or Queued; Running on a worker that is not

@@ -9,7 +9,7 @@ use apalis::prelude::*;
 
 use super::deliver::{self, DeliverOutcome};
 use super::publish::{self, PublishOutcome, publish_key};
-use super::queue::{INFRA_RETRIES, Queue, new_job_id};
+use super::queue::{DELIVER_PUSHED, INFRA_RETRIES, PUBLISH_PUSHED, Queue, new_job_id, wake_ups};
 use super::{DeliverJob, Pipeline, PublishJob};
 use crate::store::lease::{ProcessId, owner_is_dead_here};
 use crate::store::{State, now_ms};
@@ -119,7 +119,7 @@ macro_rules! monitor_for {
             .register(move |restarts| {
                 // Names are unique per process and restart (STACK §6.4).
                 WorkerBuilder::new(format!("herald-publish-{s1}.{restarts}"))
-                    .backend(sp.clone().poll_with_interval(poll))
+                    .backend(sp.clone().poll_with_stream(wake_ups(poll, &PUBLISH_PUSHED)))
                     .data(pp.clone())
                     .concurrency(1)
                     .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
@@ -127,7 +127,7 @@ macro_rules! monitor_for {
             })
             .register(move |restarts| {
                 WorkerBuilder::new(format!("herald-deliver-{s2}.{restarts}"))
-                    .backend(sd.clone().poll_with_interval(poll))
+                    .backend(sd.clone().poll_with_stream(wake_ups(poll, &DELIVER_PUSHED)))
                     .data(pd.clone())
                     .concurrency(conc)
                     .retry(RetryPolicy::retries(INFRA_RETRIES).retry_if(is_infra))
@@ -312,9 +312,11 @@ pub enum WaitEnd {
 /// Run an embedded worker until `target` settles, the timeout passes, or a signal arrives.
 pub async fn run_until_settled(p: Arc<Pipeline>, opts: WorkerOptions, target: WaitFor, timeout: Option<Duration>) -> anyhow::Result<WaitEnd> {
     let (tx, rx) = tokio::sync::oneshot::channel::<WaitEnd>();
+    let signalled = shutdown_signal();
     let watcher = {
         let p = p.clone();
         async move {
+            tokio::pin!(signalled);
             let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
             let end = loop {
                 match target_settled(&p, &target).await {
@@ -328,7 +330,7 @@ pub async fn run_until_settled(p: Arc<Pipeline>, opts: WorkerOptions, target: Wa
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    _ = shutdown_signal() => break WaitEnd::Interrupted,
+                    _ = &mut signalled => break WaitEnd::Interrupted,
                 }
             };
             let _ = tx.send(end);
@@ -338,25 +340,31 @@ pub async fn run_until_settled(p: Arc<Pipeline>, opts: WorkerOptions, target: Wa
     Ok(rx.await.unwrap_or(WaitEnd::Interrupted))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal that arrives while the caller is still starting up is
+/// not lost to the default action (which would end the process without its clean shutdown).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok())
+    };
+    async move {
+        #[cfg(unix)]
+        match handlers {
+            (Some(mut term), Some(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

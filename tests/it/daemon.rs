@@ -62,6 +62,13 @@ fn spawn_daemon(cfg: &Path, env: &[(&str, &str)]) -> Daemon {
 }
 
 fn stop(mut d: Daemon) -> String {
+    // A signal before the daemon has installed its handlers ends it by the default action, not
+    // by its clean shutdown (which is what this checks): wait until it says it started.
+    let up = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&d.log).unwrap_or_default().contains("Daemon started") && d.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < up, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Command::new("kill").args(["-TERM", &d.child.id().to_string()]).status().unwrap();
     let end = Instant::now() + Duration::from_secs(30);
     loop {
