@@ -150,6 +150,10 @@ pub async fn run_until<F>(p: Arc<Pipeline>, opts: WorkerOptions, stop: F) -> any
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    // The sweeper may be running a delivery itself: at shutdown it is told to stop between
+    // passes and awaited (within the grace), not aborted mid-send, which would leave a send
+    // unrecorded and make the next run send it again.
+    let (sweeper_stop, mut sweeper_stopped) = tokio::sync::watch::channel(false);
     let sweeper = {
         let p = p.clone();
         let every = opts.sweep_every;
@@ -169,7 +173,10 @@ where
                     Ok(n) => tracing::info!(pushed = n, "Sweeper pushed jobs for owed deliveries."),
                     Err(e) => tracing::warn!(error = %format!("{e:#}"), "Sweep failed."),
                 }
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = sweeper_stopped.wait_for(|s| *s) => break,
+                }
             }
         })
     };
@@ -183,7 +190,11 @@ where
         Queue::Sqlite { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
         Queue::Postgres { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
     };
-    sweeper.abort();
+    let _ = sweeper_stop.send(true);
+    let abort = sweeper.abort_handle();
+    if tokio::time::timeout(opts.shutdown_grace, sweeper).await.is_err() {
+        abort.abort();
+    }
     res.map_err(|e| anyhow::anyhow!("workers stopped with an error: {e}"))
 }
 
