@@ -183,6 +183,8 @@ where
     let signal = async move {
         stop.await;
         tracing::info!("Shutting down: finishing in-flight deliveries.");
+        // The sweeper winds down beside the workers, within the same grace.
+        let _ = sweeper_stop.send(true);
         Ok::<(), std::io::Error>(())
     };
     let queue = p.queue.with_deliver_batch(opts.concurrency.max(1));
@@ -190,7 +192,6 @@ where
         Queue::Sqlite { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
         Queue::Postgres { publish, deliver, .. } => monitor_for!(publish, deliver, p, opts).run_with_signal(signal).await,
     };
-    let _ = sweeper_stop.send(true);
     let abort = sweeper.abort_handle();
     if tokio::time::timeout(opts.shutdown_grace, sweeper).await.is_err() {
         abort.abort();
