@@ -67,6 +67,29 @@ impl LoadedConfig {
     }
 }
 
+/// True for `localhost`, `127.0.0.0/8` and `::1`.
+pub fn is_loopback_host(host: Option<url::Host<&str>>) -> bool {
+    match host {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // Non-special schemes (`smtp://`) leave IP literals as domains.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
+}
+
+/// Herald's TLS policy for an email channel's `smtp_url`, the one rule `check` and the adapter
+/// both apply: TLS is required (`smtps://`, or STARTTLS with `?tls=required`; opportunistic
+/// STARTTLS can be stripped by anyone on the path), except to a loopback host or with
+/// `allow_insecure = true`.
+pub fn smtp_url_tls_ok(u: &url::Url, allow_insecure: bool) -> bool {
+    let required = u.scheme() == "smtps" || u.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+    required || allow_insecure || is_loopback_host(u.host())
+}
+
 /// Find the config file: `--config`, then `$HERALD_CONFIG`, then `./herald.toml`.
 pub fn discover(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = flag {

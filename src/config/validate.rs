@@ -622,17 +622,16 @@ impl<'a> Validator<'a> {
             self.push(tline, format!("{path}.client_id"), "is required to refresh the OAuth 2.0 token".into(), Some("the client id of your X app, e.g. `client_id = \"abc123\"`".into()));
         }
         if ty == "email" {
-            // Plain SMTP to a host beyond loopback sends the list in clear text.
+            // Plain SMTP (or STARTTLS that can be stripped) beyond loopback sends the list in
+            // clear text.
             if let Some(u) = t.get("smtp_url").and_then(Item::as_str).and_then(|s| url::Url::parse(s).ok()) {
                 let insecure = t.get("allow_insecure").and_then(Item::as_bool).unwrap_or(false);
-                let tls = u.scheme() == "smtps" || u.query_pairs().any(|(k, v)| k == "tls" && (v == "required" || v == "opportunistic"));
-                let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
-                if !tls && !loopback && !insecure {
+                if !super::smtp_url_tls_ok(&u, insecure) {
                     let l = self.key_line(t, "smtp_url", tline);
                     self.push(
                         l,
                         format!("{path}.smtp_url"),
-                        "plain SMTP to a host beyond loopback".into(),
+                        "plain SMTP to a host beyond loopback (or STARTTLS without `?tls=required`, which can be stripped)".into(),
                         Some("use `smtps://host` or `smtp://host:587?tls=required`, or set `allow_insecure = true`".into()),
                     );
                 }

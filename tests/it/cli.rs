@@ -106,6 +106,27 @@ fn check_warns_before_the_linkedin_token_expires_and_fails_after() {
 }
 
 #[test]
+fn check_holds_a_written_smtp_url_to_the_tls_policy() {
+    let with = |url: &str| all_channels_toml("short").replace("smtp_url = \"smtp://127.0.0.1:2525\"", &format!("smtp_url = \"{url}\""));
+    // Plain SMTP, or STARTTLS an attacker can strip, beyond loopback: refused, naming the file
+    // and the field, never the password.
+    for url in ["smtp://user:hunter2@mail.example.com:25", "smtp://mail.example.com:587?tls=opportunistic"] {
+        let (dir, _) = temp_config(&with(url));
+        let o = herald(dir.path(), &["check"]);
+        let se = out(&o).1;
+        assert_eq!(o.status.code(), Some(2), "{url}: {se}");
+        assert!(se.contains("herald.toml:") && se.contains("channels.newsletter.smtp_url") && se.contains("beyond loopback") && se.contains("tls=required"), "{se}");
+        assert!(!se.contains("hunter2"), "{se}");
+    }
+    // Required TLS passes; a `${ENV}` URL is checked once it resolves (`--credentials`).
+    for url in ["smtp://mail.example.com:587?tls=required", "smtps://mail.example.com", "${SMTP_URL}"] {
+        let (dir, _) = temp_config(&with(url));
+        let o = herald(dir.path(), &["check"]);
+        assert!(o.status.success(), "{url}: {}", out(&o).1);
+    }
+}
+
+#[test]
 fn check_exits_2_on_every_bad_config_and_issue_in_the_corpus() {
     let dir = tempfile::tempdir().unwrap();
     let bad_configs = crate::util::fixture("config/bad");

@@ -93,7 +93,7 @@ pub fn composer(name: &str, from: &str, reply_to: Option<&str>, base: &str, mail
         .transpose()?;
     let u = url::Url::parse(base).map_err(|e| anyhow::anyhow!("channel {name}: `unsubscribe_base_url` is not a URL ({e})"))?;
     anyhow::ensure!(
-        u.scheme() == "https" || is_loopback_host(u.host()),
+        u.scheme() == "https" || crate::config::is_loopback_host(u.host()),
         "channel {name}: `unsubscribe_base_url` must be https (RFC 8058 one-click needs an HTTPS URI); got `{base}`"
     );
     let mailto = mailto.map(|m| m.trim().trim_start_matches("mailto:").to_string()).filter(|m| !m.is_empty());
@@ -109,20 +109,6 @@ fn resolve_smtp_url(name: &str, raw: &str, ctx: &BuildCtx) -> anyhow::Result<Sec
     Ok(SecretString::new(raw))
 }
 
-/// True for `localhost`, `127.0.0.0/8` and `::1`.
-pub fn is_loopback_host(host: Option<url::Host<&str>>) -> bool {
-    match host {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        // Non-special schemes (`smtp://`) leave IP literals as domains.
-        Some(url::Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost")
-                || d.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-        }
-        None => false,
-    }
-}
-
 /// The pooled client for a lettre URL: Herald's `TCP_NODELAY` pool for `smtp://` (plain or
 /// `?tls=required`), lettre's pool otherwise. Plain SMTP (and opportunistic STARTTLS, which an
 /// attacker can strip) is refused beyond loopback unless `allow_insecure` is set.
@@ -130,8 +116,7 @@ pub fn smtp_transport(name: &str, url: &str, allow_insecure: bool, concurrency: 
     // Never echo the URL: it may carry a password.
     let u = url::Url::parse(url).map_err(|e| anyhow::anyhow!("channel {name}: `smtp_url` is not a URL ({e})"))?;
     let tls = u.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
-    let secure = u.scheme() == "smtps" || tls.as_deref() == Some("required");
-    if !secure && !allow_insecure && !is_loopback_host(u.host()) {
+    if !crate::config::smtp_url_tls_ok(&u, allow_insecure) {
         anyhow::bail!(
             "channel {name}: `smtp_url` sends mail without required TLS to {}; use `smtps://host` or `smtp://host:587?tls=required`, or set `allow_insecure = true`",
             u.host_str().unwrap_or("?")
