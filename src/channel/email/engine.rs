@@ -47,7 +47,11 @@ const MAX_BLANKET_REFUSALS: usize = 20;
 
 /// Opens once the worker's previous outcome is committed to the ledger. A transport waits for
 /// it right before the point after which its send may have reached anyone.
-pub struct Gate(Option<oneshot::Receiver<()>>);
+pub struct Gate(Option<Committed>);
+
+/// Resolves when one outcome is committed. Shared: a transport may drop its [`Gate`] without
+/// waiting (a failed connection), and the worker's next gate must still wait for that commit.
+type Committed = futures::future::Shared<oneshot::Receiver<()>>;
 
 impl Gate {
     /// Wait for the previous outcome's commit. An error means it could not be recorded: the
@@ -368,8 +372,10 @@ struct Worker {
 impl Worker {
     async fn run(self) {
         let stop = &self.stop;
-        // Committed when the worker's previous outcome is.
-        let mut previous: Option<oneshot::Receiver<()>> = None;
+        // Committed when the worker's previous outcome is. Kept until a newer outcome replaces
+        // it (commits happen in order), so a call that fails without waiting on its gate does
+        // not let the next call skip the wait.
+        let mut previous: Option<Committed> = None;
         loop {
             if stop.is_set() {
                 break;
@@ -381,7 +387,7 @@ impl Worker {
             if let Some(p) = &self.pace {
                 p.lock().await.wait(chunk.len()).await;
             }
-            match self.transport.send(&self.mailing, &chunk, Gate(previous.take())).await {
+            match self.transport.send(&self.mailing, &chunk, Gate(previous.clone())).await {
                 Ok(outcomes) => {
                     stop.call_errors.store(0, Ordering::Relaxed);
                     let now = now_ms();
@@ -410,7 +416,7 @@ impl Worker {
                         stop.set(DeliveryError::retryable("the ledger writer stopped; outcomes cannot be recorded"));
                         break;
                     }
-                    previous = Some(rx);
+                    previous = Some(futures::FutureExt::shared(rx));
                 }
                 Err(e) => {
                     let n = stop.call_errors.fetch_add(1, Ordering::Relaxed) + 1;
@@ -485,4 +491,90 @@ async fn write_outcomes(
         // Otherwise the signals drop unsent: those workers' gates fail and they stop.
     }
     reporter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::email::ledger::MemoryLedger;
+    use crate::render::EmailRendering;
+    use std::sync::atomic::AtomicU32;
+
+    /// A ledger whose commits take a while, counting those done.
+    struct SlowLedger {
+        inner: MemoryLedger,
+        committed: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl RecipientLedger for SlowLedger {
+        async fn seed(&self, delivery_id: i64, list: &str) -> Result<u64, DeliveryError> {
+            self.inner.seed(delivery_id, list).await
+        }
+        async fn owed(&self, delivery_id: i64, after_id: i64, now_ms: i64, limit: usize) -> Result<Vec<Recipient>, DeliveryError> {
+            self.inner.owed(delivery_id, after_id, now_ms, limit).await
+        }
+        async fn record(&self, delivery_id: i64, results: &[RecipientResult]) -> Result<(), DeliveryError> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.inner.record(delivery_id, results).await?;
+            self.committed.fetch_add(results.len(), Ordering::SeqCst);
+            Ok(())
+        }
+        async fn progress(&self, delivery_id: i64) -> Result<LedgerProgress, DeliveryError> {
+            self.inner.progress(delivery_id).await
+        }
+    }
+
+    /// Call 1 is sent; call 2 fails without waiting on its gate (no connection); call 3 notes
+    /// how many outcomes were committed when its gate opened.
+    struct FailsOnce {
+        calls: AtomicU32,
+        committed: Arc<AtomicUsize>,
+        seen_at_third: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Transport for FailsOnce {
+        fn batch_limit(&self) -> usize {
+            1
+        }
+        async fn send(&self, _: &Mailing, _: &[Recipient], gate: Gate) -> Result<Vec<Outcome>, DeliveryError> {
+            match self.calls.fetch_add(1, Ordering::SeqCst) {
+                1 => return Err(DeliveryError::retryable("no connection")),
+                2 => {
+                    gate.wait().await?;
+                    self.seen_at_third.store(self.committed.load(Ordering::SeqCst), Ordering::SeqCst);
+                }
+                _ => gate.wait().await?,
+            }
+            Ok(vec![Outcome::Sent { code: 250, reply: "ok".into() }])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_fails_before_its_gate_does_not_let_the_next_skip_the_commit() {
+        let committed = Arc::new(AtomicUsize::new(0));
+        let ledger = SlowLedger { inner: MemoryLedger::default(), committed: committed.clone() };
+        for i in 0..3 {
+            ledger.inner.add_subscriber(&format!("r{i}@example.org"), "", "all", Default::default());
+        }
+        let transport = Arc::new(FailsOnce { calls: AtomicU32::new(0), committed: committed.clone(), seen_at_third: AtomicUsize::new(usize::MAX) });
+        let opts = EngineOptions {
+            channel: "news".into(),
+            list: "all".into(),
+            concurrency: 1,
+            max_per_second: None,
+            batch_size: 10,
+            recipient_retry: vec![Duration::ZERO],
+            pass_budget: None,
+        };
+        let r = EmailRendering { subject: "s".into(), html: "<p>h</p>".into(), text: "t".into() };
+        let _ = run(&opts, Arc::new(ledger), transport.clone(), Arc::new(Mailing::new("k", &r)), 1).await;
+        assert!(transport.calls.load(Ordering::SeqCst) >= 3, "three calls were made");
+        assert_eq!(
+            transport.seen_at_third.load(Ordering::SeqCst),
+            1,
+            "the third call's gate opened only once the first call's outcome was committed"
+        );
+    }
 }
