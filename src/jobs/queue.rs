@@ -119,6 +119,8 @@ impl Queue {
                     .idle_timeout(crate::store::POOL_IDLE_TIMEOUT)
                     .max_lifetime(crate::store::SQLITE_MAX_LIFETIME)
                     .acquire_timeout(Duration::from_secs(30))
+                    // A local file: no liveness test before each use (see store::Store::open).
+                    .test_before_acquire(false)
                     .connect_with(sqlite_queue_options(&path))
                     .await
                     .with_context(|| format!("cannot open the queue {}", path.display()))?;

@@ -352,26 +352,34 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
+        // A mailing records a group every few messages. Through the pool each group would cost
+        // two extra hand-offs to the connection (sqlx pings a connection when it goes back to
+        // the pool), and on SQLite a connection that another one's writes left with a cold page
+        // cache: the group is written on one connection held between groups instead. It is
+        // taken out while in use, so a cancelled write hands it back to the pool, which checks
+        // it, and only a write that succeeded keeps it.
+        let mut slot = self.writer.lock().await;
+        let mut conn = match slot.take() {
+            Some(c) => c,
+            None => self.pool.acquire().await.context("recording recipient outcomes")?,
+        };
         let now = now_ms();
-        if updates.iter().all(|u| u.suppress.is_none()) {
+        let done = if updates.iter().all(|u| u.suppress.is_none()) {
             // One statement is its own transaction.
-            return update_sends(&self.pool, self.backend(), updates, now).await;
+            update_sends(&mut *conn, self.backend(), updates, now).await
+        } else {
+            record_with_bounces(&mut conn, self.backend(), updates, now).await
+        };
+        if done.is_ok() {
+            *slot = Some(conn);
         }
-        let mut tx = self.pool.begin().await?;
-        update_sends(&mut *tx, self.backend(), updates, now).await?;
-        for u in updates {
-            if let Some(reason) = &u.suppress {
-                sqlx::query("INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
-                    .bind(&u.email)
-                    .bind(reason)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .context("recording a bounce")?;
-            }
-        }
-        tx.commit().await.context("recording recipient outcomes")?;
-        Ok(())
+        done
+    }
+
+    /// Give the connection [`Store::record_sends`] holds back to the pool (a mailing pass calls
+    /// this when it ends, so an idle daemon holds nothing).
+    pub async fn release_writer(&self) {
+        self.writer.lock().await.take();
     }
 
     /// A mailing's counts.
@@ -432,6 +440,25 @@ const UPDATE_SENDS_POSTGRES: &str = "UPDATE recipient_sends SET state = v.state,
      attempts = recipient_sends.attempts + v.tried, retry_at = v.retry_at, updated_at = $1 \
      FROM jsonb_to_recordset(CAST($2 AS jsonb)) AS v(id BIGINT, state TEXT, code BIGINT, reply TEXT, tried BIGINT, retry_at BIGINT) \
      WHERE recipient_sends.id = v.id";
+
+/// Outcomes and the suppressions of their hard bounces, in one transaction.
+async fn record_with_bounces(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>, backend: Backend, updates: &[SendUpdate], now: i64) -> anyhow::Result<()> {
+    let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+    update_sends(&mut *tx, backend, updates, now).await?;
+    for u in updates {
+        if let Some(reason) = &u.suppress {
+            sqlx::query("INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
+                .bind(&u.email)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("recording a bounce")?;
+        }
+    }
+    tx.commit().await.context("recording recipient outcomes")?;
+    Ok(())
+}
 
 /// One `UPDATE` for all of `updates`.
 async fn update_sends<'e, E>(db: E, backend: Backend, updates: &[SendUpdate], now: i64) -> anyhow::Result<()>

@@ -130,6 +130,9 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     url: StoreUrl,
+    /// The connection a mailing records its outcomes on, held between groups (see
+    /// [`Store::record_sends`]); shared by clones, given back by [`Store::release_writer`].
+    writer: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>>,
 }
 
 /// The SQLite PRAGMAs set on every connection of Herald's pool.
@@ -162,6 +165,9 @@ impl Store {
                     .idle_timeout(POOL_IDLE_TIMEOUT)
                     .max_lifetime(SQLITE_MAX_LIFETIME)
                     .acquire_timeout(Duration::from_secs(30))
+                    // A local file does not go stale as a network connection does; the test
+                    // is one more hand-off to the connection's thread for every statement.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(SQLITE_PRAGMAS).await?;
@@ -201,7 +207,7 @@ impl Store {
                 (pool, Backend::Postgres)
             }
         };
-        let store = Store { pool, backend, url: url.clone() };
+        let store = Store { pool, backend, url: url.clone(), writer: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -243,8 +249,9 @@ impl Store {
         &self.url
     }
 
-    /// Close the pool.
+    /// Close the pool (after giving back the held writer connection, which it would wait for).
     pub async fn close(&self) {
+        self.release_writer().await;
         self.pool.close().await;
     }
 }

@@ -319,7 +319,9 @@ pub async fn run(
         }
     }
     drop(tx);
-    let mut reporter = writer.await.map_err(|e| DeliveryError::retryable(format!("the ledger writer stopped: {e}")))?;
+    let reporter = writer.await;
+    ledger.release().await;
+    let mut reporter = reporter.map_err(|e| DeliveryError::retryable(format!("the ledger writer stopped: {e}")))?;
     reporter.finish();
     tracing::debug!(channel = %opts.channel, dispatched, elapsed_ms = started.elapsed().as_millis() as u64, "Mailing pass done.");
 

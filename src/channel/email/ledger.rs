@@ -112,6 +112,9 @@ pub trait RecipientLedger: Send + Sync {
 
     /// The mailing's counts.
     async fn progress(&self, delivery_id: i64) -> Result<LedgerProgress, DeliveryError>;
+
+    /// The pass is over: let go of anything held for recording (the store's writer connection).
+    async fn release(&self) {}
 }
 
 /// Whether an unsubscribe changed anything.

@@ -109,6 +109,10 @@ impl RecipientLedger for Store {
             next_due_ms: c.next_due,
         })
     }
+
+    async fn release(&self) {
+        self.release_writer().await;
+    }
 }
 
 #[async_trait]
