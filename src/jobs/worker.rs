@@ -49,8 +49,22 @@ impl Default for WorkerOptions {
     }
 }
 
+/// Notified each time a job's work ends, so `publish --wait` looks at the store then instead
+/// of at its next poll.
+static JOB_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Tells [`JOB_DONE`] when dropped: however the job's work ends.
+struct NotifyDone;
+
+impl Drop for NotifyDone {
+    fn drop(&mut self) {
+        JOB_DONE.notify_one();
+    }
+}
+
 async fn publish_handler(job: PublishJob, p: Data<Arc<Pipeline>>) -> Result<(), BoxDynError> {
     let PublishJob::V1 { issue, version } = job;
+    let _done = NotifyDone;
     match publish::run(&p, &issue, &version).await {
         Ok(PublishOutcome::Failed(msg)) => Err(AbortError::new(msg).into()),
         Ok(_) => Ok(()),
@@ -64,6 +78,7 @@ async fn publish_handler(job: PublishJob, p: Data<Arc<Pipeline>>) -> Result<(), 
 async fn deliver_handler(job: DeliverJob, p: Data<Arc<Pipeline>>) -> Result<(), BoxDynError> {
     let DeliverJob::V1 { delivery_id } = job;
     let p: Arc<Pipeline> = (*p).clone();
+    let _done = NotifyDone;
     match own_task(async move { deliver::run(&p, delivery_id).await }).await {
         // A dead delivery ends its job as Killed, so apalis never runs it again.
         Ok(DeliverOutcome::Now(State::Failed)) => Err(AbortError::new(format!("delivery {delivery_id} failed")).into()),
@@ -342,6 +357,7 @@ pub async fn run_until_settled(p: Arc<Pipeline>, opts: WorkerOptions, target: Wa
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = JOB_DONE.notified() => {}
                     _ = &mut signalled => break WaitEnd::Interrupted,
                 }
             };

@@ -8,8 +8,8 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 
 use super::compose::{Composer, Mailing};
-use super::direct::{DirectError, DirectPool};
-use super::engine::{self, EngineOptions, Gate, Transport};
+use super::direct::{DirectError, DirectPool, Open};
+use super::engine::{self, Calls, EngineOptions, Gate, Session, Transport};
 use super::ledger::{Outcome, Recipient, RecipientLedger};
 use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled};
 use crate::render::Rendering;
@@ -119,12 +119,84 @@ impl Transport for SmtpSender {
             }
             Smtp::Direct(p) => p.send(message.envelope(), &message.formatted(), gate).await,
         };
-        Ok(vec![match sent {
-            Ok(resp) => Outcome::Sent { code: u16::from(resp.code()), reply: resp.message().collect::<Vec<_>>().join(" ") },
-            Err(DirectError::Smtp(e)) => classify(&e)?,
-            Err(DirectError::Connect(m)) => return Err(DeliveryError::retryable(format!("SMTP connection: {m}"))),
-            Err(DirectError::Stopped(e)) => return Err(e),
-        }])
+        outcome(sent)
+    }
+
+    fn session(self: Arc<Self>) -> Box<dyn Session> {
+        match &self.transport {
+            Smtp::Direct(_) => Box::new(SmtpSession { sender: self, started: None }),
+            Smtp::Lettre(_) => Box::new(Calls::new(self)),
+        }
+    }
+}
+
+/// The SMTP answer to one call, as its outcome (or an error for the call).
+fn outcome(sent: Result<lettre::transport::smtp::response::Response, DirectError>) -> Result<Vec<Outcome>, DeliveryError> {
+    Ok(vec![match sent {
+        Ok(resp) => Outcome::Sent { code: u16::from(resp.code()), reply: resp.message().collect::<Vec<_>>().join(" ") },
+        Err(DirectError::Smtp(e)) => classify(&e)?,
+        Err(DirectError::Connect(m)) => return Err(DeliveryError::retryable(format!("SMTP connection: {m}"))),
+        Err(DirectError::Stopped(e)) => return Err(e),
+    }])
+}
+
+/// A worker's SMTP session on Herald's pool. While it sends a body it starts the worker's next
+/// transaction in the same write (see [`DirectPool::finish`]): per message one write and one
+/// wait for the server instead of two. The started transaction belongs to one recipient; a
+/// call for anyone else, or the worker's end, closes its connection instead.
+struct SmtpSession {
+    sender: Arc<SmtpSender>,
+    started: Option<Started>,
+}
+
+/// The next transaction, started: for which recipient, their message, and the server's answer
+/// to its envelope.
+struct Started {
+    recipient: i64,
+    message: Vec<u8>,
+    open: Result<Open, DirectError>,
+}
+
+#[async_trait]
+impl Session for SmtpSession {
+    async fn send(&mut self, mailing: &Mailing, recipients: &[Recipient], gate: Gate, next: Option<&[Recipient]>) -> Result<Vec<Outcome>, DeliveryError> {
+        let Some(r) = recipients.first() else { return Ok(Vec::new()) };
+        debug_assert_eq!(recipients.len(), 1);
+        let Smtp::Direct(pool) = &self.sender.transport else { return self.sender.send(mailing, recipients, gate).await };
+        let composer = &self.sender.composer;
+        let (message, open) = match self.started.take() {
+            Some(s) if s.recipient == r.id => (s.message, s.open),
+            other => {
+                drop(other);
+                let m = match composer.message(mailing, r) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(vec![Outcome::Failed { code: 0, reply: e, suppress: false }]),
+                };
+                let bytes = m.formatted();
+                let open = pool.open(m.envelope(), &bytes).await;
+                (bytes, open)
+            }
+        };
+        let open = match open {
+            Ok(o) => o,
+            Err(e) => return outcome(Err(e)),
+        };
+        // The next recipient's copy, composed now so its envelope can ride with this body.
+        let next = next
+            .and_then(|n| n.first())
+            .filter(|_| open.pipelining())
+            .and_then(|n| composer.message(mailing, n).ok().map(|m| (n.id, m.envelope().clone(), m.formatted())));
+        let (sent, started) = pool.finish(open, &message, gate, next.as_ref().map(|(_, env, bytes)| (env, bytes.as_slice()))).await;
+        if let (Some((recipient, _, message)), Some(open)) = (next, started) {
+            self.started = Some(Started { recipient, message, open });
+        }
+        outcome(sent)
+    }
+
+    async fn close(&mut self) {
+        // A transaction waiting for a body that will not come: closing the connection makes
+        // the server drop it.
+        self.started = None;
     }
 }
 

@@ -158,45 +158,108 @@ impl DirectPool {
     /// worker's previous outcome. A refused command resets the session (`RSET`) and keeps the
     /// connection; a connection that failed or timed out mid-dialogue is closed.
     pub async fn send(&self, envelope: &Envelope, message: &[u8], gate: Gate) -> Result<Response, DirectError> {
+        let open = self.open(envelope, message).await?;
+        self.finish(open, message, gate, None).await.0
+    }
+
+    /// Start a transaction: a pooled (or new) connection, and the envelope, answered `354`.
+    pub async fn open(&self, envelope: &Envelope, message: &[u8]) -> Result<Open, DirectError> {
         let mut conn = match self.take_idle() {
             Some(c) => c,
             None => tokio::time::timeout(self.timeout, self.connect())
                 .await
                 .map_err(|_| DirectError::Connect(format!("no SMTP greeting from {}:{} in time", self.host, self.port)))??,
         };
-        let no_answer = || DirectError::Connect(format!("the SMTP server at {}:{} did not answer in time", self.host, self.port));
-        // The envelope. Mid-dialogue on a timeout: the connection's state is unknown, it drops.
-        match tokio::time::timeout(self.timeout, send_envelope(&mut conn, envelope, message)).await {
-            Err(_) => return Err(no_answer()),
-            Ok(Ok(())) => {}
-            Ok(Err(Refused::Reset(e))) => {
-                self.reset(conn).await;
+        // Mid-dialogue on a timeout: the connection's state is unknown, it drops.
+        let group = match envelope_group(&conn, envelope, message) {
+            Ok(g) => g,
+            Err(e) => {
+                self.put_back(conn);
                 return Err(e);
             }
-            Ok(Err(Refused::Drop(e))) => return Err(e),
-        }
-        // After `354`: only the body remains. If the previous outcome cannot be recorded, drop
-        // the connection mid-DATA; the server discards the transaction.
-        if let Err(e) = gate.wait().await {
-            return Err(DirectError::Stopped(e));
-        }
-        let body = data_block(message);
-        let sent = async {
-            match &body {
-                Some(block) => conn.smtp.command(Raw(block)).await,
-                None => conn.smtp.message(message).await,
+        };
+        let answered = async {
+            if conn.pipelining {
+                read_envelope_replies(&mut conn, envelope.to().len() + 2, Some(&group)).await
+            } else {
+                send_envelope_stepwise(&mut conn, envelope, &group).await
             }
         };
-        let r = match tokio::time::timeout(self.timeout, sent).await {
-            Ok(r) => r.map_err(DirectError::Smtp),
-            Err(_) => return Err(no_answer()),
-        };
-        // After the final reply the transaction is over, accepted or refused: the session is
-        // ready for the next one unless the network failed.
-        if r.is_ok() || matches!(&r, Err(DirectError::Smtp(e)) if e.status().is_some()) {
-            self.put_back(conn);
+        match tokio::time::timeout(self.timeout, answered).await {
+            Err(_) => Err(self.no_answer()),
+            Ok(Ok(())) => Ok(Open { conn }),
+            Ok(Err(Refused::Reset(e))) => {
+                self.reset(conn).await;
+                Err(e)
+            }
+            Ok(Err(Refused::Drop(e))) => Err(e),
         }
-        r
+    }
+
+    /// Send an open transaction's body once `gate` opens, and read the server's verdict.
+    ///
+    /// With `next` (another message's envelope and bytes) and a server that pipelines, that
+    /// message's `MAIL`/`RCPT`/`DATA` go in the same write, after the body's end-of-data line
+    /// (RFC 2920 lets message content start a group), and their replies are read after the
+    /// body's: the second value is then that transaction, open or refused, and its own call
+    /// skips a round trip. Nothing of `next` reaches anyone before its own body is sent.
+    pub async fn finish(&self, open: Open, message: &[u8], gate: Gate, next: Option<(&Envelope, &[u8])>) -> (Result<Response, DirectError>, Option<Result<Open, DirectError>>) {
+        let mut conn = open.conn;
+        // Only the body remains. If the previous outcome cannot be recorded, drop the
+        // connection mid-DATA; the server discards the transaction.
+        if let Err(e) = gate.wait().await {
+            return (Err(DirectError::Stopped(e)), None);
+        }
+        let Some(mut block) = data_block(message) else {
+            // Not UTF-8: lettre's own path, without a next transaction.
+            let r = match tokio::time::timeout(self.timeout, conn.smtp.message(message)).await {
+                Ok(r) => r.map_err(DirectError::Smtp),
+                Err(_) => return (Err(self.no_answer()), None),
+            };
+            if r.is_ok() || matches!(&r, Err(DirectError::Smtp(e)) if e.status().is_some()) {
+                self.put_back(conn);
+            }
+            return (r, None);
+        };
+        let next = next.filter(|_| conn.pipelining).and_then(|(env, msg)| envelope_group(&conn, env, msg).ok().map(|g| (env.to().len() + 2, g)));
+        if let Some((_, group)) = &next {
+            block.push_str(group);
+        }
+        let sent = async {
+            let r = conn.smtp.command(Raw(&block)).await;
+            // After the final reply the transaction is over, accepted or refused: the session
+            // is ready for the next one unless the network failed.
+            let usable = r.is_ok() || r.as_ref().err().is_some_and(|e| e.status().is_some());
+            let next = match &next {
+                Some((replies, _)) if usable => Some(read_envelope_replies(&mut conn, *replies, None).await),
+                _ => None,
+            };
+            (r, usable, next)
+        };
+        let (r, usable, next) = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(x) => x,
+            Err(_) => return (Err(self.no_answer()), None),
+        };
+        let r = r.map_err(DirectError::Smtp);
+        let next = match next {
+            None => {
+                if usable {
+                    self.put_back(conn);
+                }
+                None
+            }
+            Some(Ok(())) => Some(Ok(Open { conn })),
+            Some(Err(Refused::Reset(e))) => {
+                self.reset(conn).await;
+                Some(Err(e))
+            }
+            Some(Err(Refused::Drop(e))) => Some(Err(e)),
+        };
+        (r, next)
+    }
+
+    fn no_answer(&self) -> DirectError {
+        DirectError::Connect(format!("the SMTP server at {}:{} did not answer in time", self.host, self.port))
     }
 
     /// `RSET` after a refused command, and keep the connection if the server agrees.
@@ -221,46 +284,69 @@ enum Refused {
     Drop(DirectError),
 }
 
-/// `MAIL`, each `RCPT`, `DATA`: one group when the server pipelines, else one at a time. `Ok`
-/// means the server answered `354` and waits for the body.
-async fn send_envelope(conn: &mut Conn, envelope: &Envelope, message: &[u8]) -> Result<(), Refused> {
+/// A transaction the server has opened (`354`): it waits for the body.
+pub struct Open {
+    conn: Conn,
+}
+
+impl Open {
+    /// Whether the session pipelines, so [`DirectPool::finish`] can start a next transaction.
+    pub fn pipelining(&self) -> bool {
+        self.conn.pipelining
+    }
+}
+
+/// `MAIL`, each `RCPT` and `DATA`, as the text of one group. Refused before anything is sent
+/// when the message needs an extension the server lacks.
+fn envelope_group(conn: &Conn, envelope: &Envelope, message: &[u8]) -> Result<String, DirectError> {
     let mut params = Vec::new();
     if envelope.from().into_iter().chain(envelope.to()).any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii()) {
         if !conn.smtp.server_info().supports_feature(Extension::SmtpUtfEight) {
-            return Err(Refused::Reset(DirectError::Connect("the server does not support SMTPUTF8, needed for a non-ASCII address".into())));
+            return Err(DirectError::Connect("the server does not support SMTPUTF8, needed for a non-ASCII address".into()));
         }
         params.push(MailParameter::SmtpUtfEight);
     }
     if !message.is_ascii() {
         if !conn.smtp.server_info().supports_feature(Extension::EightBitMime) {
-            return Err(Refused::Reset(DirectError::Connect("the server does not support 8BITMIME, needed for this message".into())));
+            return Err(DirectError::Connect("the server does not support 8BITMIME, needed for this message".into()));
         }
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    // A refusal (4xx/5xx) leaves the session usable after RSET; anything else (a network
-    // error) does not.
-    let refused = |e: lettre::transport::smtp::Error| if e.status().is_some() { Refused::Reset(DirectError::Smtp(e)) } else { Refused::Drop(DirectError::Smtp(e)) };
-    let mail = Mail::new(envelope.from().cloned(), params);
-    if !conn.pipelining {
-        conn.smtp.command(mail).await.map_err(refused)?;
-        for to in envelope.to() {
-            conn.smtp.command(Rcpt::new(to.clone(), Vec::new())).await.map_err(refused)?;
-        }
-        conn.smtp.command(Data).await.map_err(refused)?;
-        return Ok(());
-    }
-    // RFC 2920: the group ends with DATA; every reply is read, in order, so the session stays
-    // in step, and the first refusal is the answer.
-    let mut group = mail.to_string();
+    let mut group = Mail::new(envelope.from().cloned(), params).to_string();
     for to in envelope.to() {
         group.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
     }
     group.push_str(&Data.to_string());
-    let replies = envelope.to().len() + 2;
+    Ok(group)
+}
+
+/// A refusal (4xx/5xx) leaves the session usable after `RSET`; anything else (a network
+/// error) does not.
+fn refused(e: lettre::transport::smtp::Error) -> Refused {
+    if e.status().is_some() { Refused::Reset(DirectError::Smtp(e)) } else { Refused::Drop(DirectError::Smtp(e)) }
+}
+
+/// Without PIPELINING: the group's commands one at a time, each waiting for its reply.
+async fn send_envelope_stepwise(conn: &mut Conn, envelope: &Envelope, group: &str) -> Result<(), Refused> {
+    let commands: Vec<&str> = group.split_inclusive("\r\n").collect();
+    debug_assert_eq!(commands.len(), envelope.to().len() + 2);
+    for c in commands {
+        conn.smtp.command(Raw(c)).await.map_err(refused)?;
+    }
+    Ok(())
+}
+
+/// RFC 2920: the replies to a `MAIL`/`RCPT`…/`DATA` group (`replies` of them), read in order so
+/// the session stays in step; the first refusal is the answer. With `group`, it is written
+/// first; without, it already went out (after a body). `Ok` means `DATA` was answered `354`.
+async fn read_envelope_replies(conn: &mut Conn, replies: usize, group: Option<&str>) -> Result<(), Refused> {
     let mut first_refusal = None;
     let mut data_accepted = false;
     for i in 0..replies {
-        let reply = if i == 0 { conn.smtp.command(Raw(&group)).await } else { conn.smtp.read_response().await };
+        let reply = match (i, group) {
+            (0, Some(g)) => conn.smtp.command(Raw(g)).await,
+            _ => conn.smtp.read_response().await,
+        };
         match reply {
             Ok(_) => data_accepted = i + 1 == replies,
             Err(e) if e.status().is_some() => {

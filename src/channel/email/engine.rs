@@ -74,6 +74,41 @@ pub trait Transport: Send + Sync + 'static {
     /// engine). `Err` means the call as a whole failed and the recipients stay owed; an auth or
     /// permanent error stops the pass.
     async fn send(&self, mailing: &Mailing, recipients: &[Recipient], gate: Gate) -> Result<Vec<Outcome>, DeliveryError>;
+
+    /// One worker's session. By default each call goes through [`Transport::send`]; SMTP
+    /// overrides it to start the worker's next transaction while it sends the current body.
+    fn session(self: Arc<Self>) -> Box<dyn Session> {
+        Box::new(Calls(self))
+    }
+}
+
+/// A worker's calls through a [`Transport`], one after another.
+#[async_trait]
+pub trait Session: Send {
+    /// As [`Transport::send`]. `next` is the worker's next call, when it already holds it: the
+    /// session may start it (an SMTP envelope, which sends nothing to anyone) so that the next
+    /// call has less to wait for. The next call is then made with exactly those recipients.
+    async fn send(&mut self, mailing: &Mailing, recipients: &[Recipient], gate: Gate, next: Option<&[Recipient]>) -> Result<Vec<Outcome>, DeliveryError>;
+
+    /// The worker is done: drop whatever was started for a call that will not come.
+    async fn close(&mut self) {}
+}
+
+/// The default session: every call is a [`Transport::send`].
+pub struct Calls<T: ?Sized>(Arc<T>);
+
+impl<T: Transport + ?Sized> Calls<T> {
+    /// Calls through `transport`.
+    pub fn new(transport: Arc<T>) -> Self {
+        Self(transport)
+    }
+}
+
+#[async_trait]
+impl<T: Transport + ?Sized> Session for Calls<T> {
+    async fn send(&mut self, mailing: &Mailing, recipients: &[Recipient], gate: Gate, _next: Option<&[Recipient]>) -> Result<Vec<Outcome>, DeliveryError> {
+        self.0.send(mailing, recipients, gate).await
+    }
 }
 
 /// How one mailing pass runs.
@@ -374,22 +409,37 @@ struct Worker {
 impl Worker {
     async fn run(self) {
         let stop = &self.stop;
+        let mut session = self.transport.clone().session();
         // Committed when the worker's previous outcome is. Kept until a newer outcome replaces
         // it (commits happen in order), so a call that fails without waiting on its gate does
         // not let the next call skip the wait.
         let mut previous: Option<Committed> = None;
+        // The chunk after the current one, taken early so the session can start it.
+        let mut held: Option<Vec<Recipient>> = None;
         loop {
             if stop.is_set() {
                 break;
             }
-            let Some(chunk) = self.work.lock().await.recv().await else { break };
+            let chunk = match held.take() {
+                Some(c) => c,
+                None => match self.work.lock().await.recv().await {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
             if stop.is_set() {
                 break;
             }
             if let Some(p) = &self.pace {
                 p.lock().await.wait(chunk.len()).await;
             }
-            match self.transport.send(&self.mailing, &chunk, Gate(previous.clone())).await {
+            // Look ahead only without a pace (a paced session would hold a started
+            // transaction open for the pace's wait), and never wait for it: when another
+            // worker holds the queue it is waiting on an empty one.
+            if self.pace.is_none() {
+                held = self.work.try_lock().ok().and_then(|mut rx| rx.try_recv().ok());
+            }
+            match session.send(&self.mailing, &chunk, Gate(previous.clone()), held.as_deref()).await {
                 Ok(outcomes) => {
                     stop.call_errors.store(0, Ordering::Relaxed);
                     let now = now_ms();
@@ -432,6 +482,9 @@ impl Worker {
                 }
             }
         }
+        // A held chunk that was not sent stays owed (nothing about it was recorded), and
+        // whatever the session started for it is dropped.
+        session.close().await;
         // The worker's last outcome is recorded before it ends.
         if let Some(p) = previous {
             let _ = p.await;
