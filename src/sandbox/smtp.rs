@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -100,6 +101,7 @@ struct Shared {
     keep_bodies: std::sync::atomic::AtomicBool,
     pipelining: std::sync::atomic::AtomicBool,
     pipelined: AtomicUsize,
+    after_body: AtomicUsize,
     sync_errors: AtomicUsize,
     connections: AtomicUsize,
     next_id: AtomicU64,
@@ -151,6 +153,7 @@ impl SmtpServer {
             keep_bodies: std::sync::atomic::AtomicBool::new(true),
             pipelining: std::sync::atomic::AtomicBool::new(true),
             pipelined: AtomicUsize::new(0),
+            after_body: AtomicUsize::new(0),
             sync_errors: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -213,6 +216,13 @@ impl SmtpServer {
     /// Commands that arrived while the client had more input already sent (pipelined).
     pub fn pipelined_commands(&self) -> usize {
         self.shared.pipelined.load(Ordering::Relaxed)
+    }
+
+    /// Message bodies whose sender had already sent more after the end-of-data line (the next
+    /// transaction's commands, pipelined with the body as RFC 2920 allows). Exact with a
+    /// [`SmtpServer::set_latency`]; without one, a write split in transit can hide some.
+    pub fn commands_after_body(&self) -> usize {
+        self.shared.after_body.load(Ordering::Relaxed)
     }
 
     /// Sessions closed for pipelining without `PIPELINING` advertised (Postfix's "SMTP
@@ -385,6 +395,11 @@ async fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     let latency = shared.latency_ms.load(Ordering::Relaxed);
                     if latency > 0 {
                         tokio::time::sleep(Duration::from_millis(latency)).await;
+                    }
+                    // With a latency, whatever the client wrote with the body has arrived by
+                    // now (without one, a write split in transit may not have).
+                    if !r.buffer().is_empty() || (latency > 0 && r.fill_buf().now_or_never().is_some_and(|b| b.is_ok_and(|b| !b.is_empty()))) {
+                        shared.after_body.fetch_add(1, Ordering::Relaxed);
                     }
                     let txn_done = std::mem::take(&mut txn.rcpt_to);
                     let from = txn.mail_from.take().unwrap_or_default();

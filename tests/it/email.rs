@@ -152,6 +152,8 @@ async fn without_pipelining_the_same_outcomes_one_command_at_a_time() {
 async fn greylist_and_bounce(pipelining: bool) {
     let server = SmtpServer::start().await.unwrap();
     server.set_pipelining(pipelining);
+    // Long enough for whatever a client sends with a body to arrive before the reply.
+    server.set_latency(Duration::from_millis(1));
     let ledger = subscribers(200);
     let grey = [addr(3), addr(50), addr(199)];
     let gone = [addr(7), addr(120)];
@@ -206,6 +208,13 @@ async fn greylist_and_bounce(pipelining: bool) {
         // MAIL, RCPT and DATA go as one group: at least two commands per transaction arrive
         // with more already sent.
         assert!(server.pipelined_commands() >= 2 * 200, "{} pipelined commands", server.pipelined_commands());
+        // Each worker starts its next transaction in the same write as the current body, so
+        // most bodies arrive with the next MAIL/RCPT/DATA behind them; the refusals planned
+        // above then come back after a body, and the outcomes above show they were still
+        // pinned on the right recipients.
+        assert!(server.commands_after_body() >= 300, "{} bodies followed by the next envelope", server.commands_after_body());
+    } else {
+        assert_eq!(server.commands_after_body(), 0, "nothing pipelined after a body without PIPELINING");
     }
 }
 

@@ -289,9 +289,10 @@ pub async fn run(
     // timeout), a send already on the wire finishes and is recorded. Cancelling lettre
     // mid-transaction would leave replies unread on a connection.
     let workers = opts.concurrency.max(1);
-    let (work_tx, work_rx) = mpsc::channel::<Vec<Recipient>>(workers * 2);
+    // Many workers take from one queue, and a worker looks ahead without waiting: flume's
+    // receiver is shared without a lock.
+    let (work_tx, work_rx) = flume::bounded::<Vec<Recipient>>(workers * 2);
     let worker_handles = {
-        let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
         let pace = opts.max_per_second.map(|r| Arc::new(tokio::sync::Mutex::new(Pace::new(r))));
         (0..workers)
             .map(|_| {
@@ -308,6 +309,9 @@ pub async fn run(
             })
             .collect::<Vec<_>>()
     };
+    // Only the workers hold the queue: once they have all stopped, a send fails instead of
+    // waiting for room.
+    drop(work_rx);
 
     let limit = transport.batch_limit().max(1);
     let mut after = 0i64;
@@ -340,7 +344,7 @@ pub async fn run(
                 break 'pass;
             }
             // Every worker gone (they stop on a stop): the chunk stays owed.
-            if work_tx.send(chunk.to_vec()).await.is_err() {
+            if work_tx.send_async(chunk.to_vec()).await.is_err() {
                 break 'pass;
             }
             dispatched += chunk.len();
@@ -397,7 +401,7 @@ pub async fn run(
 /// One worker: takes chunks, sends each through the transport behind its gate, and passes the
 /// outcomes to the writer.
 struct Worker {
-    work: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Recipient>>>>,
+    work: flume::Receiver<Vec<Recipient>>,
     transport: Arc<dyn Transport>,
     mailing: Arc<Mailing>,
     stop: Arc<Stop>,
@@ -422,9 +426,9 @@ impl Worker {
             }
             let chunk = match held.take() {
                 Some(c) => c,
-                None => match self.work.lock().await.recv().await {
-                    Some(c) => c,
-                    None => break,
+                None => match self.work.recv_async().await {
+                    Ok(c) => c,
+                    Err(_) => break,
                 },
             };
             if stop.is_set() {
@@ -434,10 +438,9 @@ impl Worker {
                 p.lock().await.wait(chunk.len()).await;
             }
             // Look ahead only without a pace (a paced session would hold a started
-            // transaction open for the pace's wait), and never wait for it: when another
-            // worker holds the queue it is waiting on an empty one.
+            // transaction open for the pace's wait), and never wait for it.
             if self.pace.is_none() {
-                held = self.work.try_lock().ok().and_then(|mut rx| rx.try_recv().ok());
+                held = self.work.try_recv().ok();
             }
             match session.send(&self.mailing, &chunk, Gate(previous.clone()), held.as_deref()).await {
                 Ok(outcomes) => {
