@@ -108,7 +108,11 @@ impl Transport for SmtpSender {
         // One recipient per call (batch_limit), so one gate.
         let Some(r) = recipients.first() else { return Ok(Vec::new()) };
         debug_assert_eq!(recipients.len(), 1);
-        let message = match self.composer.message(mailing, r) {
+        let eight_bit = match &self.transport {
+            Smtp::Direct(p) => p.eight_bit_mime().await,
+            Smtp::Lettre(_) => false,
+        };
+        let message = match self.composer.message_for(mailing, r, eight_bit) {
             Ok(m) => m,
             Err(e) => return Ok(vec![Outcome::Failed { code: 0, reply: e, suppress: false }]),
         };
@@ -168,7 +172,7 @@ impl Session for SmtpSession {
             Some(s) if s.recipient == r.id => (s.message, s.open),
             other => {
                 drop(other);
-                let m = match composer.message(mailing, r) {
+                let m = match composer.message_for(mailing, r, pool.eight_bit_mime().await) {
                     Ok(m) => m,
                     Err(e) => return Ok(vec![Outcome::Failed { code: 0, reply: e, suppress: false }]),
                 };
@@ -182,10 +186,11 @@ impl Session for SmtpSession {
             Err(e) => return outcome(Err(e)),
         };
         // The next recipient's copy, composed now so its envelope can ride with this body.
+        let eight_bit = pool.eight_bit_mime().await;
         let next = next
             .and_then(|n| n.first())
             .filter(|_| open.pipelining())
-            .and_then(|n| composer.message(mailing, n).ok().map(|m| (n.id, m.envelope().clone(), m.formatted())));
+            .and_then(|n| composer.message_for(mailing, n, eight_bit).ok().map(|m| (n.id, m.envelope().clone(), m.formatted())));
         let (sent, started) = pool.finish(open, &message, gate, next.as_ref().map(|(_, env, bytes)| (env, bytes.as_slice()))).await;
         if let (Some((recipient, _, message)), Some(open)) = (next, started) {
             self.started = Some(Started { recipient, message, open });

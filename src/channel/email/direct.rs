@@ -55,6 +55,8 @@ pub struct DirectPool {
     timeout: Duration,
     max_idle: usize,
     idle: Mutex<Vec<(Conn, Instant)>>,
+    /// Whether the server's last greeting offered 8BITMIME: 0 not yet known, 1 no, 2 yes.
+    eight_bit_mime: std::sync::atomic::AtomicU8,
 }
 
 /// One session, and whether its server pipelines.
@@ -109,7 +111,20 @@ impl DirectPool {
             timeout,
             max_idle: max_idle.max(1),
             idle: Mutex::new(Vec::new()),
+            eight_bit_mime: std::sync::atomic::AtomicU8::new(0),
         }
+    }
+
+    /// Whether messages may carry `8bit` parts: the server offered 8BITMIME when last asked.
+    /// Not known yet, it connects (and pools the connection for the send that follows); without
+    /// a connection, no.
+    pub async fn eight_bit_mime(&self) -> bool {
+        if self.eight_bit_mime.load(std::sync::atomic::Ordering::Relaxed) == 0
+            && let Ok(Ok(c)) = tokio::time::timeout(self.timeout, self.connect()).await
+        {
+            self.put_back(c);
+        }
+        self.eight_bit_mime.load(std::sync::atomic::Ordering::Relaxed) == 2
     }
 
     fn take_idle(&self) -> Option<Conn> {
@@ -137,6 +152,8 @@ impl DirectPool {
         // which some servers forget on EHLO) to learn whether the server pipelines.
         let ehlo = conn.command(Ehlo::new(self.hello.clone())).await.map_err(DirectError::Smtp)?;
         let pipelining = advertises_pipelining(&ehlo);
+        let eight_bit = conn.server_info().supports_feature(Extension::EightBitMime);
+        self.eight_bit_mime.store(if eight_bit { 2 } else { 1 }, std::sync::atomic::Ordering::Relaxed);
         if let Some(c) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(DirectError::Smtp)?;
         }
