@@ -150,8 +150,7 @@ pub async fn catch_up(p: &Pipeline, entries: &[Entry], now: DateTime<Utc>) -> an
 /// Editing an issue before its time changes what is published (the file is read at fire time);
 /// after its time the slug is known, and only `herald republish` sends it again.
 pub async fn scan_publish_at(p: &Pipeline, cache: &mut ScanCache, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let (cands, _) = cache.scan(&issues_dir(p));
-    for c in cands.iter().filter(|c| !c.draft && c.publish_at.is_some_and(|t| t <= now)) {
+    for c in cache.due(&issues_dir(p), now) {
         if p.store.issue_known(&c.slug).await? {
             continue;
         }

@@ -108,36 +108,69 @@ pub fn due_by_publish_at<'a>(candidates: &'a [Candidate], now: DateTime<Utc>, pu
 
 /// A scan that re-reads only files whose size or modification time changed, so the daemon can
 /// look at a folder of a thousand scheduled issues every few seconds for the cost of `stat`s.
+/// Between looks it keeps per file only its stamp and when it publishes itself, and, once that
+/// time has come, the issue as the scheduler sees it (a thousand issues scheduled ahead cost
+/// the idle daemon a few dozen KB, not a copy of every front matter).
 #[derive(Debug, Default)]
 pub struct ScanCache {
-    seen: std::collections::HashMap<PathBuf, (std::time::SystemTime, u64, Result<Candidate, String>)>,
+    seen: std::collections::HashMap<PathBuf, Seen>,
+    reads: u64,
+}
+
+#[derive(Debug)]
+struct Seen {
+    modified: std::time::SystemTime,
+    len: u64,
+    /// `publish_at` in unix ms, for an issue that is not a draft and has one.
+    publish_at_ms: Option<i64>,
+    /// The issue, kept once it is due.
+    due: Option<Box<Candidate>>,
 }
 
 impl ScanCache {
-    /// Like [`scan`], from the cache where files are unchanged.
-    pub fn scan(&mut self, dir: &std::path::Path) -> (Vec<Candidate>, Vec<String>) {
-        let paths = match issue_files(dir) {
-            Ok(p) => p,
-            Err(e) => return (Vec::new(), vec![e]),
-        };
-        let (mut out, mut errors) = (Vec::new(), Vec::new());
-        let mut live = std::collections::HashSet::new();
+    /// The issues in `dir` whose own `publish_at` is at or before `now` and that are not
+    /// drafts (whether already published is the caller's question). Files that do not parse are
+    /// left out; `herald check` reports them.
+    pub fn due(&mut self, dir: &std::path::Path, now: DateTime<Utc>) -> Vec<Candidate> {
+        let Ok(paths) = issue_files(dir) else { return Vec::new() };
+        let now_ms = now.timestamp_millis();
+        let mut out = Vec::new();
+        let mut live = std::collections::HashSet::with_capacity(paths.len());
         for p in paths {
             let Ok(meta) = std::fs::metadata(&p) else { continue };
-            let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
-            let fresh = self.seen.get(&p).is_some_and(|(m, l, _)| (*m, *l) == stamp);
+            let (modified, len) = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
+            let fresh = self.seen.get(&p).is_some_and(|s| (s.modified, s.len) == (modified, len));
+            let mut parsed = None;
             if !fresh {
-                let parsed = crate::issue::parse_meta_file(&p).map(|m| candidate(p.clone(), m)).map_err(|e| e.to_string());
-                self.seen.insert(p.clone(), (stamp.0, stamp.1, parsed));
+                self.reads += 1;
+                let c = crate::issue::parse_meta_file(&p).ok().map(|m| candidate(p.clone(), m));
+                let publish_at_ms = c.as_ref().filter(|c| !c.draft).and_then(|c| c.publish_at).map(|t| t.timestamp_millis());
+                self.seen.insert(p.clone(), Seen { modified, len, publish_at_ms, due: None });
+                parsed = c;
             }
-            match &self.seen[&p].2 {
-                Ok(c) => out.push(c.clone()),
-                Err(e) => errors.push(e.clone()),
+            let seen = self.seen.get_mut(&p).expect("just looked at");
+            if seen.publish_at_ms.is_some_and(|t| t <= now_ms) {
+                if seen.due.is_none() {
+                    // Due: read it now if this look did not already.
+                    seen.due = parsed
+                        .or_else(|| {
+                            self.reads += 1;
+                            crate::issue::parse_meta_file(&p).ok().map(|m| candidate(p.clone(), m))
+                        })
+                        .map(Box::new);
+                }
+                out.extend(seen.due.as_deref().cloned());
             }
             live.insert(p);
         }
         self.seen.retain(|p, _| live.contains(p));
-        (out, errors)
+        self.seen.shrink_to_fit();
+        out
+    }
+
+    /// How many times a file was read (tests).
+    pub fn reads(&self) -> u64 {
+        self.reads
     }
 }
 
@@ -245,26 +278,36 @@ mod tests {
     }
 
     #[test]
-    fn scan_cache_rereads_only_changed_files() {
+    fn scan_cache_rereads_only_changed_files_and_returns_the_due() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, slug: &str, title: &str| {
-            let t = format!("+++\ntitle = \"{title}\"\nslug = \"{slug}\"\ndate = 2026-01-01\nurl = \"https://a.example/{slug}\"\nsummary = \"s\"\n+++\nbody\n");
+        let write = |name: &str, slug: &str, title: &str, at: &str| {
+            let t = format!(
+                "+++\ntitle = \"{title}\"\nslug = \"{slug}\"\ndate = 2026-01-01\nurl = \"https://a.example/{slug}\"\nsummary = \"s\"\npublish_at = \"{at}\"\n+++\nbody\n"
+            );
             std::fs::write(dir.path().join(name), t).unwrap();
         };
-        write("a.md", "a", "A");
+        write("a.md", "a", "A", "2026-12-01T08:00:00Z");
+        write("later.md", "later", "L", "2027-06-01T08:00:00Z");
         std::fs::write(dir.path().join("bad.md"), "no front matter").unwrap();
         let mut cache = ScanCache::default();
-        let (c1, e1) = cache.scan(dir.path());
-        assert_eq!((c1.len(), e1.len()), (1, 1));
-        let v1 = c1[0].version.clone();
-        // Unchanged: same answer, from the cache. Changed (new size): re-read, new version.
-        assert_eq!(cache.scan(dir.path()).0[0].version, v1);
-        write("a.md", "a", "A longer title");
-        let (c2, _) = cache.scan(dir.path());
-        assert_ne!(c2[0].version, v1);
+        assert!(cache.due(dir.path(), utc("2026-11-30T00:00:00Z")).is_empty(), "nothing due yet");
+        assert_eq!(cache.reads(), 3, "each file read once");
+        assert!(cache.due(dir.path(), utc("2026-11-30T00:01:00Z")).is_empty());
+        assert_eq!(cache.reads(), 3, "unchanged files are not read again");
+        // Due: read again for its slug and version.
+        let d1 = cache.due(dir.path(), utc("2026-12-01T08:00:00Z"));
+        assert_eq!(d1.iter().map(|c| c.slug.as_str()).collect::<Vec<_>>(), ["a"]);
+        let v1 = d1[0].version.clone();
+        let reads = cache.reads();
+        assert_eq!(cache.due(dir.path(), utc("2026-12-01T08:00:00Z")).len(), 1);
+        assert_eq!(cache.reads(), reads, "a due file is kept, not read at every look");
+        // Changed (new size): re-read, new version.
+        write("a.md", "a", "A longer title", "2026-12-01T08:00:00Z");
+        let d2 = cache.due(dir.path(), utc("2026-12-01T08:00:01Z"));
+        assert_ne!(d2[0].version, v1);
+        // A file that goes away leaves the cache.
         std::fs::remove_file(dir.path().join("bad.md")).unwrap();
-        write("b.md", "b", "B");
-        let (c3, e3) = cache.scan(dir.path());
-        assert_eq!((c3.len(), e3.len()), (2, 0));
+        cache.due(dir.path(), utc("2026-12-01T08:00:02Z"));
+        assert_eq!(cache.seen.len(), 2);
     }
 }
