@@ -116,15 +116,20 @@ impl DirectPool {
     }
 
     /// Whether messages may carry `8bit` parts: the server offered 8BITMIME when last asked.
-    /// Not known yet, it connects (and pools the connection for the send that follows); without
-    /// a connection, no.
+    /// Not known yet, it connects once (and pools the connection for the send that follows).
+    /// If that fails it answers no, without trying again here: the send's own connection
+    /// attempt reports the failure, and the first greeting that comes sets the answer.
     pub async fn eight_bit_mime(&self) -> bool {
-        if self.eight_bit_mime.load(std::sync::atomic::Ordering::Relaxed) == 0
-            && let Ok(Ok(c)) = tokio::time::timeout(self.timeout, self.connect()).await
-        {
-            self.put_back(c);
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.eight_bit_mime.load(Relaxed) == 0 {
+            match tokio::time::timeout(self.timeout, self.connect()).await {
+                Ok(Ok(c)) => self.put_back(c),
+                _ => {
+                    let _ = self.eight_bit_mime.compare_exchange(0, 1, Relaxed, Relaxed);
+                }
+            }
         }
-        self.eight_bit_mime.load(std::sync::atomic::Ordering::Relaxed) == 2
+        self.eight_bit_mime.load(Relaxed) == 2
     }
 
     fn take_idle(&self) -> Option<Conn> {
@@ -187,7 +192,6 @@ impl DirectPool {
                 .await
                 .map_err(|_| DirectError::Connect(format!("no SMTP greeting from {}:{} in time", self.host, self.port)))??,
         };
-        // Mid-dialogue on a timeout: the connection's state is unknown, it drops.
         let group = match envelope_group(&conn, envelope, message) {
             Ok(g) => g,
             Err(e) => {
@@ -203,6 +207,7 @@ impl DirectPool {
             }
         };
         match tokio::time::timeout(self.timeout, answered).await {
+            // Mid-dialogue on a timeout: the connection's state is unknown, it drops.
             Err(_) => Err(self.no_answer()),
             Ok(Ok(())) => Ok(Open { conn }),
             Ok(Err(Refused::Reset(e))) => {
