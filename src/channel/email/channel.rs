@@ -108,22 +108,17 @@ impl Transport for SmtpSender {
         // One recipient per call (batch_limit), so one gate.
         let Some(r) = recipients.first() else { return Ok(Vec::new()) };
         debug_assert_eq!(recipients.len(), 1);
-        let eight_bit = match &self.transport {
-            Smtp::Direct(p) => p.eight_bit_mime().await,
-            Smtp::Lettre(_) => false,
-        };
-        let message = match self.composer.message_for(mailing, r, eight_bit) {
-            Ok(m) => m,
-            Err(e) => return Ok(vec![Outcome::Failed { code: 0, reply: e, suppress: false }]),
-        };
-        let sent = match &self.transport {
+        match &self.transport {
             Smtp::Lettre(t) => {
+                let message = match self.composer.message(mailing, r) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(vec![Outcome::Failed { code: 0, reply: e, suppress: false }]),
+                };
                 gate.wait().await?;
-                t.send(message).await.map_err(DirectError::Smtp)
+                outcome(t.send(message).await.map_err(DirectError::Smtp))
             }
-            Smtp::Direct(p) => p.send(message.envelope(), &message.formatted(), gate).await,
-        };
-        outcome(sent)
+            Smtp::Direct(pool) => send_direct(pool, &self.composer, mailing, r, gate, None, &mut None).await,
+        }
     }
 
     fn session(self: Arc<Self>) -> Box<dyn Session> {
@@ -167,35 +162,7 @@ impl Session for SmtpSession {
         let Some(r) = recipients.first() else { return Ok(Vec::new()) };
         debug_assert_eq!(recipients.len(), 1);
         let Smtp::Direct(pool) = &self.sender.transport else { return self.sender.send(mailing, recipients, gate).await };
-        let composer = &self.sender.composer;
-        let (message, open) = match self.started.take() {
-            Some(s) if s.recipient == r.id => (s.message, s.open),
-            other => {
-                drop(other);
-                let m = match composer.message_for(mailing, r, pool.eight_bit_mime().await) {
-                    Ok(m) => m,
-                    Err(e) => return Ok(vec![Outcome::Failed { code: 0, reply: e, suppress: false }]),
-                };
-                let bytes = m.formatted();
-                let open = pool.open(m.envelope(), &bytes).await;
-                (bytes, open)
-            }
-        };
-        let open = match open {
-            Ok(o) => o,
-            Err(e) => return outcome(Err(e)),
-        };
-        // The next recipient's copy, composed now so its envelope can ride with this body.
-        let eight_bit = pool.eight_bit_mime().await;
-        let next = next
-            .and_then(|n| n.first())
-            .filter(|_| open.pipelining())
-            .and_then(|n| composer.message_for(mailing, n, eight_bit).ok().map(|m| (n.id, m.envelope().clone(), m.formatted())));
-        let (sent, started) = pool.finish(open, &message, gate, next.as_ref().map(|(_, env, bytes)| (env, bytes.as_slice()))).await;
-        if let (Some((recipient, _, message)), Some(open)) = (next, started) {
-            self.started = Some(Started { recipient, message, open });
-        }
-        outcome(sent)
+        send_direct(pool, &self.sender.composer, mailing, r, gate, next.and_then(|n| n.first()), &mut self.started).await
     }
 
     async fn close(&mut self) {
@@ -203,6 +170,51 @@ impl Session for SmtpSession {
         // the server drop it.
         self.started = None;
     }
+}
+
+/// One message through Herald's pool: `r`'s transaction (the one `started` holds for `r`, or a
+/// new one), its body once `gate` opens, and, when `next` is given and the server pipelines,
+/// `next`'s envelope in the same write, left in `started` for the call that sends it.
+async fn send_direct(
+    pool: &DirectPool,
+    composer: &Composer,
+    mailing: &Mailing,
+    r: &Recipient,
+    gate: Gate,
+    next: Option<&Recipient>,
+    started: &mut Option<Started>,
+) -> Result<Vec<Outcome>, DeliveryError> {
+    let (message, open) = match started.take() {
+        Some(s) if s.recipient == r.id => (s.message, s.open),
+        other => {
+            // A transaction started for someone else is dropped with its connection.
+            drop(other);
+            let m = match composer.message_for(mailing, r, pool.eight_bit_mime().await) {
+                Ok(m) => m,
+                Err(e) => return Ok(vec![Outcome::Failed { code: 0, reply: e, suppress: false }]),
+            };
+            let bytes = m.formatted();
+            let open = pool.open(m.envelope(), &bytes).await;
+            (bytes, open)
+        }
+    };
+    let open = match open {
+        Ok(o) => o,
+        Err(e) => return outcome(Err(e)),
+    };
+    // The next recipient's copy, composed now so its envelope can ride with this body.
+    let next = match next.filter(|_| open.pipelining()) {
+        Some(n) => {
+            let eight_bit = pool.eight_bit_mime().await;
+            composer.message_for(mailing, n, eight_bit).ok().map(|m| (n.id, m.envelope().clone(), m.formatted()))
+        }
+        None => None,
+    };
+    let (sent, opened) = pool.finish(open, &message, gate, next.as_ref().map(|(_, env, bytes)| (env, bytes.as_slice()))).await;
+    if let (Some((recipient, _, message)), Some(open)) = (next, opened) {
+        *started = Some(Started { recipient, message, open });
+    }
+    outcome(sent)
 }
 
 /// Map lettre's error: 4xx defers the recipient, 5xx fails it (suppressing it for an address

@@ -174,17 +174,11 @@ impl DirectPool {
         }
     }
 
-    /// Send one message on a pooled (or new) connection: `MAIL`, `RCPT`, `DATA`, then — once
-    /// `gate` opens — the body. The body is the point after which the message may have been
-    /// delivered; until then nothing reaches anyone, so the envelope overlaps the commit of the
-    /// worker's previous outcome. A refused command resets the session (`RSET`) and keeps the
-    /// connection; a connection that failed or timed out mid-dialogue is closed.
-    pub async fn send(&self, envelope: &Envelope, message: &[u8], gate: Gate) -> Result<Response, DirectError> {
-        let open = self.open(envelope, message).await?;
-        self.finish(open, message, gate, None).await.0
-    }
-
-    /// Start a transaction: a pooled (or new) connection, and the envelope, answered `354`.
+    /// Start a transaction: a pooled (or new) connection and `MAIL`, `RCPT`, `DATA`, answered
+    /// `354`. Nothing reaches anyone until [`DirectPool::finish`] sends the body, so the envelope
+    /// may overlap the commit of the worker's previous outcome. A refused command resets the
+    /// session (`RSET`) and keeps the connection; one that failed or timed out mid-dialogue is
+    /// closed.
     pub async fn open(&self, envelope: &Envelope, message: &[u8]) -> Result<Open, DirectError> {
         let mut conn = match self.take_idle() {
             Some(c) => c,
