@@ -165,6 +165,10 @@ impl Session for SmtpSession {
         send_direct(pool, &self.sender.composer, mailing, r, gate, next.and_then(|n| n.first()), &mut self.started).await
     }
 
+    fn looks_ahead(&self) -> bool {
+        true
+    }
+
     async fn close(&mut self) {
         // A transaction waiting for a body that will not come: closing the connection makes
         // the server drop it.

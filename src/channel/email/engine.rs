@@ -90,6 +90,12 @@ pub trait Session: Send {
     /// call has less to wait for. The next call is then made with exactly those recipients.
     async fn send(&mut self, mailing: &Mailing, recipients: &[Recipient], gate: Gate, next: Option<&[Recipient]>) -> Result<Vec<Outcome>, DeliveryError>;
 
+    /// Whether `send` uses `next`. A worker takes its next chunk early only for a session that
+    /// does; otherwise the chunk stays in the queue for whichever worker is free first.
+    fn looks_ahead(&self) -> bool {
+        false
+    }
+
     /// The worker is done: drop whatever was started for a call that will not come.
     async fn close(&mut self) {}
 }
@@ -437,9 +443,9 @@ impl Worker {
             if let Some(p) = &self.pace {
                 p.lock().await.wait(chunk.len()).await;
             }
-            // Look ahead only without a pace (a paced session would hold a started
-            // transaction open for the pace's wait), and never wait for it.
-            if self.pace.is_none() {
+            // Look ahead only for a session that uses it, and without a pace (a paced session
+            // would hold a started transaction open for the pace's wait); never wait for it.
+            if self.pace.is_none() && session.looks_ahead() {
                 held = self.work.try_recv().ok();
             }
             match session.send(&self.mailing, &chunk, Gate(previous.clone()), held.as_deref()).await {
