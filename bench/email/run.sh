@@ -9,7 +9,8 @@
 # Prints messages/s for each, the ratios Herald/ceiling and Herald/mailmerge, and Herald's
 # peak RSS (20k and 200k subscribers). Herald's number includes everything a real mailing
 # does: seeding the ledger, per-recipient merge and unsubscribe token, MIME, SMTP, and the
-# batched ledger commits (SQLite, synchronous=FULL).
+# batched ledger commits (SQLite; the default `ledger_flush_ms = 10`). It also runs Herald
+# once more with `ledger_flush_ms = 0` (every ledger commit fsync'd), set STRICT=0 to skip it.
 #
 # Needs root for `apt-get install postfix` (only the tools are used: the service is never
 # started) and network access to Debian's and PyPI's package mirrors.
@@ -20,6 +21,7 @@ BIG=${BIG:-200000}
 SIZE=${SIZE:-20480}
 SESSIONS=${SESSIONS:-8}
 MM_N=${MM_N:-2000}
+STRICT=${STRICT:-1}
 PORT=${PORT:-25251}
 DUMP_PORT=$((PORT + 1))
 
@@ -79,10 +81,11 @@ sleep 0.5
 
 # ---- Herald setup -----------------------------------------------------------------------------
 export HERALD_BENCH_UNSUB="bench-unsubscribe-secret-0123456789"
-config() { # config DIR PORT
+config() { # config DIR PORT [LEDGER_FLUSH_MS]
     cat > "$1/herald.toml" <<EOF
 [store]
 url = "sqlite://data/herald.db"
+${3:+ledger_flush_ms = $3}
 
 [retry]
 rate_limit_floor_secs = 1
@@ -126,10 +129,10 @@ with open(path, 'w') as f:
         f.write(f'reader{i:06d}@example.org,Reader {i},City {i % 97}\n')
 EOF
 }
-mailing() { # mailing DIR COUNT PORT -> prints "seconds peak_rss_kb"
+mailing() { # mailing DIR COUNT PORT [LEDGER_FLUSH_MS] -> prints "t0 t1 peak_rss_kb"
     local dir=$1 count=$2 port=$3
     mkdir -p "$dir"
-    config "$dir" "$port"
+    config "$dir" "$port" "${4:-}"
     cp "$WORK/issue.md" "$dir/issue.md"
     subscribers "$dir/list.csv" "$count"
     (cd "$dir" && "$HERALD_BIN" subscribers import list.csv >/dev/null)
@@ -183,6 +186,15 @@ read -r t0 t1 RSS_N < <(mailing "$WORK/h$N" "$N" $PORT)
 HERALD=$(rate "$N" "$t0" "$t1")
 echo "   $HERALD msg/s, peak RSS $((RSS_N / 1024)) MiB" >&2
 
+# ---- Herald, N, every ledger commit flushed ----------------------------------------------------
+HERALD_STRICT=-
+if [ "$STRICT" = 1 ]; then
+    say "Herald: $N subscribers, ledger_flush_ms = 0 (every ledger commit fsync'd)"
+    read -r t0 t1 _ < <(mailing "$WORK/s$N" "$N" $PORT 0)
+    HERALD_STRICT=$(rate "$N" "$t0" "$t1")
+    echo "   $HERALD_STRICT msg/s" >&2
+fi
+
 # ---- mailmerge --------------------------------------------------------------------------------
 say "mailmerge (PyPI): $MM_N messages, same content"
 MM=$WORK/mailmerge
@@ -223,14 +235,16 @@ if [ "$BIG" -gt 0 ]; then
 fi
 
 # ---- summary ----------------------------------------------------------------------------------
-python3 - "$MSG_BYTES" "$N" "$CEIL" "$HERALD" "$MM_N" "$MAILMERGE" "$BIG" "$HERALD_BIG" "$RSS_N" "$RSS_BIG" "$SESSIONS" <<'EOF'
+python3 - "$MSG_BYTES" "$N" "$CEIL" "$HERALD" "$MM_N" "$MAILMERGE" "$BIG" "$HERALD_BIG" "$RSS_N" "$RSS_BIG" "$SESSIONS" "$HERALD_STRICT" <<'EOF'
 import sys
-b, n, ceil, h, mmn, mm, big, hbig, rss_n, rss_big, s = sys.argv[1:]
+b, n, ceil, h, mmn, mm, big, hbig, rss_n, rss_big, s, strict = sys.argv[1:]
 ceil, h, mm = float(ceil), float(h), float(mm)
 print()
 print(f"email benchmark: {int(b):,} bytes per message, {s} sessions, smtp-sink on loopback")
 print(f"  smtp-source (ceiling)   {int(n):>7,} msgs  {ceil:8.0f} msg/s")
 print(f"  herald                  {int(n):>7,} msgs  {h:8.0f} msg/s   peak RSS {int(rss_n)/1024:.0f} MiB")
+if strict != '-':
+    print(f"  herald, flush each      {int(n):>7,} msgs  {float(strict):8.0f} msg/s   (ledger_flush_ms = 0: {float(strict) / ceil:.2f} of the ceiling)")
 print(f"  mailmerge (PyPI)        {int(mmn):>7,} msgs  {mm:8.0f} msg/s")
 if int(big) > 0:
     print(f"  herald                  {int(big):>7,} msgs  {float(hbig):8.0f} msg/s   peak RSS {int(rss_big)/1024:.0f} MiB")

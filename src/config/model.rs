@@ -43,12 +43,21 @@ pub struct StoreConfig {
     /// `sqlite://path/herald.db` (queue in a sibling `*.queue.db`) or `postgres://…`.
     #[serde(default = "default_store_url")]
     pub url: String,
+    /// SQLite: the recipient ledger's commits reach the disk at most this many milliseconds
+    /// after they are made (a power cut can re-send that much of a mailing, never skip
+    /// anyone); 0 flushes every commit. See `store/walsync.rs`.
+    #[serde(default = "default_ledger_flush_ms")]
+    pub ledger_flush_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { url: default_store_url() }
+        Self { url: default_store_url(), ledger_flush_ms: default_ledger_flush_ms() }
     }
+}
+
+fn default_ledger_flush_ms() -> u64 {
+    crate::store::walsync::DEFAULT_LEDGER_FLUSH.as_millis() as u64
 }
 
 fn default_store_url() -> String {

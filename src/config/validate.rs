@@ -27,6 +27,8 @@ enum Kind {
     UInt,
     /// An integer ≥ 1.
     PosUInt,
+    /// An integer from 0 to the bound.
+    UIntUpTo(i64),
     /// A number in `0..1`.
     Fraction,
     /// A non-empty list of integers ≥ 0 (a retry schedule, in seconds).
@@ -82,7 +84,7 @@ const fn req(name: &'static str, kind: Kind) -> KeySpec {
     KeySpec { name, kind, required: true }
 }
 
-const STORE: &[KeySpec] = &[opt("url", Kind::StoreUrl)];
+const STORE: &[KeySpec] = &[opt("url", Kind::StoreUrl), opt("ledger_flush_ms", Kind::UIntUpTo(1000))];
 const RETRY: &[KeySpec] = &[
     opt("schedule_secs", Kind::Schedule),
     opt("jitter", Kind::Fraction),
@@ -433,6 +435,11 @@ impl<'a> Validator<'a> {
                 Some(n) if n < 0 => bad(self, format!("must not be negative, found {n}"), None),
                 Some(0) if matches!(kind, Kind::PosUInt) => bad(self, "must be at least 1".into(), None),
                 Some(_) => {}
+                None => bad(self, format!("must be a whole number, found {}", value_type(val)), None),
+            },
+            Kind::UIntUpTo(max) => match val.as_integer() {
+                Some(n) if (0..=max).contains(&n) => {}
+                Some(n) => bad(self, format!("must be from 0 to {max}, found {n}"), None),
                 None => bad(self, format!("must be a whole number, found {}", value_type(val)), None),
             },
             Kind::Fraction => {
@@ -864,7 +871,7 @@ fn example_for(spec: &KeySpec) -> String {
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Bool => "true or false",
-        Kind::UInt | Kind::PosUInt => "a whole number",
+        Kind::UInt | Kind::PosUInt | Kind::UIntUpTo(_) => "a whole number",
         Kind::Fraction => "a number",
         Kind::Schedule | Kind::StrList | Kind::Command => "a list",
         Kind::StrMap => "a table",
@@ -992,6 +999,17 @@ mod tests {
         let c = validate(Path::new("t.toml"), "").unwrap();
         assert_eq!(c.store.url, "sqlite://herald.db");
         assert!(c.channels.is_empty());
+    }
+
+    #[test]
+    fn ledger_flush_is_bounded() {
+        let c = validate(Path::new("t.toml"), "").unwrap();
+        assert_eq!(c.store.ledger_flush_ms, 10, "the default");
+        assert_eq!(validate(Path::new("t.toml"), "[store]\nledger_flush_ms = 0\n").unwrap().store.ledger_flush_ms, 0);
+        let e = errs("[store]\nurl = \"sqlite://x.db\"\nledger_flush_ms = 5000\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].line, e[0].key.as_str()), (Some(3), "store.ledger_flush_ms"));
+        assert!(e[0].message.contains("from 0 to 1000, found 5000"), "{}", e[0].message);
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Pipeline {
 
     /// Open the store and the queue at `url` (tests pass their own).
     pub async fn open_url(config: Arc<LoadedConfig>, url: &StoreUrl) -> anyhow::Result<Self> {
-        let store = Store::open(url).await?;
+        let store = Store::open(url).await?.with_ledger_flush(std::time::Duration::from_millis(config.config.store.ledger_flush_ms));
         let queue = Queue::open(url, 4).await?;
         Ok(Self { store, queue, config, lease: DEFAULT_LEASE, adapters: Mutex::new(HashMap::new()) })
     }

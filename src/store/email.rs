@@ -358,20 +358,40 @@ impl Store {
         // cache: the group is written on one connection held between groups instead. It is
         // taken out while in use, so a cancelled write hands it back to the pool, which checks
         // it, and only a write that succeeded keeps it.
+        //
+        // On SQLite that connection commits with `synchronous=NORMAL` and the WAL is flushed
+        // on an interval ([`super::walsync`]); it is set back to FULL before the pool has it
+        // again.
+        if let Some(wal) = &self.wal {
+            wal.check().map_err(|e| anyhow::anyhow!(e)).context("recording recipient outcomes")?;
+        }
         let mut slot = self.writer.lock().await;
         let mut conn = match slot.take() {
             Some(c) => c,
-            None => self.pool.acquire().await.context("recording recipient outcomes")?,
+            None => {
+                let mut c = WriterConn { conn: Some(self.pool.acquire().await.context("recording recipient outcomes")?), normal: false };
+                if self.wal.is_some() {
+                    c.normal = true;
+                    sqlx::Executor::execute(&mut **c.get(), "PRAGMA synchronous = NORMAL").await.context("recording recipient outcomes")?;
+                }
+                c
+            }
         };
         let now = now_ms();
         let done = if updates.iter().all(|u| u.suppress.is_none()) {
             // One statement is its own transaction.
-            update_sends(&mut *conn, self.backend(), updates, now).await
+            update_sends(&mut **conn.get(), self.backend(), updates, now).await
         } else {
-            record_with_bounces(&mut conn, self.backend(), updates, now).await
+            record_with_bounces(conn.get(), self.backend(), updates, now).await
         };
-        if done.is_ok() {
-            *slot = Some(conn);
+        match &done {
+            Ok(()) => {
+                if let Some(wal) = &self.wal {
+                    wal.committed();
+                }
+                *slot = Some(conn);
+            }
+            Err(_) => conn.give_back().await,
         }
         done
     }
@@ -379,7 +399,13 @@ impl Store {
     /// Give the connection [`Store::record_sends`] holds back to the pool (a mailing pass calls
     /// this when it ends, so an idle daemon holds nothing).
     pub async fn release_writer(&self) {
-        self.writer.lock().await.take();
+        let held = self.writer.lock().await.take();
+        if let Some(conn) = held {
+            conn.give_back().await;
+        }
+        if let Some(wal) = &self.wal {
+            wal.flush_now().await;
+        }
     }
 
     /// A mailing's counts.
@@ -440,6 +466,43 @@ const UPDATE_SENDS_POSTGRES: &str = "UPDATE recipient_sends SET state = v.state,
      attempts = recipient_sends.attempts + v.tried, retry_at = v.retry_at, updated_at = $1 \
      FROM jsonb_to_recordset(CAST($2 AS jsonb)) AS v(id BIGINT, state TEXT, code BIGINT, reply TEXT, tried BIGINT, retry_at BIGINT) \
      WHERE recipient_sends.id = v.id";
+
+/// The connection the ledger writer holds between groups ([`Store::record_sends`]). On SQLite
+/// it commits with `synchronous=NORMAL`; [`WriterConn::give_back`] sets it back to FULL for the
+/// pool, and one dropped without that (a cancelled write, a dropped store) is closed, never
+/// returned to the pool as it is.
+#[derive(Debug)]
+pub(super) struct WriterConn {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    normal: bool,
+}
+
+impl WriterConn {
+    fn get(&mut self) -> &mut sqlx::pool::PoolConnection<sqlx::Any> {
+        self.conn.as_mut().expect("held until dropped or given back")
+    }
+
+    /// Back to the pool, as every pool connection is set; closed if that fails.
+    async fn give_back(mut self) {
+        if !self.normal {
+            return;
+        }
+        if sqlx::Executor::execute(&mut **self.get(), "PRAGMA synchronous = FULL").await.is_ok() {
+            self.normal = false;
+        }
+    }
+}
+
+impl Drop for WriterConn {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if self.normal {
+                // Closed with its last handle rather than pooled with the wrong setting.
+                drop(c.detach());
+            }
+        }
+    }
+}
 
 /// Outcomes and the suppressions of their hard bounces, in one transaction.
 async fn record_with_bounces(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>, backend: Backend, updates: &[SendUpdate], now: i64) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub mod fires;
 pub mod lease;
 pub mod models;
 mod queries;
+pub mod walsync;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -132,7 +133,10 @@ pub struct Store {
     url: StoreUrl,
     /// The connection a mailing records its outcomes on, held between groups (see
     /// [`Store::record_sends`]); shared by clones, given back by [`Store::release_writer`].
-    writer: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>>,
+    writer: std::sync::Arc<tokio::sync::Mutex<Option<email::WriterConn>>>,
+    /// SQLite: flushes the WAL for the ledger writer's `synchronous=NORMAL` commits (see
+    /// [`walsync`]); `None` on PostgreSQL, or when the ledger commits with FULL.
+    wal: Option<std::sync::Arc<walsync::WalFlusher>>,
 }
 
 /// The SQLite PRAGMAs set on every connection of Herald's pool.
@@ -207,7 +211,11 @@ impl Store {
                 (pool, Backend::Postgres)
             }
         };
-        let store = Store { pool, backend, url: url.clone(), writer: Default::default() };
+        let wal = match url {
+            StoreUrl::Sqlite { path } => Some(walsync::WalFlusher::new(&std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()), walsync::DEFAULT_LEDGER_FLUSH)),
+            StoreUrl::Postgres { .. } => None,
+        };
+        let store = Store { pool, backend, url: url.clone(), writer: Default::default(), wal };
         store.migrate().await?;
         Ok(store)
     }
@@ -247,6 +255,16 @@ impl Store {
     /// The URL it was opened with.
     pub fn url(&self) -> &StoreUrl {
         &self.url
+    }
+
+    /// How the recipient ledger reaches the disk on SQLite (`[store] ledger_flush_ms`): its
+    /// commits are flushed at most `every` after they are made, or one by one (FULL, like
+    /// every other write) when `every` is zero. No effect on PostgreSQL.
+    pub fn with_ledger_flush(mut self, every: Duration) -> Self {
+        if let StoreUrl::Sqlite { path } = &self.url {
+            self.wal = (!every.is_zero()).then(|| walsync::WalFlusher::new(&std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()), every));
+        }
+        self
     }
 
     /// Close the pool (after giving back the held writer connection, which it would wait for).

@@ -506,6 +506,46 @@ mod store {
         }
     }
 
+    /// SQLite: the ledger's writer connection commits with `synchronous=NORMAL` (its WAL is
+    /// flushed on an interval, `store/walsync.rs`) and goes back to the pool as FULL, like every
+    /// other connection, once the pass lets go of it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_ledger_writer_goes_back_to_the_pool_as_full() {
+        let db = TestDb::sqlite().await;
+        let store = open(&db).await;
+        import(&store, "all", 0..4).await;
+        let ledger: &dyn RecipientLedger = &store;
+        ledger.seed(1, "all").await.unwrap();
+        let owed = ledger.owed(1, 0, email::engine::now_ms(), 10).await.unwrap();
+        use email::{Outcome, RecipientResult};
+        for r in &owed[..2] {
+            let sent = RecipientResult { id: r.id, email: r.email.clone(), outcome: Outcome::Sent { code: 250, reply: "2.0.0 Ok".into() } };
+            ledger.record(1, &[sent]).await.unwrap();
+        }
+        // Every other connection of the pool, while the writer holds its own: FULL (2).
+        let size = store.pool().options().get_max_connections() as usize;
+        let mut held = Vec::new();
+        for _ in 0..size - 1 {
+            let mut c = store.pool().acquire().await.unwrap();
+            let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap();
+            assert_eq!(level, 2, "pool connections commit with FULL");
+            held.push(c);
+        }
+        drop(held);
+        ledger.release().await;
+        // Now the whole pool, the writer's connection included (or its replacement): FULL.
+        let mut held = Vec::new();
+        for _ in 0..size {
+            let mut c = store.pool().acquire().await.unwrap();
+            let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap();
+            assert_eq!(level, 2, "the writer's connection went back to the pool as FULL");
+            held.push(c);
+        }
+        drop(held);
+        assert_eq!(ledger.progress(1).await.unwrap().sent, 2);
+        store.close().await;
+    }
+
     both!(ledger_seeds_once_pages_and_records);
     async fn ledger_seeds_once_pages_and_records(db: TestDb) {
         let store = open(&db).await;

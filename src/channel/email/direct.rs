@@ -17,15 +17,20 @@
 //! envelope and one for the body, where lettre's `send` takes four.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::engine::Gate;
 use crate::channel::DeliveryError;
@@ -63,6 +68,73 @@ pub struct DirectPool {
 struct Conn {
     smtp: AsyncSmtpConnection,
     pipelining: bool,
+    /// The plain TCP socket under `smtp`, for writing a body ahead of its gate (see
+    /// [`DirectPool::finish`]). `None` once the session is encrypted: bytes must then go
+    /// through lettre's TLS stream.
+    wire: Option<Arc<TcpStream>>,
+}
+
+/// A TCP socket lettre's connection reads and writes through, while Herald keeps a handle to
+/// write to it directly between lettre's commands. Both sides only use `&TcpStream` (tokio's
+/// readiness API), and never at the same time: a session is one task's.
+#[derive(Debug)]
+struct Wire(Arc<TcpStream>);
+
+impl AsyncRead for Wire {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // lettre shuts a connection down by dropping it; the socket closes with the last handle.
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncTokioStream for Wire {
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.0.peer_addr()
+    }
+}
+
+/// Write all of `bytes` to `tcp`, as lettre would, but without reading a reply.
+async fn write_all(tcp: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        tcp.writable().await?;
+        match tcp.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Bytes already in SMTP form (CRLF-terminated commands, or a dot-stuffed body with its
@@ -149,9 +221,12 @@ impl DirectPool {
             .map_err(|_| DirectError::Connect(format!("connecting to {}:{} timed out", self.host, self.port)))?
             .map_err(|e| DirectError::Connect(format!("cannot connect to {}:{}: {e}", self.host, self.port)))?;
         stream.set_nodelay(true).map_err(|e| DirectError::Connect(format!("TCP_NODELAY: {e}")))?;
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello).await.map_err(DirectError::Smtp)?;
+        let mut wire = Some(Arc::new(stream));
+        let tcp = Wire(wire.clone().expect("just set"));
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await.map_err(DirectError::Smtp)?;
         if let Some(tls) = &self.starttls {
             conn.starttls(tls.clone(), &self.hello).await.map_err(DirectError::Smtp)?;
+            wire = None;
         }
         // lettre keeps only the extensions it uses from its EHLO; ask again (before AUTH,
         // which some servers forget on EHLO) to learn whether the server pipelines.
@@ -162,7 +237,7 @@ impl DirectPool {
         if let Some(c) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], c).await.map_err(DirectError::Smtp)?;
         }
-        Ok(Conn { smtp: conn, pipelining })
+        Ok(Conn { smtp: conn, pipelining, wire })
     }
 
     fn put_back(&self, conn: Conn) {
@@ -212,7 +287,16 @@ impl DirectPool {
         }
     }
 
-    /// Send an open transaction's body once `gate` opens, and read the server's verdict.
+    /// Send an open transaction's body, and read the server's verdict. Its end-of-data line,
+    /// after which the message may reach the recipient, goes only once `gate` opens.
+    ///
+    /// **Ahead of the gate.** On a plain TCP session, the dot-stuffed body goes out at once,
+    /// while the worker's previous outcome is still being committed; only its final `.` line
+    /// waits for the gate. Until that line, the server holds an unfinished transaction, which
+    /// it discards if the connection closes (RFC 5321 §4.1.1.4), so the crash bound does not
+    /// change and the body's transfer and the server's reading of it overlap the commit. On an
+    /// encrypted session the whole body waits for the gate (its bytes must go through lettre's
+    /// TLS stream).
     ///
     /// With `next` (another message's envelope and bytes) and a server that pipelines, that
     /// message's `MAIL`/`RCPT`/`DATA` go in the same write, after the body's end-of-data line
@@ -221,13 +305,11 @@ impl DirectPool {
     /// skips a round trip. Nothing of `next` reaches anyone before its own body is sent.
     pub async fn finish(&self, open: Open, message: &[u8], gate: Gate, next: Option<(&Envelope, &[u8])>) -> (Result<Response, DirectError>, Option<Result<Open, DirectError>>) {
         let mut conn = open.conn;
-        // Only the body remains. If the previous outcome cannot be recorded, drop the
-        // connection mid-DATA; the server discards the transaction.
-        if let Err(e) = gate.wait().await {
-            return (Err(DirectError::Stopped(e)), None);
-        }
         let Some(mut block) = data_block(message) else {
-            // Not UTF-8: lettre's own path, without a next transaction.
+            // Not UTF-8: lettre's own path, without a next transaction, once the gate opens.
+            if let Err(e) = gate.wait().await {
+                return (Err(DirectError::Stopped(e)), None);
+            }
             let r = match tokio::time::timeout(self.timeout, conn.smtp.message(message)).await {
                 Ok(r) => r.map_err(DirectError::Smtp),
                 Err(_) => return (Err(self.no_answer()), None),
@@ -237,12 +319,28 @@ impl DirectPool {
             }
             return (r, None);
         };
+        // What is already on the wire: all but the end-of-data line (`.` CRLF), when the gate
+        // is still shut and the session is plain TCP.
+        let mut written = 0;
+        if let Some(wire) = conn.wire.as_ref().filter(|_| !gate.is_settled()) {
+            let body = &block.as_bytes()[..block.len() - 3];
+            match tokio::time::timeout(self.timeout, write_all(wire, body)).await {
+                Ok(Ok(())) => written = body.len(),
+                Ok(Err(e)) => return (Err(DirectError::Connect(format!("writing to {}:{} failed: {e}", self.host, self.port))), None),
+                Err(_) => return (Err(self.no_answer()), None),
+            }
+        }
+        // If the previous outcome cannot be recorded, drop the connection mid-DATA, before
+        // the end-of-data line; the server discards the transaction.
+        if let Err(e) = gate.wait().await {
+            return (Err(DirectError::Stopped(e)), None);
+        }
         let next = next.filter(|_| conn.pipelining).and_then(|(env, msg)| envelope_group(&conn, env, msg).ok().map(|g| (env.to().len() + 2, g)));
         if let Some((_, group)) = &next {
             block.push_str(group);
         }
         let sent = async {
-            let r = conn.smtp.command(Raw(&block)).await;
+            let r = conn.smtp.command(Raw(&block[written..])).await;
             // After the final reply the transaction is over, accepted or refused: the session
             // is ready for the next one unless the network failed.
             let usable = r.is_ok() || r.as_ref().err().is_some_and(|e| e.status().is_some());
@@ -417,6 +515,123 @@ mod tests {
         assert_eq!(data_block(b".a\r\n.\r\nb\n.c\r\n..").unwrap(), "..a\r\n..\r\nb\n.c\r\n...\r\n.\r\n");
         assert_eq!(data_block(b"plain").unwrap(), "plain\r\n.\r\n");
         assert!(data_block(&[b'a', 0xff]).is_none(), "not UTF-8: lettre's own path sends it");
+    }
+
+    /// What a loopback SMTP server (`serve_one`) received of the one transaction it serves.
+    #[derive(Default)]
+    struct Seen {
+        /// The DATA content so far, as sent (dot-stuffed), without the end-of-data line.
+        data: Vec<u8>,
+        /// The end-of-data line came: the message would be delivered.
+        ended: bool,
+        /// The client closed the connection.
+        closed: bool,
+    }
+
+    /// A minimal SMTP server on loopback that speaks the protocol for real (PIPELINING,
+    /// 8BITMIME), for one connection; returns its port and what it saw.
+    async fn serve_one() -> (u16, Arc<Mutex<Seen>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let s = seen.clone();
+        tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (r, mut w) = sock.into_split();
+            let mut r = BufReader::new(r);
+            w.write_all(b"220 test ESMTP\r\n").await.unwrap();
+            let mut in_data = false;
+            loop {
+                let mut line = Vec::new();
+                if r.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                    s.lock().unwrap().closed = true;
+                    return;
+                }
+                if in_data {
+                    if line == b".\r\n" {
+                        in_data = false;
+                        s.lock().unwrap().ended = true;
+                        w.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
+                    } else {
+                        s.lock().unwrap().data.extend_from_slice(&line);
+                    }
+                    continue;
+                }
+                let verb = String::from_utf8_lossy(&line).to_ascii_uppercase();
+                let reply: &[u8] = if verb.starts_with("EHLO") {
+                    b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                } else if verb.starts_with("DATA") {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                } else if verb.starts_with("QUIT") {
+                    b"221 bye\r\n"
+                } else {
+                    b"250 ok\r\n"
+                };
+                w.write_all(reply).await.unwrap();
+            }
+        });
+        (port, seen)
+    }
+
+    async fn until(seen: &Mutex<Seen>, what: impl Fn(&Seen) -> bool) {
+        for _ in 0..500 {
+            if what(&seen.lock().unwrap()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the server never saw what the test waits for");
+    }
+
+    const BODY: &[u8] = b"Subject: hello\r\n\r\nfirst line\r\n.a line with a leading dot\r\nlast line";
+
+    fn envelope() -> Envelope {
+        Envelope::new(Some("news@example.com".parse().unwrap()), vec!["reader@example.org".parse().unwrap()]).unwrap()
+    }
+
+    /// The body goes out while the gate is shut; the end-of-data line, after which the message
+    /// would be delivered, only once it opens.
+    #[tokio::test]
+    async fn the_body_goes_ahead_of_the_gate_and_the_end_of_data_line_waits_for_it() {
+        let (port, seen) = serve_one().await;
+        let pool = Arc::new(DirectPool::new("127.0.0.1", port, None, None, Duration::from_secs(5), 2));
+        let open = pool.open(&envelope(), BODY).await.unwrap();
+        let (gate, opener) = Gate::pending();
+        let p = pool.clone();
+        let sent = tokio::spawn(async move { p.finish(open, BODY, gate, None).await.0.map(|r| u16::from(r.code())) });
+        until(&seen, |s| s.data.ends_with(b"last line\r\n")).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        {
+            let s = seen.lock().unwrap();
+            assert!(!s.ended, "no end-of-data line before the gate opens");
+            assert_eq!(s.data, b"Subject: hello\r\n\r\nfirst line\r\n..a line with a leading dot\r\nlast line\r\n");
+        }
+        opener.send(()).unwrap();
+        assert_eq!(sent.await.unwrap().unwrap(), 250);
+        assert!(seen.lock().unwrap().ended);
+    }
+
+    /// A gate that fails (the previous outcome could not be recorded) after the body went out:
+    /// the connection closes mid-DATA, so the server drops the transaction and nothing is
+    /// delivered.
+    #[tokio::test]
+    async fn a_failed_gate_leaves_the_transaction_unfinished() {
+        let (port, seen) = serve_one().await;
+        let pool = Arc::new(DirectPool::new("127.0.0.1", port, None, None, Duration::from_secs(5), 2));
+        let open = pool.open(&envelope(), BODY).await.unwrap();
+        let (gate, opener) = Gate::pending();
+        let p = pool.clone();
+        let sent = tokio::spawn(async move {
+            let (sent, next) = p.finish(open, BODY, gate, None).await;
+            (matches!(sent, Err(DirectError::Stopped(_))), next.is_none())
+        });
+        until(&seen, |s| s.data.ends_with(b"last line\r\n")).await;
+        drop(opener);
+        assert_eq!(sent.await.unwrap(), (true, true), "the call fails as stopped, with no next transaction");
+        until(&seen, |s| s.closed).await;
+        assert!(!seen.lock().unwrap().ended, "the message was not finished");
     }
 
     proptest! {

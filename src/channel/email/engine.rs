@@ -54,6 +54,13 @@ pub struct Gate(Option<Committed>);
 type Committed = futures::future::Shared<oneshot::Receiver<()>>;
 
 impl Gate {
+    /// Whether waiting would return at once: no previous outcome, or its commit is done (or
+    /// failed). A transport may then send in one piece what it would otherwise split.
+    pub fn is_settled(&self) -> bool {
+        use futures::FutureExt as _;
+        self.0.as_ref().is_none_or(|rx| rx.clone().now_or_never().is_some())
+    }
+
     /// Wait for the previous outcome's commit. An error means it could not be recorded: the
     /// send must not happen (the pass is stopping).
     pub async fn wait(self) -> Result<(), DeliveryError> {
@@ -61,6 +68,15 @@ impl Gate {
             None => Ok(()),
             Some(rx) => rx.await.map_err(|_| DeliveryError::retryable("the previous outcome could not be recorded; not sending")),
         }
+    }
+}
+
+#[cfg(test)]
+impl Gate {
+    /// A gate that opens when the returned sender sends, and fails if it is dropped (tests).
+    pub(crate) fn pending() -> (Self, oneshot::Sender<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Gate(Some(futures::FutureExt::shared(rx))), tx)
     }
 }
 
