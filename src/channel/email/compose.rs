@@ -4,6 +4,7 @@
 
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::address::Envelope;
 use lettre::{Address, Message};
 use sha2::{Digest, Sha256};
 
@@ -202,7 +203,10 @@ impl Composer {
         let body = MultiPart::alternative()
             .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(part(&mailing.text_8bit, &mailing.text_qp, false)))
             .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(part(&mailing.html_8bit, &mailing.html_qp, true)));
-        self.headers(c.to, c.subject, c.message_id, c.list_unsubscribe).multipart(body).map_err(|e| format!("cannot build the message: {e}"))
+        // The envelope, given: lettre would otherwise parse it back out of the From and To
+        // headers it has just formatted, for every copy.
+        let envelope = Envelope::new(Some(self.from.email.clone()), vec![c.to.email.clone()]).map_err(|e| format!("cannot build the message: {e}"))?;
+        self.headers(c.to, c.subject, c.message_id, c.list_unsubscribe).envelope(envelope).multipart(body).map_err(|e| format!("cannot build the message: {e}"))
     }
 
     fn headers(&self, to: Mailbox, subject: String, message_id: String, list_unsubscribe: String) -> lettre::message::MessageBuilder {
