@@ -16,6 +16,7 @@
 //! `command` and `read_response`, so the session stays lettre's: one round trip for the
 //! envelope and one for the body, where lettre's `send` takes four.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -148,21 +149,38 @@ impl fmt::Display for Raw<'_> {
     }
 }
 
-/// `message` dot-stuffed (RFC 5321 §4.5.2: a line that starts with `.` gets another) and
-/// followed by the end-of-data line, exactly as lettre's codec and `message` would send it.
-/// `None` if the message is not UTF-8 (lettre's own path sends those).
+/// `message` dot-stuffed (RFC 5321 §4.5.2: a line that starts with `.` gets another), as
+/// lettre's codec would send it; borrowed when no line needs it (the usual case).
+fn dot_stuffed(message: &[u8]) -> Cow<'_, [u8]> {
+    let leading = message.first() == Some(&b'.');
+    if !leading && memchr::memmem::find(message, b"\r\n.").is_none() {
+        return Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len() + 16);
+    if leading {
+        out.push(b'.');
+    }
+    let mut rest = message;
+    while let Some(i) = memchr::memmem::find(rest, b"\r\n.") {
+        out.extend_from_slice(&rest[..i + 3]);
+        out.push(b'.');
+        rest = &rest[i + 3..];
+    }
+    out.extend_from_slice(rest);
+    Cow::Owned(out)
+}
+
+/// The end-of-data sequence: CRLF, `.`, CRLF.
+const END_OF_DATA: &str = "\r\n.\r\n";
+
+/// `message` dot-stuffed and followed by the end-of-data line, exactly as lettre's codec and
+/// `message` would send it. `None` if the message is not UTF-8 (lettre's own path sends those).
 fn data_block(message: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(message).ok()?;
-    let mut out = String::with_capacity(text.len() + 8);
-    if text.starts_with('.') {
-        out.push('.');
-    }
-    if text.contains("\r\n.") {
-        out.push_str(&text.replace("\r\n.", "\r\n.."));
-    } else {
-        out.push_str(text);
-    }
-    out.push_str("\r\n.\r\n");
+    std::str::from_utf8(message).ok()?;
+    let stuffed = dot_stuffed(message);
+    let mut out = String::with_capacity(stuffed.len() + END_OF_DATA.len());
+    out.push_str(std::str::from_utf8(&stuffed).ok()?);
+    out.push_str(END_OF_DATA);
     Some(out)
 }
 
@@ -291,8 +309,8 @@ impl DirectPool {
     /// after which the message may reach the recipient, goes only once `gate` opens.
     ///
     /// **Ahead of the gate.** On a plain TCP session, the dot-stuffed body goes out at once,
-    /// while the worker's previous outcome is still being committed; only its final `.` line
-    /// waits for the gate. Until that line, the server holds an unfinished transaction, which
+    /// while the worker's previous outcome is still being committed; only the end-of-data
+    /// sequence (CRLF `.` CRLF) waits for the gate. Until that line, the server holds an unfinished transaction, which
     /// it discards if the connection closes (RFC 5321 §4.1.1.4), so the crash bound does not
     /// change and the body's transfer and the server's reading of it overlap the commit. On an
     /// encrypted session the whole body waits for the gate (its bytes must go through lettre's
@@ -305,42 +323,50 @@ impl DirectPool {
     /// skips a round trip. Nothing of `next` reaches anyone before its own body is sent.
     pub async fn finish(&self, open: Open, message: &[u8], gate: Gate, next: Option<(&Envelope, &[u8])>) -> (Result<Response, DirectError>, Option<Result<Open, DirectError>>) {
         let mut conn = open.conn;
-        let Some(mut block) = data_block(message) else {
-            // Not UTF-8: lettre's own path, without a next transaction, once the gate opens.
-            if let Err(e) = gate.wait().await {
-                return (Err(DirectError::Stopped(e)), None);
+        // What goes once the gate opens: the end-of-data sequence, the body having gone ahead
+        // (plain TCP, gate still shut), or the whole data block.
+        let mut tail = match conn.wire.clone().filter(|_| !gate.is_settled()) {
+            Some(wire) => {
+                // The body as it is, dot-stuffed, without the CRLF that ends its last line: the
+                // server cannot see the end-of-data sequence before the tail completes it.
+                let body = dot_stuffed(message);
+                match tokio::time::timeout(self.timeout, write_all(&wire, &body)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return (Err(DirectError::Connect(format!("writing to {}:{} failed: {e}", self.host, self.port))), None),
+                    Err(_) => return (Err(self.no_answer()), None),
+                }
+                String::from(END_OF_DATA)
             }
-            let r = match tokio::time::timeout(self.timeout, conn.smtp.message(message)).await {
-                Ok(r) => r.map_err(DirectError::Smtp),
-                Err(_) => return (Err(self.no_answer()), None),
-            };
-            if r.is_ok() || matches!(&r, Err(DirectError::Smtp(e)) if e.status().is_some()) {
-                self.put_back(conn);
-            }
-            return (r, None);
+            None => match data_block(message) {
+                Some(block) => block,
+                None => {
+                    // Not UTF-8 on an encrypted session: lettre's own path, without a next
+                    // transaction, once the gate opens.
+                    if let Err(e) = gate.wait().await {
+                        return (Err(DirectError::Stopped(e)), None);
+                    }
+                    let r = match tokio::time::timeout(self.timeout, conn.smtp.message(message)).await {
+                        Ok(r) => r.map_err(DirectError::Smtp),
+                        Err(_) => return (Err(self.no_answer()), None),
+                    };
+                    if r.is_ok() || matches!(&r, Err(DirectError::Smtp(e)) if e.status().is_some()) {
+                        self.put_back(conn);
+                    }
+                    return (r, None);
+                }
+            },
         };
-        // What is already on the wire: all but the end-of-data line (`.` CRLF), when the gate
-        // is still shut and the session is plain TCP.
-        let mut written = 0;
-        if let Some(wire) = conn.wire.as_ref().filter(|_| !gate.is_settled()) {
-            let body = &block.as_bytes()[..block.len() - 3];
-            match tokio::time::timeout(self.timeout, write_all(wire, body)).await {
-                Ok(Ok(())) => written = body.len(),
-                Ok(Err(e)) => return (Err(DirectError::Connect(format!("writing to {}:{} failed: {e}", self.host, self.port))), None),
-                Err(_) => return (Err(self.no_answer()), None),
-            }
-        }
         // If the previous outcome cannot be recorded, drop the connection mid-DATA, before
-        // the end-of-data line; the server discards the transaction.
+        // the end-of-data sequence; the server discards the transaction.
         if let Err(e) = gate.wait().await {
             return (Err(DirectError::Stopped(e)), None);
         }
         let next = next.filter(|_| conn.pipelining).and_then(|(env, msg)| envelope_group(&conn, env, msg).ok().map(|g| (env.to().len() + 2, g)));
         if let Some((_, group)) = &next {
-            block.push_str(group);
+            tail.push_str(group);
         }
         let sent = async {
-            let r = conn.smtp.command(Raw(&block[written..])).await;
+            let r = conn.smtp.command(Raw(&tail)).await;
             // After the final reply the transaction is over, accepted or refused: the session
             // is ready for the next one unless the network failed.
             let usable = r.is_ok() || r.as_ref().err().is_some_and(|e| e.status().is_some());
@@ -531,7 +557,7 @@ mod tests {
     /// A minimal SMTP server on loopback that speaks the protocol for real (PIPELINING,
     /// 8BITMIME), for one connection; returns its port and what it saw.
     async fn serve_one() -> (u16, Arc<Mutex<Seen>>) {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -543,18 +569,28 @@ mod tests {
             w.write_all(b"220 test ESMTP\r\n").await.unwrap();
             let mut in_data = false;
             loop {
+                // Commands by the line; DATA content as it comes (its last line may wait for
+                // the end-of-data sequence to get its CRLF).
                 let mut line = Vec::new();
-                if r.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                let n = if in_data { r.read_buf(&mut line).await.unwrap_or(0) } else { r.read_until(b'\n', &mut line).await.unwrap_or(0) };
+                if n == 0 {
                     s.lock().unwrap().closed = true;
                     return;
                 }
                 if in_data {
-                    if line == b".\r\n" {
+                    let ended = {
+                        let mut g = s.lock().unwrap();
+                        g.data.extend_from_slice(&line);
+                        let end = memchr::memmem::find(&g.data, END_OF_DATA.as_bytes());
+                        if let Some(end) = end {
+                            g.data.truncate(end);
+                            g.ended = true;
+                        }
+                        end.is_some()
+                    };
+                    if ended {
                         in_data = false;
-                        s.lock().unwrap().ended = true;
                         w.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
-                    } else {
-                        s.lock().unwrap().data.extend_from_slice(&line);
                     }
                     continue;
                 }
@@ -601,12 +637,12 @@ mod tests {
         let (gate, opener) = Gate::pending();
         let p = pool.clone();
         let sent = tokio::spawn(async move { p.finish(open, BODY, gate, None).await.0.map(|r| u16::from(r.code())) });
-        until(&seen, |s| s.data.ends_with(b"last line\r\n")).await;
+        until(&seen, |s| s.data.ends_with(b"last line")).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         {
             let s = seen.lock().unwrap();
-            assert!(!s.ended, "no end-of-data line before the gate opens");
-            assert_eq!(s.data, b"Subject: hello\r\n\r\nfirst line\r\n..a line with a leading dot\r\nlast line\r\n");
+            assert!(!s.ended, "no end-of-data sequence before the gate opens");
+            assert_eq!(s.data, b"Subject: hello\r\n\r\nfirst line\r\n..a line with a leading dot\r\nlast line");
         }
         opener.send(()).unwrap();
         assert_eq!(sent.await.unwrap().unwrap(), 250);
@@ -627,7 +663,7 @@ mod tests {
             let (sent, next) = p.finish(open, BODY, gate, None).await;
             (matches!(sent, Err(DirectError::Stopped(_))), next.is_none())
         });
-        until(&seen, |s| s.data.ends_with(b"last line\r\n")).await;
+        until(&seen, |s| s.data.ends_with(b"last line")).await;
         drop(opener);
         assert_eq!(sent.await.unwrap(), (true, true), "the call fails as stopped, with no next transaction");
         until(&seen, |s| s.closed).await;
@@ -638,6 +674,13 @@ mod tests {
         #[test]
         fn data_block_sends_what_lettre_would(s in "[.\r\na\u{e9}]{0,64}") {
             prop_assert_eq!(data_block(s.as_bytes()).unwrap().into_bytes(), lettre_codec(s.as_bytes()));
+        }
+
+        #[test]
+        fn dot_stuffed_bytes_are_what_lettre_would_send(b in proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a'), Just(0xffu8)], 0..64)) {
+            let mut sent = dot_stuffed(&b).into_owned();
+            sent.extend_from_slice(END_OF_DATA.as_bytes());
+            prop_assert_eq!(sent, lettre_codec(&b));
         }
     }
 }
