@@ -310,11 +310,11 @@ impl DirectPool {
     ///
     /// **Ahead of the gate.** On a plain TCP session, the dot-stuffed body goes out at once,
     /// while the worker's previous outcome is still being committed; only the end-of-data
-    /// sequence (CRLF `.` CRLF) waits for the gate. Until that line, the server holds an unfinished transaction, which
-    /// it discards if the connection closes (RFC 5321 §4.1.1.4), so the crash bound does not
-    /// change and the body's transfer and the server's reading of it overlap the commit. On an
-    /// encrypted session the whole body waits for the gate (its bytes must go through lettre's
-    /// TLS stream).
+    /// sequence (CRLF `.` CRLF) waits for the gate. Until then the server holds an unfinished
+    /// transaction, which it discards if the connection closes (RFC 5321 §4.1.1.4), so the
+    /// crash bound does not change, and the body's transfer and the server's reading of it
+    /// overlap the commit. On an encrypted session the whole body waits for the gate (its bytes
+    /// must go through lettre's TLS stream).
     ///
     /// With `next` (another message's envelope and bytes) and a server that pipelines, that
     /// message's `MAIL`/`RCPT`/`DATA` go in the same write, after the body's end-of-data line
@@ -340,7 +340,7 @@ impl DirectPool {
             None => match data_block(message) {
                 Some(block) => block,
                 None => {
-                    // Not UTF-8 on an encrypted session: lettre's own path, without a next
+                    // Not UTF-8, and not sent ahead: lettre's own path, without a next
                     // transaction, once the gate opens.
                     if let Err(e) = gate.wait().await {
                         return (Err(DirectError::Stopped(e)), None);
