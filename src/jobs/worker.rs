@@ -242,9 +242,12 @@ pub async fn sweep(p: &Pipeline) -> anyhow::Result<usize> {
         {
             // A live job normally runs within a poll interval. If apalis has not started it
             // long after it was due (a stalled worker stream was seen under heavy load), run
-            // the idempotent, leased Deliver step here: the lease keeps it to one sender.
+            // the idempotent, leased Deliver step here: the lease keeps it to one sender. A
+            // delivery left `sending` counts only when its lease holder is a dead process on
+            // this host (a crash mid-send): otherwise its sender may still be at work.
             let due = d.next_attempt_at.unwrap_or(d.updated_at);
-            if d.state() != State::Sending && now - due > DELIVER_GRACE_MS {
+            let orphaned = d.lease_owner.as_deref().is_some_and(owner_is_dead_here);
+            if (d.state() != State::Sending || orphaned) && now - due > DELIVER_GRACE_MS {
                 tracing::warn!(delivery_id = d.id, waited_ms = now - due, "Deliver job not started by a worker; the sweeper runs it.");
                 if let Err(e) = deliver::run(p, d.id).await {
                     tracing::warn!(delivery_id = d.id, error = %format!("{e:#}"), "Sweeper could not deliver.");

@@ -13,7 +13,9 @@
 //! most one unrecorded send, and after a crash, `kill -9` or a timeout at most `concurrency`
 //! messages (SMTP) or batch calls (API) were sent without a record; a rerun resends only those:
 //! nobody is skipped, and duplicates are bounded by `concurrency`. Commits are grouped: the
-//! writer drains every outcome that arrived while the previous commit ran.
+//! writer drains every outcome that arrived while the previous commit ran. (On SQLite a
+//! committed outcome is in the WAL file, safe from a process crash, and on disk within
+//! `[store] ledger_flush_ms`: see `store/walsync.rs` for what a power cut can cost.)
 
 use std::sync::Arc;
 use std::sync::Mutex;
