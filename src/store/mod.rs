@@ -211,11 +211,7 @@ impl Store {
                 (pool, Backend::Postgres)
             }
         };
-        let wal = match url {
-            StoreUrl::Sqlite { path } => Some(walsync::WalFlusher::new(&std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()), walsync::DEFAULT_LEDGER_FLUSH)),
-            StoreUrl::Postgres { .. } => None,
-        };
-        let store = Store { pool, backend, url: url.clone(), writer: Default::default(), wal };
+        let store = Store { pool, backend, url: url.clone(), writer: Default::default(), wal: None }.with_ledger_flush(walsync::DEFAULT_LEDGER_FLUSH);
         store.migrate().await?;
         Ok(store)
     }

@@ -2,9 +2,9 @@
 //! the deterministic Message-ID derived. Shared by the SMTP and the API adapters; the SMTP
 //! adapter turns it into a MIME message here too.
 
+use lettre::address::Envelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
-use lettre::address::Envelope;
 use lettre::{Address, Message};
 use sha2::{Digest, Sha256};
 
