@@ -627,17 +627,27 @@ mod tests {
         Envelope::new(Some("news@example.com".parse().unwrap()), vec!["reader@example.org".parse().unwrap()]).unwrap()
     }
 
+    /// `finish` on a served transaction behind a gate that is still shut, once the server has
+    /// the body: what the server saw, the gate's opener, and the call (its reply code, or
+    /// whether it stopped at the gate; and whether it started a next transaction).
+    async fn finish_behind_a_shut_gate() -> (Arc<Mutex<Seen>>, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<(Result<u16, bool>, bool)>) {
+        let (port, seen) = serve_one().await;
+        let pool = DirectPool::new("127.0.0.1", port, None, None, Duration::from_secs(5), 2);
+        let open = pool.open(&envelope(), BODY).await.unwrap();
+        let (gate, opener) = Gate::pending();
+        let call = tokio::spawn(async move {
+            let (sent, next) = pool.finish(open, BODY, gate, None).await;
+            (sent.map(|r| u16::from(r.code())).map_err(|e| matches!(e, DirectError::Stopped(_))), next.is_some())
+        });
+        until(&seen, |s| s.data.ends_with(b"last line")).await;
+        (seen, opener, call)
+    }
+
     /// The body goes out while the gate is shut; the end-of-data line, after which the message
     /// would be delivered, only once it opens.
     #[tokio::test]
     async fn the_body_goes_ahead_of_the_gate_and_the_end_of_data_line_waits_for_it() {
-        let (port, seen) = serve_one().await;
-        let pool = Arc::new(DirectPool::new("127.0.0.1", port, None, None, Duration::from_secs(5), 2));
-        let open = pool.open(&envelope(), BODY).await.unwrap();
-        let (gate, opener) = Gate::pending();
-        let p = pool.clone();
-        let sent = tokio::spawn(async move { p.finish(open, BODY, gate, None).await.0.map(|r| u16::from(r.code())) });
-        until(&seen, |s| s.data.ends_with(b"last line")).await;
+        let (seen, opener, call) = finish_behind_a_shut_gate().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         {
             let s = seen.lock().unwrap();
@@ -645,7 +655,7 @@ mod tests {
             assert_eq!(s.data, b"Subject: hello\r\n\r\nfirst line\r\n..a line with a leading dot\r\nlast line");
         }
         opener.send(()).unwrap();
-        assert_eq!(sent.await.unwrap().unwrap(), 250);
+        assert_eq!(call.await.unwrap(), (Ok(250), false));
         assert!(seen.lock().unwrap().ended);
     }
 
@@ -654,18 +664,9 @@ mod tests {
     /// delivered.
     #[tokio::test]
     async fn a_failed_gate_leaves_the_transaction_unfinished() {
-        let (port, seen) = serve_one().await;
-        let pool = Arc::new(DirectPool::new("127.0.0.1", port, None, None, Duration::from_secs(5), 2));
-        let open = pool.open(&envelope(), BODY).await.unwrap();
-        let (gate, opener) = Gate::pending();
-        let p = pool.clone();
-        let sent = tokio::spawn(async move {
-            let (sent, next) = p.finish(open, BODY, gate, None).await;
-            (matches!(sent, Err(DirectError::Stopped(_))), next.is_none())
-        });
-        until(&seen, |s| s.data.ends_with(b"last line")).await;
+        let (seen, opener, call) = finish_behind_a_shut_gate().await;
         drop(opener);
-        assert_eq!(sent.await.unwrap(), (true, true), "the call fails as stopped, with no next transaction");
+        assert_eq!(call.await.unwrap(), (Err(true), false), "the call fails as stopped, with no next transaction");
         until(&seen, |s| s.closed).await;
         assert!(!seen.lock().unwrap().ended, "the message was not finished");
     }
