@@ -102,6 +102,8 @@ struct Shared {
     pipelining: std::sync::atomic::AtomicBool,
     pipelined: AtomicUsize,
     after_body: AtomicUsize,
+    data_unfinished: AtomicUsize,
+    data_abandoned: AtomicUsize,
     sync_errors: AtomicUsize,
     connections: AtomicUsize,
     next_id: AtomicU64,
@@ -154,6 +156,8 @@ impl SmtpServer {
             pipelining: std::sync::atomic::AtomicBool::new(true),
             pipelined: AtomicUsize::new(0),
             after_body: AtomicUsize::new(0),
+            data_unfinished: AtomicUsize::new(0),
+            data_abandoned: AtomicUsize::new(0),
             sync_errors: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -223,6 +227,17 @@ impl SmtpServer {
     /// [`SmtpServer::set_latency`]; without one, a write split in transit can hide some.
     pub fn commands_after_body(&self) -> usize {
         self.shared.after_body.load(Ordering::Relaxed)
+    }
+
+    /// Octets of `DATA` content (whole lines, as sent) read in transactions whose end-of-data
+    /// line has not come yet: a body that went ahead of its end.
+    pub fn unfinished_data_octets(&self) -> usize {
+        self.shared.data_unfinished.load(Ordering::Relaxed)
+    }
+
+    /// Transactions whose connection closed inside `DATA`: discarded, never delivered.
+    pub fn abandoned_transactions(&self) -> usize {
+        self.shared.data_abandoned.load(Ordering::Relaxed)
     }
 
     /// Sessions closed for pipelining without `PIPELINING` advertised (Postfix's "SMTP
@@ -391,7 +406,7 @@ async fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     w.write_all(out.as_bytes()).await?;
                     out.clear();
                     let keep = shared.keep_bodies.load(Ordering::Relaxed);
-                    let (data, size) = read_data(&mut r, keep).await?;
+                    let (data, size) = read_data(&mut r, keep, &shared).await?;
                     let latency = shared.latency_ms.load(Ordering::Relaxed);
                     if latency > 0 {
                         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -456,26 +471,36 @@ fn path_arg(arg: &str, prefix: &str) -> Option<String> {
 }
 
 /// Read a DATA body up to the lone `.` line, undoing dot-stuffing. Returns the body (empty when
-/// not kept) and its size.
-async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, keep: bool) -> std::io::Result<(Vec<u8>, usize)> {
+/// not kept) and its size. Lines read count as unfinished data until the end-of-data line; a
+/// connection that closes first abandons the transaction.
+async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, keep: bool, shared: &Shared) -> std::io::Result<(Vec<u8>, usize)> {
     let mut data = Vec::new();
     let mut line = Vec::with_capacity(1024);
     let mut size = 0usize;
-    loop {
+    let mut unfinished = 0usize;
+    let ended = loop {
         line.clear();
-        let n = r.read_until(b'\n', &mut line).await?;
+        let n = match r.read_until(b'\n', &mut line).await {
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside DATA"));
+            shared.data_abandoned.fetch_add(1, Ordering::Relaxed);
+            break Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside DATA"));
         }
         if line == b".\r\n" || line == b".\n" {
-            return Ok((data, size));
+            break Ok((data, size));
         }
+        unfinished += n;
+        shared.data_unfinished.fetch_add(n, Ordering::Relaxed);
         let body = if line.first() == Some(&b'.') { &line[1..] } else { &line[..] };
         size += body.len();
         if keep && size <= MAX_MESSAGE {
             data.extend_from_slice(body);
         }
-    }
+    };
+    shared.data_unfinished.fetch_sub(unfinished, Ordering::Relaxed);
+    ended
 }
 
 #[cfg(test)]

@@ -507,6 +507,7 @@ async fn read_envelope_replies(conn: &mut Conn, replies: usize, group: Option<&s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::smtp::SmtpServer;
     use proptest::prelude::*;
 
     /// lettre's `ClientCodec` transparency, byte by byte: the oracle `data_block` must match.
@@ -543,77 +544,9 @@ mod tests {
         assert!(data_block(&[b'a', 0xff]).is_none(), "not UTF-8: lettre's own path sends it");
     }
 
-    /// What a loopback SMTP server (`serve_one`) received of the one transaction it serves.
-    #[derive(Default)]
-    struct Seen {
-        /// The DATA content so far, as sent (dot-stuffed), without the end-of-data line.
-        data: Vec<u8>,
-        /// The end-of-data line came: the message would be delivered.
-        ended: bool,
-        /// The client closed the connection.
-        closed: bool,
-    }
-
-    /// A minimal SMTP server on loopback that speaks the protocol for real (PIPELINING,
-    /// 8BITMIME), for one connection; returns its port and what it saw.
-    async fn serve_one() -> (u16, Arc<Mutex<Seen>>) {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let s = seen.clone();
-        tokio::spawn(async move {
-            let (sock, _) = listener.accept().await.unwrap();
-            let (r, mut w) = sock.into_split();
-            let mut r = BufReader::new(r);
-            w.write_all(b"220 test ESMTP\r\n").await.unwrap();
-            let mut in_data = false;
-            loop {
-                // Commands by the line; DATA content as it comes (its last line may wait for
-                // the end-of-data sequence to get its CRLF).
-                let mut line = Vec::new();
-                let n = if in_data { r.read_buf(&mut line).await.unwrap_or(0) } else { r.read_until(b'\n', &mut line).await.unwrap_or(0) };
-                if n == 0 {
-                    s.lock().unwrap().closed = true;
-                    return;
-                }
-                if in_data {
-                    let ended = {
-                        let mut g = s.lock().unwrap();
-                        g.data.extend_from_slice(&line);
-                        let end = memchr::memmem::find(&g.data, END_OF_DATA.as_bytes());
-                        if let Some(end) = end {
-                            g.data.truncate(end);
-                            g.ended = true;
-                        }
-                        end.is_some()
-                    };
-                    if ended {
-                        in_data = false;
-                        w.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
-                    }
-                    continue;
-                }
-                let verb = String::from_utf8_lossy(&line).to_ascii_uppercase();
-                let reply: &[u8] = if verb.starts_with("EHLO") {
-                    b"250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
-                } else if verb.starts_with("DATA") {
-                    in_data = true;
-                    b"354 go ahead\r\n"
-                } else if verb.starts_with("QUIT") {
-                    b"221 bye\r\n"
-                } else {
-                    b"250 ok\r\n"
-                };
-                w.write_all(reply).await.unwrap();
-            }
-        });
-        (port, seen)
-    }
-
-    async fn until(seen: &Mutex<Seen>, what: impl Fn(&Seen) -> bool) {
+    async fn until(what: impl Fn() -> bool) {
         for _ in 0..500 {
-            if what(&seen.lock().unwrap()) {
+            if what() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -622,41 +555,44 @@ mod tests {
     }
 
     const BODY: &[u8] = b"Subject: hello\r\n\r\nfirst line\r\n.a line with a leading dot\r\nlast line";
+    /// The whole lines of `BODY` as sent (dot-stuffed): all but its last, which has no CRLF
+    /// until the end-of-data sequence gives it one.
+    const SENT_LINES: usize = b"Subject: hello\r\n\r\nfirst line\r\n..a line with a leading dot\r\n".len();
 
     fn envelope() -> Envelope {
         Envelope::new(Some("news@example.com".parse().unwrap()), vec!["reader@example.org".parse().unwrap()]).unwrap()
     }
 
-    /// `finish` on a served transaction behind a gate that is still shut, once the server has
-    /// the body: what the server saw, the gate's opener, and the call (its reply code, or
-    /// whether it stopped at the gate; and whether it started a next transaction).
-    async fn finish_behind_a_shut_gate() -> (Arc<Mutex<Seen>>, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<(Result<u16, bool>, bool)>) {
-        let (port, seen) = serve_one().await;
-        let pool = DirectPool::new("127.0.0.1", port, None, None, Duration::from_secs(5), 2);
+    /// `finish` on a transaction with the sandbox SMTP server, behind a gate that is still
+    /// shut, once the server has read the body's lines: the server, the gate's opener, and the
+    /// call (its reply code, or whether it stopped at the gate; and whether it started a next
+    /// transaction).
+    async fn finish_behind_a_shut_gate() -> (SmtpServer, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<(Result<u16, bool>, bool)>) {
+        let server = SmtpServer::start().await.unwrap();
+        let pool = DirectPool::new("127.0.0.1", server.addr().port(), None, None, Duration::from_secs(5), 2);
         let open = pool.open(&envelope(), BODY).await.unwrap();
         let (gate, opener) = Gate::pending();
         let call = tokio::spawn(async move {
             let (sent, next) = pool.finish(open, BODY, gate, None).await;
             (sent.map(|r| u16::from(r.code())).map_err(|e| matches!(e, DirectError::Stopped(_))), next.is_some())
         });
-        until(&seen, |s| s.data.ends_with(b"last line")).await;
-        (seen, opener, call)
+        until(|| server.unfinished_data_octets() == SENT_LINES).await;
+        (server, opener, call)
     }
 
-    /// The body goes out while the gate is shut; the end-of-data line, after which the message
-    /// would be delivered, only once it opens.
+    /// The body goes out while the gate is shut; the end-of-data sequence, after which the
+    /// message is delivered, only once it opens.
     #[tokio::test]
     async fn the_body_goes_ahead_of_the_gate_and_the_end_of_data_line_waits_for_it() {
-        let (seen, opener, call) = finish_behind_a_shut_gate().await;
+        let (server, opener, call) = finish_behind_a_shut_gate().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        {
-            let s = seen.lock().unwrap();
-            assert!(!s.ended, "no end-of-data sequence before the gate opens");
-            assert_eq!(s.data, b"Subject: hello\r\n\r\nfirst line\r\n..a line with a leading dot\r\nlast line");
-        }
+        assert_eq!(server.message_count(), 0, "no end-of-data sequence before the gate opens");
+        assert_eq!(server.unfinished_data_octets(), SENT_LINES);
         opener.send(()).unwrap();
         assert_eq!(call.await.unwrap(), (Ok(250), false));
-        assert!(seen.lock().unwrap().ended);
+        assert_eq!(server.message_count(), 1);
+        assert_eq!(server.messages()[0].data, b"Subject: hello\r\n\r\nfirst line\r\n.a line with a leading dot\r\nlast line\r\n");
+        assert_eq!(server.unfinished_data_octets(), 0);
     }
 
     /// A gate that fails (the previous outcome could not be recorded) after the body went out:
@@ -664,11 +600,11 @@ mod tests {
     /// delivered.
     #[tokio::test]
     async fn a_failed_gate_leaves_the_transaction_unfinished() {
-        let (seen, opener, call) = finish_behind_a_shut_gate().await;
+        let (server, opener, call) = finish_behind_a_shut_gate().await;
         drop(opener);
         assert_eq!(call.await.unwrap(), (Err(true), false), "the call fails as stopped, with no next transaction");
-        until(&seen, |s| s.closed).await;
-        assert!(!seen.lock().unwrap().ended, "the message was not finished");
+        until(|| server.abandoned_transactions() == 1).await;
+        assert_eq!(server.message_count(), 0, "the message was not finished");
     }
 
     proptest! {
