@@ -17,6 +17,9 @@ pub enum Kind {
     Permanent,
     /// 401 or 403, an expired or revoked credential: stop until the operator re-authorises.
     Auth,
+    /// Refused by the network's policy, not for the credential (X's reply restrictions, a
+    /// LinkedIn author mismatch, Substack refusing the User-Agent): re-authorising won't help.
+    Forbidden,
     /// The request may have reached the network and we can't tell: reconcile before any retry.
     UnknownOutcome,
 }
@@ -29,6 +32,7 @@ impl Kind {
             Kind::RateLimited => "rate_limited",
             Kind::Permanent => "permanent",
             Kind::Auth => "needs_auth",
+            Kind::Forbidden => "forbidden",
             Kind::UnknownOutcome => "unknown_outcome",
         }
     }
@@ -60,6 +64,10 @@ impl DeliveryError {
     pub fn permanent(message: impl Into<String>) -> Self {
         Self::new(Kind::Permanent, message)
     }
+    /// Refused by the network's policy (not the credential): stop, with the network's message.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(Kind::Forbidden, message)
+    }
     /// Credentials are missing, expired or refused.
     pub fn auth(message: impl Into<String>) -> Self {
         Self::new(Kind::Auth, message)
@@ -88,7 +96,7 @@ impl DeliveryError {
     }
     /// True for errors that end the delivery (`failed`).
     pub fn is_permanent(&self) -> bool {
-        matches!(self.kind, Kind::Permanent | Kind::Auth)
+        matches!(self.kind, Kind::Permanent | Kind::Auth | Kind::Forbidden)
     }
     /// The network's retry hint.
     pub fn retry_after(&self) -> Option<Duration> {

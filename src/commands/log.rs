@@ -3,7 +3,7 @@
 //!
 //! JSON fields: `id` (a cursor), `key`, `issue`, `channel`, `attempt`, `started_at`,
 //! `duration_ms`, `trigger` (`schedule`|`manual`), `outcome` (`sent`, `retryable`,
-//! `rate_limited`, `permanent`, `needs_auth`, `unknown_outcome`, `reconciled`, `cannot_check`,
+//! `rate_limited`, `permanent`, `needs_auth`, `forbidden`, `unknown_outcome`, `reconciled`, `cannot_check`,
 //! `awaiting_confirmation`), `status`, `error`, `next_attempt_at`, `content_hash`, `remote_id`.
 
 use std::io::Write as _;

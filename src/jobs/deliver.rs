@@ -234,7 +234,7 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
             let manual = trigger == Trigger::Manual;
             let now = now_ms();
             match e.kind() {
-                Kind::Permanent | Kind::Auth => {}
+                Kind::Permanent | Kind::Auth | Kind::Forbidden => {}
                 Kind::Retryable => match schedule.next_delay(attempts_made, unit_random()) {
                     Some(delay) if !manual => {
                         f.state = State::Retrying;

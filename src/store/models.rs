@@ -207,7 +207,7 @@ pub struct AttemptRow {
     pub duration_ms: i64,
     /// `schedule` or `manual`.
     pub triggered_by: String,
-    /// `sent`, `retryable`, `rate_limited`, `permanent`, `needs_auth`, `unknown_outcome`,
+    /// `sent`, `retryable`, `rate_limited`, `permanent`, `needs_auth`, `forbidden`, `unknown_outcome`,
     /// `exhausted`, `reconciled`, `cannot_check`, `awaiting_confirmation`.
     pub outcome: String,
     /// HTTP/SMTP status.
