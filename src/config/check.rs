@@ -65,14 +65,23 @@ pub fn check_credentials(loaded: &LoadedConfig, env: EnvLookup<'_>) -> Vec<Confi
             Refers::SecretFile(f) => Secret::File(loaded.resolve_path(f)),
             _ => continue,
         };
-        if let Err(e) = secret.resolve_with(env) {
-            errors.push(ConfigError {
+        match secret.resolve_with(env) {
+            Err(e) => errors.push(ConfigError {
                 file: file.clone(),
                 line: r.line,
                 key: r.key.clone(),
                 message: e.to_string(),
                 hint: Some("export the variable (or fix the file) before starting herald".into()),
-            });
+            }),
+            Ok(token) if r.key.starts_with("http.token") => {
+                // The daemon refuses a short token on a public listener: say so now.
+                if let Ok(addr) = loaded.config.http.listen.parse::<std::net::SocketAddr>()
+                    && let Err(message) = crate::http::check_listen(&addr, Some(&token))
+                {
+                    errors.push(ConfigError { file: file.clone(), line: r.line, key: r.key.clone(), message, hint: None });
+                }
+            }
+            Ok(_) => {}
         }
     }
     errors.sort_by_key(|e| e.line.unwrap_or(0));

@@ -81,6 +81,26 @@ impl Secret {
         Err("secrets must be written as \"${ENV_VAR}\" or given as a <key>_file path; inline values are refused so they never land in a repository".into())
     }
 
+    /// A header whose value comes from a secret (`[channels.*] headers`): `Name = "${ENV}"`,
+    /// `Name = "Bearer ${ENV}"` (an auth scheme, one word, then the reference), or
+    /// `Name_file = "/path"`. Returns the header name, the literal prefix and the secret; None
+    /// when the value is written as is.
+    pub fn header_reference(key: &str, value: &str) -> Option<(String, String, Secret)> {
+        if key.len() > 5 && key.is_char_boundary(key.len() - 5) && key[key.len() - 5..].eq_ignore_ascii_case("_file") {
+            let path = value.trim();
+            return (!path.is_empty()).then(|| (key[..key.len() - 5].to_string(), String::new(), Secret::File(PathBuf::from(path))));
+        }
+        if let Ok(s) = Secret::parse(value) {
+            return Some((key.to_string(), String::new(), s));
+        }
+        let (scheme, rest) = value.trim().split_once(' ')?;
+        let scheme_ok = !scheme.is_empty() && scheme.len() <= 32 && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        match Secret::parse(rest) {
+            Ok(s) if scheme_ok => Some((key.to_string(), format!("{scheme} "), s)),
+            _ => None,
+        }
+    }
+
     /// Resolve from the process environment or the file.
     pub fn resolve(&self) -> Result<SecretString, SecretError> {
         self.resolve_with(&|k| std::env::var(k).ok())

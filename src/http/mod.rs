@@ -42,14 +42,24 @@ pub fn is_public(addr: &SocketAddr) -> bool {
     !addr.ip().is_loopback()
 }
 
-/// Check the listen address and token together: a public listener must have a token.
+/// The shortest `[http] token` accepted on a listener beyond loopback, in characters.
+pub const MIN_PUBLIC_TOKEN_CHARS: usize = 32;
+
+/// Check the listen address and token together: a public listener must have a token of at
+/// least [`MIN_PUBLIC_TOKEN_CHARS`] characters (trailing whitespace, as a file leaves it, aside).
 pub fn check_listen(addr: &SocketAddr, token: Option<&SecretString>) -> Result<(), String> {
-    if is_public(addr) && token.is_none() {
-        return Err(format!(
-            "[http] listen = \"{addr}\" is reachable beyond loopback, so `[http] token` (or token_file) is required to protect /metrics and /status"
-        ));
+    if !is_public(addr) {
+        return Ok(());
     }
-    Ok(())
+    match token.map(|t| t.expose().trim_end().chars().count()) {
+        None => Err(format!(
+            "[http] listen = \"{addr}\" is reachable beyond loopback, so `[http] token` (or token_file) is required to protect /metrics and /status"
+        )),
+        Some(n) if n < MIN_PUBLIC_TOKEN_CHARS => Err(format!(
+            "[http] token is {n} characters long; a listener beyond loopback (\"{addr}\") needs at least {MIN_PUBLIC_TOKEN_CHARS} (hint: generate one with `openssl rand -hex 32`)"
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Build the router. `public` routes (unsubscribe) are mounted without auth.

@@ -127,7 +127,9 @@ pub async fn catch_up(p: &Pipeline, entries: &[Entry], now: DateTime<Utc>) -> an
         let name = &e.cfg.name;
         if let Some(last) = p.store.schedule_last_seen(name).await? {
             let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
-            let window = chrono::Duration::seconds(e.cfg.catch_up_secs as i64);
+            // Validation bounds it; `try_seconds` keeps an out-of-range window from panicking.
+            let secs = i64::try_from(e.cfg.catch_up_secs).unwrap_or(i64::MAX).min(crate::config::validate::MAX_CATCH_UP_SECS);
+            let window = chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX);
             for m in plan_missed(&e.cron, last, now, window, MAX_MISSED) {
                 match m {
                     Missed::CatchUp(t) => fire(p, e, t, "caught_up").await?,

@@ -109,7 +109,8 @@ impl Pipeline {
             .ok_or_else(|| DeliveryError::permanent(format!("channel {channel} is no longer in the config")))?;
         let mut ctx = BuildCtx::from_env(self.config.base_dir.clone());
         if let Some(t) = cfg.common().timeout_secs {
-            ctx.timeout = Duration::from_secs(t);
+            // Validation bounds it; the clamp keeps a timer from overflowing whatever the source.
+            ctx.timeout = Duration::from_secs(t.min(crate::config::validate::MAX_TIMEOUT_SECS as u64));
         }
         // Email adapters get the store's recipient ledger.
         let ledger = Arc::new(self.store.clone());
@@ -127,7 +128,7 @@ impl Pipeline {
     /// than the lease. Reaching it is an unknown outcome.
     pub fn call_timeout(&self, channel: &str) -> Duration {
         let t = self.config.config.channels.get(channel).and_then(|c| c.common().timeout_secs).unwrap_or(30);
-        (Duration::from_secs(t) * 2 + Duration::from_secs(5)).min(self.lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1)))
+        Duration::from_secs(t).saturating_mul(2).saturating_add(Duration::from_secs(5)).min(self.lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1)))
     }
 
     /// Close both pools.

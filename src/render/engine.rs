@@ -77,11 +77,22 @@ pub struct ChannelTemplates {
     plain: Handlebars<'static>,
 }
 
-/// Read a channel file: the override folder first, then the embedded default.
+/// Read a channel file: the override folder first, then the embedded default. A manifest's
+/// file names stay inside the folder: no `..`, no absolute path, no link out of it.
 fn read_file(kind: &str, override_dir: Option<&Path>, file: &str) -> Result<(String, String), String> {
+    let inside = Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside || file.is_empty() {
+        return Err(format!("template file {file:?} leaves the template folder (hint: name a file inside the folder, e.g. \"body.html.hbs\")"));
+    }
     if let Some(dir) = override_dir {
         let p = dir.join(file);
         if p.exists() {
+            // A symbolic link may still point outside.
+            if let (Ok(real), Ok(root)) = (p.canonicalize(), dir.canonicalize())
+                && !real.starts_with(&root)
+            {
+                return Err(format!("template file {} leaves the template folder (it links to {})", p.display(), real.display()));
+            }
             return std::fs::read_to_string(&p).map(|s| (p.display().to_string(), s)).map_err(|e| format!("cannot read {}: {e}", p.display()));
         }
     }
@@ -123,12 +134,50 @@ impl ChannelTemplates {
             hb.set_prevent_indent(true);
         }
         plain.register_escape_fn(handlebars::no_escape);
+        let mut paths = BTreeMap::new();
         for file in manifest.outputs.values() {
-            let (path, text) = read_file(kind, override_dir.as_deref(), file).map_err(err)?;
+            let (path, text) = read_file(kind, override_dir.as_deref(), file).map_err(|m| err(format!("{mpath}: {m}")))?;
             let hb = if file.ends_with(".html.hbs") { &mut html } else { &mut plain };
             hb.register_template_string(file, text).map_err(|e| err(format!("{path}: {}", template_error(&e))))?;
+            paths.insert(file.clone(), path);
+        }
+        for hb in [&html, &plain] {
+            include_cycle(hb).map_err(|(file, m)| err(format!("{}: {m}", paths.get(&file).map_or(file.as_str(), String::as_str))))?;
         }
         Ok(Self { name: name.to_string(), cfg: cfg.clone(), manifest, html, plain })
+    }
+
+    /// Render every declared output with a sample issue, as `check` does without an issue of
+    /// its own: a variable or helper argument that names nothing, a partial that is missing, or
+    /// a body that is not JSON shows before anything is published. Lengths are not checked.
+    pub fn dry_run(&mut self) -> Result<(), RenderError> {
+        let issue = crate::issue::parse_str(Path::new("sample-issue.md"), SAMPLE_ISSUE)
+            .map_err(|e| RenderError { channel: self.name.clone(), message: format!("the built-in sample issue: {e}") })?;
+        let utm = self.utm(&issue);
+        self.registries(&utm);
+        let mut ctx = context(&issue, &self.name, self.cfg.type_name(), self.manifest.network, &utm);
+        // What a thread section template sees.
+        ctx["section"] = ctx["issue"]["sections"][0].clone();
+        ctx["index"] = json!(1);
+        ctx["total"] = json!(issue.sections.len());
+        let outputs: Vec<String> = self.manifest.outputs.keys().cloned().collect();
+        for output in outputs {
+            let text = self.render_output(&output, &ctx)?;
+            if self.manifest.kind == "body" && output == "body" {
+                parse_body(&text).map_err(|m| RenderError { channel: self.name.clone(), message: format!("{}: {m}", self.manifest.outputs[&output]) })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn utm(&self, issue: &Issue) -> Utm {
+        Utm {
+            source: self.name.clone(),
+            medium: medium(self.cfg.type_name()),
+            campaign: issue.meta.slug.clone(),
+            host: url::Url::parse(&issue.meta.url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default(),
+            enabled: self.cfg.common().utm,
+        }
     }
 
     /// The manifest.
@@ -156,13 +205,7 @@ impl ChannelTemplates {
         let name = self.name.clone();
         let err = |m: String| RenderError { channel: name.clone(), message: m };
         let type_name = self.cfg.type_name();
-        let utm = Utm {
-            source: self.name.clone(),
-            medium: medium(type_name),
-            campaign: issue.meta.slug.clone(),
-            host: url::Url::parse(&issue.meta.url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default(),
-            enabled: self.cfg.common().utm,
-        };
+        let utm = self.utm(issue);
         self.registries(&utm);
         let ctx = context(issue, &self.name, type_name, self.manifest.network, &utm);
         let over = issue.meta.channels.get(&self.name).cloned().unwrap_or_default();
@@ -199,7 +242,7 @@ impl ChannelTemplates {
             }
             "body" => {
                 let text = self.render_output("body", &ctx)?;
-                let body: Value = serde_json::from_str(&text).map_err(|e| err(format!("the body template did not produce valid JSON ({e}); use {{{{json value}}}} for strings")))?;
+                let body = parse_body(&text).map_err(err)?;
                 Ok(Rendering::Body(BodyRendering { body }))
             }
             other => Err(err(format!("unknown manifest kind `{other}` (expected email, article, posts or body)"))),
@@ -343,6 +386,92 @@ fn tidy_text(s: &str) -> String {
     out.trim_end().to_string()
 }
 
+/// A body template's output, which must be JSON.
+fn parse_body(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("the body template did not produce valid JSON ({e}); use {{{{json value}}}} for strings"))
+}
+
+/// The issue `check` renders every template with when it is given none.
+const SAMPLE_ISSUE: &str = "+++\ntitle = \"Sample issue\"\nslug = \"sample-issue\"\nnumber = 1\ndate = 2026-01-05\n\
+url = \"https://news.example.com/sample-issue\"\nsummary = \"A sample issue, rendered by herald check.\"\n\
+tags = [\"sample\"]\nimage = \"https://news.example.com/cover.png\"\n+++\n\
+Intro with [a link](https://news.example.com/a).\n\n## First section\n\nSome *text* and a [link](https://example.org/b).\n\n\
+## Second section\n\n- one\n- two\n";
+
+/// A partial (`{{> name}}`) or inline partial that reaches itself again, directly or through
+/// others, would recurse until the stack overflows: find such a loop before anything renders.
+/// Error: (the template it starts in, the message with the loop).
+fn include_cycle(hb: &Handlebars<'_>) -> Result<(), (String, String)> {
+    use handlebars::template::{Template, TemplateElement};
+    // Every node (a registered template or an inline partial) → the partials it includes.
+    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, t) in hb.get_templates() {
+        // An explicit stack: (the node a template belongs to, the template).
+        let mut stack: Vec<(String, &Template)> = vec![(name.clone(), t)];
+        while let Some((node, t)) = stack.pop() {
+            for el in &t.elements {
+                match el {
+                    TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
+                        let Some(target) = d.name.as_name() else {
+                            return Err((name.clone(), "a partial whose name is computed (`{{> (…)}}`) cannot be checked for loops; name it".into()));
+                        };
+                        edges.entry(node.clone()).or_default().push(target.to_string());
+                        if let Some(inner) = &d.template {
+                            stack.push((node.clone(), inner));
+                        }
+                    }
+                    TemplateElement::DecoratorBlock(d) | TemplateElement::DecoratorExpression(d) => {
+                        let inline = d.name.as_name() == Some("inline");
+                        let def = d.params.first().and_then(|p| match p {
+                            handlebars::template::Parameter::Literal(Value::String(s)) => Some(s.clone()),
+                            _ => None,
+                        });
+                        if let (true, Some(def), Some(inner)) = (inline, def, &d.template) {
+                            edges.entry(def.clone()).or_default();
+                            stack.push((def, inner));
+                        } else if let Some(inner) = &d.template {
+                            stack.push((node.clone(), inner));
+                        }
+                    }
+                    TemplateElement::HelperBlock(h) => {
+                        for inner in [&h.template, &h.inverse].into_iter().flatten() {
+                            stack.push((node.clone(), inner));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Depth-first search with colours, iteratively: grey nodes are on the current path.
+    let mut done: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for start in edges.keys() {
+        if done.contains(start.as_str()) {
+            continue;
+        }
+        let mut path: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+        while let Some((node, i)) = path.last_mut() {
+            let next = edges.get(*node).and_then(|v| v.get(*i)).map(String::as_str);
+            *i += 1;
+            match next {
+                None => {
+                    done.insert(node);
+                    path.pop();
+                }
+                Some(n) if path.iter().any(|(p, _)| *p == n) => {
+                    let from = path.iter().position(|(p, _)| *p == n).unwrap_or(0);
+                    let cycle: Vec<&str> = path[from..].iter().map(|(p, _)| *p).chain([n]).collect();
+                    let owner = if hb.get_template(start).is_some() { start.clone() } else { cycle[0].to_string() };
+                    return Err((owner, format!("templates include each other in a loop: {} (hint: a partial may not include itself, directly or through others)", cycle.join(" → "))));
+                }
+                Some(n) if done.contains(n) || !edges.contains_key(n) => {}
+                Some(n) => path.push((n, 0)),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn template_error(e: &handlebars::TemplateError) -> String {
     match e.pos() {
         Some((l, c)) => format!("line {l}, column {c}: {}", e.reason()),
@@ -416,7 +545,7 @@ pub fn compile_all(cfg: &LoadedConfig) -> Vec<RenderError> {
         .channels
         .iter()
         .filter(|(_, c)| c.common().enabled)
-        .filter_map(|(name, c)| ChannelTemplates::load(name, c, &cfg.base_dir).err())
+        .filter_map(|(name, c)| ChannelTemplates::load(name, c, &cfg.base_dir).and_then(|mut t| t.dry_run()).err())
         .collect()
 }
 

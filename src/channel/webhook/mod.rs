@@ -58,13 +58,21 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     };
     let mut headers = Vec::new();
     for (k, v) in &c.headers {
-        // A header value may be a secret reference (`Authorization = "${HOOK_TOKEN}"`).
-        let value = match Secret::parse(v) {
-            Ok(s) => ctx.secret(name, &format!("headers.{k}"), Some(s))?,
-            Err(_) => SecretString::new(v.clone()),
+        // A header value may come from a secret: `Authorization = "${HOOK_TOKEN}"`, or
+        // `"Bearer ${HOOK_TOKEN}"`, or `Authorization_file = "/run/secrets/hook"`.
+        let (header, value) = match Secret::header_reference(k, v) {
+            Some((header, prefix, s)) => {
+                let s = match s {
+                    Secret::File(p) if p.is_relative() => Secret::File(ctx.base_dir.join(p)),
+                    other => other,
+                };
+                let value = ctx.secret(name, &format!("headers.{k}"), Some(s))?;
+                (header, SecretString::new(format!("{prefix}{}", value.expose())))
+            }
+            None => (k.clone(), SecretString::new(v.clone())),
         };
-        reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| anyhow::anyhow!("channel {name}: `headers.{k}` is not a valid header name"))?;
-        headers.push((k.clone(), value));
+        reqwest::header::HeaderName::from_bytes(header.as_bytes()).map_err(|_| anyhow::anyhow!("channel {name}: `headers.{k}` is not a valid header name"))?;
+        headers.push((header, value));
     }
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
     Ok(Arc::new(WebhookAdapter { name: name.to_string(), url, headers, secret, timeout }))
