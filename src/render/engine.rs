@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -137,6 +137,9 @@ impl ChannelTemplates {
         let mut paths = BTreeMap::new();
         for file in manifest.outputs.values() {
             let (path, text) = read_file(kind, override_dir.as_deref(), file).map_err(|m| err(format!("{mpath}: {m}")))?;
+            if let Some((line, what)) = too_deep(&text) {
+                return Err(err(format!("{path}: line {line}: {what} (hint: flatten the template, or move a part into its own output and include it)")));
+            }
             let hb = if file.ends_with(".html.hbs") { &mut html } else { &mut plain };
             hb.register_template_string(file, text).map_err(|e| err(format!("{path}: {}", template_error(&e))))?;
             paths.insert(file.clone(), path);
@@ -192,12 +195,18 @@ impl ChannelTemplates {
     }
 
     fn render_output(&self, output: &str, ctx: &Value) -> Result<String, RenderError> {
+        self.render_with(output, &Context::from(ctx.clone()))
+    }
+
+    /// Render one output with a context built once: `Handlebars::render` converts (copies) its
+    /// data on every call, which made a thread of n sections O(n²).
+    fn render_with(&self, output: &str, ctx: &Context) -> Result<String, RenderError> {
         let file = self.manifest.outputs.get(output).ok_or_else(|| RenderError {
             channel: self.name.clone(),
             message: format!("the manifest declares no `{output}` output"),
         })?;
         let hb = if file.ends_with(".html.hbs") { &self.html } else { &self.plain };
-        hb.render(file, ctx).map_err(|e| RenderError { channel: self.name.clone(), message: format!("{file}: {}", render_error(&e)) })
+        hb.render_with_context(file, ctx).map_err(|e| RenderError { channel: self.name.clone(), message: format!("{file}: {}", render_error(&e)) })
     }
 
     /// Render this channel for `issue`.
@@ -284,12 +293,15 @@ impl ChannelTemplates {
                     None => {
                         let mut parts = vec![tidy_text(&self.render_output("thread_intro", ctx)?)];
                         let total = issue.sections.len();
-                        for (i, s) in ctx["issue"]["sections"].as_array().into_iter().flatten().enumerate() {
-                            let mut c = ctx.clone();
-                            c["section"] = s.clone();
-                            c["index"] = json!(i + 1);
-                            c["total"] = json!(total);
-                            parts.push(tidy_text(&self.render_output("thread_section", &c)?));
+                        // One context for every section, changed in place: linear in sections.
+                        let sections = ctx["issue"]["sections"].as_array().cloned().unwrap_or_default();
+                        let mut c = Context::from(ctx.clone());
+                        for (i, s) in sections.into_iter().enumerate() {
+                            let data = c.data_mut();
+                            data["section"] = s;
+                            data["index"] = json!(i + 1);
+                            data["total"] = json!(total);
+                            parts.push(tidy_text(&self.render_with("thread_section", &c)?));
                         }
                         parts
                     }
@@ -327,10 +339,10 @@ impl ChannelTemplates {
         use unicode_segmentation::UnicodeSegmentation;
         let total = summary.graphemes(true).count();
         let mut keep = total;
-        let mut ctx = ctx.clone();
+        let mut ctx = Context::from(ctx.clone());
         loop {
-            ctx["issue"]["hook"] = json!(helpers::truncate_graphemes(summary, keep));
-            let t = finish(&self.render_output("short", &ctx)?);
+            ctx.data_mut()["issue"]["hook"] = json!(helpers::truncate_graphemes(summary, keep));
+            let t = finish(&self.render_with("short", &ctx)?);
             let over = network.count(&t).saturating_sub(network.limit());
             if network.check(&t).is_ok() || keep == 0 {
                 return Ok(t);
@@ -397,6 +409,52 @@ url = \"https://news.example.com/sample-issue\"\nsummary = \"A sample issue, ren
 tags = [\"sample\"]\nimage = \"https://news.example.com/cover.png\"\n+++\n\
 Intro with [a link](https://news.example.com/a).\n\n## First section\n\nSome *text* and a [link](https://example.org/b).\n\n\
 ## Second section\n\n- one\n- two\n";
+
+/// The deepest nesting of blocks (`{{#if}}…{{/if}}`) in a template: the template parser and
+/// renderer recurse once per level.
+pub const MAX_TEMPLATE_BLOCKS: usize = 32;
+/// The deepest nesting of subexpressions (`(a (b (c)))`) in one tag.
+pub const MAX_TEMPLATE_PARENS: usize = 16;
+
+/// Whether a template's blocks or subexpressions nest deeper than the parser can take: the
+/// 1-based line and what is too deep. A linear scan of the tags, before the parser runs.
+fn too_deep(text: &str) -> Option<(usize, String)> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    while let Some(at) = memchr::memmem::find(&bytes[i..], b"{{").map(|a| a + i) {
+        let line = || 1 + memchr::memchr_iter(b'\n', &bytes[..at]).count();
+        let end = memchr::memmem::find(&bytes[at..], b"}}").map_or(bytes.len(), |e| at + e);
+        let tag = &bytes[at + 2..end];
+        let tag = tag.strip_prefix(b"{").unwrap_or(tag);
+        let tag = tag.strip_prefix(b"~").unwrap_or(tag);
+        match tag.first() {
+            Some(b'#') => depth += 1,
+            Some(b'^') if tag.len() > 1 && !tag[1..].iter().all(u8::is_ascii_whitespace) && tag[1] != b'~' => depth += 1,
+            Some(b'/') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_TEMPLATE_BLOCKS {
+            return Some((line(), format!("blocks nested more than {MAX_TEMPLATE_BLOCKS} deep")));
+        }
+        let mut parens = 0usize;
+        for b in tag {
+            match b {
+                b'(' => parens += 1,
+                b')' => parens = parens.saturating_sub(1),
+                _ => {}
+            }
+            if parens > MAX_TEMPLATE_PARENS {
+                return Some((line(), format!("subexpressions nested more than {MAX_TEMPLATE_PARENS} deep")));
+            }
+        }
+        i = (end + 2).min(bytes.len());
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    None
+}
 
 /// A partial (`{{> name}}`) or inline partial that reaches itself again, directly or through
 /// others, would recurse until the stack overflows: find such a loop before anything renders.

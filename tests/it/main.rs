@@ -26,6 +26,7 @@ mod count;
 mod daemon;
 mod email;
 mod exec;
+mod hostile;
 mod linkedin;
 mod mastodon;
 mod pipeline;
