@@ -136,6 +136,16 @@ impl StatusSource for StoreStatus {
     }
 
     async fn healthy(&self) -> bool {
-        self.0.store.open_deliveries().await.is_ok()
+        self.problem().await.is_none()
+    }
+
+    async fn problem(&self) -> Option<String> {
+        if let Some(behind) = self.0.scheduler_stalled(chrono::Utc::now().timestamp_millis()) {
+            return Some(format!("scheduler stalled: its loop has not come round for {} s", behind.as_secs()));
+        }
+        if self.0.store.open_deliveries().await.is_err() {
+            return Some("store unavailable".into());
+        }
+        None
     }
 }

@@ -95,3 +95,31 @@ fn program_exists(prog: &str, base: &Path) -> bool {
     }
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(text: &str) -> (tempfile::TempDir, LoadedConfig) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path().join("herald.toml");
+        std::fs::write(&p, text).expect("write");
+        let cfg = crate::config::load(&p).expect("loads");
+        (dir, cfg)
+    }
+
+    #[test]
+    fn a_public_listener_needs_a_long_token() {
+        let text = "[http]\nlisten = \"0.0.0.0:8025\"\ntoken = \"${T}\"\n";
+        let (_d, cfg) = loaded(text);
+        let short = check_credentials(&cfg, &|_| Some("x".into()));
+        assert_eq!(short.len(), 1, "{short:?}");
+        assert_eq!((short[0].key.as_str(), short[0].line), ("http.token", Some(3)));
+        assert!(short[0].message.contains("1 characters long") && short[0].message.contains("at least 32"), "{}", short[0]);
+        assert!(!short[0].to_string().contains("\"x\""));
+        assert!(check_credentials(&cfg, &|_| Some("x".repeat(32))).is_empty());
+        // On loopback the token is the operator's own business.
+        let (_d, cfg) = loaded("[http]\nlisten = \"127.0.0.1:8025\"\ntoken = \"${T}\"\n");
+        assert!(check_credentials(&cfg, &|_| Some("x".into())).is_empty());
+    }
+}

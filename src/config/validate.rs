@@ -1130,6 +1130,70 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_counts_are_bounded() {
+        // Each of these panicked, wrapped or aborted at run time (issue 15 §3).
+        let e = errs(&format!(
+            "[retry]\nrate_limit_floor_secs = {max}\n\n[[schedule]]\nname = \"w\"\ncron = \"0 0 9 * * Mon\"\ncatch_up_secs = 100000000000000000\n\n\
+             [channels.h]\ntype = \"webhook\"\nurl = \"https://h.example\"\ntimeout_secs = {max}\nretry_schedule_secs = [{max}]\n\n\
+             [channels.m]\ntype = \"email\"\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"a@example.com\"\nunsubscribe_base_url = \"https://e.example/u\"\nconcurrency = 1000000000000\n",
+            max = i64::MAX
+        ));
+        let keys: Vec<(&str, Option<usize>)> = e.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("retry.rate_limit_floor_secs", Some(2)),
+                ("schedule[0].catch_up_secs", Some(7)),
+                ("channels.h.timeout_secs", Some(12)),
+                ("channels.h.retry_schedule_secs", Some(13)),
+                ("channels.m.concurrency", Some(20)),
+            ],
+            "{e:#?}"
+        );
+        assert!(e[1].message.contains("from 0 to 31622400, found 100000000000000000"), "{}", e[1]);
+        assert!(e[2].message.contains("from 1 to 3600"), "{}", e[2]);
+        assert!(e[3].message.contains("longer than the most Herald waits"), "{}", e[3]);
+        assert!(e[4].message.contains("from 1 to 1000, found 1000000000000"), "{}", e[4]);
+        // A float is not a count.
+        let e = errs("[[schedule]]\nname = \"w\"\ncron = \"0 0 9 * * Mon\"\ncatch_up_secs = 1e17\n");
+        assert!(e.len() == 1 && e[0].message.contains("whole number"), "{e:?}");
+        // The bounds themselves are accepted.
+        validate(Path::new("t.toml"), &format!("[channels.h]\ntype = \"webhook\"\nurl = \"https://h.example\"\ntimeout_secs = {MAX_TIMEOUT_SECS}\nretry_schedule_secs = [{MAX_DELAY_SECS}]\n")).unwrap();
+    }
+
+    #[test]
+    fn a_huge_unknown_key_is_cut_and_compared_quickly() {
+        let key = "ab ".repeat(2_000_000);
+        let start = std::time::Instant::now();
+        let e = errs(&format!("\"{key}\" = 1\n\"\\u001b[31m\" = 2\n"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "{:?}", start.elapsed());
+        assert_eq!(e.len(), 2, "{e:?}");
+        let shown = e[0].to_string();
+        assert!(shown.len() < 1_000 && shown.contains("(6000000 characters)"), "{}", &shown[..shown.len().min(300)]);
+        assert!(e[1].to_string().contains("\\u{1b}[31m") && !e[1].to_string().contains('\u{1b}'), "{}", e[1]);
+        assert_eq!(suggest(&"x".repeat(100), &["x"]), None);
+    }
+
+    #[test]
+    fn credential_headers_may_come_from_secrets() {
+        let base = "[channels.h]\ntype = \"webhook\"\nurl = \"https://h.example\"\n";
+        for ok in [
+            "headers = { Authorization = \"${HOOK_TOKEN}\" }",
+            "headers = { Authorization = \"Bearer ${HOOK_TOKEN}\" }",
+            "headers = { Authorization_file = \"/run/secrets/hook\", X-Api-Key = \"${K}\" }",
+        ] {
+            validate(Path::new("t.toml"), &format!("{base}{ok}\n")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["headers = { Authorization = \"Bearer abc\" }", "headers = { Authorization = \"${A} ${B}\" }", "headers = { X-Token_file = \"\" }"] {
+            let e = errs(&format!("{base}{bad}\n"));
+            assert!(e.len() == 1 && e[0].message.contains("inline secret refused"), "{bad}: {e:?}");
+        }
+        let refs = references(&format!("{base}headers = {{ Authorization = \"Bearer ${{HOOK_TOKEN}}\", Cookie_file = \"c.txt\" }}\n"));
+        let what: Vec<&Refers> = refs.iter().filter(|r| r.key.contains("headers")).map(|r| &r.what).collect();
+        assert_eq!(what, vec![&Refers::Env("HOOK_TOKEN".into()), &Refers::SecretFile("c.txt".into())]);
+    }
+
+    #[test]
     fn integer_jitter_deserializes() {
         let c = validate(Path::new("t.toml"), "[retry]\njitter = 0\n").unwrap();
         assert_eq!(c.retry.jitter, 0.0);

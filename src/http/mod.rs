@@ -26,6 +26,10 @@ pub trait StatusSource: Send + Sync {
     async fn snapshot(&self) -> anyhow::Result<page::Snapshot>;
     /// True when the store answers.
     async fn healthy(&self) -> bool;
+    /// What is wrong, for `/healthz`: None when healthy. By default, the store.
+    async fn problem(&self) -> Option<String> {
+        (!self.healthy().await).then(|| "store unavailable".to_string())
+    }
 }
 
 /// Shared state of the routes.
@@ -74,10 +78,9 @@ pub fn router(state: HttpState, public: Router) -> Router {
 }
 
 async fn healthz(State(s): State<HttpState>) -> Response {
-    if s.status.healthy().await {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+    match s.status.problem().await {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 

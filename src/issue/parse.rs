@@ -42,7 +42,12 @@ pub fn parse_file(path: &Path) -> Result<Issue, IssueError> {
     parse_str(path, &read_issue(path)?)
 }
 
-/// Read an issue: a regular file of at most [`MAX_ISSUE_BYTES`], never a FIFO or a device.
+/// Read an issue's text: a regular file of at most [`MAX_ISSUE_BYTES`], never a FIFO or a
+/// device, and UTF-8.
+pub fn read_source(path: &Path) -> Result<String, IssueError> {
+    read_issue(path)
+}
+
 fn read_issue(path: &Path) -> Result<String, IssueError> {
     use std::io::Read;
     let err = |message: String| IssueError { file: path.to_path_buf(), line: 1, message };
@@ -539,6 +544,75 @@ mod tests {
         let i = parse_str(Path::new("a.md"), &t).unwrap();
         assert_eq!(i.meta.date, chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap());
         assert_eq!(i.meta.publish_at.unwrap().offset().local_minus_utc(), -5 * 3600);
+    }
+
+    fn with_body(body: &str) -> String {
+        GOOD.replace("Intro.\n\n## One\n\nBody [a](https://a.example).\n", body)
+    }
+
+    #[test]
+    fn nesting_is_capped_with_the_line() {
+        // A 5,000-deep list overflowed a worker's stack after `check` let it through.
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("Intro.\n\n{}x\n", "- ".repeat(5_000)))).unwrap_err();
+        assert_eq!(e.line, 10, "{e}");
+        assert!(e.message.contains(&format!("nested more than {MAX_NESTING} levels")), "{e}");
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("Intro.\n\n{} x\n", ">".repeat(5_000)))).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{e}");
+        // At the cap it parses.
+        parse_str(Path::new("a.md"), &with_body(&format!("## Deep\n\n{}x\n", "- ".repeat(MAX_NESTING)))).unwrap();
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("## Deep\n\n{}x\n", "- ".repeat(MAX_NESTING + 1)))).unwrap_err();
+        assert_eq!(e.line, 10, "{e}");
+    }
+
+    #[test]
+    fn sizes_are_capped() {
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("{}\n", "a".repeat(40_000)))).unwrap_err();
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.message.contains("without a space"), "{e}");
+        let e = parse_str(Path::new("a.md"), &GOOD.replace("title = \"T\"", &format!("title = \"{}\"", "T ".repeat(400)))).unwrap_err();
+        assert!(e.message.contains("`title` is 799 characters long"), "{e}");
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("## {}\n", "h ".repeat(400)))).unwrap_err();
+        assert!(e.message.contains("section heading is 799 characters"), "{e}");
+        let e = parse_str(Path::new("a.md"), &with_body(&"word ".repeat(MAX_ISSUE_BYTES / 5 + 1))).unwrap_err();
+        assert!(e.message.contains("larger than 2 MiB"), "{e}");
+    }
+
+    #[test]
+    fn dates_outside_1970_to_2100_are_refused() {
+        for (key, bad) in [("date", "date = 1969-12-31"), ("date", "date = 2101-01-01"), ("publish_at", "publish_at = 1900-01-01T00:00:00Z"), ("publish_at", "publish_at = 2200-01-01T09:00:00+01:00")] {
+            let t = GOOD.replace("date = \"2026-01-05\"", if key == "date" { bad } else { "date = 2026-01-05" }).replace("summary", &if key == "publish_at" { format!("{bad}\nsummary") } else { "summary".into() });
+            let e = parse_str(Path::new("a.md"), &t).unwrap_err();
+            assert!(e.message.contains(&format!("`{key}`")) && e.message.contains("outside 1970–2100"), "{bad}: {e}");
+        }
+        let t = GOOD.replace("date = \"2026-01-05\"", "date = 1970-01-01").replace("summary", "publish_at = 2100-12-31T23:59:59Z\nsummary");
+        parse_str(Path::new("a.md"), &t).unwrap();
+    }
+
+    #[test]
+    fn anchors_are_unique_and_found_in_linear_time() {
+        let t = with_body("## A\n\n## A-2\n\n## A\n\n## A\n");
+        let i = parse_str(Path::new("a.md"), &t).unwrap();
+        let anchors: Vec<&str> = i.sections.iter().map(|s| s.anchor.as_str()).collect();
+        assert_eq!(anchors, ["a", "a-2", "a-3", "a-4"]);
+        // 20,000 equal headings: quadratic (or worse) took minutes.
+        let start = std::time::Instant::now();
+        let i = parse_str(Path::new("a.md"), &with_body(&"## Same\n\nx\n\n".repeat(20_000))).unwrap();
+        assert_eq!(i.sections.last().map(|s| s.anchor.as_str()), Some("same-20000"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_file_that_is_not_regular_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = parse_file(dir.path()).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        // A FIFO blocked the reader forever (and with it the daemon's scheduler).
+        let fifo = dir.path().join("hang.md");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+        if made {
+            let e = read_source(&fifo).unwrap_err();
+            assert!(e.message.contains("not a regular file"), "{e}");
+        }
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub struct Pipeline {
     pub config: Arc<LoadedConfig>,
     /// Lease length.
     pub lease: Duration,
+    /// When the scheduler's loop last came round, in ms since the epoch (0: not running).
+    /// `/healthz` reports a scheduler stalled past [`cron::STALL_AFTER`].
+    pub scheduler_beat: Arc<std::sync::atomic::AtomicI64>,
     adapters: Mutex<HashMap<String, Arc<dyn Adapter>>>,
 }
 
@@ -87,7 +90,7 @@ impl Pipeline {
     pub async fn open_url(config: Arc<LoadedConfig>, url: &StoreUrl) -> anyhow::Result<Self> {
         let store = Store::open(url).await?.with_ledger_flush(std::time::Duration::from_millis(config.config.store.ledger_flush_ms));
         let queue = Queue::open(url, 4).await?;
-        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, adapters: Mutex::new(HashMap::new()) })
+        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, scheduler_beat: Arc::default(), adapters: Mutex::new(HashMap::new()) })
     }
 
     /// Use this adapter for `channel` instead of building one from the config (tests).
@@ -129,6 +132,12 @@ impl Pipeline {
     pub fn call_timeout(&self, channel: &str) -> Duration {
         let t = self.config.config.channels.get(channel).and_then(|c| c.common().timeout_secs).unwrap_or(30);
         Duration::from_secs(t).saturating_mul(2).saturating_add(Duration::from_secs(5)).min(self.lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1)))
+    }
+
+    /// How long the scheduler's loop has not come round, when it runs and is stalled past
+    /// [`cron::STALL_AFTER`].
+    pub fn scheduler_stalled(&self, now_ms: i64) -> Option<Duration> {
+        cron::stalled(self.scheduler_beat.load(std::sync::atomic::Ordering::Relaxed), now_ms)
     }
 
     /// Close both pools.

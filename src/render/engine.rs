@@ -643,3 +643,95 @@ pub fn render_channels(issue: &Issue, cfg: &LoadedConfig, only: &[String]) -> Re
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A webhook channel whose template folder holds `files` (name, text).
+    fn webhook(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<ChannelTemplates, RenderError>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (f, t) in files {
+            std::fs::write(dir.path().join(f), t).unwrap();
+        }
+        let cfg: ChannelConfig = toml::from_str(&format!("type = \"webhook\"\nurl = \"https://h.example\"\ntemplate = \"{}\"", dir.path().display())).unwrap();
+        let t = ChannelTemplates::load("hook", &cfg, dir.path());
+        (dir, t)
+    }
+
+    fn load_err(files: &[(&str, &str)]) -> String {
+        match webhook(files).1 {
+            Ok(_) => panic!("loaded"),
+            Err(e) => e.message,
+        }
+    }
+
+    fn dry_err(files: &[(&str, &str)]) -> String {
+        match webhook(files).1.and_then(|mut t| t.dry_run()) {
+            Ok(()) => panic!("rendered"),
+            Err(e) => e.message,
+        }
+    }
+
+    const BODY: (&str, &str) = ("manifest.toml", "kind = \"body\"\n[outputs]\nbody = \"body.json.hbs\"\nextra = \"extra.hbs\"\n");
+
+    #[test]
+    fn include_loops_are_found_before_rendering() {
+        // Each of these overflowed the stack when rendered.
+        let m = load_err(&[BODY, ("body.json.hbs", "{{> body.json.hbs}}"), ("extra.hbs", "x")]);
+        assert!(m.contains("include each other in a loop: body.json.hbs → body.json.hbs"), "{m}");
+        let m = load_err(&[BODY, ("body.json.hbs", "{{#each issue.sections}}{{> extra.hbs}}{{/each}}"), ("extra.hbs", "{{#if x}}{{> body.json.hbs}}{{/if}}")]);
+        assert!(m.contains("in a loop") && m.contains("body.json.hbs") && m.contains("extra.hbs"), "{m}");
+        let m = load_err(&[BODY, ("body.json.hbs", "{{#*inline \"l\"}}{{> l}}{{/inline}}{{> l}}"), ("extra.hbs", "x")]);
+        assert!(m.contains("in a loop: l → l"), "{m}");
+        let m = load_err(&[BODY, ("body.json.hbs", &format!("{}x{}", "{{#if a}}".repeat(3_000), "{{/if}}".repeat(3_000))), ("extra.hbs", "x")]);
+        assert!(m.contains("blocks nested more than 32 deep"), "{m}");
+        // A partial used twice, without a loop, is fine.
+        let (_d, t) = webhook(&[BODY, ("body.json.hbs", "[{{> extra.hbs}}, {{> extra.hbs}}]"), ("extra.hbs", "{{json issue.slug}}")]);
+        t.unwrap().dry_run().unwrap();
+    }
+
+    #[test]
+    fn manifest_outputs_stay_in_their_folder() {
+        for bad in ["../../../../etc/passwd", "/etc/passwd", "a/../../x"] {
+            let m = load_err(&[("manifest.toml", &format!("kind = \"body\"\n[outputs]\nbody = \"{bad}\"\n"))]);
+            assert!(m.contains("leaves the template folder"), "{bad}: {m}");
+        }
+    }
+
+    #[test]
+    fn check_renders_each_template_with_a_sample() {
+        let m = dry_err(&[BODY, ("body.json.hbs", "{\"t\": {{issue.title}}}"), ("extra.hbs", "x")]);
+        assert!(m.contains("did not produce valid JSON"), "{m}");
+        // Strict mode covers helper arguments: this rendered "" before.
+        let m = dry_err(&[BODY, ("body.json.hbs", "{\"t\": \"{{md_text issue.nosuch}}\"}"), ("extra.hbs", "x")]);
+        assert!(m.contains("`md_text`: the argument `issue.nosuch` is not in the context"), "{m}");
+        let m = dry_err(&[BODY, ("body.json.hbs", "{}"), ("extra.hbs", "{{json issue.nosuch}}")]);
+        assert!(m.contains("extra.hbs") && m.contains("`json`: the argument `issue.nosuch`"), "{m}");
+        // Present but null is not missing.
+        let (_d, t) = webhook(&[BODY, ("body.json.hbs", "{\"n\": {{json issue.number}}, \"t\": \"{{md_text issue.intro.markdown}}\"}"), ("extra.hbs", "x")]);
+        t.unwrap().dry_run().unwrap();
+    }
+
+    #[test]
+    fn substack_renders_and_reads_back_at_the_nesting_cap() {
+        use crate::issue::parse::MAX_NESTING;
+        let md = |depth: usize| {
+            format!(
+                "+++\ntitle = \"T\"\nslug = \"s\"\ndate = 2026-01-05\nurl = \"https://e.example/s\"\nsummary = \"H.\"\n+++\nIntro.\n\n## Deep\n\n{}x\n",
+                "- ".repeat(depth)
+            )
+        };
+        let issue = crate::issue::parse_str(Path::new("a.md"), &md(MAX_NESTING)).unwrap();
+        let cfg: ChannelConfig = toml::from_str("type = \"substack\"\napi_base = \"https://s.example\"\ncookie = \"${C}\"").unwrap();
+        let mut t = ChannelTemplates::load("substack", &cfg, Path::new(".")).unwrap();
+        let r = t.render(&issue).unwrap();
+        // The store keeps the rendering as JSON and the Substack adapter reads it back.
+        let stored = serde_json::to_string(&r).unwrap();
+        let back: super::super::Rendering = serde_json::from_str(&stored).expect("reads back at the cap");
+        assert_eq!(back, r);
+        // Well past the cap the same read fails: the cap is what keeps the stages working.
+        let deep = super::super::prosemirror::markdown_to_doc(&format!("{}x\n", "- ".repeat(40)));
+        assert!(serde_json::from_str::<Value>(&serde_json::to_string(&deep).unwrap()).is_err(), "serde_json's limit no longer bites at 40");
+    }
+}

@@ -272,7 +272,7 @@ fn value_checks_accept_good_forms_and_refuse_bad_ones() {
         got,
         [
             (Some(4), "must be true or false, found a string"),
-            (Some(5), "must be at least 1"),
+            (Some(5), "must be from 1 to 3600, found 0"),
             (Some(6), "every delay must be a whole number of seconds ≥ 0"),
         ]
     );
