@@ -570,7 +570,7 @@ mod tests {
         assert_eq!(e.line, 8, "{e}");
         assert!(e.message.contains("without a space"), "{e}");
         let e = parse_str(Path::new("a.md"), &GOOD.replace("title = \"T\"", &format!("title = \"{}\"", "T ".repeat(400)))).unwrap_err();
-        assert!(e.message.contains("`title` is 799 characters long"), "{e}");
+        assert!(e.message.contains("`title` is 800 characters long"), "{e}");
         let e = parse_str(Path::new("a.md"), &with_body(&format!("## {}\n", "h ".repeat(400)))).unwrap_err();
         assert!(e.message.contains("section heading is 799 characters"), "{e}");
         let e = parse_str(Path::new("a.md"), &with_body(&"word ".repeat(MAX_ISSUE_BYTES / 5 + 1))).unwrap_err();
