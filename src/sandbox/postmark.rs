@@ -7,7 +7,6 @@
 //! accepted message. A [`FaultPlan`] injects 429/5xx answers, delays and dropped connections.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -114,7 +113,7 @@ impl Drop for PostmarkFake {
 }
 
 impl PostmarkFake {
-    /// Start on `127.0.0.1:0`.
+    /// Start on `127.0.0.1:0` (or where [`super::fault::bind_in`] says).
     pub async fn start() -> std::io::Result<Self> {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let faults = Arc::new(FaultPlan::default());
@@ -122,7 +121,7 @@ impl PostmarkFake {
             .route("/email/batch", post(batch))
             .with_state(AppState { inner: inner.clone() });
         let app = with_faults(app, faults.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let listener = tokio::net::TcpListener::bind(super::fault::bind_addr()).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
