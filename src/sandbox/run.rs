@@ -225,12 +225,13 @@ impl Sandbox {
             })
             .await
             .with_context(|| format!("channel {name}: cannot start its fake on {addr}"))?;
-            if opts.journal {
+            if opts.journal && !matches!(fake, Fake::Local(_)) {
                 std::fs::create_dir_all(dir.join("journal"))?;
                 let journal = super::journal::Journal::open(&dir.join("journal").join(format!("{name}.jsonl")))?;
                 match (&fake, fake.faults()) {
                     (_, Some(plan)) => plan.set_journal(journal),
                     (Fake::Email(super::email_fakes::EmailFake::Smtp(s, _)), None) => s.set_journal(journal),
+                    // The plugin writes its own output; nothing stands in for a network there.
                     _ => {}
                 }
             }

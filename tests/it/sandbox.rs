@@ -118,7 +118,7 @@ fn sandbox_serve_points_every_channel_at_journaling_fakes() {
     // The plugin's script is relative to config/, where the fragment's tables came from.
     let fragment = fragment.replace("\"examples/plugin.sh\"", &format!("{:?}", root().join("config/examples/plugin.sh").display().to_string()));
     let cfg = dir.path().join("herald.toml");
-    std::fs::write(&cfg, format!("issues_dir = \"../tests/fixtures/issues\"\n[store]\nurl = \"sqlite://{}/herald.db\"\n\n{fragment}", dir.path().display())).unwrap();
+    std::fs::write(&cfg, format!("issues_dir = {:?}\n[store]\nurl = \"sqlite://{}/herald.db\"\n\n{fragment}", fixture("issues").display().to_string(), dir.path().display())).unwrap();
     let run = |args: &[&str]| {
         std::process::Command::new(crate::pipeline::herald_bin()).arg("--config").arg(&cfg).args(args).env_remove("HERALD_CONFIG").output().expect("run herald")
     };
