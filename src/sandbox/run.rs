@@ -140,88 +140,88 @@ impl Sandbox {
                 None => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             };
             let fake = super::fault::bind_in(addr, async {
-            anyhow::Ok(match c {
-                ChannelConfig::X(x) => {
-                    let f = XFake::start().await?;
-                    x.api_base = f.base_url.clone();
-                    x.user_id = Some(x::USER_ID.into());
-                    (x.access_token_file, x.refresh_token_file) = (None, None);
-                    match x.auth {
-                        XAuth::Oauth2 => {
-                            x.access_token = secret(name, "access_token", x::ACCESS_TOKEN)?;
-                            x.refresh_token = secret(name, "refresh_token", x::REFRESH_TOKEN)?;
-                            x.client_id = Some(x::CLIENT_ID.into());
+                anyhow::Ok(match c {
+                    ChannelConfig::X(x) => {
+                        let f = XFake::start().await?;
+                        x.api_base = f.base_url.clone();
+                        x.user_id = Some(x::USER_ID.into());
+                        (x.access_token_file, x.refresh_token_file) = (None, None);
+                        match x.auth {
+                            XAuth::Oauth2 => {
+                                x.access_token = secret(name, "access_token", x::ACCESS_TOKEN)?;
+                                x.refresh_token = secret(name, "refresh_token", x::REFRESH_TOKEN)?;
+                                x.client_id = Some(x::CLIENT_ID.into());
+                            }
+                            XAuth::Oauth1 => {
+                                x.consumer_key = secret(name, "consumer_key", x::CONSUMER_KEY)?;
+                                x.consumer_secret = secret(name, "consumer_secret", x::CONSUMER_SECRET)?;
+                                x.access_token = secret(name, "access_token", x::OAUTH1_TOKEN)?;
+                                x.access_token_secret = secret(name, "access_token_secret", x::OAUTH1_TOKEN_SECRET)?;
+                            }
                         }
-                        XAuth::Oauth1 => {
-                            x.consumer_key = secret(name, "consumer_key", x::CONSUMER_KEY)?;
-                            x.consumer_secret = secret(name, "consumer_secret", x::CONSUMER_SECRET)?;
-                            x.access_token = secret(name, "access_token", x::OAUTH1_TOKEN)?;
-                            x.access_token_secret = secret(name, "access_token_secret", x::OAUTH1_TOKEN_SECRET)?;
+                        Fake::X(f)
+                    }
+                    ChannelConfig::Bluesky(b) => {
+                        let f = BlueskyFake::start().await?;
+                        b.api_base = f.base_url.clone();
+                        b.identifier = bluesky::HANDLE.into();
+                        b.app_password = secret(name, "app_password", bluesky::APP_PASSWORD)?;
+                        b.app_password_file = None;
+                        Fake::Bluesky(f)
+                    }
+                    ChannelConfig::Mastodon(m) => {
+                        let f = MastodonFake::start().await?;
+                        m.api_base = f.base_url.clone();
+                        m.access_token = secret(name, "access_token", mastodon::ACCESS_TOKEN)?;
+                        m.access_token_file = None;
+                        Fake::Mastodon(f)
+                    }
+                    ChannelConfig::Threads(t) => {
+                        let f = ThreadsFake::start().await?;
+                        t.api_base = f.base_url.clone();
+                        t.user_id = threads::USER_ID.into();
+                        t.access_token = secret(name, "access_token", threads::ACCESS_TOKEN)?;
+                        t.access_token_file = None;
+                        Fake::Threads(f)
+                    }
+                    ChannelConfig::Linkedin(l) => {
+                        let f = LinkedinFake::start().await?;
+                        l.api_base = f.base_url.clone();
+                        l.access_token = secret(name, "access_token", linkedin::ACCESS_TOKEN)?;
+                        l.access_token_file = None;
+                        Fake::Linkedin(f)
+                    }
+                    ChannelConfig::Substack(s) => {
+                        let f = SubstackFake::start().await?;
+                        s.api_base = f.base_url.clone();
+                        s.cookie = secret(name, "cookie", substack::COOKIE)?;
+                        s.cookie_file = None;
+                        s.user_id = Some(substack::USER_ID);
+                        Fake::Substack(f)
+                    }
+                    ChannelConfig::Webhook(w) => {
+                        let f = WebhookFake::start().await?;
+                        w.url = f.url();
+                        if w.secret.is_some() || w.secret_file.is_some() {
+                            w.secret = secret(name, "secret", WEBHOOK_SECRET)?;
+                            w.secret_file = None;
+                            f.set_secret(WEBHOOK_SECRET);
                         }
+                        Fake::Webhook(f)
                     }
-                    Fake::X(f)
-                }
-                ChannelConfig::Bluesky(b) => {
-                    let f = BlueskyFake::start().await?;
-                    b.api_base = f.base_url.clone();
-                    b.identifier = bluesky::HANDLE.into();
-                    b.app_password = secret(name, "app_password", bluesky::APP_PASSWORD)?;
-                    b.app_password_file = None;
-                    Fake::Bluesky(f)
-                }
-                ChannelConfig::Mastodon(m) => {
-                    let f = MastodonFake::start().await?;
-                    m.api_base = f.base_url.clone();
-                    m.access_token = secret(name, "access_token", mastodon::ACCESS_TOKEN)?;
-                    m.access_token_file = None;
-                    Fake::Mastodon(f)
-                }
-                ChannelConfig::Threads(t) => {
-                    let f = ThreadsFake::start().await?;
-                    t.api_base = f.base_url.clone();
-                    t.user_id = threads::USER_ID.into();
-                    t.access_token = secret(name, "access_token", threads::ACCESS_TOKEN)?;
-                    t.access_token_file = None;
-                    Fake::Threads(f)
-                }
-                ChannelConfig::Linkedin(l) => {
-                    let f = LinkedinFake::start().await?;
-                    l.api_base = f.base_url.clone();
-                    l.access_token = secret(name, "access_token", linkedin::ACCESS_TOKEN)?;
-                    l.access_token_file = None;
-                    Fake::Linkedin(f)
-                }
-                ChannelConfig::Substack(s) => {
-                    let f = SubstackFake::start().await?;
-                    s.api_base = f.base_url.clone();
-                    s.cookie = secret(name, "cookie", substack::COOKIE)?;
-                    s.cookie_file = None;
-                    s.user_id = Some(substack::USER_ID);
-                    Fake::Substack(f)
-                }
-                ChannelConfig::Webhook(w) => {
-                    let f = WebhookFake::start().await?;
-                    w.url = f.url();
-                    if w.secret.is_some() || w.secret_file.is_some() {
-                        w.secret = secret(name, "secret", WEBHOOK_SECRET)?;
-                        w.secret_file = None;
-                        f.set_secret(WEBHOOK_SECRET);
+                    ChannelConfig::Exec(e) => {
+                        // The plugin runs for real; point its output (and anything else that
+                        // honours these variables) into the run folder, never the author's.
+                        let out = dir.join(name.as_str());
+                        let mut cmd = vec!["env".to_string(), "HERALD_SANDBOX=1".into(), format!("HERALD_PLUGIN_DIR={}", out.display())];
+                        cmd.append(&mut e.command);
+                        e.command = cmd;
+                        Fake::Local(out)
                     }
-                    Fake::Webhook(f)
-                }
-                ChannelConfig::Exec(e) => {
-                    // The plugin runs for real; point its output (and anything else that
-                    // honours these variables) into the run folder, never the author's.
-                    let out = dir.join(name.as_str());
-                    let mut cmd = vec!["env".to_string(), "HERALD_SANDBOX=1".into(), format!("HERALD_PLUGIN_DIR={}", out.display())];
-                    cmd.append(&mut e.command);
-                    e.command = cmd;
-                    Fake::Local(out)
-                }
-                ChannelConfig::Email(_) | ChannelConfig::EmailApi(_) => {
-                    Fake::Email(super::email_fakes::EmailFake::start(name, c, &dir).await?)
-                }
-            })
+                    ChannelConfig::Email(_) | ChannelConfig::EmailApi(_) => {
+                        Fake::Email(super::email_fakes::EmailFake::start(name, c, &dir).await?)
+                    }
+                })
             })
             .await
             .with_context(|| format!("channel {name}: cannot start its fake on {addr}"))?;
