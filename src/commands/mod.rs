@@ -8,6 +8,7 @@ pub mod publish;
 pub mod render;
 pub mod republish;
 pub mod retry;
+pub mod sandbox;
 pub mod status;
 pub mod subscribers;
 
@@ -73,5 +74,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cancel(a) => cancel::run(&g, a).await,
         Command::Daemon(a) => daemon::run(&g, a).await,
         Command::Subscribers(a) => subscribers::run(&g, a).await,
+        Command::Sandbox(a) => sandbox::run(&g, a).await,
     }
 }

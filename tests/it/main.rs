@@ -20,6 +20,7 @@ macro_rules! both {
 mod util;
 
 mod bluesky;
+mod chaos;
 mod cli;
 mod config;
 mod count;
