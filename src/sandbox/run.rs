@@ -31,6 +31,8 @@ enum Fake {
     Webhook(WebhookFake),
     /// The exec channel runs its real program, writing under this folder.
     Local(PathBuf),
+    /// An exec channel without `run_in_sandbox = true`: not run at all.
+    Skipped,
     /// An email channel: its SMTP server or ESP fake.
     Email(super::email_fakes::EmailFake),
 }
@@ -135,13 +137,24 @@ impl Sandbox {
                     }
                     Fake::Webhook(f)
                 }
+                ChannelConfig::Exec(e) if !e.run_in_sandbox => {
+                    // A plugin is real code with real effects: it runs only on the author's say.
+                    e.common.enabled = false;
+                    Fake::Skipped
+                }
                 ChannelConfig::Exec(e) => {
                     // The plugin runs for real; point its output (and anything else that
                     // honours these variables) into the run folder, never the author's.
                     let out = dir.join(name.as_str());
-                    let mut cmd = vec!["env".to_string(), "HERALD_SANDBOX=1".into(), format!("HERALD_PLUGIN_DIR={}", out.display())];
-                    cmd.append(&mut e.command);
-                    e.command = cmd;
+                    let wrap = |cmd: &mut Vec<String>| {
+                        let mut w = vec!["env".to_string(), "HERALD_SANDBOX=1".into(), format!("HERALD_PLUGIN_DIR={}", out.display())];
+                        w.append(cmd);
+                        *cmd = w;
+                    };
+                    wrap(&mut e.command);
+                    if let Some(c) = e.check_command.as_mut() {
+                        wrap(c);
+                    }
                     Fake::Local(out)
                 }
                 ChannelConfig::Email(_) | ChannelConfig::EmailApi(_) => {
@@ -151,6 +164,12 @@ impl Sandbox {
             fakes.push((name.clone(), fake));
         }
         Ok((Self { dir, fakes }, out))
+    }
+
+    /// The exec channels left out of the run: under `--sandbox` a plugin runs only with
+    /// `run_in_sandbox = true`.
+    pub fn skipped(&self) -> Vec<&str> {
+        self.fakes.iter().filter(|(_, f)| matches!(f, Fake::Skipped)).map(|(n, _)| n.as_str()).collect()
     }
 
     /// Seed what the fakes need in the store (the email channels' sample subscribers).
@@ -202,6 +221,10 @@ impl Sandbox {
                 Fake::Email(e) => {
                     let (n, p) = e.write_messages(&self.dir, name)?;
                     out_rows.push((name.clone(), format!("{n} message(s)"), p));
+                    continue;
+                }
+                Fake::Skipped => {
+                    out_rows.push((name.clone(), "skipped (plugin)".into(), PathBuf::from("set `run_in_sandbox = true` to run it here")));
                     continue;
                 }
                 Fake::Local(out) => {
