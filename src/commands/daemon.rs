@@ -4,7 +4,7 @@
 //!
 //! Shutdown stops fetching, lets in-flight deliveries finish (up to 30 s), and hands back
 //! fetched-but-unstarted jobs to the queue; a delivery cut off mid-send is reconciled by the
-//! next run.
+//! next run. HTTP connections get their own, shorter drain ([`http::ServeLimits`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -36,6 +36,9 @@ async fn sandbox(cfg: crate::config::LoadedConfig, mut args: PublishArgs) -> any
         "Sandbox run in {}: every network is a local contract fake, email goes to a loopback SMTP server; nothing leaves this machine.",
         sb.dir.display()
     );
+    for name in sb.skipped() {
+        eprintln!("Skipped channel {name}: a plugin runs under --sandbox only with `run_in_sandbox = true` in its channel table (it runs for real).");
+    }
     args.wait = true;
     let status = publish_with(Arc::new(cfg), &args, Some(&sb)).await?;
     println!("\nWhat each fake accepted:");

@@ -35,7 +35,7 @@ pub fn check_files(loaded: &LoadedConfig) -> Vec<ConfigError> {
             }
             Refers::SecretFile(f) => {
                 let p = loaded.resolve_path(f);
-                if let Err(e) = std::fs::metadata(&p) {
+                if let Err(e) = super::secret::read_secret_file(&p) {
                     err(format!("cannot read secret file {}: {e}", p.display()), "paths are relative to the config file's folder");
                 }
             }

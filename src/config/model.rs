@@ -638,4 +638,15 @@ pub struct ExecConfig {
     pub common: Common,
     /// Program and arguments.
     pub command: Vec<String>,
+    /// Environment variables passed on to the plugin, by name. Its environment is otherwise
+    /// cleared to `PATH`, `HOME`, `LANG` and the `HERALD_*` delivery variables.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Run the plugin for real under `publish --sandbox`; without it the channel is skipped there.
+    #[serde(default)]
+    pub run_in_sandbox: bool,
+    /// Optional reconciliation program: it gets the delivery's variables, like `command`, and
+    /// prints the earlier post's JSON receipt, or `absent`.
+    #[serde(default)]
+    pub check_command: Option<Vec<String>>,
 }

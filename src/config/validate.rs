@@ -38,6 +38,8 @@ enum Kind {
     StrList,
     /// A non-empty list of non-blank strings (a command line).
     Command,
+    /// A list of environment variable names (`[A-Za-z_][A-Za-z0-9_]*`).
+    EnvNames,
     /// A file or folder path.
     Path,
     /// `"${ENV_VAR}"`.
@@ -206,7 +208,12 @@ const WEBHOOK: &[KeySpec] = &[
     opt("secret", Kind::Secret),
     opt("secret_file", Kind::Path),
 ];
-const EXEC: &[KeySpec] = &[req("command", Kind::Command)];
+const EXEC: &[KeySpec] = &[
+    req("command", Kind::Command),
+    opt("check_command", Kind::Command),
+    opt("env", Kind::EnvNames),
+    opt("run_in_sandbox", Kind::Bool),
+];
 
 /// The keys of one channel type beyond [`COMMON`]: its own, and the post options if it has them.
 fn type_keys(ty: &str) -> Option<(&'static [KeySpec], bool)> {
@@ -489,8 +496,13 @@ impl<'a> Validator<'a> {
                 }
                 None => bad(self, format!("must be a list of seconds, found {}", value_type(val)), Some("e.g. `[0, 5, 300, 1800, 7200]`".into())),
             },
-            Kind::StrList | Kind::Command => match val.as_array() {
+            Kind::StrList | Kind::Command | Kind::EnvNames => match val.as_array() {
                 Some(a) if a.iter().any(|x| x.as_str().is_none()) => bad(self, "every entry must be a string".into(), None),
+                Some(a) if matches!(kind, Kind::EnvNames) && a.iter().filter_map(|x| x.as_str()).any(|s| !is_env_name(s)) => bad(
+                    self,
+                    "every entry must be an environment variable's name, not a value".into(),
+                    Some("e.g. `env = [\"PLUGIN_TOKEN\"]`: the plugin gets that variable from herald's environment".into()),
+                ),
                 Some(a) if matches!(kind, Kind::Command) && (a.is_empty() || a.iter().any(|x| x.as_str().is_some_and(|s| s.trim().is_empty()))) => bad(
                     self,
                     "must name a program (and its arguments), without blank entries".into(),
@@ -913,6 +925,12 @@ fn levenshtein(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
+/// True for a name a shell would accept as a variable: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
 /// An example line for a missing required key.
 fn example_for(spec: &KeySpec) -> String {
     let v = match (spec.name, spec.kind) {
@@ -936,7 +954,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Bool => "true or false",
         Kind::UInt | Kind::UIntUpTo(_) | Kind::Range(..) => "a whole number",
         Kind::Fraction => "a number",
-        Kind::Schedule | Kind::StrList | Kind::Command => "a list",
+        Kind::Schedule | Kind::StrList | Kind::Command | Kind::EnvNames => "a list",
         Kind::StrMap => "a table",
         _ => "a string",
     }

@@ -31,6 +31,8 @@ enum Fake {
     Webhook(WebhookFake),
     /// The exec channel runs its real program, writing under this folder.
     Local(PathBuf),
+    /// An exec channel without `run_in_sandbox = true`: not run at all.
+    Skipped,
     /// An email channel: its SMTP server or ESP fake.
     Email(super::email_fakes::EmailFake),
 }
@@ -61,7 +63,7 @@ impl Fake {
             Fake::Substack(f) => Some(&f.faults),
             Fake::Webhook(f) => Some(&f.faults),
             Fake::Email(EmailFake::Postmark(f, _)) => Some(&f.faults),
-            Fake::Email(EmailFake::Smtp(..)) | Fake::Local(_) => None,
+            Fake::Email(EmailFake::Smtp(..)) | Fake::Local(_) | Fake::Skipped => None,
         }
     }
     /// Where the fake listens (`http://…` or `smtp://…`), or the plugin's folder.
@@ -78,6 +80,7 @@ impl Fake {
             Fake::Email(EmailFake::Postmark(f, _)) => f.base_url.clone(),
             Fake::Email(EmailFake::Smtp(s, _)) => s.url(),
             Fake::Local(p) => p.display().to_string(),
+            Fake::Skipped => "skipped (set `run_in_sandbox = true` to run the plugin)".to_string(),
         }
     }
 }
@@ -209,13 +212,24 @@ impl Sandbox {
                         }
                         Fake::Webhook(f)
                     }
+                    ChannelConfig::Exec(e) if !e.run_in_sandbox => {
+                        // A plugin is real code with real effects: it runs only on the author's say.
+                        e.common.enabled = false;
+                        Fake::Skipped
+                    }
                     ChannelConfig::Exec(e) => {
                         // The plugin runs for real; point its output (and anything else that
                         // honours these variables) into the run folder, never the author's.
                         let out = dir.join(name.as_str());
-                        let mut cmd = vec!["env".to_string(), "HERALD_SANDBOX=1".into(), format!("HERALD_PLUGIN_DIR={}", out.display())];
-                        cmd.append(&mut e.command);
-                        e.command = cmd;
+                        let wrap = |cmd: &mut Vec<String>| {
+                            let mut w = vec!["env".to_string(), "HERALD_SANDBOX=1".into(), format!("HERALD_PLUGIN_DIR={}", out.display())];
+                            w.append(cmd);
+                            *cmd = w;
+                        };
+                        wrap(&mut e.command);
+                        if let Some(c) = e.check_command.as_mut() {
+                            wrap(c);
+                        }
                         Fake::Local(out)
                     }
                     ChannelConfig::Email(_) | ChannelConfig::EmailApi(_) => {
@@ -225,7 +239,7 @@ impl Sandbox {
             })
             .await
             .with_context(|| format!("channel {name}: cannot start its fake on {addr}"))?;
-            if opts.journal && !matches!(fake, Fake::Local(_)) {
+            if opts.journal && !matches!(fake, Fake::Local(_) | Fake::Skipped) {
                 std::fs::create_dir_all(dir.join("journal"))?;
                 let journal = super::journal::Journal::open(&dir.join("journal").join(format!("{name}.jsonl")))?;
                 match (&fake, fake.faults()) {
@@ -241,6 +255,12 @@ impl Sandbox {
             fakes.push((name.clone(), fake));
         }
         Ok((Self { dir, fakes }, out))
+    }
+
+    /// The exec channels left out of the run: under `--sandbox` a plugin runs only with
+    /// `run_in_sandbox = true`.
+    pub fn skipped(&self) -> Vec<&str> {
+        self.fakes.iter().filter(|(_, f)| matches!(f, Fake::Skipped)).map(|(n, _)| n.as_str()).collect()
     }
 
     /// Every fake: channel, type, address and journal.
@@ -308,6 +328,10 @@ impl Sandbox {
                 Fake::Email(e) => {
                     let (n, p) = e.write_messages(&self.dir, name)?;
                     out_rows.push((name.clone(), format!("{n} message(s)"), p));
+                    continue;
+                }
+                Fake::Skipped => {
+                    out_rows.push((name.clone(), "skipped (plugin)".into(), PathBuf::from("set `run_in_sandbox = true` to run it here")));
                     continue;
                 }
                 Fake::Local(out) => {

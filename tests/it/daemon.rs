@@ -449,3 +449,26 @@ async fn a_dropped_in_issue_publishes_at_its_time_with_its_latest_edit_once() {
     stop(d);
     assert_eq!(fake.accepted().len(), 1, "published once");
 }
+
+/// Issue 16 item 2: a client stuck mid-request does not keep the daemon from stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_daemon_promptly_despite_a_stuck_client() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::sqlite().await;
+    let fake = WebhookFake::start().await.unwrap();
+    write_issues(db.dir.path(), 0);
+    let cfg = daemon_config(&db, &fake.url(), &["hook"], 60, "[http]\nlisten = \"127.0.0.1:0\"\n");
+    let d = spawn_daemon(&cfg, &[]);
+    let port = bound_port(&d).await;
+    let mut stuck = Vec::new();
+    for _ in 0..5 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(b"POST /unsubscribe/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n").await.unwrap();
+        stuck.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    stop(d);
+    // The HTTP drain is 3 s; no delivery was in flight, so nothing else waits.
+    assert!(t.elapsed() < Duration::from_secs(8), "SIGTERM to exit took {:?}", t.elapsed());
+}

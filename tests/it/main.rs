@@ -33,6 +33,7 @@ mod mastodon;
 mod pipeline;
 mod render;
 mod sandbox;
+mod serve;
 mod substack;
 mod threads;
 mod webhook;

@@ -152,4 +152,42 @@ fn sandbox_serve_points_every_channel_at_journaling_fakes() {
     let mut rcpts: Vec<&str> = smtp.iter().map(|r| r["rcpt_to"][0].as_str().unwrap()).collect();
     rcpts.sort();
     assert_eq!(rcpts, ["ana@example.com", "ben@example.org"], "each subscriber once");
+
+/// Issue 16 item 3: under `--sandbox` a plugin runs only with `run_in_sandbox = true`;
+/// otherwise it is reported skipped and never started.
+#[test]
+fn a_plugin_without_the_opt_in_is_skipped_in_the_sandbox() {
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let marker = cfg_dir.path().join("ran");
+    let script = cfg_dir.path().join("plugin.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ntouch {}\necho '{{\"id\": \"p1\"}}'\n", marker.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = cfg_dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[channels.hook]\ntype = \"webhook\"\nurl = \"https://hooks.example.com/h\"\n\n[channels.plug]\ntype = \"exec\"\ncommand = [\"{}\"]\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(crate::pipeline::herald_bin())
+        .current_dir(root())
+        .arg("--config")
+        .arg(&config)
+        .arg("publish")
+        .arg(fixture("issues/minimal.md"))
+        .arg("--sandbox")
+        .arg("--sandbox-dir")
+        .arg(run.path())
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(err.contains("Skipped channel plug") && err.contains("run_in_sandbox = true"), "{err}");
+    assert!(out.contains("skipped (plugin)"), "{out}");
+    assert!(!marker.exists(), "the plugin must not run");
+    assert_eq!(dumped(run.path(), "hook"), 1, "the other channels still run");
 }
