@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use crate::config::{ChannelConfig, RetryConfig};
 
+/// The shortest rate-limit wait, whatever `rate_limit_floor_secs` says.
+pub const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
+
 /// The resolved schedule for one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrySchedule {
@@ -48,9 +51,10 @@ impl RetrySchedule {
     }
 
     /// The wait after a rate limit or a timeout: the hint clamped to [floor, ceiling], then
-    /// lengthened by up to `jitter`.
+    /// lengthened by up to `jitter`; never under [`MIN_RATE_LIMIT_WAIT`], even with a floor of
+    /// 0 (a rate limit retried at once only meets the same limit).
     pub fn rate_limit_delay(&self, hint: Option<Duration>, unit: f64) -> Duration {
-        let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling);
+        let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling).max(MIN_RATE_LIMIT_WAIT);
         base.mul_f64(1.0 + self.jitter * unit.clamp(0.0, 1.0))
     }
 }

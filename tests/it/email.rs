@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::channel::email::{self, EmailAdapter, MemoryLedger, RecipientLedger, TokenKey};
-use herald::channel::{Adapter, BuildCtx, DeliveryCtx, Kind};
+use herald::channel::{Adapter, BuildCtx, Delivered, DeliveryCtx, Kind};
 use herald::config::{ChannelConfig, SecretString};
 use herald::render::{EmailRendering, Rendering};
 use herald::sandbox::smtp::{SmtpReply, SmtpServer};
@@ -170,14 +170,16 @@ async fn greylist_and_bounce(pipelining: bool) {
     server.plan_rcpt(&addr(9), SmtpReply::new(554, "5.7.1 Message rejected by policy"), None);
     let a = adapter(&server, "concurrency = 4", ledger.clone()).with_recipient_retry(vec![Duration::ZERO, Duration::ZERO]);
 
-    // Pass 1: the greylisted three stay owed; the delivery asks to be retried.
-    let e = a.deliver(&rendering(), &dctx(2)).await.expect_err("some recipients are still owed");
-    assert_eq!(e.kind(), Kind::Retryable, "{e}");
-    assert!(e.message().starts_with("3 of 200 recipients still owed"), "{e}");
+    // Pass 1: the greylisted three stay owed; nothing failed, so the delivery goes on once
+    // they are due (not a failed attempt).
+    let Delivered::Continue { after: Some(_), note } = a.deliver_step(&rendering(), &dctx(2)).await.expect("no failure") else {
+        panic!("some recipients are still owed")
+    };
+    assert!(note.starts_with("3 of 200 recipients still owed"), "{note}");
     assert_eq!(server.message_count(), 200 - 3 - 2 - 1);
     // Pass 2: still greylisted once more.
-    let e = a.deliver(&rendering(), &dctx(2)).await.expect_err("still owed");
-    assert!(e.message().starts_with("3 of 200"), "{e}");
+    let Delivered::Continue { note, .. } = a.deliver_step(&rendering(), &dctx(2)).await.expect("no failure") else { panic!("still owed") };
+    assert!(note.starts_with("3 of 200"), "{note}");
     // Pass 3: accepted.
     let r = a.deliver(&rendering(), &dctx(2)).await.expect("all settled");
     assert_eq!(r.note.as_deref(), Some("197 sent, 3 failed, 0 skipped of 200 recipients"));
@@ -240,12 +242,14 @@ async fn a_deferral_not_yet_due_is_a_wait_not_an_attempt() {
     let ledger = subscribers(2);
     server.plan_rcpt(&addr(0), SmtpReply::greylist(), Some(1));
     let a = adapter(&server, "", ledger).with_recipient_retry(vec![Duration::from_secs(120)]);
-    let e = a.deliver(&rendering(), &dctx(5)).await.unwrap_err();
-    assert_eq!(e.kind(), Kind::Retryable);
-    let e = a.deliver(&rendering(), &dctx(5)).await.unwrap_err();
-    assert_eq!(e.kind(), Kind::RateLimited, "nothing was due: {e}");
-    let wait = e.retry_after().expect("a retry hint");
-    assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
+    // A deferral, then a pass that finds nobody due: both a wait until the first is due, never
+    // a failed attempt and never a rate limit.
+    for pass in 0..2 {
+        let Delivered::Continue { after: Some(wait), note } = a.deliver_step(&rendering(), &dctx(5)).await.expect("no failure") else {
+            panic!("pass {pass}: one recipient still owed")
+        };
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "pass {pass}: {wait:?} ({note})");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -613,7 +617,8 @@ mod store {
         server.plan_rcpt(&addr(6), SmtpReply::no_such_user(), None);
         let ledger: Arc<dyn RecipientLedger> = Arc::new(store.clone());
         let a = adapter(&server, "concurrency = 4\nbatch_size = 64", ledger).with_recipient_retry(vec![Duration::ZERO]);
-        assert_eq!(a.deliver(&rendering(), &dctx(10)).await.unwrap_err().kind(), Kind::Retryable);
+        // The greylisted one is owed later: the pass goes on, nothing failed.
+        assert!(matches!(a.deliver_step(&rendering(), &dctx(10)).await.unwrap(), Delivered::Continue { after: Some(_), .. }));
         let r = a.deliver(&rendering(), &dctx(10)).await.unwrap();
         assert_eq!(r.note.as_deref(), Some("299 sent, 1 failed, 0 skipped of 300 recipients"));
         assert_eq!(server.message_count(), 299);
