@@ -60,15 +60,9 @@ async fn publish_with(cfg: Arc<crate::config::LoadedConfig>, args: &PublishArgs,
     if rendered.is_empty() {
         return Err(InputError("no channel to publish to (every channel is disabled or skipped by the issue)".into()).into());
     }
-    // Credentials present: building each adapter resolves its secrets (names, never values).
-    let mut missing = Vec::new();
-    for rc in &rendered {
-        if let Some(c) = cfg.config.channels.get(&rc.channel)
-            && let Err(e) = crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
-        {
-            missing.push(format!("  {e:#}"));
-        }
-    }
+    // The credential preflight every trigger shares: present, and not expired.
+    let names: Vec<String> = rendered.iter().map(|rc| rc.channel.clone()).collect();
+    let missing: Vec<String> = crate::jobs::preflight::check_channels(&names, &cfg, chrono::Utc::now()).into_iter().map(|m| format!("  {m}")).collect();
     if !missing.is_empty() {
         return Err(InputError(format!("preflight failed; nothing was sent:\n{}", missing.join("\n"))).into());
     }

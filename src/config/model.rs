@@ -27,6 +27,10 @@ pub struct Config {
     /// Scheduled publishing.
     #[serde(default)]
     pub schedule: Vec<ScheduleConfig>,
+    /// An issue whose own `publish_at` passed less than this many seconds ago is published
+    /// once; an older one (an archive, a new store) is recorded as skipped, never sent.
+    #[serde(default = "default_catch_up")]
+    pub publish_at_catch_up_secs: u64,
     /// The channels, by name.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,

@@ -360,6 +360,7 @@ impl<'a> Validator<'a> {
                     }
                 }
                 "issues_dir" => self.value(item, "issues_dir", Kind::Path, line),
+                "publish_at_catch_up_secs" => self.value(item, "publish_at_catch_up_secs", Kind::UInt, line),
                 "schedule" => self.schedules(item, line, &channel_names),
                 "channels" => {
                     if let Some(t) = item.as_table_like() {
@@ -696,7 +697,7 @@ fn bound_hint(key: &str, max: i64) -> Option<String> {
 }
 
 /// The keys of the file's root table.
-const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels"];
+const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs"];
 
 /// Header names that carry credentials.
 fn is_credential_header(name: &str) -> bool {

@@ -10,7 +10,9 @@
 
 pub mod bench;
 pub mod cron;
+pub mod decide;
 pub mod deliver;
+pub mod preflight;
 pub mod publish;
 pub mod queue;
 pub mod schedule;
@@ -70,6 +72,9 @@ pub struct Pipeline {
     /// When the scheduler's loop last came round, in ms since the epoch (0: not running).
     /// `/healthz` reports a scheduler stalled past [`cron::STALL_AFTER`].
     pub scheduler_beat: Arc<std::sync::atomic::AtomicI64>,
+    /// Set when the workers are shutting down: a mailing stops between passes and hands the
+    /// rest to the next process instead of starting another.
+    pub stopping: std::sync::atomic::AtomicBool,
     adapters: Mutex<HashMap<String, Arc<dyn Adapter>>>,
 }
 
@@ -90,7 +95,7 @@ impl Pipeline {
     pub async fn open_url(config: Arc<LoadedConfig>, url: &StoreUrl) -> anyhow::Result<Self> {
         let store = Store::open(url).await?.with_ledger_flush(std::time::Duration::from_millis(config.config.store.ledger_flush_ms));
         let queue = Queue::open(url, 4).await?;
-        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, scheduler_beat: Arc::default(), adapters: Mutex::new(HashMap::new()) })
+        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, scheduler_beat: Arc::default(), stopping: Default::default(), adapters: Mutex::new(HashMap::new()) })
     }
 
     /// Use this adapter for `channel` instead of building one from the config (tests).

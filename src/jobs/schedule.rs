@@ -14,6 +14,8 @@ use crate::config::{ChannelConfig, RetryConfig};
 /// The longest wait, whatever the config says: validation refuses more, and this keeps every
 /// deadline computed from a delay (`now + delay` in milliseconds) from overflowing.
 const MAX_DELAY: Duration = Duration::from_secs(MAX_DELAY_SECS as u64);
+/// The shortest rate-limit wait, whatever `rate_limit_floor_secs` says.
+pub const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 
 /// The resolved schedule for one channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,9 +55,10 @@ impl RetrySchedule {
     }
 
     /// The wait after a rate limit or a timeout: the hint clamped to [floor, ceiling], then
-    /// lengthened by up to `jitter`.
+    /// lengthened by up to `jitter`; never under [`MIN_RATE_LIMIT_WAIT`], even with a floor of
+    /// 0 (a rate limit retried at once only meets the same limit).
     pub fn rate_limit_delay(&self, hint: Option<Duration>, unit: f64) -> Duration {
-        let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling);
+        let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling).max(MIN_RATE_LIMIT_WAIT);
         base.mul_f64(1.0 + self.jitter * unit.clamp(0.0, 1.0))
     }
 }
