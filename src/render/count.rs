@@ -57,6 +57,21 @@ pub const THREADS_MAX_LINKS: usize = 5;
 pub const URL_LENGTH: usize = 23;
 
 /// Characters twitter-text rejects outright (its `invalid_chars_group`).
+/// X refuses a post with more than one cashtag (`$TSLA`).
+pub const X_MAX_CASHTAGS: usize = 1;
+
+/// The distinct cashtags of a post (twitter-text's extractor, case-insensitive), in order.
+pub fn x_cashtags(text: &str) -> Vec<String> {
+    let safe = defuse_at_signs(text);
+    let mut seen = Vec::<String>::new();
+    for t in Extractor::new().extract_cashtags(&safe) {
+        if !seen.iter().any(|s| s.eq_ignore_ascii_case(&t)) {
+            seen.push(t);
+        }
+    }
+    seen
+}
+
 const X_INVALID_CHARS: [char; 3] = ['\u{FFFE}', '\u{FEFF}', '\u{FFFF}'];
 
 impl Network {
@@ -107,6 +122,14 @@ impl Network {
                 X_INVALID_CHARS.iter().filter(|c| text.contains(**c)).map(|c| format!("U+{:04X}", *c as u32)).collect();
             if !bad.is_empty() {
                 return Err(self.error(format!("contains characters X refuses: {}", bad.join(", "))));
+            }
+            let tags = x_cashtags(text);
+            if tags.len() > X_MAX_CASHTAGS {
+                return Err(self.error(format!(
+                    "{} cashtags ({}); X allows one per post: keep one, or write the others without `$`",
+                    tags.len(),
+                    tags.iter().map(|t| format!("${t}")).collect::<Vec<_>>().join(", ")
+                )));
             }
         }
         match self.over(text) {
@@ -420,6 +443,16 @@ mod tests {
         // The same link six times is one unique link.
         assert!(Network::Threads.check(&vec![six[0].clone(); 6].join(" ")).is_ok());
         assert!(Network::Threads.check(&six[..5].join(" ")).is_ok());
+    }
+
+    #[test]
+    fn x_refuses_a_second_cashtag() {
+        assert!(Network::X.check("Shares of $TSLA rose").is_ok());
+        assert!(Network::X.check("$TSLA and $tsla again").is_ok(), "the same cashtag twice is one");
+        let e = Network::X.check("Compare $TSLA with $AAPL today").unwrap_err();
+        assert!(e.message.contains("2 cashtags ($TSLA, $AAPL)"), "{}", e.message);
+        // Prices are not cashtags.
+        assert!(Network::X.check("It costs $5 or $10").is_ok());
     }
 
     #[test]

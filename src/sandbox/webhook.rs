@@ -169,6 +169,10 @@ async fn apply_faults(State((faults, st)): State<(Arc<FaultPlan>, AppState)>, re
             tokio::time::sleep(d).await;
             next.run(req).await
         }
+        Some(Fault::Oversized { code, bytes }) => {
+            record(code);
+            super::fault::oversized_response(code, bytes)
+        }
         Some(Fault::Drop) => {
             record(0);
             drop_connection()
