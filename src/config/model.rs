@@ -520,6 +520,20 @@ pub struct XConfig {
     /// OAuth 1.0a access token secret.
     #[serde(default)]
     pub access_token_secret: Option<Secret>,
+    /// What a thread does when X refuses a reply (the 2026 "summon" rule): `stop` or `link`.
+    #[serde(default)]
+    pub thread_fallback: ThreadFallback,
+}
+
+/// What an X thread does when X refuses to post a part as a reply.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadFallback {
+    /// Stop: the parts already up stay, the delivery ends `forbidden` naming them.
+    #[default]
+    Stop,
+    /// Post the rest as one standalone post carrying the link.
+    Link,
 }
 
 fn default_x() -> String {

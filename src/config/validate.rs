@@ -182,6 +182,7 @@ const X: &[KeySpec] = &[
     opt("consumer_key", Kind::Secret),
     opt("consumer_secret", Kind::Secret),
     opt("access_token_secret", Kind::Secret),
+    opt("thread_fallback", Kind::Enum(&["stop", "link"])),
 ];
 const BLUESKY: &[KeySpec] = &[
     opt("api_base", Kind::HttpUrl),

@@ -23,6 +23,14 @@ pub enum Fault {
     },
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Answer with this status and a chunked body (no `content-length`) of `bytes` bytes,
+    /// without processing the request: a broken or hostile server's endless reply.
+    Oversized {
+        /// HTTP status.
+        code: u16,
+        /// Body length, sent in 64 KiB chunks.
+        bytes: usize,
+    },
     /// Close the connection without answering, without processing the request.
     Drop,
     /// Process and keep the request (the post exists), then close without answering:
@@ -167,6 +175,7 @@ pub async fn apply(
         return match fault {
             None => next.run(req).await,
             Some(Fault::Status { code, body, headers }) => status_response(code, body, headers),
+            Some(Fault::Oversized { code, bytes }) => oversized_response(code, bytes),
             Some(Fault::Delay(d)) => {
                 tokio::time::sleep(d).await;
                 next.run(req).await
@@ -213,6 +222,10 @@ pub async fn apply(
         Some(Fault::Status { code, body, headers }) => {
             entry["status"] = code.into();
             return answer_after(&journal, entry, sync, status_response(code, body, headers)).await;
+        }
+        Some(Fault::Oversized { code, bytes }) => {
+            entry["status"] = code.into();
+            return answer_after(&journal, entry, sync, oversized_response(code, bytes)).await;
         }
         Some(Fault::Drop) => {
             entry["status"] = 0.into();
@@ -276,6 +289,7 @@ pub fn fault_name(f: &Fault) -> String {
     match f {
         Fault::Status { code, .. } => code.to_string(),
         Fault::Delay(_) => "slow".into(),
+        Fault::Oversized { .. } => "oversized".into(),
         Fault::Drop => "drop".into(),
         Fault::Hang(_) => "hang".into(),
         Fault::AcceptThenDrop => "reset".into(),
@@ -292,6 +306,23 @@ pub fn status_response(code: u16, body: String, headers: Vec<(String, String)>) 
             res.headers_mut().insert(k, v);
         }
     }
+    res
+}
+
+/// The answer for a [`Fault::Oversized`]: `bytes` bytes of `x`, streamed in 64 KiB chunks so
+/// the response is chunked and carries no `content-length`.
+pub fn oversized_response(code: u16, bytes: usize) -> axum::response::Response {
+    const CHUNK: usize = 64 * 1024;
+    let stream = futures::stream::unfold(bytes, |left| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(CHUNK);
+        Some((Ok::<_, std::convert::Infallible>(bytes::Bytes::from(vec![b'x'; n])), left - n))
+    });
+    let mut res = axum::response::Response::new(axum::body::Body::from_stream(stream));
+    *res.status_mut() = axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK);
+    res.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/json"));
     res
 }
 

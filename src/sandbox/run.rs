@@ -189,6 +189,8 @@ impl Sandbox {
                     }
                     ChannelConfig::Linkedin(l) => {
                         let f = LinkedinFake::start().await?;
+                        // The sandbox token stands in for the configured author's member.
+                        f.set_member(&l.author);
                         l.api_base = f.base_url.clone();
                         l.access_token = secret(name, "access_token", linkedin::ACCESS_TOKEN)?;
                         l.access_token_file = None;

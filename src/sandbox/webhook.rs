@@ -160,7 +160,7 @@ async fn apply_faults(State((faults, st)): State<(Arc<FaultPlan>, AppState)>, re
     }
     let record = |code: u16| st.inner.lock().expect("fake lock").statuses.push(code);
     let fault = faults.take(&method, &path);
-    if let Some(Fault::Status { code, .. }) = &fault {
+    if let Some(Fault::Status { code, .. } | Fault::Oversized { code, .. }) = &fault {
         record(*code);
     }
     super::fault::apply(&faults, fault, req, next, || record(0)).await

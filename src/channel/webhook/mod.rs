@@ -98,17 +98,16 @@ impl Adapter for WebhookAdapter {
         }
         // `without_url`: a webhook URL may carry a token (in its path or userinfo); never echo it.
         let resp = req.body(body).send().await.map_err(|e| http::error_from_reqwest(&e.without_url()))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        if (200..300).contains(&status) || status == 409 {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        let answer = http::read_answer(resp).await?;
+        let status = answer.status;
+        if answer.is_success() || status == 409 {
+            let v: serde_json::Value = answer.json().unwrap_or(serde_json::Value::Null);
             let remote_id = v.get("id").and_then(json_str).unwrap_or_else(|| ctx.key.clone());
             let url = v.get("url").and_then(json_str);
             let note = (status == 409).then(|| "the receiver already had this key".to_string());
             return Ok(Receipt { remote_id, url, awaiting_confirmation: false, note });
         }
-        Err(http::error_from_response(status, &headers, &text))
+        Err(answer.error())
     }
 
     async fn find_existing(&self, _rendering: &Rendering, _ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {

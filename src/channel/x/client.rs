@@ -10,20 +10,8 @@ use super::oauth1;
 use crate::channel::{DeliveryError, http};
 use crate::config::SecretString;
 
-/// An answer from X, any status.
-#[derive(Debug)]
-pub(crate) struct XResponse {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl XResponse {
-    /// 2xx?
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-}
+/// An answer from X, any status (the shared helper's, body bounded).
+pub(crate) type XResponse = http::Answer;
 
 /// OAuth 2.0 user tokens, refreshed in memory only (never written to the checkpoint or disk).
 pub(crate) struct OAuth2Tokens {
@@ -120,11 +108,7 @@ impl XClient {
         if let Some(body) = json {
             req = req.json(body);
         }
-        let res = req.send().await.map_err(|e| http::error_from_reqwest(&e))?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res.text().await.map_err(|e| http::error_from_reqwest(&e))?;
-        Ok((generation, XResponse { status, headers, body }))
+        Ok((generation, http::send(req).await?))
     }
 
     /// Refresh the OAuth 2.0 token unless another task already did since `seen`.
@@ -143,18 +127,12 @@ impl XClient {
             ("refresh_token", refresh.expose()),
             ("client_id", client_id.as_str()),
         ];
-        let res = http::client()
-            .post(format!("{}/2/oauth2/token", self.api_base))
-            .timeout(self.timeout)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| {
-                // Nothing is posted by a refresh: any transport failure is a plain retry.
-                DeliveryError::retryable(format!("X token refresh failed: {}", http::error_from_reqwest(&e).message()))
-            })?;
-        let status = res.status().as_u16();
-        let body = res.text().await.unwrap_or_default();
+        let req = http::client().post(format!("{}/2/oauth2/token", self.api_base)).timeout(self.timeout).form(&form);
+        let res = http::send(req).await.map_err(|e| {
+            // Nothing is posted by a refresh: any failure to read the answer is a plain retry.
+            DeliveryError::retryable(format!("X token refresh failed: {}", e.message()))
+        })?;
+        let (status, body) = (res.status, res.body);
         if !(200..300).contains(&status) {
             let err = http::error_from_response(status, &HeaderMap::new(), &body);
             return Err(if status == 400 || status == 401 {
