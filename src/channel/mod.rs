@@ -181,12 +181,15 @@ pub struct BuildCtx {
     pub base_dir: std::path::PathBuf,
     /// Default per-request timeout.
     pub timeout: std::time::Duration,
+    /// The credential store, where adapters read stored credentials and keep rotated ones
+    /// (`None`: config secrets only, rotations kept in memory).
+    pub vault: Option<Arc<crate::credentials::Vault>>,
 }
 
 impl BuildCtx {
     /// Read secrets from the process environment.
     pub fn from_env(base_dir: std::path::PathBuf) -> Self {
-        Self { env: Box::new(|k| std::env::var(k).ok()), base_dir, timeout: http::DEFAULT_TIMEOUT }
+        Self { env: Box::new(|k| std::env::var(k).ok()), base_dir, timeout: http::DEFAULT_TIMEOUT, vault: None }
     }
     /// Resolve a secret, naming the channel and key (never the value) when it is missing.
     pub fn secret(&self, channel: &str, key: &str, s: Option<crate::config::Secret>) -> anyhow::Result<crate::config::SecretString> {

@@ -57,21 +57,25 @@ async fn publish_with(cfg: Arc<crate::config::LoadedConfig>, args: &PublishArgs,
     if rendered.is_empty() {
         return Err(InputError("no channel to publish to (every channel is disabled or skipped by the issue)".into()).into());
     }
-    // Credentials present: building each adapter resolves its secrets (names, never values).
-    let mut missing = Vec::new();
+    let p = Arc::new(Pipeline::open(cfg.clone()).await?);
+    if let Some(sb) = sandbox {
+        sb.seed(&p.store).await?;
+    }
+    // Credentials present: building each adapter resolves its secrets (names, never values), and
+    // a stored credential must open with the credential store's key.
+    let names: Vec<String> = rendered.iter().map(|r| r.channel.clone()).collect();
+    let mut missing = crate::credentials::preflight(&p.vault, &cfg, &names).await;
     for rc in &rendered {
         if let Some(c) = cfg.config.channels.get(&rc.channel)
-            && let Err(e) = crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
+            && let Err(e) = crate::channel::build_adapter(&rc.channel, c, &p.build_ctx(&rc.channel))
         {
-            missing.push(format!("  {e:#}"));
+            missing.push(format!("{e:#}"));
         }
     }
     if !missing.is_empty() {
-        return Err(InputError(format!("preflight failed; nothing was sent:\n{}", missing.join("\n"))).into());
-    }
-    let p = Arc::new(Pipeline::open(cfg).await?);
-    if let Some(sb) = sandbox {
-        sb.seed(&p.store).await?;
+        p.close().await;
+        let lines: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();
+        return Err(InputError(format!("preflight failed; nothing was sent:\n{}", lines.join("\n"))).into());
     }
     publish::enqueue(&p, &issue, &source, &args.channels).await?;
     let slug = issue.meta.slug.clone();

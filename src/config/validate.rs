@@ -92,6 +92,8 @@ const RETRY: &[KeySpec] = &[
     opt("rate_limit_ceiling_secs", Kind::UInt),
 ];
 const HTTP: &[KeySpec] = &[opt("listen", Kind::Listen), opt("token", Kind::Secret), opt("token_file", Kind::Path)];
+const CREDENTIALS: &[KeySpec] =
+    &[opt("key", Kind::Secret), opt("key_file", Kind::Path), opt("renew_days", Kind::PosUInt), opt("warn_days", Kind::UInt)];
 const SCHEDULE: &[KeySpec] = &[
     req("name", Kind::NonEmptyStr),
     req("cron", Kind::Cron),
@@ -161,6 +163,8 @@ const X: &[KeySpec] = &[
     opt("auth", Kind::Enum(&["oauth2", "oauth1"])),
     opt("user_id", Kind::NonEmptyStr),
     opt("client_id", Kind::NonEmptyStr),
+    opt("client_secret", Kind::Secret),
+    opt("client_secret_file", Kind::Path),
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
     opt("refresh_token", Kind::Secret),
@@ -216,12 +220,10 @@ fn type_keys(ty: &str) -> Option<(&'static [KeySpec], bool)> {
 /// Credentials a channel type cannot work without: (key, applies when `auth` is one of these).
 fn required_secrets(ty: &str, auth: &str) -> &'static [&'static str] {
     match (ty, auth) {
+        // Substack, LinkedIn, Mastodon, Threads, Bluesky and X (OAuth 2.0) may instead have a
+        // credential from `herald connect` in the store: `publish` and `check` look for one.
         ("email_api", _) => &["server_token"],
-        ("substack", _) => &["cookie"],
-        ("linkedin", _) | ("mastodon", _) | ("threads", _) => &["access_token"],
-        ("bluesky", _) => &["app_password"],
         ("x", "oauth1") => &["consumer_key", "consumer_secret", "access_token", "access_token_secret"],
-        ("x", _) => &["access_token"],
         _ => &[],
     }
 }
@@ -336,6 +338,11 @@ impl<'a> Validator<'a> {
                 "http" => {
                     if let Some(t) = self.section(item, "http", HTTP, line) {
                         self.secret_pairs(t, "http", &["token"], line);
+                    }
+                }
+                "credentials" => {
+                    if let Some(t) = self.section(item, "credentials", CREDENTIALS, line) {
+                        self.secret_pairs(t, "credentials", &["key"], line);
                     }
                 }
                 "issues_dir" => self.value(item, "issues_dir", Kind::Path, line),
@@ -648,7 +655,7 @@ impl<'a> Validator<'a> {
 }
 
 /// The keys of the file's root table.
-const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels"];
+const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "credentials"];
 
 /// Header names that carry credentials.
 fn is_credential_header(name: &str) -> bool {

@@ -26,6 +26,10 @@ pub enum Fault {
     /// Process and keep the request (the post exists), then close without answering:
     /// the client sees a dropped connection or a timeout after the write happened.
     AcceptThenDrop,
+    /// Process the request (a token endpoint rotates its tokens), then hold the answer this
+    /// long before sending it: a test kills the client in between, as a crash after the network
+    /// acted and before the client could record it.
+    AcceptThenStall(Duration),
 }
 
 /// One rule: a route matcher, a fault and how many times it applies.
@@ -118,6 +122,11 @@ pub async fn fault_middleware(
             // Let the handler commit the write, then sever the socket before answering.
             let _accepted = next.run(req).await;
             drop_connection()
+        }
+        Some(Fault::AcceptThenStall(d)) => {
+            let answer = next.run(req).await;
+            tokio::time::sleep(d).await;
+            answer
         }
     }
 }

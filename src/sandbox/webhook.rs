@@ -178,6 +178,11 @@ async fn apply_faults(State((faults, st)): State<(Arc<FaultPlan>, AppState)>, re
             record(0);
             drop_connection()
         }
+        Some(Fault::AcceptThenStall(d)) => {
+            let answer = next.run(req).await;
+            tokio::time::sleep(d).await;
+            answer
+        }
     }
 }
 
