@@ -480,6 +480,15 @@ pub struct LinkedinConfig {
     /// When the token expires (RFC 3339); `check` and `status` warn 7 days ahead.
     #[serde(default)]
     pub token_expires_at: Option<String>,
+    /// The LinkedIn app's client id, for `herald connect` and refreshing.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The app's client secret.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// The client secret from a file.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
     /// `urn:li:person:…` or `urn:li:organization:…`.
     pub author: String,
     /// `LinkedIn-Version` header, YYYYMM.
@@ -640,6 +649,15 @@ pub struct ThreadsConfig {
     /// The token from a file.
     #[serde(default)]
     pub access_token_file: Option<PathBuf>,
+    /// The Threads app id (Meta developer portal), for `herald connect`.
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// The Threads app secret, for `herald connect`.
+    #[serde(default)]
+    pub app_secret: Option<Secret>,
+    /// The app secret from a file.
+    #[serde(default)]
+    pub app_secret_file: Option<PathBuf>,
 }
 
 fn default_threads() -> String {

@@ -155,6 +155,9 @@ const LINKEDIN: &[KeySpec] = &[
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
     opt("token_expires_at", Kind::Rfc3339),
+    opt("client_id", Kind::NonEmptyStr),
+    opt("client_secret", Kind::Secret),
+    opt("client_secret_file", Kind::Path),
     req("author", Kind::LinkedinUrn),
     opt("linkedin_version", Kind::YearMonth),
 ];
@@ -191,6 +194,9 @@ const THREADS: &[KeySpec] = &[
     opt("user_id", Kind::NonEmptyStr),
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
+    opt("app_id", Kind::NonEmptyStr),
+    opt("app_secret", Kind::Secret),
+    opt("app_secret_file", Kind::Path),
 ];
 const WEBHOOK: &[KeySpec] = &[
     req("url", Kind::HttpUrl),

@@ -12,6 +12,8 @@
 //! died between the network's answer and the commit is recognised by the next one, which then
 //! says which command fixes it instead of looping.
 
+pub mod view;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -178,6 +180,7 @@ pub fn connect_hint(channel: &str) -> String {
 pub struct Vault {
     store: Store,
     key: Result<Key, String>,
+    renew_days: u32,
 }
 
 impl fmt::Debug for Vault {
@@ -204,12 +207,19 @@ impl Vault {
     /// A vault on `store` with `key` (or the reason there is none, reported when a secret must
     /// be sealed or opened).
     pub fn new(store: Store, key: Result<Key, String>) -> Self {
-        Self { store, key }
+        Self { store, key, renew_days: 7 }
     }
 
     /// A vault with the key the config names, read from the process environment.
     pub fn from_config(store: Store, cfg: &LoadedConfig) -> Self {
-        Self::new(store, resolve_key(cfg, &|k| std::env::var(k).ok()))
+        let mut v = Self::new(store, resolve_key(cfg, &|k| std::env::var(k).ok()));
+        v.renew_days = cfg.config.credentials.renew_days;
+        v
+    }
+
+    /// Renew a renewable token when it has fewer days left than this (`[credentials] renew_days`).
+    pub fn renew_days(&self) -> u32 {
+        self.renew_days
     }
 
     /// The store.

@@ -280,3 +280,156 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// Drive `herald connect` as a browser would: read the authorize URL it prints, follow the
+/// network's redirect to Herald's loopback callback. Returns the child's exit code and output.
+pub async fn connect_with_browser(mut c: Command) -> (i32, String) {
+    use std::io::BufRead as _;
+    c.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let mut child = c.spawn().expect("spawn herald connect");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(u) = line.trim().strip_prefix("http").map(|rest| format!("http{rest}")) {
+                let _ = tx.send(u);
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20))).await.unwrap().expect("herald printed the authorize URL");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let consent = browser.get(&url).send().await.expect("authorize page answers");
+    assert_eq!(consent.status().as_u16(), 302, "the authorize step redirects: {}", consent.text().await.unwrap_or_default());
+    let back = consent.headers()["location"].to_str().unwrap().to_string();
+    let page = browser.get(&back).send().await.expect("Herald's callback answers");
+    assert_eq!(page.status().as_u16(), 200);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let err = reader.join().unwrap();
+    (out.status.code().unwrap_or(-1), format!("{}{err}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_connect_then_three_processes_each_rotating_the_stored_refresh_token() {
+    let db = TestDb::sqlite().await;
+    let x = XFake::start().await.unwrap();
+    x.set_confidential(Some(fake::CLIENT_SECRET));
+    // No tokens in the config: `herald connect` obtains them.
+    let text = std::fs::read_to_string(x_config(&db, &x, "")).unwrap()
+        .replace("access_token = \"${X_ACCESS}\"\nrefresh_token = \"${X_REFRESH}\"\nuser_id = \"1900000000000000001\"\n", "");
+    let cfg = db.dir.path().join("herald.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let issues = write_issues(db.dir.path(), 3);
+    let key = test_key(11);
+
+    let mut c = herald_x(&cfg, Some(&key));
+    c.args(["connect", "x", "--port", "0"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("as {}", fake::USER_ID)), "the user id from /2/users/me: {out}");
+    assert!(!out.contains(&x.current_access_token()) && !out.contains(&x.current_refresh_token()), "no token printed: {out}");
+    let mut seen = vec![stored_refresh(&db, &key).await.expect("connect stored a refresh token")];
+    assert_eq!(seen[0], x.current_refresh_token());
+
+    for (n, issue) in issues.iter().enumerate() {
+        if n > 0 {
+            x.expire_access_token();
+        }
+        let (code, out) = publish(&cfg, Some(&key), issue);
+        assert_eq!(code, 0, "process {}: {out}", n + 1);
+        assert_eq!(x.posts().len(), n + 1);
+        let stored = stored_refresh(&db, &key).await.unwrap();
+        assert_eq!(stored, x.current_refresh_token());
+        if n > 0 {
+            assert!(!seen.contains(&stored), "process {}: the stored refresh token changed", n + 1);
+        }
+        seen.push(stored);
+    }
+    assert_eq!(x.refreshes(), 2);
+    // `herald credentials` shows the account and scopes, never a secret.
+    let mut c = herald_x(&cfg, Some(&key));
+    c.args(["credentials", "--json"]);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out[out.find('[').unwrap()..]).unwrap();
+    assert_eq!(v[0]["account"], fake::USER_ID);
+    assert_eq!(v[0]["source"], "store (refresh)");
+    assert!(v[0]["scopes"].as_str().unwrap().contains("offline.access"));
+    for s in &seen {
+        assert!(!out.contains(s.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_connect_refuses_a_confidential_app_without_its_secret() {
+    let db = TestDb::sqlite().await;
+    let x = XFake::start().await.unwrap();
+    x.set_confidential(Some(fake::CLIENT_SECRET));
+    let cfg = x_config(&db, &x, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("client_secret = \"${X_SECRET}\"\n", "");
+    std::fs::write(&cfg, text).unwrap();
+    let mut c = herald_x(&cfg, Some(&test_key(12)));
+    c.args(["connect", "x", "--port", "0"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("unauthorized_client"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threads_token_with_5_days_left_is_renewed_once_and_status_shows_the_new_expiry() {
+    use herald::sandbox::threads::{self as tfake, ThreadsFake};
+    let db = TestDb::sqlite().await;
+    let t = ThreadsFake::start().await.unwrap();
+    t.set_token_times(chrono::Duration::days(55), chrono::Duration::days(5));
+    let text = format!(
+        "[store]\nurl = \"{}\"\n\n[retry]\nschedule_secs = [0]\njitter = 0.0\n\n[channels.threads]\ntype = \"threads\"\napi_base = \"{}\"\ntimeout_secs = 5\n",
+        db.url, t.base_url
+    );
+    let cfg = db.dir.path().join("herald.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let key = test_key(13);
+    // The credential as `herald connect threads` leaves it, 55 days ago.
+    let store = Store::open(&StoreUrl::parse(&db.url, db.dir.path()).unwrap()).await.unwrap();
+    let vault = Vault::new(store.clone(), Key::parse(&key));
+    let now = herald::store::now_ms();
+    let w = herald::store::credentials::CredentialWrite {
+        channel_type: "threads".into(),
+        source: "connect".into(),
+        account: Some(tfake::USER_ID.into()),
+        obtained_at: now - 55 * 86_400_000,
+        expires_at: Some(now + 5 * 86_400_000),
+        ..Default::default()
+    };
+    let secrets = herald::credentials::Secrets::default().with("access_token", &herald::config::SecretString::new(tfake::ACCESS_TOKEN));
+    vault.put("threads", w, &secrets).await.unwrap();
+    let mut c = herald_x(&cfg, Some(&key));
+    c.arg("status");
+    let (_, before) = run(c);
+    assert!(before.contains("expiring"), "status warns 7 days ahead: {before}");
+
+    let issues = write_issues(db.dir.path(), 2);
+    for issue in &issues {
+        let (code, out) = publish(&cfg, Some(&key), issue);
+        assert_eq!(code, 0, "{out}");
+    }
+    assert_eq!(t.posts().len(), 2);
+    assert_eq!(t.refreshes(), 1, "renewed once");
+    let row = store.credential("threads").await.unwrap().unwrap();
+    let expires = row.expires_at.unwrap();
+    assert!(expires > now + 59 * 86_400_000, "the new expiry (60 days) is stored");
+    let renewed = vault.load("threads").await.unwrap().unwrap().secrets.get("access_token").unwrap();
+    assert_ne!(renewed.expose(), tfake::ACCESS_TOKEN);
+    store.close().await;
+    let mut c = herald_x(&cfg, Some(&key));
+    c.arg("status");
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    let day = &herald::store::fmt_ms(expires)[..10];
+    assert!(out.contains(day), "status shows the new expiry {day}: {out}");
+    assert!(!out.contains("expiring"), "{out}");
+    assert!(!out.contains(renewed.expose()));
+}
