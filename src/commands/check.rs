@@ -77,6 +77,9 @@ async fn stored_credentials(cfg: &config::LoadedConfig) -> Vec<String> {
         Err(e) => return vec![format!("cannot open the store to read stored credentials: {e:#}")],
     };
     let vault = std::sync::Arc::new(crate::credentials::Vault::from_config(store.clone(), cfg));
+    if let Err(e) = vault.preload().await {
+        problems.push(format!("cannot read the credential store: {e:#}"));
+    }
     let names: Vec<String> = cfg.config.channels.iter().filter(|(_, c)| c.common().enabled).map(|(n, _)| n.clone()).collect();
     problems.extend(crate::credentials::preflight(&vault, cfg, &names).await);
     if problems.is_empty() {
@@ -94,7 +97,8 @@ async fn stored_credentials(cfg: &config::LoadedConfig) -> Vec<String> {
             if !views.is_empty() {
                 print!("{}", crate::credentials::view::table(&views));
             }
-            for v in &views {
+            // LinkedIn tokens given in the config are warned about above.
+            for v in views.iter().filter(|v| v.source != "config") {
                 match v.status.as_str() {
                     "expiring" => eprintln!("warning: channel {}: {}", v.channel, v.note.clone().unwrap_or_default()),
                     "expired" | "needs_auth" => problems.push(format!("channel {}: {}", v.channel, v.note.clone().unwrap_or_default())),

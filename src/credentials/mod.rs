@@ -181,6 +181,9 @@ pub struct Vault {
     store: Store,
     key: Result<Key, String>,
     renew_days: u32,
+    /// The stored credentials as [`Vault::preload`] read them, for building adapters (which is
+    /// synchronous): channel → opened credential, or why it does not open.
+    snapshot: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Result<Loaded, String>>>>,
 }
 
 impl fmt::Debug for Vault {
@@ -207,7 +210,7 @@ impl Vault {
     /// A vault on `store` with `key` (or the reason there is none, reported when a secret must
     /// be sealed or opened).
     pub fn new(store: Store, key: Result<Key, String>) -> Self {
-        Self { store, key, renew_days: 7 }
+        Self { store, key, renew_days: 7, snapshot: Default::default() }
     }
 
     /// A vault with the key the config names, read from the process environment.
@@ -215,6 +218,24 @@ impl Vault {
         let mut v = Self::new(store, resolve_key(cfg, &|k| std::env::var(k).ok()));
         v.renew_days = cfg.config.credentials.renew_days;
         v
+    }
+
+    /// Read and open every stored credential that is in use (not `needs_auth`), for
+    /// [`Vault::stored`]. A credential that does not open is kept as its error.
+    pub async fn preload(&self) -> anyhow::Result<()> {
+        let rows = self.store.credentials().await?;
+        let mut snap = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        snap.clear();
+        for row in rows.into_iter().filter(|r| r.status == "ok") {
+            let channel = row.channel.clone();
+            snap.insert(channel, self.open(row));
+        }
+        Ok(())
+    }
+
+    /// The stored credential of `channel` as preloaded: `None` when there is none.
+    pub fn stored(&self, channel: &str) -> Option<Result<Loaded, String>> {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).get(channel).cloned()
     }
 
     /// Renew a renewable token when it has fewer days left than this (`[credentials] renew_days`).

@@ -90,6 +90,7 @@ impl Pipeline {
         let store = Store::open(url).await?.with_ledger_flush(std::time::Duration::from_millis(config.config.store.ledger_flush_ms));
         let queue = Queue::open(url, 4).await?;
         let vault = Arc::new(crate::credentials::Vault::from_config(store.clone(), &config));
+        vault.preload().await?;
         Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, adapters: Mutex::new(HashMap::new()) })
     }
 
