@@ -59,6 +59,44 @@ pub enum Command {
     /// Run the networks' contract fakes on their own.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Connect a channel's account once (OAuth, app password or cookie); Herald keeps the
+    /// credential, sealed, in the store and renews it.
+    Connect(ConnectArgs),
+    /// Each channel's credential: source, account, scopes, expiry (never a secret).
+    Credentials(CredentialsArgs),
+}
+
+/// `herald connect`
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The channel's name in the config.
+    pub channel: String,
+    /// Print the authorize URL and read the redirect URL (or the code, or the secret) pasted on
+    /// standard input, instead of catching the redirect on a loopback listener.
+    #[arg(long)]
+    pub manual: bool,
+    /// The loopback callback port: the app's registered callback must be
+    /// `http://127.0.0.1:PORT/callback`.
+    #[arg(long, default_value_t = 8723)]
+    pub port: u16,
+    /// The callback URL registered with the app, when it is not the loopback default (Threads
+    /// wants https): the browser is sent there and the address it lands on is pasted back.
+    #[arg(long, value_name = "URL")]
+    pub redirect_uri: Option<String>,
+    /// Give up waiting for the browser after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald credentials`
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `herald render`

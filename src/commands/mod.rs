@@ -2,6 +2,8 @@
 
 pub mod cancel;
 pub mod check;
+pub mod connect;
+pub mod credentials;
 pub mod daemon;
 pub mod log;
 pub mod publish;
@@ -75,5 +77,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Daemon(a) => daemon::run(&g, a).await,
         Command::Subscribers(a) => subscribers::run(&g, a).await,
         Command::Sandbox(a) => sandbox::run(&g, a).await,
+        Command::Connect(a) => connect::run(&g, a).await,
+        Command::Credentials(a) => credentials::run(&g, a).await,
     }
 }

@@ -106,6 +106,8 @@ const RETRY: &[KeySpec] = &[
     opt("rate_limit_ceiling_secs", Kind::UIntUpTo(MAX_DELAY_SECS)),
 ];
 const HTTP: &[KeySpec] = &[opt("listen", Kind::Listen), opt("token", Kind::Secret), opt("token_file", Kind::Path)];
+const CREDENTIALS: &[KeySpec] =
+    &[opt("key", Kind::Secret), opt("key_file", Kind::Path), opt("renew_days", Kind::Range(1, 365)), opt("warn_days", Kind::UIntUpTo(365))];
 const SCHEDULE: &[KeySpec] = &[
     req("name", Kind::NonEmptyStr),
     req("cron", Kind::Cron),
@@ -167,6 +169,9 @@ const LINKEDIN: &[KeySpec] = &[
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
     opt("token_expires_at", Kind::Rfc3339),
+    opt("client_id", Kind::NonEmptyStr),
+    opt("client_secret", Kind::Secret),
+    opt("client_secret_file", Kind::Path),
     req("author", Kind::LinkedinUrn),
     opt("linkedin_version", Kind::YearMonth),
 ];
@@ -175,6 +180,8 @@ const X: &[KeySpec] = &[
     opt("auth", Kind::Enum(&["oauth2", "oauth1"])),
     opt("user_id", Kind::NonEmptyStr),
     opt("client_id", Kind::NonEmptyStr),
+    opt("client_secret", Kind::Secret),
+    opt("client_secret_file", Kind::Path),
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
     opt("refresh_token", Kind::Secret),
@@ -202,6 +209,9 @@ const THREADS: &[KeySpec] = &[
     opt("user_id", Kind::NonEmptyStr),
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
+    opt("app_id", Kind::NonEmptyStr),
+    opt("app_secret", Kind::Secret),
+    opt("app_secret_file", Kind::Path),
 ];
 const WEBHOOK: &[KeySpec] = &[
     req("url", Kind::HttpUrl),
@@ -236,12 +246,10 @@ fn type_keys(ty: &str) -> Option<(&'static [KeySpec], bool)> {
 /// Credentials a channel type cannot work without: (key, applies when `auth` is one of these).
 fn required_secrets(ty: &str, auth: &str) -> &'static [&'static str] {
     match (ty, auth) {
+        // Substack, LinkedIn, Mastodon, Threads, Bluesky and X (OAuth 2.0) may instead have a
+        // credential from `herald connect` in the store: `publish` and `check` look for one.
         ("email_api", _) => &["server_token"],
-        ("substack", _) => &["cookie"],
-        ("linkedin", _) | ("mastodon", _) | ("threads", _) => &["access_token"],
-        ("bluesky", _) => &["app_password"],
         ("x", "oauth1") => &["consumer_key", "consumer_secret", "access_token", "access_token_secret"],
-        ("x", _) => &["access_token"],
         _ => &[],
     }
 }
@@ -360,8 +368,13 @@ impl<'a> Validator<'a> {
                         self.secret_pairs(t, "http", &["token"], line);
                     }
                 }
+                "credentials" => {
+                    if let Some(t) = self.section(item, "credentials", CREDENTIALS, line) {
+                        self.secret_pairs(t, "credentials", &["key"], line);
+                    }
+                }
                 "issues_dir" => self.value(item, "issues_dir", Kind::Path, line),
-                "publish_at_catch_up_secs" => self.value(item, "publish_at_catch_up_secs", Kind::UInt, line),
+                "publish_at_catch_up_secs" => self.value(item, "publish_at_catch_up_secs", Kind::UIntUpTo(MAX_CATCH_UP_SECS), line),
                 "schedule" => self.schedules(item, line, &channel_names),
                 "channels" => {
                     if let Some(t) = item.as_table_like() {
@@ -698,7 +711,7 @@ fn bound_hint(key: &str, max: i64) -> Option<String> {
 }
 
 /// The keys of the file's root table.
-const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs"];
+const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs", "credentials"];
 
 /// Header names that carry credentials.
 fn is_credential_header(name: &str) -> bool {

@@ -36,6 +36,10 @@ pub enum Fault {
     /// Process and keep the request (the post exists), then close without answering:
     /// the client sees a dropped connection or a timeout after the write happened.
     AcceptThenDrop,
+    /// Process the request (a token endpoint rotates its tokens), then hold the answer this
+    /// long before sending it: a test kills the client in between, as a crash after the network
+    /// acted and before the client could record it.
+    AcceptThenStall(Duration),
     /// Answer nothing for this long (past the client's timeout), then close without answering
     /// and without processing the request.
     Hang(Duration),
@@ -195,6 +199,11 @@ pub async fn apply(
                 on_drop();
                 drop_connection()
             }
+            Some(Fault::AcceptThenStall(d)) => {
+                let answer = next.run(req).await;
+                tokio::time::sleep(d).await;
+                answer
+            }
         };
     };
     let arrived = journal::now();
@@ -243,6 +252,11 @@ pub async fn apply(
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             run(req).await
+        }
+        Some(Fault::AcceptThenStall(d)) => {
+            let answer = run(req).await;
+            tokio::time::sleep(d).await;
+            answer
         }
         None | Some(Fault::AcceptThenDrop) => run(req).await,
     };
@@ -293,6 +307,7 @@ pub fn fault_name(f: &Fault) -> String {
         Fault::Drop => "drop".into(),
         Fault::Hang(_) => "hang".into(),
         Fault::AcceptThenDrop => "reset".into(),
+        Fault::AcceptThenStall(_) => "stall".into(),
     }
 }
 

@@ -82,12 +82,64 @@ struct Inner {
     member: String,
     /// Organizations the member administers.
     organizations: Vec<String>,
+    /// Authorization codes from the consent step: code → redirect_uri.
+    codes: std::collections::HashMap<String, String>,
 }
 
 impl Default for Inner {
     fn default() -> Self {
-        Self { posts: Vec::new(), next: 0, requests: Vec::new(), member: PERSON.into(), organizations: vec![ORGANIZATION.into()] }
+        Self { posts: Vec::new(), next: 0, requests: Vec::new(), member: PERSON.into(), organizations: vec![ORGANIZATION.into()], codes: Default::default() }
     }
+}
+
+/// The LinkedIn app's client id the OAuth endpoints accept.
+pub const CLIENT_ID: &str = "sandboxlinkedinclient";
+/// Its client secret.
+pub const CLIENT_SECRET: &str = "sandbox-linkedin-client-secret";
+
+/// `GET /oauth/v2/authorization`: consent, granted at once; redirects with `code` and `state`.
+async fn authorization(State(inner): State<Arc<Mutex<Inner>>>, axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>) -> Response {
+    let bad = |e: &str, d: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e, "error_description": d}))).into_response();
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return bad("invalid_request", "response_type must be code");
+    }
+    if q.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return bad("invalid_client", "The passed in client_id is invalid");
+    }
+    let scopes: Vec<&str> = q.get("scope").map(|s| s.split([' ', ',']).collect()).unwrap_or_default();
+    if !scopes.contains(&"w_member_social") {
+        return bad("invalid_scope", "w_member_social is required to post");
+    }
+    let Some(mut to) = q.get("redirect_uri").and_then(|r| url::Url::parse(r).ok()) else { return bad("invalid_request", "redirect_uri is required") };
+    let code = format!("sandbox-linkedin-code-{}", uuid::Uuid::new_v4().simple());
+    inner.lock().expect("fake lock").codes.insert(code.clone(), to.to_string());
+    to.query_pairs_mut().append_pair("code", &code);
+    if let Some(st) = q.get("state") {
+        to.query_pairs_mut().append_pair("state", st);
+    }
+    (StatusCode::FOUND, [("location", to.to_string())]).into_response()
+}
+
+/// `POST /oauth/v2/accessToken` (form): the authorization code grant; a 60-day member token.
+async fn access_token(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let bad = |e: &str, d: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e, "error_description": d}))).into_response();
+    if !header(&headers, "content-type").unwrap_or_default().starts_with("application/x-www-form-urlencoded") {
+        return bad("invalid_request", "Content-Type must be application/x-www-form-urlencoded");
+    }
+    let f: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    if f.get("client_id").map(String::as_str) != Some(CLIENT_ID) || f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client", "error_description": "Client authentication failed"}))).into_response();
+    }
+    if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return bad("unsupported_grant_type", "grant_type must be authorization_code");
+    }
+    let Some(redirect) = f.get("code").and_then(|c| inner.lock().expect("fake lock").codes.remove(c)) else {
+        return bad("invalid_request", "Unable to retrieve access token: authorization code not found");
+    };
+    if f.get("redirect_uri") != Some(&redirect) {
+        return bad("invalid_redirect_uri", "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization code");
+    }
+    axum::Json(json!({"access_token": ACCESS_TOKEN, "expires_in": 5_184_000, "scope": "email,openid,profile,w_member_social", "token_type": "Bearer"})).into_response()
 }
 
 /// A running LinkedIn fake. Dropping it stops the server.
@@ -109,6 +161,8 @@ impl LinkedinFake {
         let app = Router::new()
             .route("/rest/posts", post(create_post))
             .route("/v2/userinfo", get(userinfo))
+            .route("/oauth/v2/authorization", get(authorization))
+            .route("/oauth/v2/accessToken", post(access_token))
             .with_state(inner.clone());
         let served = serve(with_faults(app, faults.clone())).await?;
         Ok(Self { base_url: served.base_url.clone(), faults, inner, _served: served })

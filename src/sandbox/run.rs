@@ -129,6 +129,15 @@ impl Sandbox {
             std::fs::write(&p, value)?;
             Ok(Some(Secret::File(p)))
         };
+        // The run's own credential store key: rotated tokens are sealed in the run's store.
+        let key = {
+            use rand::RngCore as _;
+            let mut k = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut k);
+            hex::encode(k)
+        };
+        out.config.credentials.key = secret("credentials", "key", &key)?;
+        out.config.credentials.key_file = None;
         let mut fakes = Vec::new();
         for (name, c) in out.config.channels.iter_mut() {
             if !c.common().enabled {
@@ -154,6 +163,7 @@ impl Sandbox {
                                 x.access_token = secret(name, "access_token", x::ACCESS_TOKEN)?;
                                 x.refresh_token = secret(name, "refresh_token", x::REFRESH_TOKEN)?;
                                 x.client_id = Some(x::CLIENT_ID.into());
+                                (x.client_secret, x.client_secret_file) = (None, None);
                             }
                             XAuth::Oauth1 => {
                                 x.consumer_key = secret(name, "consumer_key", x::CONSUMER_KEY)?;

@@ -31,6 +31,7 @@ fn build_ctx() -> BuildCtx {
         env: Box::new(|k| (k == SECRET_ENV).then(|| SECRET.to_string())),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(10),
+        vault: None,
     }
 }
 
@@ -413,6 +414,7 @@ mod postmark {
             }),
             base_dir: std::env::temp_dir(),
             timeout: Duration::from_secs(10),
+            vault: None,
         };
         email_api::build_with_ledger("postmark", &cfg, &ctx, ledger).expect("email_api adapter builds")
     }

@@ -33,6 +33,7 @@ fn adapter_with(cfg: &ChannelConfig, token: &str) -> Arc<dyn Adapter> {
         env: Box::new(move |k| (k == TOKEN_ENV).then(|| token.clone())),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     build_adapter("linkedin_me", cfg, &ctx).expect("linkedin adapter builds")
 }

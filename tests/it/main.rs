@@ -19,6 +19,7 @@ macro_rules! both {
 
 mod util;
 
+mod accounts;
 mod bluesky;
 mod chaos;
 mod cli;

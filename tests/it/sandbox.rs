@@ -152,6 +152,7 @@ fn sandbox_serve_points_every_channel_at_journaling_fakes() {
     let mut rcpts: Vec<&str> = smtp.iter().map(|r| r["rcpt_to"][0].as_str().unwrap()).collect();
     rcpts.sort();
     assert_eq!(rcpts, ["ana@example.com", "ben@example.org"], "each subscriber once");
+}
 
 /// Issue 16 item 3: under `--sandbox` a plugin runs only with `run_in_sandbox = true`;
 /// otherwise it is reported skipped and never started.

@@ -38,6 +38,7 @@ fn build(toml: &str) -> Arc<dyn Adapter> {
         }),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     herald::channel::x::build("x", &cfg, &ctx).expect("adapter builds")
 }

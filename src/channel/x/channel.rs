@@ -129,7 +129,8 @@ impl XChannel {
         progress: &mut ThreadProgress,
         ctx: &DeliveryCtx,
     ) -> Result<bool, DeliveryError> {
-        let Some(user_id) = self.user_id.as_deref() else { return Ok(false) };
+        let stored = self.client.stored_account().await;
+        let Some(user_id) = self.user_id.as_deref().or(stored.as_deref()) else { return Ok(false) };
         // Index loop: each part needs the one before it.
         #[allow(clippy::needless_range_loop)]
         for i in 0..progress.parts.len().min(posts.len()) {
@@ -399,7 +400,7 @@ impl Adapter for XChannel {
             // Every call is recorded before it is made: no record, no post.
             return Ok(Reconciled::NotFound);
         }
-        if self.user_id.is_none() {
+        if self.user_id.is_none() && self.client.stored_account().await.is_none() {
             return Ok(Reconciled::CannotCheck(
                 "set `user_id` on the x channel so Herald can read the account's recent posts".into(),
             ));
