@@ -399,6 +399,8 @@ pub fn config_fragment(original: &LoadedConfig, sandboxed: &LoadedConfig) -> any
                 }
                 file(&mut t, "access_token", &x.access_token);
                 file(&mut t, "refresh_token", &x.refresh_token);
+                // The X fake's app is a public client: no secret.
+                file(&mut t, "client_secret", &None);
                 for (key, secret) in [("consumer_key", &x.consumer_key), ("consumer_secret", &x.consumer_secret), ("access_token_secret", &x.access_token_secret)] {
                     t.remove(key);
                     if let Some(Secret::File(p)) = secret {
@@ -453,6 +455,12 @@ pub fn config_fragment(original: &LoadedConfig, sandboxed: &LoadedConfig) -> any
         channels.insert(name.clone(), Value::Table(t));
     }
     let mut root = toml::Table::new();
+    // The run's credential store key: X's rotated refresh tokens are sealed with it.
+    if let Some(Secret::File(p)) = &sandboxed.config.credentials.key {
+        let mut t = toml::Table::new();
+        t.insert("key_file".into(), p.display().to_string().into());
+        root.insert("credentials".into(), Value::Table(t));
+    }
     root.insert("channels".into(), Value::Table(channels));
     Ok((toml::to_string(&root)?, env))
 }
