@@ -36,6 +36,23 @@ pub fn stalled(beat_ms: i64, now_ms: i64) -> Option<Duration> {
     (beat_ms > 0 && behind > STALL_AFTER).then_some(behind)
 }
 
+/// A fire still `claimed` this long after its claim lost its daemon (a crash between the claim
+/// and the publish): it is shown as failed. Well past one publish's [`super::publish::RENDER_BUDGET`].
+pub const STALE_CLAIM: Duration = Duration::from_secs(600);
+/// How often stale claims are looked for (and once at start).
+const STALE_EVERY: Duration = Duration::from_secs(300);
+
+/// Mark fires whose daemon died after claiming them as failed, so `status` shows them.
+pub async fn fail_stale_claims(p: &Pipeline, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let before = now.timestamp_millis() - i64::try_from(STALE_CLAIM.as_millis()).unwrap_or(i64::MAX);
+    let detail = "interrupted: the daemon stopped after claiming this fire and before publishing it; nothing was published for it (publish the issue with `herald publish`, or let the next fire pick it up)";
+    for f in p.store.fail_stale_claims(before, detail).await? {
+        tracing::error!(schedule = %f.schedule, fire_at = f.fire_at, "A claimed fire never finished (its daemon stopped); marked failed.");
+        crate::metrics::global().fires.get_or_create(&fire_label(&f.schedule, "failed")).inc();
+    }
+    Ok(())
+}
+
 /// The most missed fires considered per entry at start.
 const MAX_MISSED: usize = 10_000;
 
@@ -121,7 +138,14 @@ async fn record(p: &Pipeline, name: &str, at_ms: i64, label: &str, path: &Path, 
             crate::metrics::global().fires.get_or_create(&fire_label(name, "failed")).inc();
             Ok(())
         }
-        Err(PublishFileError::Store(e)) => Err(e),
+        Err(PublishFileError::Store(e)) => {
+            // Never leave the fire `claimed`: record the failure if the store lets us.
+            let msg = format!("the store failed while publishing: {e:#}");
+            if let Err(e2) = p.store.finish_fire(name, at_ms, "failed", None, Some(&msg)).await {
+                tracing::warn!(schedule = %name, error = %format!("{e2:#}"), "Could not record the failed fire.");
+            }
+            Err(e)
+        }
     }
 }
 
@@ -197,6 +221,7 @@ where
 {
     let entries = Arc::new(entries(&p)?);
     catch_up(&p, &entries, Utc::now()).await?;
+    fail_stale_claims(&p, Utc::now()).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<(usize, i64)>();
     let consumer = {
         let (p, entries) = (p.clone(), entries.clone());
@@ -215,12 +240,18 @@ where
             let mut cache = ScanCache::default();
             let mut scan_tick = tokio::time::interval(SCAN_EVERY);
             let mut beat = tokio::time::interval(HEARTBEAT);
+            let mut stale = tokio::time::interval_at(tokio::time::Instant::now() + STALE_EVERY, STALE_EVERY);
             loop {
                 p.scheduler_beat.store(Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
                 tokio::select! {
                     _ = scan_tick.tick() => {
                         if let Err(e) = scan_publish_at(&p, &mut cache, Utc::now()).await {
                             tracing::warn!(error = %format!("{e:#}"), "publish_at scan failed.");
+                        }
+                    }
+                    _ = stale.tick() => {
+                        if let Err(e) = fail_stale_claims(&p, Utc::now()).await {
+                            tracing::warn!(error = %format!("{e:#}"), "Looking for stale fire claims failed.");
                         }
                     }
                     _ = beat.tick() => {

@@ -52,6 +52,33 @@ impl Store {
         Ok(())
     }
 
+    /// Fires claimed before `claimed_before` (unix ms) and never finished: the daemon that
+    /// claimed them died between the claim and the publish. Each is marked `failed` with
+    /// `detail`, unless it finished meanwhile; returns those marked.
+    pub async fn fail_stale_claims(&self, claimed_before: i64, detail: &str) -> anyhow::Result<Vec<FireRow>> {
+        let stale: Vec<FireRow> = sqlx::query_as(
+            "SELECT schedule, fire_at, result, issue, detail, created_at FROM schedule_fires WHERE result = 'claimed' AND created_at < $1 ORDER BY created_at",
+        )
+        .bind(claimed_before)
+        .fetch_all(self.pool())
+        .await?;
+        let mut marked = Vec::with_capacity(stale.len());
+        for mut f in stale {
+            let r = sqlx::query("UPDATE schedule_fires SET result = 'failed', detail = $3 WHERE schedule = $1 AND fire_at = $2 AND result = 'claimed'")
+                .bind(&f.schedule)
+                .bind(f.fire_at)
+                .bind(detail)
+                .execute(self.pool())
+                .await?;
+            if r.rows_affected() == 1 {
+                f.result = "failed".into();
+                f.detail = Some(detail.to_string());
+                marked.push(f);
+            }
+        }
+        Ok(marked)
+    }
+
     /// The last instant a daemon watched `schedule`, if ever.
     pub async fn schedule_last_seen(&self, schedule: &str) -> anyhow::Result<Option<i64>> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT last_seen_at FROM schedules WHERE name = $1").bind(schedule).fetch_optional(self.pool()).await?;

@@ -153,6 +153,33 @@ fn repeat_markers_expand() {
     assert_eq!(expand("plain"), "plain");
 }
 
+use crate::pipeline::TestDb;
+
+// A fire claimed by a daemon that then died (the stack-overflow abort did this) stayed `claimed`
+// forever: no delivery, no error, nothing in `status`. It is now shown as failed.
+both!(a_claimed_fire_whose_daemon_died_is_shown_failed);
+async fn a_claimed_fire_whose_daemon_died_is_shown_failed(db: TestDb) {
+    use herald::jobs::cron::{STALE_CLAIM, fail_stale_claims};
+    let (_, cfg) = crate::pipeline::write_config(&db, &crate::pipeline::config_toml(&db.url, "http://127.0.0.1:9/hook", &["hook"], ""));
+    let p = herald::jobs::Pipeline::open(cfg).await.unwrap();
+    let now = chrono::Utc::now();
+    assert!(p.store.claim_fire("weekly", 1_000, "claimed", None).await.unwrap());
+    assert!(p.store.claim_fire("weekly", 2_000, "claimed", None).await.unwrap());
+    assert!(p.store.claim_fire("weekly", 3_000, "claimed", None).await.unwrap());
+    p.store.finish_fire("weekly", 3_000, "fired", Some("w1"), None).await.unwrap();
+    // The first claim is old; the second is a publish still in progress somewhere.
+    let old = now.timestamp_millis() - STALE_CLAIM.as_millis() as i64 - 60_000;
+    sqlx::query("UPDATE schedule_fires SET created_at = $1 WHERE fire_at <> $2").bind(old).bind(2_000_i64).execute(p.store.pool()).await.unwrap();
+    fail_stale_claims(&p, now).await.unwrap();
+    let mut fires: Vec<(i64, String, Option<String>)> = p.store.fires(Some("weekly"), 10).await.unwrap().into_iter().map(|f| (f.fire_at, f.result, f.detail)).collect();
+    fires.sort();
+    assert_eq!(fires[0].1, "failed");
+    assert!(fires[0].2.as_deref().is_some_and(|d| d.contains("interrupted")), "{fires:?}");
+    assert_eq!((fires[1].1.as_str(), fires[1].2.as_deref()), ("claimed", None), "a recent claim is left to its daemon");
+    assert_eq!(fires[2].1, "fired", "a finished fire is never touched");
+    p.close().await;
+}
+
 /// Property tests (proptest, stable toolchain): whatever the input, no panic and a bounded time.
 mod properties {
     use std::path::Path;
