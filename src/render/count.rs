@@ -448,27 +448,46 @@ mod tests {
             format!("{long}@{long} #{long} $ABC {long}.com {long}"),
             format!("日本 {long} @user@mastodon.example {long}\nhttps://e.example/{long}"),
         ] {
-            let whole = Inert { tails: Vec::new(), reduced_starts: Vec::new() };
-            let direct = twitter_text::parse(&defuse_at_signs(&whole.reduced(&t)), twitter_text_config::config_v3(), true).weighted_length;
-            let direct_urls = {
-                let mut e = Extractor::new();
-                e.set_extract_url_without_protocol(true);
-                let offsets = Utf16ToByte::new(&t);
-                e.extract_urls_with_indices(&t)
-                    .iter()
-                    .map(|x| offsets.byte(x.get_start() as usize).unwrap()..offsets.byte(x.get_end() as usize).unwrap())
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(find_urls(&t), direct_urls, "{t}");
-            // Without the scheme-less correction, which both share.
-            let mut weighted = i64::from(direct);
-            for r in urls_with(&t, true) {
-                if !has_http_scheme(&t[r.clone()]) {
-                    let as_text: i64 = t[r].chars().map(|c| i64::from(x_code_point_weight(twitter_text_config::config_v3(), c))).sum();
-                    weighted += 23 - as_text / 100;
-                }
+            same_as_twitter_text(&t);
+        }
+    }
+
+    /// X's count and the URL ranges of `t` equal what twitter-text gives for the whole text.
+    fn same_as_twitter_text(t: &str) {
+        use super::*;
+        let direct = twitter_text::parse(&defuse_at_signs(t), twitter_text_config::config_v3(), true).weighted_length;
+        let direct_urls = {
+            let mut e = Extractor::new();
+            e.set_extract_url_without_protocol(true);
+            let safe = defuse_at_signs(t);
+            let offsets = Utf16ToByte::new(&safe);
+            e.extract_urls_with_indices(&safe)
+                .iter()
+                .filter_map(|x| Some(offsets.byte(x.get_start() as usize)?..offsets.byte(x.get_end() as usize)?))
+                .filter(|r| r.start < r.end)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(find_urls(t), direct_urls, "{t}");
+        // Plus the scheme-less correction, which both share.
+        let mut weighted = i64::from(direct);
+        for r in direct_urls {
+            if !has_http_scheme(&t[r.clone()]) {
+                let as_text: i64 = t[r].chars().map(|c| i64::from(x_code_point_weight(twitter_text_config::config_v3(), c))).sum();
+                weighted += 23 - as_text / 100;
             }
-            assert_eq!(x_weighted_length(&t) as i64, weighted, "{t}");
+        }
+        assert_eq!(x_weighted_length(t) as i64, weighted, "{t}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        #[test]
+        fn the_long_word_shortcut_counts_like_twitter_text(words in proptest::collection::vec(proptest::prop_oneof![
+            "[a-zA-Z0-9_*!?,;'()-]{17,60}", "[a-z]{1,8}", "[a-z]{2,20}\\.(com|org|co)(/[a-z]{0,10})?", "https?://[a-z]{1,10}\\.com",
+            "[@#$][a-z]{1,20}", "[日é🎉]{1,3}", "[a-z]{20,40}[.:/@#$&][a-z]{0,20}",
+        ], 0..12), seps in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(" "), proptest::strategy::Just("\n"), proptest::strategy::Just("  ")], 12)) {
+            let t: String = words.iter().zip(seps.iter()).map(|(w, s)| format!("{w}{s}")).collect();
+            same_as_twitter_text(t.trim_end());
         }
     }
 
