@@ -19,7 +19,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(commands::dispatch(cli)) {
+    let result = rt.block_on(commands::dispatch(cli));
+    // Dropping the runtime would wait for every blocking task: a render past its budget (left
+    // running on its thread) must not hold the exit after SIGTERM.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {
             eprintln!("error: {err:#}");

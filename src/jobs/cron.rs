@@ -132,7 +132,14 @@ async fn record(p: &Pipeline, name: &str, at_ms: i64, label: &str, path: &Path, 
             crate::metrics::global().fires.get_or_create(&fire_label(name, "failed")).inc();
             Ok(())
         }
-        Err(PublishFileError::Store(e)) => Err(e),
+        Err(PublishFileError::Store(e)) => {
+            // Never leave the fire `claimed`: record the failure if the store lets us.
+            let msg = format!("the store failed while publishing: {e:#}");
+            if let Err(e2) = p.store.finish_fire(name, at_ms, "failed", None, Some(&msg)).await {
+                tracing::warn!(schedule = %name, error = %format!("{e2:#}"), "Could not record the failed fire.");
+            }
+            Err(e)
+        }
     }
 }
 

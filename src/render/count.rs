@@ -174,8 +174,11 @@ impl Network {
 fn x_weighted_length(text: &str) -> usize {
     let config = twitter_text_config::config_v3();
     let nfc: Cow<'_, str> = if is_nfc(text) { Cow::Borrowed(text) } else { Cow::Owned(text.nfc().collect()) };
-    let parsed = twitter_text::parse(&defuse_at_signs(&nfc), config, true);
-    let mut weighted = i64::from(parsed.weighted_length);
+    // twitter-text is quadratic in a long unbroken word: it hands it only the words that can
+    // hold an entity, and counts the others (plain ASCII, weight 1 a character) itself.
+    let inert = Inert::find(&nfc);
+    let parsed = twitter_text::parse(&defuse_at_signs(&inert.reduced(&nfc)), config, true);
+    let mut weighted = i64::from(parsed.weighted_length) + i64::try_from(inert.removed()).unwrap_or(i64::MAX);
     for range in urls_with(&nfc, true) {
         let url = &nfc[range];
         if !has_http_scheme(url) {
@@ -214,18 +217,102 @@ pub fn find_urls_with_scheme(text: &str) -> Vec<Range<usize>> {
 fn urls_with(text: &str, bare: bool) -> Vec<Range<usize>> {
     let mut extractor = Extractor::new();
     extractor.set_extract_url_without_protocol(bare);
-    let safe = defuse_at_signs(text);
+    // Long words that cannot hold a URL are shortened first (the extractor is quadratic in a
+    // word); offsets are mapped back below.
+    let inert = Inert::find(text);
+    let reduced = inert.reduced(text);
+    let safe = defuse_at_signs(&reduced);
     let entities = extractor.extract_urls_with_indices(&safe);
-    // Byte offsets in `safe` are byte offsets in `text`.
+    // Byte offsets in `safe` are byte offsets in `reduced`.
     let offsets = Utf16ToByte::new(&safe);
     entities
         .iter()
         .filter_map(|e| {
-            let start = offsets.byte(usize::try_from(e.get_start()).ok()?)?;
-            let end = offsets.byte(usize::try_from(e.get_end()).ok()?)?;
+            let start = inert.original(offsets.byte(usize::try_from(e.get_start()).ok()?)?);
+            let end = inert.original(offsets.byte(usize::try_from(e.get_end()).ok()?)?);
             (start < end).then_some(start..end)
         })
         .collect()
+}
+
+/// Whitespace-separated words longer than [`Inert::KEEP`] bytes made only of ASCII characters
+/// that can neither be nor start an entity (no `.`, `:`, `/`, `@`, `#`, `$`, `&`), so no URL,
+/// mention, hashtag or cashtag lies in them and each weighs 1 per character for X. Only their
+/// first [`Inert::KEEP`] bytes are given to twitter-text.
+struct Inert {
+    /// The byte range of each word's dropped tail in the original text, in order.
+    tails: Vec<Range<usize>>,
+    /// Per tail: where it starts in the reduced text, and the bytes dropped up to its end.
+    reduced_starts: Vec<(usize, usize)>,
+}
+
+impl Inert {
+    /// How much of an inert word is kept: a word still, for the extractor's context rules.
+    const KEEP: usize = 16;
+
+    fn find(text: &str) -> Self {
+        let inert_byte = |b: u8| b.is_ascii_graphic() && !matches!(b, b'.' | b':' | b'/' | b'@' | b'#' | b'$' | b'&');
+        let mut tails = Vec::new();
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i].is_ascii_whitespace() || !bytes[i].is_ascii() {
+                i += 1;
+                continue;
+            }
+            // A word: up to the next ASCII whitespace (a non-ASCII byte ends inertness).
+            let start = i;
+            let mut inert = true;
+            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+                inert &= inert_byte(bytes[i]);
+                i += 1;
+            }
+            // Bounded by whitespace (or the text's ends) on both sides, as the extractor sees it.
+            let after_ok = i == bytes.len() || bytes[i].is_ascii_whitespace();
+            let before_ok = start == 0 || bytes[start - 1].is_ascii_whitespace();
+            if inert && after_ok && before_ok && i - start > Self::KEEP {
+                tails.push(start + Self::KEEP..i);
+            }
+        }
+        let mut dropped = 0;
+        let reduced_starts = tails
+            .iter()
+            .map(|r| {
+                let at = r.start - dropped;
+                dropped += r.len();
+                (at, dropped)
+            })
+            .collect();
+        Self { tails, reduced_starts }
+    }
+
+    /// Bytes left out.
+    fn removed(&self) -> usize {
+        self.tails.iter().map(|r| r.len()).sum()
+    }
+
+    /// The text without the tails.
+    fn reduced<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if self.tails.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len() - self.removed());
+        let mut pos = 0;
+        for r in &self.tails {
+            out.push_str(&text[pos..r.start]);
+            pos = r.end;
+        }
+        out.push_str(&text[pos..]);
+        Cow::Owned(out)
+    }
+
+    /// A byte offset in the reduced text → the same place in the original. Entities never
+    /// touch an inert word, so an offset is never inside a dropped tail.
+    fn original(&self, at: usize) -> usize {
+        // The tails that start (in the reduced text) at or before `at`: each moves it by its length.
+        let n = self.reduced_starts.partition_point(|&(start, _)| start <= at);
+        at + n.checked_sub(1).map_or(0, |i| self.reduced_starts[i].1)
+    }
 }
 
 /// Works around a panic in `twitter-text` 0.3.1: at an `@` (or `＠`) whose previous character
@@ -393,6 +480,67 @@ pub fn linkedin_escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_words_are_counted_in_linear_time_and_the_same_way() {
+        use super::*;
+        // A 40 kB word took 1.6 s and an 80 kB one 14.6 s (quadratic in twitter-text).
+        let word = "a".repeat(200_000);
+        let start = std::time::Instant::now();
+        for network in Network::ALL {
+            assert!(network.count(&word) >= 200_000, "{network:?}");
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{:?}", start.elapsed());
+        // The shortcut changes nothing: the same counts and URL ranges as the whole text gives.
+        let long = "x".repeat(300);
+        for t in [
+            format!("{long} https://example.com/a {long} example.org/b"),
+            format!("see example.com/x and https://a.co {long}"),
+            format!("{long}@{long} #{long} $ABC {long}.com {long}"),
+            format!("日本 {long} @user@mastodon.example {long}\nhttps://e.example/{long}"),
+        ] {
+            same_as_twitter_text(&t);
+        }
+    }
+
+    /// X's count and the URL ranges of `t` equal what twitter-text gives for the whole text.
+    fn same_as_twitter_text(t: &str) {
+        use super::*;
+        let direct = twitter_text::parse(&defuse_at_signs(t), twitter_text_config::config_v3(), true).weighted_length;
+        let direct_urls = {
+            let mut e = Extractor::new();
+            e.set_extract_url_without_protocol(true);
+            let safe = defuse_at_signs(t);
+            let offsets = Utf16ToByte::new(&safe);
+            e.extract_urls_with_indices(&safe)
+                .iter()
+                .filter_map(|x| Some(offsets.byte(x.get_start() as usize)?..offsets.byte(x.get_end() as usize)?))
+                .filter(|r| r.start < r.end)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(find_urls(t), direct_urls, "{t}");
+        // Plus the scheme-less correction, which both share.
+        let mut weighted = i64::from(direct);
+        for r in direct_urls {
+            if !has_http_scheme(&t[r.clone()]) {
+                let as_text: i64 = t[r].chars().map(|c| i64::from(x_code_point_weight(twitter_text_config::config_v3(), c))).sum();
+                weighted += 23 - as_text / 100;
+            }
+        }
+        assert_eq!(x_weighted_length(t) as i64, weighted, "{t}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        #[test]
+        fn the_long_word_shortcut_counts_like_twitter_text(words in proptest::collection::vec(proptest::prop_oneof![
+            "[a-zA-Z0-9_*!?,;'()-]{17,60}", "[a-z]{1,8}", "[a-z]{2,20}\\.(com|org|co)(/[a-z]{0,10})?", "https?://[a-z]{1,10}\\.com",
+            "[@#$][a-z]{1,20}", "[日é🎉]{1,3}", "[a-z]{20,40}[.:/@#$&][a-z]{0,20}",
+        ], 0..12), seps in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(" "), proptest::strategy::Just("\n"), proptest::strategy::Just("  ")], 12)) {
+            let t: String = words.iter().zip(seps.iter()).map(|(w, s)| format!("{w}{s}")).collect();
+            same_as_twitter_text(t.trim_end());
+        }
+    }
+
     use super::*;
 
     /// The trial table of CHANNELS.md §1 (twitter-text 3.1.0 under node).

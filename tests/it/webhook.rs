@@ -151,3 +151,35 @@ async fn an_oversized_chunked_reply_is_bounded() {
     // Neither reply was read to its end (128 MiB would take far longer on loopback).
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn credential_headers_come_from_the_environment_or_a_file() {
+    let fake = WebhookFake::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cookie.txt"), "session=from-a-file\n").unwrap();
+    let cfg: ChannelConfig = toml::from_str(&format!(
+        "type = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer ${{HOOK_TOKEN}}\", Cookie_file = \"cookie.txt\", X-Api-Key = \"${{HOOK_KEY}}\" }}",
+        fake.url()
+    ))
+    .unwrap();
+    let mut ctx = BuildCtx::from_env(dir.path().to_path_buf());
+    ctx.env = Box::new(|k| match k {
+        "HOOK_TOKEN" => Some("t0ken".into()),
+        "HOOK_KEY" => Some("k3y".into()),
+        _ => None,
+    });
+    let a = build_adapter("hook", &cfg, &ctx).unwrap();
+    a.deliver(&body(), &DeliveryCtx::for_test("w1/hook/r1")).await.unwrap();
+    let acc = fake.accepted();
+    let h = |n: &str| acc[0].headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(h("authorization").as_deref(), Some("Bearer t0ken"));
+    assert_eq!(h("cookie").as_deref(), Some("session=from-a-file"), "the file's value, under the header's own name");
+    assert_eq!(h("x-api-key").as_deref(), Some("k3y"));
+    assert_eq!(h("cookie_file"), None);
+    // An unset variable names the key, never a value.
+    let mut ctx = BuildCtx::from_env(dir.path().to_path_buf());
+    ctx.env = Box::new(|_| None);
+    let Err(e) = build_adapter("hook", &cfg, &ctx) else { panic!("built without its secret") };
+    let e = format!("{e:#}");
+    assert!(e.contains("headers.Authorization") && e.contains("HOOK_TOKEN"), "{e}");
+}
