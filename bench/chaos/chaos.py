@@ -36,6 +36,8 @@ ISSUE = ROOT / "tests/fixtures/issues/2026-week-48.md"
 # The plugin channel is left out: after a crash mid-plugin it waits `unconfirmed` for an
 # operator (issue 15 §4.4, owned elsewhere); its posts are files no fake journals.
 SKIP_TYPES = {"exec"}
+# Seconds after a SIGKILL during which a fake may still handle what the dead process wrote.
+KILL_GRACE = 3.0
 
 
 def log(msg: str) -> None:
@@ -266,6 +268,19 @@ def emails_of(ctype: str, journal: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
+def set_bound(row: dict, journal: list[dict], attempts: list[dict], name: str, crashes: int, per_incident: int) -> None:
+    """The bound on a mailing's duplicates: what was in flight at each incident that leaves the
+    outcome unknown. Incidents are the SIGKILLs, the requests the fake kept but never answered
+    (accept-then-reset), and the attempts Herald itself logged as `unknown_outcome` (a timeout
+    after the request was sent: Postmark has no idempotency key, so a batch it took but did not
+    answer in time is sent again)."""
+    resets = sum(1 for e in journal if e.get("fault") == "reset")
+    unknown = sum(1 for a in attempts if a.get("channel") == name and a.get("outcome") == "unknown_outcome")
+    row["incidents"] = crashes + resets + unknown
+    row["bound"] = per_incident * row["incidents"]
+    row["within_bound"] = row["duplicates"] <= row["bound"]
+
+
 def expected_posts(render: list[dict]) -> dict[str, int]:
     """Posts each channel should show: the number of posts in its rendering (1 for a
     single-post channel)."""
@@ -301,7 +316,10 @@ def analyse_trial(trial_dir: Path, fakes: list[dict], attempts: list[dict], rend
         row["outside_attempts"] = len(outside)
         # Of those, the ones a process that was then SIGKILLed could have made: the attempt in
         # flight at a kill is never logged (issue 15 §4.2). The rest have no excuse.
-        row["outside_killed"] = sum(1 for e in outside if any(a <= ts(e["arrived"]) <= b for a, b in killed))
+        # A request the killed process had already written is still read and handled by the
+        # fake after the process died: allow `--kill-grace` seconds (on a loaded 2-core machine
+        # the fake ran up to ~3 s behind).
+        row["outside_killed"] = sum(1 for e in outside if any(a <= ts(e["arrived"]) <= b + KILL_GRACE for a, b in killed))
         row["outside_unexplained"] = len(outside) - row["outside_killed"]
         if ctype in ("email", "email_api"):
             mails = emails_of(ctype, journal)
@@ -309,12 +327,7 @@ def analyse_trial(trial_dir: Path, fakes: list[dict], attempts: list[dict], rend
             row["recipients"] = recipients
             row["lost"] = sum(1 for i in range(recipients) if counts.get(f"reader{i:06d}@example.com", 0) == 0)
             row["duplicates"] = sum(c - 1 for c in counts.values() if c > 1)
-            # Each crash, and each request the fake kept but never answered (accept-then-reset),
-            # may re-send what was in flight.
-            resets = sum(1 for e in journal if e.get("fault") == "reset")
-            row["incidents"] = crashes + resets
-            row["bound"] = bound.get(name, 1) * row["incidents"]
-            row["within_bound"] = row["duplicates"] <= row["bound"]
+            set_bound(row, journal, attempts, name, crashes, bound.get(name, 1))
         else:
             posts = posts_of(ctype, journal)
             texts = collections.Counter(p["text"] for p in posts)
@@ -424,7 +437,7 @@ def run_trial(i: int, mode: str, a, rng: random.Random, work: Path, all_duration
         for n, row in per.items():
             row["state"] = states.get(n)
         durations.append(elapsed)
-        return {"trial": i, "mode": mode, "daemon": use_daemon, "kills": kills, "crashes": crashes, "seconds": round(elapsed, 1), "channels": per}
+        return {"trial": i, "mode": mode, "daemon": use_daemon, "kills": kills, "killed_windows": h.killed, "crashes": crashes, "seconds": round(elapsed, 1), "channels": per}
     finally:
         serve.send_signal(signal.SIGTERM)
         try:
@@ -541,6 +554,13 @@ def markdown(summary: dict, trials: list[dict], a) -> str:
     lines = [f"# Chaos suite: {len(trials)} trial(s), {a.recipients:,} recipients, {datetime.now().strftime('%Y-%m-%d %H:%M')}", ""]
     lines.append(f"Binary: `{a.herald}`; fault rate {a.fault_rate}% in `faults` mode; per-request timeout {a.timeout} s there.")
     lines.append("")
+    lines.append("Read from the fakes' fsynced journals. *Email dups over bound*: trials whose email duplicates exceed "
+                 "the in-flight bound (`concurrency` messages for SMTP, `concurrency` × 500 for Postmark batches) times the crashes "
+                 "plus accept-then-reset faults on that fake. *Requests outside attempts*: state-changing requests a fake received "
+                 "outside every attempt `herald log --json` shows, split into those made while a process that was then SIGKILLed "
+                 f"was running (or up to {KILL_GRACE:g} s after the kill: what it had written still reaches the fake), and the rest. "
+                 "Email bound incidents: SIGKILLs, accept-then-reset faults, and attempts logged `unknown_outcome`.")
+    lines.append("")
     for mode, chans in summary.items():
         ts_ = [t for t in trials if t["mode"] == mode]
         kills = sum(t["crashes"] for t in ts_)
@@ -555,6 +575,7 @@ def markdown(summary: dict, trials: list[dict], a) -> str:
 
 
 def main() -> int:
+    global KILL_GRACE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--herald", type=Path, default=None, help="the herald binary (default: target/release, else target/debug)")
     ap.add_argument("--trials", type=int, default=int(os.environ.get("CHAOS_TRIALS", 50)), help="kill trials (default $CHAOS_TRIALS or 50)")
@@ -567,11 +588,36 @@ def main() -> int:
     ap.add_argument("--settle-timeout", type=int, default=600)
     ap.add_argument("--first-estimate", type=float, default=None, help="seconds a clean publish is guessed to take before one is measured")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--kill-grace", type=float, default=KILL_GRACE, help="seconds after a SIGKILL a fake may still handle what the dead process wrote")
     ap.add_argument("--keep", action="store_true", help="keep every trial's folder")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    ap.add_argument("--report-from", type=Path, nargs="+", default=None, help="no trials: report on the trials.json of earlier runs (kept with --keep or --work)")
     a = ap.parse_args()
+    KILL_GRACE = a.kill_grace
+    if a.report_from:
+        trials = []
+        for f in a.report_from:
+            for t in json.loads(f.read_text()):
+                # Recount the email bound from the kept trial folder (older runs counted only
+                # kills and resets as incidents).
+                d = f.parent / f"{t['mode']}-{t['trial']:03d}"
+                if (d / "log.jsonl").is_file():
+                    attempts = [json.loads(l) for l in (d / "log.jsonl").read_text().splitlines() if l.strip()]
+                    for name, row in t["channels"].items():
+                        if "bound" in row:
+                            per = row["bound"] // row["incidents"] if row.get("incidents") else (8 if row["type"] == "email" else 1000)
+                            journal = read_journal(d / "fakes" / "journal" / f"{name}.jsonl")
+                            set_bound(row, journal, attempts, name, t["crashes"], per)
+                trials.append(t)
+        a.herald = a.herald or "(as run)"
+        summary = summarise(trials)
+        report = markdown(summary, trials, a) + "\nTotals: `" + json.dumps(totals(summary)) + "`\n"
+        if a.out:
+            a.out.write_text(report)
+        print(json.dumps({"totals": totals(summary), "summary": summary}) if a.json else report)
+        return 0
     if a.herald is None:
         rel = ROOT / "target/release/herald"
         a.herald = rel if rel.exists() else ROOT / "target/debug/herald"

@@ -497,3 +497,36 @@ mod spec_tests {
         assert!((2_700..3_300).contains(&faulted), "{faulted} of 10,000 at 30%");
     }
 }
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+
+    /// The line is on disk when the answer arrives, and an accept-then-reset request is kept
+    /// (the client saw no answer, but the fake has the post and says so).
+    #[tokio::test]
+    async fn a_fake_journals_before_it_answers_and_keeps_what_it_took_before_a_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = super::super::webhook::WebhookFake::start().await.unwrap();
+        let journal = Journal::open(&dir.path().join("webhook.jsonl")).unwrap();
+        fake.faults.set_journal(journal.clone());
+        let post = |key: &str| {
+            crate::channel::http::client().post(fake.url()).header("idempotency-key", key).header("content-type", "application/json").body(r#"{"n":1}"#).send()
+        };
+        let res = post("k1").await.unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        let lines = std::fs::read_to_string(journal.path()).unwrap();
+        assert_eq!(lines.lines().count(), 1, "on disk before the answer: {lines}");
+        let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        assert_eq!(first["headers"]["idempotency-key"], "k1");
+        assert_eq!(first["request"]["n"], 1);
+
+        fake.faults.push("POST", Fault::AcceptThenDrop, 1);
+        assert!(post("k2").await.is_err(), "the connection is reset");
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(journal.path()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["fault"], "reset");
+        assert!(lines[1]["status"].as_u64().is_some_and(|s| (200..300).contains(&s)), "kept: {}", lines[1]);
+        assert_eq!(fake.accepted().len(), 2);
+    }
+}
