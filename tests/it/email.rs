@@ -221,6 +221,23 @@ async fn greylist_and_bounce(pipelining: bool) {
     }
 }
 
+/// Issue 16 item 1: a stored name with CR/LF (imported before the import stripped it) fails
+/// that recipient alone, on every pass, without a panic; the rest of the list goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_with_a_line_break_fails_alone_and_the_rest_go_out() {
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(20);
+    ledger.add_subscriber("eve@example.org", "Eve\r\nBcc: victim@example.org", "all", BTreeMap::new());
+    let a = adapter(&server, "concurrency = 4", ledger.clone());
+    let r = a.deliver(&rendering(), &dctx(40)).await.expect("the mailing settles");
+    assert_eq!(r.note.as_deref(), Some("20 sent, 1 failed, 0 skipped of 21 recipients"));
+    assert_eq!(server.message_count(), 20);
+    let row = ledger.row(40, "eve@example.org").unwrap();
+    assert_eq!(row.0, "failed");
+    assert!(server.messages().iter().all(|m| !String::from_utf8_lossy(&m.data).contains("victim")));
+    assert!(ledger.suppressed().is_empty(), "a bad name is not a bad address");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recipient_greylisted_past_the_schedule_fails_without_suppression() {
     let server = SmtpServer::start().await.unwrap();
@@ -438,6 +455,21 @@ mod postmark {
         // Nobody twice.
         let mut seen = HashSet::new();
         assert!(accepted.iter().all(|a| seen.insert(a.message.to.clone())));
+    }
+
+    /// Issue 16 item 1: a stored name with CR/LF fails its recipient alone; the batch goes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_name_with_a_line_break_fails_alone() {
+        let fake = PostmarkFake::start().await.unwrap();
+        let ledger = subscribers(5);
+        ledger.add_subscriber("eve@example.org", "Eve\r\nBcc: victim@example.org", "all", BTreeMap::new());
+        let a = api_adapter(&fake, postmark::TOKEN, ledger.clone());
+        let r = a.deliver(&rendering(), &dctx(31)).await.expect("the mailing settles");
+        assert_eq!(r.note.as_deref(), Some("5 sent, 1 failed, 0 skipped of 6 recipients"));
+        assert_eq!(fake.accepted().len(), 5);
+        let row = ledger.row(31, "eve@example.org").unwrap();
+        assert_eq!(row.0, "failed");
+        assert!(fake.accepted().iter().all(|m| !m.message.to.contains("victim")));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,9 +149,8 @@ impl Composer {
         if let Some(m) = &self.unsubscribe_mailto {
             list_unsubscribe.push_str(&format!(", <mailto:{m}?subject=unsubscribe>"));
         }
-        let name = r.name.trim();
-        let to = Mailbox::new((!name.is_empty()).then(|| name.to_string()), addr);
-        let subject = mailing.subject.fill(&vars(r, &unsubscribe_url), false).replace(['\r', '\n'], " ");
+        let to = mailbox(&r.name, addr)?;
+        let subject = header_line(&mailing.subject.fill(&vars(r, &unsubscribe_url), false));
         Ok(Common { to, subject, message_id: self.message_id(mailing, &r.email), unsubscribe_url, list_unsubscribe })
     }
 
@@ -223,6 +222,35 @@ impl Composer {
         }
         b
     }
+}
+
+/// A recipient's mailbox, checked now: a name lettre cannot write into a header (a line break
+/// in it) is this recipient's error, not a panic when the message is formatted later.
+pub fn mailbox(name: &str, addr: Address) -> Result<Mailbox, String> {
+    let name = name.trim();
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "the subscriber's name {:?} holds control characters and cannot go in a To: header; fix it and import the list again",
+            super::import::escape_controls(name)
+        ));
+    }
+    let m = Mailbox::new((!name.is_empty()).then(|| name.to_string()), addr);
+    format_mailbox(&m)?;
+    Ok(m)
+}
+
+/// A mailbox as header text, or an error where lettre's `Display` would fail (never
+/// `to_string()`, which panics on that).
+pub fn format_mailbox(m: &Mailbox) -> Result<String, String> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    write!(s, "{m}").map_err(|_| format!("the mailbox of {} cannot be written as a header", m.email))?;
+    Ok(s)
+}
+
+/// A filled header line: control characters (line breaks first) become spaces.
+fn header_line(s: &str) -> String {
+    if s.chars().any(char::is_control) { s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect() } else { s.to_string() }
 }
 
 /// What [`Composer::personalize`] and [`Composer::message`] share.
