@@ -9,6 +9,7 @@ pub mod build;
 pub mod error;
 pub mod http;
 pub mod recording;
+pub mod redact;
 
 pub mod bluesky;
 pub mod email;

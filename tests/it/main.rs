@@ -29,6 +29,7 @@ mod exec;
 mod linkedin;
 mod mastodon;
 mod pipeline;
+mod redact;
 mod render;
 mod sandbox;
 mod serve;

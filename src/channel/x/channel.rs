@@ -221,7 +221,8 @@ impl Adapter for XChannel {
             let res = self.client.send(Method::POST, "/2/tweets", &[], Some(&body)).await?;
             if !res.is_success() {
                 let err = self.classify(&res, i);
-                tracing::warn!(channel = %self.name, part = i, error = %err, "X refused a post.");
+                // The error is logged (redacted) by the pipeline; its text may echo the request.
+                tracing::warn!(channel = %self.name, part = i, kind = err.kind().as_str(), "X refused a post.");
                 return Err(err);
             }
             let v: serde_json::Value = serde_json::from_str(&res.body)
