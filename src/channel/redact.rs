@@ -127,6 +127,7 @@ impl Redacting {
 
     fn receipt(&self, mut r: Receipt) -> Receipt {
         r.note = r.note.map(|n| self.redactor.redact(&n));
+        r.warning = r.warning.map(|w| self.redactor.redact(&w));
         r
     }
 }

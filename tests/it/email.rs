@@ -221,6 +221,33 @@ async fn greylist_and_bounce(pipelining: bool) {
     }
 }
 
+/// Issue 16 item 7: a mailing where every recipient failed is a permanent failure, not
+/// `sent`; a partial one is sent with the count of failures as its warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailing_that_reached_nobody_fails_and_a_partial_one_counts_its_failures() {
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(3);
+    for i in 0..3 {
+        server.plan_rcpt(&addr(i), SmtpReply::no_such_user(), None);
+    }
+    let a = adapter(&server, "concurrency = 2", ledger.clone());
+    let e = a.deliver(&rendering(), &dctx(50)).await.expect_err("nobody was mailed");
+    assert_eq!(e.kind(), Kind::Permanent, "{e}");
+    assert!(e.message().contains("every recipient failed: 0 sent, 3 failed"), "{e}");
+    // Reconciliation agrees: nothing owed, but nothing sent either.
+    assert!(a.find_existing(&rendering(), &dctx(50)).await.unwrap_err().is_permanent());
+
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(4);
+    server.plan_rcpt(&addr(2), SmtpReply::new(554, "5.7.1 Message rejected by policy"), Some(1));
+    let a = adapter(&server, "concurrency = 2", ledger.clone());
+    let r = a.deliver(&rendering(), &dctx(51)).await.expect("three of four went out");
+    assert_eq!(r.note.as_deref(), Some("3 sent, 1 failed, 0 skipped of 4 recipients"));
+    assert_eq!(r.warning.as_deref(), Some("1 of 4 recipients failed"));
+    let r = a.deliver(&rendering(), &dctx(52)).await.expect("a clean run");
+    assert_eq!(r.warning, None);
+}
+
 /// Issue 16 item 1: a stored name with CR/LF (imported before the import stripped it) fails
 /// that recipient alone, on every pass, without a panic; the rest of the list goes out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -847,4 +874,50 @@ mod cli {
         assert!(dupes <= CONCURRENCY, "{dupes} duplicates > concurrency {CONCURRENCY}");
         assert_eq!(server.message_count(), N + dupes);
     }
+}
+
+/// Issue 16 item 7, in the pipeline: the all-failed mailing is `failed` with its reason; the
+/// partial one is `sent` and `status` shows how many failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_pipeline_a_mailing_that_reached_nobody_is_failed_and_a_partial_one_says_how_many() {
+    use herald::store::email::SubscriberUpsert;
+    let db = crate::pipeline::TestDb::sqlite().await;
+    let server = SmtpServer::start().await.unwrap();
+    let key = db.dir.path().join("unsub.key");
+    std::fs::write(&key, SECRET).unwrap();
+    let table = |list: &str| {
+        format!(
+            "type = \"email\"\nsmtp_url = \"{}\"\nfrom = \"news@example.com\"\nunsubscribe_base_url = \"https://news.example.com/unsubscribe\"\n\
+             unsubscribe_secret_file = \"{}\"\nsubscribers = \"{list}\"\n",
+            server.url(),
+            key.display()
+        )
+    };
+    let text = format!(
+        "[store]\nurl = \"{}\"\n[retry]\nschedule_secs = [0]\njitter = 0.0\nrate_limit_floor_secs = 1\n\n[channels.nobody]\n{}\n[channels.most]\n{}",
+        db.url,
+        table("bad"),
+        table("mixed")
+    );
+    let (_, cfg) = crate::pipeline::write_config(&db, &text);
+    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
+    let up = |e: &str| SubscriberUpsert { email: e.into(), name: String::new(), extra_json: "{}".into() };
+    p.store.upsert_subscribers("bad", &[up("gone1@example.org"), up("gone2@example.org")]).await.unwrap();
+    p.store.upsert_subscribers("mixed", &[up("ok1@example.org"), up("ok2@example.org"), up("gone3@example.org")]).await.unwrap();
+    for g in ["gone1@example.org", "gone2@example.org", "gone3@example.org"] {
+        server.plan_rcpt(g, SmtpReply::no_such_user(), None);
+    }
+    let issue = crate::pipeline::issue_copy(&db, "minimal.md");
+    assert_eq!(crate::pipeline::publish_and_wait(&p, &issue).await, herald::jobs::worker::WaitEnd::Settled);
+    let rows = p.store.list_deliveries(None, &[]).await.unwrap();
+    let nobody = rows.iter().find(|d| d.channel == "nobody").unwrap();
+    assert_eq!(nobody.state.as_str(), "failed", "{nobody:?}");
+    assert!(nobody.last_error.as_deref().unwrap_or("").contains("every recipient failed: 0 sent, 2 failed"), "{nobody:?}");
+    let most = rows.iter().find(|d| d.channel == "most").unwrap();
+    assert_eq!(most.state.as_str(), "sent", "{most:?}");
+    assert_eq!(most.last_error.as_deref(), Some("1 of 3 recipients failed"));
+    let text = herald::commands::status::matrix(&rows);
+    assert!(text.contains("(1 of 3 recipients failed)"), "{text}");
+    assert_eq!(server.message_count(), 2);
+    p.close().await;
 }

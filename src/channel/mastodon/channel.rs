@@ -91,6 +91,7 @@ impl MastodonChannel {
             url: first.url,
             awaiting_confirmation: false,
             note: note.map(Into::into),
+            warning: None,
         }
     }
 }

@@ -38,7 +38,7 @@ impl XChannel {
 
     fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
         let first = progress.parts.first().and_then(|p| p.remote_id.clone()).unwrap_or_default();
-        Receipt { url: Some(Self::url(&first)), remote_id: first, awaiting_confirmation: false, note: note.map(Into::into) }
+        Receipt { url: Some(Self::url(&first)), remote_id: first, awaiting_confirmation: false, note: note.map(Into::into), warning: None }
     }
 
     /// Read the account's recent posts, newest first.
