@@ -413,6 +413,11 @@ impl<'a> Validator<'a> {
                         let l = self.key_line(t, k, line);
                         if i.as_str().is_none() {
                             self.push(l, format!("{key}.{k}"), format!("must be a string, found {}", type_of(i)), None);
+                        } else if !k.bytes().all(|b| b.is_ascii_graphic() && b != b':') || k.is_empty() {
+                            self.push(l, format!("{key}.{k:?}"), "is not a valid header name".into(), Some("use letters, digits and `-`, e.g. `X-Source`".into()));
+                        } else if i.as_str().is_some_and(|v| v.chars().any(|c| c.is_control() && c != '\t')) {
+                            // A line break would end the header and start another (header injection).
+                            self.push(l, format!("{key}.{k}"), "the value holds a line break or another control character".into(), Some("write the value on one line".into()));
                         } else if is_credential_header(k) {
                             // Header values are sent as written, so a credential here would sit in the file.
                             self.push(
