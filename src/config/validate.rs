@@ -948,6 +948,8 @@ pub(crate) enum Refers {
     Env(String),
     /// The program an exec channel runs.
     Program(String),
+    /// `[store] url`: a SQLite file's folder must exist or be creatable.
+    Store(String),
 }
 
 /// List the paths and secrets of a config text that validated. Pure.
@@ -960,6 +962,11 @@ pub(crate) fn references(text: &str) -> Vec<Reference> {
     match root.get("issues_dir").and_then(Item::as_str) {
         Some(d) => add("issues_dir".into(), v.key_line(root, "issues_dir", None), None, Refers::Dir(d.into())),
         None => add("issues_dir".into(), None, None, Refers::Dir("issues".into())),
+    }
+    if let Some(t) = root.get("store").and_then(Item::as_table_like)
+        && let Some(u) = t.get("url").and_then(Item::as_str)
+    {
+        add("store.url".into(), v.key_line(t, "url", None), None, Refers::Store(u.into()));
     }
     if let Some(t) = root.get("http").and_then(Item::as_table_like) {
         if let Some(s) = t.get("token").and_then(Item::as_str).and_then(|s| Secret::parse(s).ok())
