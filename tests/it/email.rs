@@ -111,7 +111,10 @@ async fn a_thousand_subscribers_get_one_personal_copy_each() {
         assert!(url.starts_with("https://news.example.com/unsubscribe/"), "{url}");
         assert!(unsub.contains("<mailto:unsub@example.com?subject=unsubscribe>"), "{unsub}");
         let token = url.rsplit('/').next().unwrap();
-        assert_eq!(key.verify(token).as_deref(), Some(to.as_str()), "the token names this subscriber");
+        // The opaque form: the subscriber's id, never the address (issue 16 item 9).
+        let Some(email::Subject::Subscriber(id)) = key.verify_subject(token) else { panic!("an opaque token: {token}") };
+        assert!(!url.contains('@') && !url.contains("reader"), "{url}");
+        assert_eq!(email::SuppressionList::subscriber_email(&*ledger, id).await.unwrap().as_deref(), Some(to.as_str()), "the token names this subscriber");
         assert_eq!(msg.header_raw("List-Unsubscribe-Post").map(str::trim), Some("List-Unsubscribe=One-Click"));
         assert!(msg.date().is_some(), "Date header");
         assert_eq!(msg.message_id().map(|s| format!("<{s}>")), Some(a.composer().message_id(&herald_mailing(), &to)));
@@ -477,7 +480,8 @@ mod postmark {
         assert_eq!(m.message.header("List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
         let unsub = m.message.header("List-Unsubscribe").unwrap();
         let token = unsub.trim_start_matches("<https://news.example.com/unsubscribe/").trim_end_matches('>');
-        assert_eq!(key().verify(token).as_deref(), Some(addr(7).as_str()));
+        let Some(email::Subject::Subscriber(id)) = key().verify_subject(token) else { panic!("an opaque token: {token}") };
+        assert_eq!(email::SuppressionList::subscriber_email(&*ledger, id).await.unwrap().as_deref(), Some(addr(7).as_str()));
         assert!(m.message.html_body.as_deref().unwrap().contains("City&lt;7&gt;"));
         // Nobody twice.
         let mut seen = HashSet::new();
@@ -693,10 +697,19 @@ mod store {
         assert_eq!(store.unsubscribe(&addr(8), "again").await.unwrap(), Unsubscribed::Already);
         assert_eq!(store.unsubscribe("nobody@example.net", "x").await.unwrap(), Unsubscribed::Unknown);
         assert_eq!(store.suppression("nobody@example.net").await.unwrap(), None);
+        // The opaque token a message carried (issue 16 item 9) resolves through the store too.
+        let m = server.messages().into_iter().find(|m| m.rcpt_to == [addr(9)]).unwrap();
+        let raw = String::from_utf8_lossy(&m.data).into_owned();
+        let token = raw.split("/unsubscribe/").nth(1).unwrap().split('>').next().unwrap().to_string();
+        assert!(matches!(key().verify_subject(&token), Some(email::Subject::Subscriber(_))), "{token}");
+        let resp = herald::channel::http::client().post(format!("{base}/unsubscribe/{token}")).body("List-Unsubscribe=One-Click").send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(store.unsubscribe(&addr(9), "again").await.unwrap(), Unsubscribed::Already);
 
-        // The next mailing skips the bounce and the unsubscribe.
+        // The next mailing skips the bounce and the unsubscribes.
         let r = a.deliver(&rendering(), &dctx(11)).await.unwrap();
-        assert_eq!(r.note.as_deref(), Some("298 sent, 0 failed, 0 skipped of 298 recipients"));
+        assert_eq!(r.note.as_deref(), Some("297 sent, 0 failed, 0 skipped of 297 recipients"));
+        assert_eq!(server.delivered_to(&addr(9)), 1);
         assert_eq!(server.delivered_to(&addr(8)), 1);
         assert_eq!(server.delivered_to(&addr(6)), 0);
         store.close().await;

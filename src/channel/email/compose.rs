@@ -130,9 +130,18 @@ pub fn short_hash(s: &str) -> String {
 }
 
 impl Composer {
-    /// The one-click URL for an address.
+    /// The one-click URL for an address (the first token form, which names the address).
     pub fn unsubscribe_url(&self, email: &str) -> String {
         format!("{}/{}", self.unsubscribe_base, self.key.token(email))
+    }
+
+    /// The one-click URL for a recipient: its opaque token names the subscriber's id, so the
+    /// address never shows in the URL.
+    pub fn unsubscribe_url_for(&self, r: &Recipient) -> String {
+        match r.subscriber_id {
+            Some(id) => format!("{}/{}", self.unsubscribe_base, self.key.token_for_subscriber(id)),
+            None => self.unsubscribe_url(&r.email),
+        }
     }
 
     /// The Message-ID for (mailing, address): deterministic, so a resend reuses it.
@@ -144,7 +153,7 @@ impl Composer {
     /// unsubscribe URL and header.
     fn envelope_parts(&self, mailing: &Mailing, r: &Recipient) -> Result<Common, String> {
         let addr: Address = r.email.parse().map_err(|e| format!("`{}` is not a valid address: {e}", r.email))?;
-        let unsubscribe_url = self.unsubscribe_url(&r.email);
+        let unsubscribe_url = self.unsubscribe_url_for(r);
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(m) = &self.unsubscribe_mailto {
             list_unsubscribe.push_str(&format!(", <mailto:{m}?subject=unsubscribe>"));
@@ -293,7 +302,7 @@ mod tests {
     fn recipient(email: &str, name: &str) -> Recipient {
         let mut vars = BTreeMap::new();
         vars.insert("city".into(), "Porto & <Lisboa>".into());
-        Recipient { id: 1, email: email.into(), name: name.into(), vars, attempts: 0, skip: None }
+        Recipient { id: 1, email: email.into(), name: name.into(), vars, subscriber_id: None, attempts: 0, skip: None }
     }
 
     fn rendering() -> EmailRendering {
