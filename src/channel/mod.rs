@@ -9,6 +9,7 @@ pub mod build;
 pub mod error;
 pub mod http;
 pub mod recording;
+pub mod redact;
 
 pub mod bluesky;
 pub mod email;
@@ -46,6 +47,10 @@ pub struct Receipt {
     /// A short note for the attempt log (e.g. "reconciled via getRecord").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What went wrong in a delivery that still succeeded (a mailing's failed recipients):
+    /// kept as the delivery's `last_error`, so `status` and `/status` show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// What [`Adapter::deliver_step`] achieved when it did not fail: the adapter's half of the

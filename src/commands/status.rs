@@ -118,6 +118,8 @@ pub fn matrix(rows: &[DeliveryRow]) -> String {
     ]];
     for d in rows {
         let detail = match (&d.remote_url, &d.remote_id, &d.last_error) {
+            // A sent mailing with failed recipients keeps the count as its last error.
+            (u, id, Some(w)) if d.state == "sent" => format!("{} ({w})", u.as_ref().or(id.as_ref()).map(String::as_str).unwrap_or("")),
             (Some(u), _, _) if d.state == "sent" => u.clone(),
             (None, Some(id), _) if d.state == "sent" => id.clone(),
             (_, _, Some(e)) => {

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use super::{ExitStatus, Globals, InputError};
-use crate::channel::email::import::CsvImport;
+use crate::channel::email::import::{CsvImport, escape_controls};
 use crate::channel::email::sql::vars_from_json;
 use crate::cli::SubscribersCommand;
 use crate::store::email::SubscriberUpsert;
@@ -121,10 +121,10 @@ async fn count(store: &Store) -> anyhow::Result<ExitStatus> {
 async fn remove(store: &Store, email: &str) -> anyhow::Result<ExitStatus> {
     let email = email.trim().to_lowercase();
     if store.remove_subscriber(&email).await? {
-        println!("Removed {email}.");
+        println!("Removed {}.", escape_controls(&email));
         Ok(ExitStatus::Success)
     } else {
-        eprintln!("{email} is not a subscriber.");
+        eprintln!("{} is not a subscriber.", escape_controls(&email));
         Ok(ExitStatus::Failure)
     }
 }

@@ -44,11 +44,38 @@ pub fn check_files(loaded: &LoadedConfig) -> Vec<ConfigError> {
                     err(format!("program `{prog}` not found"), "give a path relative to the config file's folder, or a program on PATH");
                 }
             }
+            Refers::Store(url) => {
+                if let Some(problem) = store_problem(url, &loaded.base_dir) {
+                    err(problem, "point `[store] url` at a file in a folder herald may create and write, e.g. `sqlite://data/herald.db`");
+                }
+            }
             Refers::Env(_) => {}
         }
     }
     errors.sort_by_key(|e| e.line.unwrap_or(0));
     errors
+}
+
+/// Why a SQLite store file could not be opened for writing (its folder can't be created, or
+/// isn't writable), checked without creating anything that stays.
+fn store_problem(url: &str, base: &Path) -> Option<String> {
+    let Ok(crate::store::StoreUrl::Sqlite { path }) = crate::store::StoreUrl::parse(url, base) else { return None };
+    if path.is_dir() {
+        return Some(format!("the store file {} is a folder", path.display()));
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new().read(true).write(true).open(&path).err().map(|e| format!("cannot write the store file {}: {e}", path.display()));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut existing = dir;
+    while !existing.exists() {
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    if !existing.is_dir() {
+        return Some(format!("cannot create the store's folder {}: {} is not a folder", dir.display(), existing.display()));
+    }
+    // Creating a file where the folder (or its first existing ancestor) is proves it writable.
+    tempfile::tempfile_in(existing).err().map(|e| format!("cannot create the store's folder or file under {}: {e}", existing.display()))
 }
 
 /// Resolve every credential of the enabled channels (and the HTTP token) through `env` and the

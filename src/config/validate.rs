@@ -443,6 +443,11 @@ impl<'a> Validator<'a> {
                         let reference = i.as_str().and_then(|v| Secret::header_reference(k, v));
                         if i.as_str().is_none() {
                             self.push(l, format!("{key}.{k}"), format!("must be a string, found {}", type_of(i)), None);
+                        } else if !k.bytes().all(|b| b.is_ascii_graphic() && b != b':') || k.is_empty() {
+                            self.push(l, format!("{key}.{k:?}"), "is not a valid header name".into(), Some("use letters, digits and `-`, e.g. `X-Source`".into()));
+                        } else if i.as_str().is_some_and(|v| v.chars().any(|c| c.is_control() && c != '\t')) {
+                            // A line break would end the header and start another (header injection).
+                            self.push(l, format!("{key}.{k}"), "the value holds a line break or another control character".into(), Some("write the value on one line".into()));
                         } else if reference.is_none() && (is_credential_header(k) || k.to_ascii_lowercase().ends_with("_file")) {
                             // A literal value is sent as written, so a credential here would sit in the file.
                             let env = format!("{}_{}", key.replace("channels.", "").replace(['.', '-'], "_"), k.replace('-', "_")).to_ascii_uppercase();
@@ -1021,6 +1026,8 @@ pub(crate) enum Refers {
     Env(String),
     /// The program an exec channel runs.
     Program(String),
+    /// `[store] url`: a SQLite file's folder must exist or be creatable.
+    Store(String),
 }
 
 /// List the paths and secrets of a config text that validated. Pure.
@@ -1033,6 +1040,11 @@ pub(crate) fn references(text: &str) -> Vec<Reference> {
     match root.get("issues_dir").and_then(Item::as_str) {
         Some(d) => add("issues_dir".into(), v.key_line(root, "issues_dir", None), None, Refers::Dir(d.into())),
         None => add("issues_dir".into(), None, None, Refers::Dir("issues".into())),
+    }
+    if let Some(t) = root.get("store").and_then(Item::as_table_like)
+        && let Some(u) = t.get("url").and_then(Item::as_str)
+    {
+        add("store.url".into(), v.key_line(t, "url", None), None, Refers::Store(u.into()));
     }
     if let Some(t) = root.get("http").and_then(Item::as_table_like) {
         if let Some(s) = t.get("token").and_then(Item::as_str).and_then(|s| Secret::parse(s).ok())

@@ -327,6 +327,7 @@ async fn continue_later(p: &Pipeline, d: &DeliveryRow, owner: &str, decision: &D
 fn success(mut f: Finish, r: &Receipt) -> Finish {
     f.remote_id = Some(r.remote_id.clone());
     f.remote_url = r.url.clone();
+    f.error = r.warning.clone();
     if let Some(note) = &r.note {
         tracing::info!(note = %note, "Adapter note.");
     }

@@ -607,6 +607,28 @@ pub fn compile_all(cfg: &LoadedConfig) -> Vec<RenderError> {
         .collect()
 }
 
+/// Postmark's limit on one message, attachments included ("Messages can be up to 10 MB").
+pub const POSTMARK_MAX_MESSAGE: usize = 10 * 1024 * 1024;
+
+/// Refuse a rendering the network will surely refuse for its size, before anything is sent.
+fn size_limit(name: &str, c: &crate::config::ChannelConfig, r: Rendering) -> Result<Rendering, RenderError> {
+    if let (crate::config::ChannelConfig::EmailApi(_), Rendering::Email(e)) = (c, &r) {
+        // Each recipient's copy is at least its subject and both parts.
+        let size = e.subject.len() + e.html.len() + e.text.len();
+        if size > POSTMARK_MAX_MESSAGE {
+            return Err(RenderError {
+                channel: name.to_string(),
+                message: format!(
+                    "the message is {:.1} MB, over Postmark's {} MB limit per message; shorten the issue or link to the long parts",
+                    size as f64 / 1048576.0,
+                    POSTMARK_MAX_MESSAGE / 1048576
+                ),
+            });
+        }
+    }
+    Ok(r)
+}
+
 /// Render every enabled channel (or only `only`), skipping channels the issue opts out of
 /// (`skip = true`). Returns all renderings, or every failure.
 pub fn render_channels(issue: &Issue, cfg: &LoadedConfig, only: &[String]) -> Result<Vec<RenderedChannel>, Vec<RenderError>> {
@@ -636,7 +658,7 @@ pub fn render_channels(issue: &Issue, cfg: &LoadedConfig, only: &[String]) -> Re
         if issue.meta.channels.get(name).is_some_and(|o| o.skip) {
             continue;
         }
-        match ChannelTemplates::load(name, c, &cfg.base_dir).and_then(|mut t| t.render(issue)) {
+        match ChannelTemplates::load(name, c, &cfg.base_dir).and_then(|mut t| t.render(issue)).and_then(|r| size_limit(name, c, r)) {
             Ok(rendering) => out.push(RenderedChannel { channel: name.clone(), kind: c.type_name().to_string(), rendering }),
             Err(e) => errors.push(e),
         }

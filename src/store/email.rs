@@ -77,6 +77,8 @@ pub struct OwedRow {
     pub attempts: i64,
     /// The subscriber's name and extra columns; `None` if removed since seeding.
     pub subscriber: Option<(String, String)>,
+    /// The subscriber's row id; `None` if removed since seeding.
+    pub subscriber_id: Option<i64>,
     /// Suppressed since seeding.
     pub suppressed: bool,
 }
@@ -226,6 +228,12 @@ impl Store {
 
     /// Suppress a subscriber's address (an unsubscribe). An address that is neither a
     /// subscriber nor already suppressed is not stored.
+    /// The address of the subscriber with row id `id`, if there is one.
+    pub async fn subscriber_email_by_id(&self, id: i64) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT email FROM subscribers WHERE id = $1").bind(id).fetch_optional(&self.pool).await.context("reading a subscriber")?;
+        row.map(|r| r.try_get::<String, _>(0)).transpose().context("reading a subscriber")
+    }
+
     pub async fn suppress_subscriber(&self, email: &str, reason: &str) -> anyhow::Result<SuppressOutcome> {
         let r = sqlx::query(
             "INSERT INTO suppressions (email, reason, at) SELECT email, $2, $3 FROM subscribers WHERE email = $1 \
@@ -315,7 +323,7 @@ impl Store {
     /// Up to `limit` pending rows above `after_id` that are due by `now`, in id order.
     pub async fn owed_recipients(&self, delivery_id: i64, after_id: i64, now: i64, limit: i64) -> anyhow::Result<Vec<OwedRow>> {
         let rows = sqlx::query(
-            "SELECT r.id, r.email, r.attempts, s.email, s.name, s.extra, x.email FROM recipient_sends r \
+            "SELECT r.id, r.email, r.attempts, s.email, s.name, s.extra, x.email, s.id FROM recipient_sends r \
              LEFT JOIN subscribers s ON s.email = r.email LEFT JOIN suppressions x ON x.email = r.email \
              WHERE r.delivery_id = $1 AND r.id > $2 AND r.state = 'pending' AND (r.retry_at IS NULL OR r.retry_at <= $3) \
              ORDER BY r.id LIMIT $4",
@@ -339,6 +347,7 @@ impl Store {
                         Some(_) => Some((r.try_get(4)?, r.try_get(5)?)),
                         None => None,
                     },
+                    subscriber_id: r.try_get(7)?,
                     suppressed: supp.is_some(),
                 })
             })

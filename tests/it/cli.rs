@@ -156,3 +156,46 @@ fn check_exits_2_on_every_bad_config_and_issue_in_the_corpus() {
     }
     assert!(m >= 5, "the bad-issue corpus has {m} files");
 }
+
+/// Issue 16 item 6: an issue Postmark would refuse for its size (413 per batch, halfway
+/// through a list) fails the preflight: exit 2, nothing stored or sent.
+#[test]
+fn an_issue_over_postmarks_message_limit_fails_the_preflight() {
+    let (dir, cfg) = temp_config(&format!(
+        "[store]\nurl = \"sqlite://herald.db\"\n\n[channels.postmark]\ntype = \"email_api\"\napi_base = \"http://127.0.0.1:9\"\n\
+         server_token = \"${{POSTMARK_SERVER_TOKEN}}\"\nfrom = \"news@example.com\"\nunsubscribe_base_url = \"https://news.example.com/unsubscribe\"\n"
+    ));
+    let issue = dir.path().join("big.md");
+    let para = "A long paragraph of the issue, repeated until the message is far over the limit. ".repeat(20);
+    let mut text = std::fs::read_to_string(fixture("issues/minimal.md")).unwrap();
+    for _ in 0..7_000 {
+        text.push_str("\n\n");
+        text.push_str(&para);
+    }
+    std::fs::write(&issue, text).unwrap();
+    for cmd in ["check", "publish"] {
+        let args: Vec<&str> = if cmd == "check" {
+            vec!["--config", cfg.to_str().unwrap(), "check", issue.to_str().unwrap()]
+        } else {
+            vec!["--config", cfg.to_str().unwrap(), "publish", issue.to_str().unwrap()]
+        };
+        let o = herald(dir.path(), &args);
+        let (_, se) = out(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {se}");
+        assert!(se.contains("postmark") && se.contains("over Postmark's 10 MB limit"), "{cmd}: {se}");
+    }
+    assert!(!dir.path().join("herald.db").exists(), "nothing stored");
+}
+
+/// Issue 16 item 6: a webhook header value with a line break is refused by `check`.
+#[test]
+fn a_webhook_header_with_a_line_break_is_refused() {
+    let (dir, cfg) = temp_config(
+        "[channels.hook]\ntype = \"webhook\"\nurl = \"https://hooks.example.com/h\"\nheaders = { \"X-Source\" = \"herald\\r\\nX-Evil: 1\" }\n",
+    );
+    let o = herald(dir.path(), &["--config", cfg.to_str().unwrap(), "check"]);
+    let (_, se) = out(&o);
+    assert_eq!(o.status.code(), Some(2), "{se}");
+    assert!(se.contains("channels.hook.headers.X-Source") && se.contains("line break"), "{se}");
+    assert!(se.contains(":4"), "names the line: {se}");
+}

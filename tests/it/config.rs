@@ -552,3 +552,22 @@ fn secret_files_must_be_small_regular_readable_files() {
     assert!(err.contains("not a regular file"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(3));
 }
+
+/// Issue 16 item 8: `check` names a store path that can't be created.
+#[test]
+fn a_store_path_that_cannot_be_created_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("issues")).unwrap();
+    std::fs::write(dir.path().join("a-file"), "x").unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, "[store]\nurl = \"sqlite://a-file/sub/herald.db\"\n").unwrap();
+    let loaded = config::load(&path).unwrap();
+    let e = config::check_files(&loaded);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].key.as_str(), e[0].line), ("store.url", Some(2)));
+    assert!(e[0].message.contains("is not a folder"), "{}", e[0]);
+    // A folder that doesn't exist yet but can be created is fine.
+    std::fs::write(&path, "[store]\nurl = \"sqlite://data/new/herald.db\"\n").unwrap();
+    assert!(config::check_files(&config::load(&path).unwrap()).is_empty());
+    assert!(!dir.path().join("data").exists(), "check creates nothing");
+}

@@ -112,7 +112,10 @@ async fn a_thousand_subscribers_get_one_personal_copy_each() {
         assert!(url.starts_with("https://news.example.com/unsubscribe/"), "{url}");
         assert!(unsub.contains("<mailto:unsub@example.com?subject=unsubscribe>"), "{unsub}");
         let token = url.rsplit('/').next().unwrap();
-        assert_eq!(key.verify(token).as_deref(), Some(to.as_str()), "the token names this subscriber");
+        // The opaque form: the subscriber's id, never the address (issue 16 item 9).
+        let Some(email::Subject::Subscriber(id)) = key.verify_subject(token) else { panic!("an opaque token: {token}") };
+        assert!(!url.contains('@') && !url.contains("reader"), "{url}");
+        assert_eq!(email::SuppressionList::subscriber_email(&*ledger, id).await.unwrap().as_deref(), Some(to.as_str()), "the token names this subscriber");
         assert_eq!(msg.header_raw("List-Unsubscribe-Post").map(str::trim), Some("List-Unsubscribe=One-Click"));
         assert!(msg.date().is_some(), "Date header");
         assert_eq!(msg.message_id().map(|s| format!("<{s}>")), Some(a.composer().message_id(&herald_mailing(), &to)));
@@ -222,6 +225,50 @@ async fn greylist_and_bounce(pipelining: bool) {
     } else {
         assert_eq!(server.commands_after_body(), 0, "nothing pipelined after a body without PIPELINING");
     }
+}
+
+/// Issue 16 item 7: a mailing where every recipient failed is a permanent failure, not
+/// `sent`; a partial one is sent with the count of failures as its warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailing_that_reached_nobody_fails_and_a_partial_one_counts_its_failures() {
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(3);
+    for i in 0..3 {
+        server.plan_rcpt(&addr(i), SmtpReply::no_such_user(), None);
+    }
+    let a = adapter(&server, "concurrency = 2", ledger.clone());
+    let e = a.deliver(&rendering(), &dctx(50)).await.expect_err("nobody was mailed");
+    assert_eq!(e.kind(), Kind::Permanent, "{e}");
+    assert!(e.message().contains("every recipient failed: 0 sent, 3 failed"), "{e}");
+    // Reconciliation agrees: nothing owed, but nothing sent either.
+    assert!(a.find_existing(&rendering(), &dctx(50)).await.unwrap_err().is_permanent());
+
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(4);
+    server.plan_rcpt(&addr(2), SmtpReply::new(554, "5.7.1 Message rejected by policy"), Some(1));
+    let a = adapter(&server, "concurrency = 2", ledger.clone());
+    let r = a.deliver(&rendering(), &dctx(51)).await.expect("three of four went out");
+    assert_eq!(r.note.as_deref(), Some("3 sent, 1 failed, 0 skipped of 4 recipients"));
+    assert_eq!(r.warning.as_deref(), Some("1 of 4 recipients failed"));
+    let r = a.deliver(&rendering(), &dctx(52)).await.expect("a clean run");
+    assert_eq!(r.warning, None);
+}
+
+/// Issue 16 item 1: a stored name with CR/LF (imported before the import stripped it) fails
+/// that recipient alone, on every pass, without a panic; the rest of the list goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_with_a_line_break_fails_alone_and_the_rest_go_out() {
+    let server = SmtpServer::start().await.unwrap();
+    let ledger = subscribers(20);
+    ledger.add_subscriber("eve@example.org", "Eve\r\nBcc: victim@example.org", "all", BTreeMap::new());
+    let a = adapter(&server, "concurrency = 4", ledger.clone());
+    let r = a.deliver(&rendering(), &dctx(40)).await.expect("the mailing settles");
+    assert_eq!(r.note.as_deref(), Some("20 sent, 1 failed, 0 skipped of 21 recipients"));
+    assert_eq!(server.message_count(), 20);
+    let row = ledger.row(40, "eve@example.org").unwrap();
+    assert_eq!(row.0, "failed");
+    assert!(server.messages().iter().all(|m| !String::from_utf8_lossy(&m.data).contains("victim")));
+    assert!(ledger.suppressed().is_empty(), "a bad name is not a bad address");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,11 +486,27 @@ mod postmark {
         assert_eq!(m.message.header("List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
         let unsub = m.message.header("List-Unsubscribe").unwrap();
         let token = unsub.trim_start_matches("<https://news.example.com/unsubscribe/").trim_end_matches('>');
-        assert_eq!(key().verify(token).as_deref(), Some(addr(7).as_str()));
+        let Some(email::Subject::Subscriber(id)) = key().verify_subject(token) else { panic!("an opaque token: {token}") };
+        assert_eq!(email::SuppressionList::subscriber_email(&*ledger, id).await.unwrap().as_deref(), Some(addr(7).as_str()));
         assert!(m.message.html_body.as_deref().unwrap().contains("City&lt;7&gt;"));
         // Nobody twice.
         let mut seen = HashSet::new();
         assert!(accepted.iter().all(|a| seen.insert(a.message.to.clone())));
+    }
+
+    /// Issue 16 item 1: a stored name with CR/LF fails its recipient alone; the batch goes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_name_with_a_line_break_fails_alone() {
+        let fake = PostmarkFake::start().await.unwrap();
+        let ledger = subscribers(5);
+        ledger.add_subscriber("eve@example.org", "Eve\r\nBcc: victim@example.org", "all", BTreeMap::new());
+        let a = api_adapter(&fake, postmark::TOKEN, ledger.clone());
+        let r = a.deliver(&rendering(), &dctx(31)).await.expect("the mailing settles");
+        assert_eq!(r.note.as_deref(), Some("5 sent, 1 failed, 0 skipped of 6 recipients"));
+        assert_eq!(fake.accepted().len(), 5);
+        let row = ledger.row(31, "eve@example.org").unwrap();
+        assert_eq!(row.0, "failed");
+        assert!(fake.accepted().iter().all(|m| !m.message.to.contains("victim")));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,10 +704,19 @@ mod store {
         assert_eq!(store.unsubscribe(&addr(8), "again").await.unwrap(), Unsubscribed::Already);
         assert_eq!(store.unsubscribe("nobody@example.net", "x").await.unwrap(), Unsubscribed::Unknown);
         assert_eq!(store.suppression("nobody@example.net").await.unwrap(), None);
+        // The opaque token a message carried (issue 16 item 9) resolves through the store too.
+        let m = server.messages().into_iter().find(|m| m.rcpt_to == [addr(9)]).unwrap();
+        let raw = String::from_utf8_lossy(&m.data).into_owned();
+        let token = raw.split("/unsubscribe/").nth(1).unwrap().split('>').next().unwrap().to_string();
+        assert!(matches!(key().verify_subject(&token), Some(email::Subject::Subscriber(_))), "{token}");
+        let resp = herald::channel::http::client().post(format!("{base}/unsubscribe/{token}")).body("List-Unsubscribe=One-Click").send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(store.unsubscribe(&addr(9), "again").await.unwrap(), Unsubscribed::Already);
 
-        // The next mailing skips the bounce and the unsubscribe.
+        // The next mailing skips the bounce and the unsubscribes.
         let r = a.deliver(&rendering(), &dctx(11)).await.unwrap();
-        assert_eq!(r.note.as_deref(), Some("298 sent, 0 failed, 0 skipped of 298 recipients"));
+        assert_eq!(r.note.as_deref(), Some("297 sent, 0 failed, 0 skipped of 297 recipients"));
+        assert_eq!(server.delivered_to(&addr(9)), 1);
         assert_eq!(server.delivered_to(&addr(8)), 1);
         assert_eq!(server.delivered_to(&addr(6)), 0);
         store.close().await;
@@ -995,4 +1067,50 @@ mod passes {
         assert!(dupes <= 4, "{dupes} duplicates > concurrency");
         p.close().await;
     }
+}
+
+/// Issue 16 item 7, in the pipeline: the all-failed mailing is `failed` with its reason; the
+/// partial one is `sent` and `status` shows how many failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_pipeline_a_mailing_that_reached_nobody_is_failed_and_a_partial_one_says_how_many() {
+    use herald::store::email::SubscriberUpsert;
+    let db = crate::pipeline::TestDb::sqlite().await;
+    let server = SmtpServer::start().await.unwrap();
+    let key = db.dir.path().join("unsub.key");
+    std::fs::write(&key, SECRET).unwrap();
+    let table = |list: &str| {
+        format!(
+            "type = \"email\"\nsmtp_url = \"{}\"\nfrom = \"news@example.com\"\nunsubscribe_base_url = \"https://news.example.com/unsubscribe\"\n\
+             unsubscribe_secret_file = \"{}\"\nsubscribers = \"{list}\"\n",
+            server.url(),
+            key.display()
+        )
+    };
+    let text = format!(
+        "[store]\nurl = \"{}\"\n[retry]\nschedule_secs = [0]\njitter = 0.0\nrate_limit_floor_secs = 1\n\n[channels.nobody]\n{}\n[channels.most]\n{}",
+        db.url,
+        table("bad"),
+        table("mixed")
+    );
+    let (_, cfg) = crate::pipeline::write_config(&db, &text);
+    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
+    let up = |e: &str| SubscriberUpsert { email: e.into(), name: String::new(), extra_json: "{}".into() };
+    p.store.upsert_subscribers("bad", &[up("gone1@example.org"), up("gone2@example.org")]).await.unwrap();
+    p.store.upsert_subscribers("mixed", &[up("ok1@example.org"), up("ok2@example.org"), up("gone3@example.org")]).await.unwrap();
+    for g in ["gone1@example.org", "gone2@example.org", "gone3@example.org"] {
+        server.plan_rcpt(g, SmtpReply::no_such_user(), None);
+    }
+    let issue = crate::pipeline::issue_copy(&db, "minimal.md");
+    assert_eq!(crate::pipeline::publish_and_wait(&p, &issue).await, herald::jobs::worker::WaitEnd::Settled);
+    let rows = p.store.list_deliveries(None, &[]).await.unwrap();
+    let nobody = rows.iter().find(|d| d.channel == "nobody").unwrap();
+    assert_eq!(nobody.state.as_str(), "failed", "{nobody:?}");
+    assert!(nobody.last_error.as_deref().unwrap_or("").contains("every recipient failed: 0 sent, 2 failed"), "{nobody:?}");
+    let most = rows.iter().find(|d| d.channel == "most").unwrap();
+    assert_eq!(most.state.as_str(), "sent", "{most:?}");
+    assert_eq!(most.last_error.as_deref(), Some("1 of 3 recipients failed"));
+    let text = herald::commands::status::matrix(&rows);
+    assert!(text.contains("(1 of 3 recipients failed)"), "{text}");
+    assert_eq!(server.message_count(), 2);
+    p.close().await;
 }

@@ -241,7 +241,7 @@ impl BlueskyChannel {
 
     fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
         let first = progress.parts.first().cloned().unwrap_or_default();
-        Receipt { remote_id: first.remote_id.unwrap_or_default(), url: first.url, awaiting_confirmation: false, note: note.map(Into::into) }
+        Receipt { remote_id: first.remote_id.unwrap_or_default(), url: first.url, awaiting_confirmation: false, note: note.map(Into::into), warning: None }
     }
 }
 

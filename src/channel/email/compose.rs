@@ -130,9 +130,18 @@ pub fn short_hash(s: &str) -> String {
 }
 
 impl Composer {
-    /// The one-click URL for an address.
+    /// The one-click URL for an address (the first token form, which names the address).
     pub fn unsubscribe_url(&self, email: &str) -> String {
         format!("{}/{}", self.unsubscribe_base, self.key.token(email))
+    }
+
+    /// The one-click URL for a recipient: its opaque token names the subscriber's id, so the
+    /// address never shows in the URL.
+    pub fn unsubscribe_url_for(&self, r: &Recipient) -> String {
+        match r.subscriber_id {
+            Some(id) => format!("{}/{}", self.unsubscribe_base, self.key.token_for_subscriber(id)),
+            None => self.unsubscribe_url(&r.email),
+        }
     }
 
     /// The Message-ID for (mailing, address): deterministic, so a resend reuses it.
@@ -144,14 +153,13 @@ impl Composer {
     /// unsubscribe URL and header.
     fn envelope_parts(&self, mailing: &Mailing, r: &Recipient) -> Result<Common, String> {
         let addr: Address = r.email.parse().map_err(|e| format!("`{}` is not a valid address: {e}", r.email))?;
-        let unsubscribe_url = self.unsubscribe_url(&r.email);
+        let unsubscribe_url = self.unsubscribe_url_for(r);
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(m) = &self.unsubscribe_mailto {
             list_unsubscribe.push_str(&format!(", <mailto:{m}?subject=unsubscribe>"));
         }
-        let name = r.name.trim();
-        let to = Mailbox::new((!name.is_empty()).then(|| name.to_string()), addr);
-        let subject = mailing.subject.fill(&vars(r, &unsubscribe_url), false).replace(['\r', '\n'], " ");
+        let to = mailbox(&r.name, addr)?;
+        let subject = header_line(&mailing.subject.fill(&vars(r, &unsubscribe_url), false));
         Ok(Common { to, subject, message_id: self.message_id(mailing, &r.email), unsubscribe_url, list_unsubscribe })
     }
 
@@ -225,6 +233,35 @@ impl Composer {
     }
 }
 
+/// A recipient's mailbox, checked now: a name lettre cannot write into a header (a line break
+/// in it) is this recipient's error, not a panic when the message is formatted later.
+pub fn mailbox(name: &str, addr: Address) -> Result<Mailbox, String> {
+    let name = name.trim();
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "the subscriber's name {:?} holds control characters and cannot go in a To: header; fix it and import the list again",
+            super::import::escape_controls(name)
+        ));
+    }
+    let m = Mailbox::new((!name.is_empty()).then(|| name.to_string()), addr);
+    format_mailbox(&m)?;
+    Ok(m)
+}
+
+/// A mailbox as header text, or an error where lettre's `Display` would fail (never
+/// `to_string()`, which panics on that).
+pub fn format_mailbox(m: &Mailbox) -> Result<String, String> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    write!(s, "{m}").map_err(|_| format!("the mailbox of {} cannot be written as a header", m.email))?;
+    Ok(s)
+}
+
+/// A filled header line: control characters (line breaks first) become spaces.
+fn header_line(s: &str) -> String {
+    if s.chars().any(char::is_control) { s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect() } else { s.to_string() }
+}
+
 /// What [`Composer::personalize`] and [`Composer::message`] share.
 struct Common {
     to: Mailbox,
@@ -265,7 +302,7 @@ mod tests {
     fn recipient(email: &str, name: &str) -> Recipient {
         let mut vars = BTreeMap::new();
         vars.insert("city".into(), "Porto & <Lisboa>".into());
-        Recipient { id: 1, email: email.into(), name: name.into(), vars, attempts: 0, skip: None }
+        Recipient { id: 1, email: email.into(), name: name.into(), vars, subscriber_id: None, attempts: 0, skip: None }
     }
 
     fn rendering() -> EmailRendering {

@@ -269,19 +269,26 @@ fn require_ledger<'a>(kind: &str, opts: &EngineOptions, ledger: Option<&'a Arc<d
 pub async fn reconcile(ledger: &dyn RecipientLedger, delivery_id: i64, key_hash: &str) -> Result<Reconciled, DeliveryError> {
     let p = ledger.progress(delivery_id).await?;
     if p.seeded && p.pending == 0 {
-        Ok(Reconciled::Found(receipt(&p, key_hash)))
+        settled(&p, key_hash).map(Reconciled::Found)
     } else {
         Ok(Reconciled::NotFound)
     }
 }
 
-fn receipt(p: &LedgerProgress, key_hash: &str) -> Receipt {
-    Receipt {
+/// A mailing with nobody owed: sent, with the failed recipients counted in its warning, or
+/// failed (permanently) when every recipient it tried failed.
+fn settled(p: &LedgerProgress, key_hash: &str) -> Result<Receipt, DeliveryError> {
+    let counts = format!("{} sent, {} failed, {} skipped of {} recipients", p.sent, p.failed, p.skipped, p.total);
+    if p.sent == 0 && p.failed > 0 {
+        return Err(DeliveryError::permanent(format!("every recipient failed: {counts}; the attempt log of each recipient says why")));
+    }
+    Ok(Receipt {
         remote_id: format!("mailing-{key_hash}"),
         url: None,
         awaiting_confirmation: false,
-        note: Some(format!("{} sent, {} failed, {} skipped of {} recipients", p.sent, p.failed, p.skipped, p.total)),
-    }
+        warning: (p.failed > 0).then(|| format!("{} of {} recipients failed", p.failed, p.total)),
+        note: Some(counts),
+    })
 }
 
 /// Run one pass of a mailing. It ends `Sent` when nobody is owed; `Continue` when its time
@@ -426,7 +433,7 @@ pub async fn run(
         );
         return Ok(Delivered::Continue { after: Some(wait), note });
     }
-    Ok(Delivered::Sent(receipt(&p, &mailing.key_hash)))
+    settled(&p, &mailing.key_hash).map(Delivered::Sent)
 }
 
 /// One worker: takes chunks, sends each through the transport behind its gate, and passes the

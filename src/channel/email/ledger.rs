@@ -22,6 +22,9 @@ pub struct Recipient {
     pub name: String,
     /// The subscriber's other CSV columns, keys normalised.
     pub vars: BTreeMap<String, String>,
+    /// The subscriber's row id, which its unsubscribe token names (`None`: removed since the
+    /// mailing was seeded; the token then names the address).
+    pub subscriber_id: Option<i64>,
     /// Tries so far (each 4xx deferral counts one).
     pub attempts: u32,
     /// Set when the address must not be mailed after all: it was suppressed, or removed from
@@ -133,11 +136,14 @@ pub enum Unsubscribed {
 pub trait SuppressionList: Send + Sync {
     /// Suppress a subscriber's address (lowercase) with this reason.
     async fn unsubscribe(&self, email: &str, reason: &str) -> anyhow::Result<Unsubscribed>;
+    /// The address of the subscriber with this row id (an opaque token names the id).
+    async fn subscriber_email(&self, id: i64) -> anyhow::Result<Option<String>>;
 }
 
 /// A subscriber held by [`MemoryLedger`].
 #[derive(Debug, Clone)]
 struct MemSubscriber {
+    id: i64,
     email: String,
     name: String,
     list: String,
@@ -179,7 +185,9 @@ impl MemoryLedger {
         let email = email.to_lowercase();
         let mut g = self.lock();
         g.subscribers.retain(|s| s.email != email);
-        g.subscribers.push(MemSubscriber { email, name: name.into(), list: list.into(), vars });
+        g.next_id += 1;
+        let id = g.next_id;
+        g.subscribers.push(MemSubscriber { id, email, name: name.into(), list: list.into(), vars });
     }
 
     /// Remove a subscriber.
@@ -252,6 +260,7 @@ impl RecipientLedger for MemoryLedger {
                     email: r.email.clone(),
                     name: sub.map(|s| s.name.clone()).unwrap_or_default(),
                     vars: sub.map(|s| s.vars.clone()).unwrap_or_default(),
+                    subscriber_id: sub.map(|s| s.id),
                     attempts: r.attempts,
                     skip,
                 }
@@ -334,5 +343,9 @@ impl SuppressionList for MemoryLedger {
         }
         g.suppressed.insert(email, reason.to_string());
         Ok(Unsubscribed::Now)
+    }
+
+    async fn subscriber_email(&self, id: i64) -> anyhow::Result<Option<String>> {
+        Ok(self.lock().subscribers.iter().find(|s| s.id == id).map(|s| s.email.clone()))
     }
 }

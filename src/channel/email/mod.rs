@@ -33,7 +33,7 @@ pub use channel::{EmailAdapter, Smtp, is_address_bounce};
 pub use compose::Composer;
 pub use engine::EngineOptions;
 pub use ledger::{LedgerProgress, MemoryLedger, Outcome, Recipient, RecipientLedger, RecipientResult, SuppressionList, Unsubscribed};
-pub use token::{TokenKey, verify_token};
+pub use token::{Subject, TokenKey, verify_token};
 pub use unsubscribe::unsubscribe_routes;
 
 use crate::channel::{Adapter, BuildCtx};

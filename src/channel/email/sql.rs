@@ -68,7 +68,15 @@ impl RecipientLedger for Store {
                     None
                 };
                 let (name, extra) = r.subscriber.unwrap_or_default();
-                Recipient { id: r.id, email: r.email, name, vars: vars_from_json(&extra), attempts: r.attempts.max(0) as u32, skip }
+                Recipient {
+                    id: r.id,
+                    email: r.email,
+                    name,
+                    vars: vars_from_json(&extra),
+                    subscriber_id: r.subscriber_id,
+                    attempts: r.attempts.max(0) as u32,
+                    skip,
+                }
             })
             .collect())
     }
@@ -123,5 +131,9 @@ impl SuppressionList for Store {
             SuppressOutcome::Already => Unsubscribed::Already,
             SuppressOutcome::Unknown => Unsubscribed::Unknown,
         })
+    }
+
+    async fn subscriber_email(&self, id: i64) -> anyhow::Result<Option<String>> {
+        self.subscriber_email_by_id(id).await
     }
 }

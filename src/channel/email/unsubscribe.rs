@@ -19,7 +19,7 @@ use axum::routing::get;
 
 use super::ledger::{SuppressionList, Unsubscribed};
 use super::merge::escape_html;
-use super::token::{TokenKey, verify_token};
+use super::token::{Subject, TokenKey, verify_token};
 use crate::channel::BuildCtx;
 use crate::config::{ChannelConfig, LoadedConfig};
 
@@ -78,8 +78,39 @@ fn invalid() -> Response {
     page(StatusCode::BAD_REQUEST, "Invalid unsubscribe link", "<p>This link is not valid. Use the link from the most recent email, unchanged.</p>")
 }
 
+/// The address a genuine token names: in the token itself (first form) or by the subscriber's
+/// id (opaque form). `Err` is the page to answer with.
+async fn address(s: &UnsubscribeState, token: &str) -> Result<String, Response> {
+    match verify_token(&s.keys, token) {
+        None => {
+            tracing::info!("Refused an unsubscribe with an invalid token.");
+            Err(invalid())
+        }
+        Some(Subject::Address(a)) => Ok(a),
+        Some(Subject::Subscriber(id)) => match s.list.subscriber_email(id).await {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(not_subscribed()),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "Could not look up the subscriber of an unsubscribe link.");
+                Err(try_again())
+            }
+        },
+    }
+}
+
+fn not_subscribed() -> Response {
+    page(StatusCode::NOT_FOUND, "Not subscribed", "<p>This address is not on the list.</p>")
+}
+
+fn try_again() -> Response {
+    page(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "<p>Your request could not be saved just now. Please try again in a minute.</p>")
+}
+
 async fn confirm_page(State(s): State<UnsubscribeState>, Path(token): Path<String>) -> Response {
-    let Some(addr) = verify_token(&s.keys, &token) else { return invalid() };
+    let addr = match address(&s, &token).await {
+        Ok(a) => a,
+        Err(page) => return page,
+    };
     page(
         StatusCode::OK,
         "Unsubscribe",
@@ -93,9 +124,9 @@ async fn confirm_page(State(s): State<UnsubscribeState>, Path(token): Path<Strin
 }
 
 async fn one_click(State(s): State<UnsubscribeState>, Path(token): Path<String>) -> Response {
-    let Some(addr) = verify_token(&s.keys, &token) else {
-        tracing::info!("Refused an unsubscribe with an invalid token.");
-        return invalid();
+    let addr = match address(&s, &token).await {
+        Ok(a) => a,
+        Err(page) => return page,
     };
     match s.list.unsubscribe(&addr, REASON).await {
         Ok(Unsubscribed::Now) => {
@@ -103,10 +134,10 @@ async fn one_click(State(s): State<UnsubscribeState>, Path(token): Path<String>)
             done(&addr)
         }
         Ok(Unsubscribed::Already) => done(&addr),
-        Ok(Unsubscribed::Unknown) => page(StatusCode::NOT_FOUND, "Not subscribed", "<p>This address is not on the list.</p>"),
+        Ok(Unsubscribed::Unknown) => not_subscribed(),
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "Unsubscribe could not be stored.");
-            page(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "<p>Your request could not be saved just now. Please try again in a minute.</p>")
+            try_again()
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::BATCH_LIMIT;
-use crate::channel::email::compose::{Composer, LIST_UNSUBSCRIBE_POST, Mailing};
+use crate::channel::email::compose::{Composer, LIST_UNSUBSCRIBE_POST, Mailing, format_mailbox};
 use crate::channel::email::engine::{self, EngineOptions, Gate, Transport};
 use crate::channel::email::{Outcome, Recipient, RecipientLedger};
 use crate::channel::{Adapter, Delivered, DeliveryCtx, DeliveryError, Receipt, Reconciled, http};
@@ -97,11 +97,17 @@ impl Transport for PostmarkSender {
         let mut body = Vec::with_capacity(recipients.len());
         let mut index = Vec::with_capacity(recipients.len());
         for (i, r) in recipients.iter().enumerate() {
-            match self.composer.personalize(mailing, r) {
-                Ok(p) => {
+            let personal = self.composer.personalize(mailing, r).and_then(|p| {
+                let from = format_mailbox(&self.composer.from)?;
+                let to = format_mailbox(&p.to)?;
+                let reply_to = self.composer.reply_to.as_ref().map(format_mailbox).transpose()?;
+                Ok((p, from, to, reply_to))
+            });
+            match personal {
+                Ok((p, from, to, reply_to)) => {
                     let mut m = json!({
-                        "From": self.composer.from.to_string(),
-                        "To": p.to.to_string(),
+                        "From": from,
+                        "To": to,
                         "Subject": p.subject,
                         "HtmlBody": p.html,
                         "TextBody": p.text,
@@ -113,8 +119,8 @@ impl Transport for PostmarkSender {
                         ],
                         "Metadata": { "herald_key": mailing.key },
                     });
-                    if let Some(rt) = &self.composer.reply_to {
-                        m["ReplyTo"] = Value::String(rt.to_string());
+                    if let Some(rt) = reply_to {
+                        m["ReplyTo"] = Value::String(rt);
                     }
                     body.push(m);
                     index.push(i);

@@ -133,7 +133,7 @@ impl LinkedinAdapter {
 }
 
 fn receipt(urn: String, note: Option<String>) -> Receipt {
-    Receipt { url: Some(post_url(&urn)), remote_id: urn, awaiting_confirmation: false, note }
+    Receipt { url: Some(post_url(&urn)), remote_id: urn, awaiting_confirmation: false, note, warning: None }
 }
 
 /// The public URL of a post URN.

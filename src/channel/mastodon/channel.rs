@@ -91,6 +91,7 @@ impl MastodonChannel {
             url: first.url,
             awaiting_confirmation: false,
             note: note.map(Into::into),
+            warning: None,
         }
     }
 }
@@ -128,7 +129,8 @@ impl Adapter for MastodonChannel {
             let status = match self.post_status(ctx, i, post, parent.as_deref()).await {
                 Ok(s) => s,
                 Err(err) => {
-                    tracing::warn!(channel = %self.name, part = i, error = %err, "Mastodon refused a status.");
+                    // The error is logged (redacted) by the pipeline; its text may echo the request.
+                    tracing::warn!(channel = %self.name, part = i, kind = err.kind().as_str(), "Mastodon refused a status.");
                     return Err(err);
                 }
             };

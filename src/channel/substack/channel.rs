@@ -153,7 +153,7 @@ impl SubstackAdapter {
     }
 
     fn published_receipt(&self, id: u64, draft: &Value, note: &str) -> Receipt {
-        Receipt { remote_id: id.to_string(), url: self.post_url(draft), awaiting_confirmation: false, note: Some(note.into()) }
+        Receipt { remote_id: id.to_string(), url: self.post_url(draft), awaiting_confirmation: false, note: Some(note.into()), warning: None }
     }
 
     fn draft_receipt(&self, id: u64) -> Receipt {
@@ -162,6 +162,7 @@ impl SubstackAdapter {
             url: Some(self.editor_url(id)),
             awaiting_confirmation: true,
             note: Some("draft created; publish it in Substack's editor".into()),
+            warning: None,
         }
     }
 

@@ -120,6 +120,7 @@ impl ThreadsAdapter {
             url: first.url.clone(),
             awaiting_confirmation: false,
             note: (n > 1).then(|| format!("thread of {n} posts")),
+            warning: None,
         }
     }
 }

@@ -105,7 +105,7 @@ impl Adapter for WebhookAdapter {
             let remote_id = v.get("id").and_then(json_str).unwrap_or_else(|| ctx.key.clone());
             let url = v.get("url").and_then(json_str);
             let note = (status == 409).then(|| "the receiver already had this key".to_string());
-            return Ok(Receipt { remote_id, url, awaiting_confirmation: false, note });
+            return Ok(Receipt { remote_id, url, awaiting_confirmation: false, note, warning: None });
         }
         Err(answer.error())
     }

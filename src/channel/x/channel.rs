@@ -54,7 +54,7 @@ impl XChannel {
 
     fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
         let first = progress.parts.first().and_then(|p| p.remote_id.clone()).unwrap_or_default();
-        Receipt { url: Some(Self::url(&first)), remote_id: first, awaiting_confirmation: false, note: note.map(Into::into) }
+        Receipt { url: Some(Self::url(&first)), remote_id: first, awaiting_confirmation: false, note: note.map(Into::into), warning: None }
     }
 
     /// Read the account's recent posts, newest first.
@@ -363,7 +363,8 @@ impl Adapter for XChannel {
             let res = self.client.send(Method::POST, "/2/tweets", &[], Some(&body)).await?;
             if !res.is_success() {
                 let err = self.classify(&res, i);
-                tracing::warn!(channel = %self.name, part = i, error = %err, "X refused a post.");
+                // The error is logged (redacted) by the pipeline; its text may echo the request.
+                tracing::warn!(channel = %self.name, part = i, kind = err.kind().as_str(), "X refused a post.");
                 if i > 0 && err.kind() == Kind::Forbidden && is_reply_refusal(&res.body) {
                     // Nothing was posted for this part: forget its in-flight marker.
                     progress.parts.truncate(i);
