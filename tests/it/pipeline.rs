@@ -1062,8 +1062,9 @@ both!(an_expired_credential_stops_only_its_channel_for_every_trigger);
 async fn an_expired_credential_stops_only_its_channel_for_every_trigger(db: TestDb) {
     let hook = WebhookFake::start().await.unwrap();
     let li = herald::sandbox::linkedin::LinkedinFake::start().await.unwrap();
+    // A token the fake accepts: only the configured expiry says it is stale.
     let token = db.dir.path().join("li.token");
-    std::fs::write(&token, "tok").unwrap();
+    std::fs::write(&token, herald::sandbox::linkedin::ACCESS_TOKEN).unwrap();
     let mut text = format!("issues_dir = \"issues\"\n{}", config_toml(&db.url, &hook.url(), &["hook"], ""));
     text.push_str(&format!(
         "[channels.li]\ntype = \"linkedin\"\napi_base = \"{}\"\naccess_token_file = \"{}\"\nauthor = \"{}\"\nlinkedin_version = \"{}\"\n\
