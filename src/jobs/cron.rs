@@ -138,7 +138,7 @@ pub async fn catch_up(p: &Pipeline, entries: &[Entry], now: DateTime<Utc>) -> an
         let name = &e.cfg.name;
         if let Some(last) = p.store.schedule_last_seen(name).await? {
             let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
-            let window = chrono::Duration::seconds(e.cfg.catch_up_secs as i64);
+            let window = chrono::TimeDelta::try_seconds(i64::try_from(e.cfg.catch_up_secs).unwrap_or(i64::MAX)).unwrap_or(chrono::TimeDelta::MAX);
             for m in plan_missed(&e.cron, last, now, window, MAX_MISSED) {
                 match m {
                     Missed::CatchUp(t) => fire(p, e, t, "caught_up").await?,

@@ -55,14 +55,19 @@ impl RetrySchedule {
     /// 0 (a rate limit retried at once only meets the same limit).
     pub fn rate_limit_delay(&self, hint: Option<Duration>, unit: f64) -> Duration {
         let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling).max(MIN_RATE_LIMIT_WAIT);
-        base.mul_f64(1.0 + self.jitter * unit.clamp(0.0, 1.0))
+        scaled(base, 1.0 + self.jitter * unit.clamp(0.0, 1.0))
     }
 }
 
 /// `base` scaled by a factor in [1-jitter, 1+jitter], chosen by `unit` in [0, 1).
 pub fn jittered(base: Duration, jitter: f64, unit: f64) -> Duration {
     let f = 1.0 + jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-    base.mul_f64(f.max(0.0))
+    scaled(base, f.max(0.0))
+}
+
+/// `base × f`, saturating at [`Duration::MAX`] instead of panicking (a schedule of centuries).
+fn scaled(base: Duration, f: f64) -> Duration {
+    Duration::try_from_secs_f64(base.as_secs_f64() * f).unwrap_or(Duration::MAX)
 }
 
 /// A uniform sample in [0, 1).
@@ -110,6 +115,16 @@ mod tests {
         assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(120)), 0.0), Duration::from_secs(120), "hint honoured");
         assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(99_999)), 0.0), Duration::from_secs(3600), "clamped to the ceiling");
         assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(120)), 1.0), Duration::from_secs(144), "jitter only lengthens");
+    }
+
+    #[test]
+    fn huge_delays_saturate_instead_of_panicking_or_wrapping() {
+        let retry = RetryConfig { schedule_secs: vec![u64::MAX], jitter: 0.5, rate_limit_floor_secs: u64::MAX, rate_limit_ceiling_secs: u64::MAX };
+        let s = RetrySchedule::for_channel(&retry, None);
+        assert!(s.next_delay(1, 0.99).unwrap() > Duration::from_secs(u64::MAX / 2));
+        assert_eq!(s.rate_limit_delay(None, 0.99), Duration::MAX);
+        assert_eq!(crate::jobs::decide::at_after(1_000, Duration::MAX), i64::MAX, "never wraps into the past");
+        assert_eq!(crate::jobs::decide::at_after(1_000, Duration::from_millis(500)), 1_500);
     }
 
     #[test]
