@@ -13,7 +13,7 @@ use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use super::Pipeline;
-use super::decide::{Answer, Decision, History, Next, at_after, decide, outcome_of};
+use super::decide::{Answer, Decision, History, Next, Row, at_after, decide, outcome_of};
 use super::queue::new_job_id;
 use super::schedule::unit_random;
 use crate::channel::{Adapter, Checkpoint, DeliveryCtx, DeliveryError, Receipt, Reconciled};
@@ -264,10 +264,10 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
             }
             _ => {}
         }
-        if decision.row.is_none() {
+        let Some(row) = decision.row.clone() else {
             return continue_later(p, d, owner, &decision).await;
-        }
-        let f = finished(mk, &answer, decision, hash);
+        };
+        let f = finished(mk, &answer, &decision, row, hash);
         return finish(p, d, owner, f, clock).await;
     }
 }
@@ -284,8 +284,7 @@ async fn call(p: &Pipeline, adapter: &dyn Adapter, rendering: &Rendering, ctx: &
 }
 
 /// The attempt row and new state for a decision that writes one.
-fn finished(mk: impl Fn(State, AttemptOutcome) -> Finish, answer: &Answer, decision: Decision, hash: String) -> Finish {
-    let row = decision.row.expect("a decision with a row");
+fn finished(mk: impl Fn(State, AttemptOutcome) -> Finish, answer: &Answer, decision: &Decision, row: Row, hash: String) -> Finish {
     let mut f = mk(decision.state, row.outcome);
     f.counts = row.counts;
     f.rate_limited = row.rate_limited;
