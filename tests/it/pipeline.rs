@@ -1217,3 +1217,29 @@ async fn a_huge_catch_up_window_does_not_crash_the_scheduler(db: TestDb) {
     assert!(!fires.is_empty() && fires.iter().all(|f| f.result == "nothing_ready"), "caught up inside the window: {fires:?}");
     p.close().await;
 }
+
+both!(an_attempt_whose_lease_ran_out_on_another_host_is_interrupted);
+/// Issue 15 §4.2, across hosts: a lease held by a process elsewhere is only trusted until it
+/// runs out; the worker that takes it over records the attempt as interrupted, then reconciles.
+async fn an_attempt_whose_lease_ran_out_on_another_host_is_interrupted(db: TestDb) {
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rec = Arc::new(RecordingAdapter::new());
+    p.set_adapter("rec", rec.clone());
+    let id = publish::create_and_push(&p, "far", "v1", &body_rendering(1), Trigger::Schedule, None).await.unwrap()[0];
+    let elsewhere = "another-host:4242:777:cafe";
+    assert!(p.store.acquire_lease(id, elsewhere, herald::store::now_ms() + 600_000, None).await.unwrap());
+    assert!(p.store.mark_sending(id, elsewhere).await.unwrap());
+    // While the lease lasts, nobody takes over and nothing is recorded.
+    assert!(matches!(herald::jobs::deliver::run(&p, id).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Skipped(_)));
+    assert!(p.store.attempts(id).await.unwrap().is_empty());
+    sqlx::query("UPDATE deliveries SET lease_until = $2 WHERE id = $1").bind(id).bind(herald::store::now_ms() - 1).execute(p.store.pool()).await.unwrap();
+    assert_eq!(herald::jobs::deliver::run(&p, id).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Now(State::Sent));
+    let rows = p.store.attempts(id).await.unwrap();
+    assert_eq!(rows.iter().map(|r| (r.n, r.outcome.as_str())).collect::<Vec<_>>(), vec![(1, "interrupted"), (2, "sent")]);
+    assert!(rows[0].error.as_deref().unwrap().contains("lease ran out"), "{:?}", rows[0].error);
+    assert_eq!(rec.finds(), vec!["far/rec/r1"], "reconciled before sending again");
+    assert_eq!(rec.calls().len(), 1);
+    assert_eq!(rec.calls()[0].attempt, 2, "the next attempt number");
+    p.close().await;
+}
