@@ -1243,3 +1243,23 @@ async fn an_attempt_whose_lease_ran_out_on_another_host_is_interrupted(db: TestD
     assert_eq!(rec.calls()[0].attempt, 2, "the next attempt number");
     p.close().await;
 }
+
+both!(a_missing_credential_ends_needs_auth_before_any_call);
+/// Issue 14 item 11, the other half: a credential missing when the Deliver job runs (a daemon
+/// started without the variable) ends `needs_auth` before any call, naming what to set.
+async fn a_missing_credential_ends_needs_auth_before_any_call(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    let mut text = config_toml(&db.url, &fake.url(), &[], "");
+    text.push_str(&format!("[channels.signed]\ntype = \"webhook\"\nurl = \"{}\"\nsecret = \"${{HERALD_IT_NEVER_SET_SECRET}}\"\n", fake.url()));
+    let (_, cfg) = write_config(&db, &text);
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rc = RenderedChannel { channel: "signed".into(), kind: "webhook".into(), rendering: Rendering::Body(BodyRendering { body: serde_json::json!({"n": 1}) }) };
+    let id = publish::create_and_push(&p, "nosecret", "v1", &[rc], Trigger::Schedule, None).await.unwrap()[0];
+    assert_eq!(herald::jobs::deliver::run(&p, id).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Now(State::Failed));
+    let rows = p.store.attempts(id).await.unwrap();
+    assert_eq!(rows[0].outcome, "needs_auth");
+    let e = rows[0].error.as_deref().unwrap();
+    assert!(e.contains("HERALD_IT_NEVER_SET_SECRET") && e.contains("export it") && e.contains("herald retry"), "{e}");
+    assert!(fake.requests().is_empty(), "no call");
+    p.close().await;
+}
