@@ -14,6 +14,12 @@ pub const MAX_RATE_LIMIT_WAITS: i64 = 50;
 /// back sooner than this, however close the first due recipient is.
 pub const MIN_CONTINUE_WAIT: Duration = Duration::from_millis(250);
 
+/// `now_ms + delay` in unix ms, saturating: a delay of centuries is "never", not a wrap into
+/// the past (which would retry at once).
+pub fn at_after(now_ms: i64, delay: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// What the adapter answered: the typed answer, or a classified error (a timeout or a panic is
 /// an unknown outcome the pipeline made up for it).
 pub type Answer = Result<Delivered, DeliveryError>;

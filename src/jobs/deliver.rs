@@ -13,7 +13,7 @@ use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use super::Pipeline;
-use super::decide::{Answer, Decision, History, Next, decide, outcome_of};
+use super::decide::{Answer, Decision, History, Next, Row, at_after, decide, outcome_of};
 use super::queue::new_job_id;
 use super::schedule::unit_random;
 use crate::channel::{Adapter, Checkpoint, DeliveryCtx, DeliveryError, Receipt, Reconciled};
@@ -228,7 +228,7 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
                 f.counts = false;
                 f.error = Some(msg);
                 if trigger == Trigger::Schedule {
-                    let at = now_ms() + schedule.rate_limit_delay(None, unit_random()).as_millis() as i64;
+                    let at = at_after(now_ms(), schedule.rate_limit_delay(None, unit_random()));
                     f.next_attempt_at = Some(at);
                     f.job_id = Some(new_job_id());
                 }
@@ -250,24 +250,24 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
             // A mailing's pass ended for its budget: the next one at once, same attempt.
             Next::Now if !stopping => {
                 tracing::debug!(delivery_id = d.id, note = decision.note.as_deref().unwrap_or(""), "Mailing continues.");
-                if !p.store.renew_lease(d.id, owner, now_ms() + p.lease.as_millis() as i64).await? {
+                if !p.store.renew_lease(d.id, owner, at_after(now_ms(), p.lease)).await? {
                     return Ok(DeliverOutcome::Skipped("lost the lease"));
                 }
                 continue;
             }
             Next::After(wait) if decision.row.is_none() && wait <= WAIT_IN_JOB && !stopping => {
                 tokio::time::sleep(wait).await;
-                if !p.store.renew_lease(d.id, owner, now_ms() + p.lease.as_millis() as i64).await? {
+                if !p.store.renew_lease(d.id, owner, at_after(now_ms(), p.lease)).await? {
                     return Ok(DeliverOutcome::Skipped("lost the lease"));
                 }
                 continue;
             }
             _ => {}
         }
-        if decision.row.is_none() {
+        let Some(row) = decision.row.clone() else {
             return continue_later(p, d, owner, &decision).await;
-        }
-        let f = finished(mk, &answer, decision, hash);
+        };
+        let f = finished(mk, &answer, &decision, row, hash);
         return finish(p, d, owner, f, clock).await;
     }
 }
@@ -284,8 +284,7 @@ async fn call(p: &Pipeline, adapter: &dyn Adapter, rendering: &Rendering, ctx: &
 }
 
 /// The attempt row and new state for a decision that writes one.
-fn finished(mk: impl Fn(State, AttemptOutcome) -> Finish, answer: &Answer, decision: Decision, hash: String) -> Finish {
-    let row = decision.row.expect("a decision with a row");
+fn finished(mk: impl Fn(State, AttemptOutcome) -> Finish, answer: &Answer, decision: &Decision, row: Row, hash: String) -> Finish {
     let mut f = mk(decision.state, row.outcome);
     f.counts = row.counts;
     f.rate_limited = row.rate_limited;
@@ -298,7 +297,7 @@ fn finished(mk: impl Fn(State, AttemptOutcome) -> Finish, answer: &Answer, decis
         f = success(f, r);
     }
     if let Next::After(delay) = decision.next {
-        f.next_attempt_at = Some(now_ms() + delay.as_millis() as i64);
+        f.next_attempt_at = Some(at_after(now_ms(), delay));
         f.job_id = Some(new_job_id());
     }
     f
@@ -310,7 +309,7 @@ async fn continue_later(p: &Pipeline, d: &DeliveryRow, owner: &str, decision: &D
         Next::After(w) => w,
         _ => Duration::ZERO,
     };
-    let at = now_ms() + delay.as_millis() as i64;
+    let at = at_after(now_ms(), delay);
     let job = new_job_id();
     let note = decision.note.as_deref().unwrap_or("more work owed");
     if !p.store.continue_later(d.id, owner, at, &job, note).await? {

@@ -59,6 +59,12 @@ pub enum DeliverJob {
 /// than any single adapter call (those are bounded by [`Pipeline::call_timeout`]).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(600);
 
+/// The outer bound on one adapter call for a channel `timeout` under a `lease`: `2 × timeout +
+/// 5 s`, never more than the lease less 5 s (saturating: a timeout of centuries is the lease).
+pub fn call_timeout_for(timeout: Duration, lease: Duration) -> Duration {
+    timeout.saturating_mul(2).saturating_add(Duration::from_secs(5)).min(lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1)))
+}
+
 /// The store, the queue, the config and the adapters: everything a handler needs.
 pub struct Pipeline {
     /// Herald's tables.
@@ -148,7 +154,7 @@ impl Pipeline {
     /// than the lease. Reaching it is an unknown outcome.
     pub fn call_timeout(&self, channel: &str) -> Duration {
         let t = self.config.config.channels.get(channel).and_then(|c| c.common().timeout_secs).unwrap_or(30);
-        Duration::from_secs(t).saturating_mul(2).saturating_add(Duration::from_secs(5)).min(self.lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1)))
+        call_timeout_for(Duration::from_secs(t), self.lease)
     }
 
     /// How long the scheduler's loop has not come round, when it runs and is stalled past
@@ -161,5 +167,20 @@ impl Pipeline {
     pub async fn close(&self) {
         self.queue.close().await;
         self.store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_timeout_is_twice_the_channel_timeout_within_the_lease() {
+        let lease = DEFAULT_LEASE;
+        assert_eq!(call_timeout_for(Duration::from_secs(30), lease), Duration::from_secs(65));
+        assert_eq!(call_timeout_for(Duration::from_secs(1000), lease), Duration::from_secs(595));
+        assert_eq!(call_timeout_for(Duration::from_secs(u64::MAX), lease), Duration::from_secs(595), "saturates, never overflows");
+        assert_eq!(call_timeout_for(Duration::from_secs(30), Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(crate::channel::email::engine::pass_budget_for(Duration::from_secs(u64::MAX)), Duration::from_secs(540));
     }
 }

@@ -86,7 +86,13 @@ pub fn adapter_for(p: &Pipeline, channel: &str, now: DateTime<Utc>) -> Result<Ar
     if let Some(c) = p.config.config.channels.get(channel) {
         require(channel, c, now)?;
     }
-    p.adapter(channel)
+    // Building the adapter resolves its secrets: one that is missing names what to set.
+    p.adapter(channel).map_err(|e| match e.kind() {
+        crate::channel::Kind::Auth => {
+            DeliveryError::auth(format!("the credential is missing; nothing was sent: {}; then `herald retry` sends it", e.message()))
+        }
+        _ => e,
+    })
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub const DELIVER_QUEUE: &str = "herald.deliver";
 /// the worker's retry layer (`INFRA_RETRIES`), and `max_attempts` equals that plus one so the
 /// storage never re-fetches a failed job in a tight loop (STACK §6.1).
 pub const JOB_MAX_ATTEMPTS: usize = INFRA_RETRIES + 1;
+/// The furthest ahead a Deliver job is scheduled (a year).
+pub const MAX_JOB_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
 /// In-process retries of an infrastructure error.
 pub const INFRA_RETRIES: usize = 2;
 
@@ -216,6 +218,9 @@ impl Queue {
     /// Push a Deliver job with a chosen id, due after `delay`.
     pub async fn push_deliver(&self, delivery_id: i64, job_id: &str, delay: Duration) -> anyhow::Result<()> {
         let id: TaskId = job_id.parse().map_err(|e| anyhow::anyhow!("bad job id {job_id}: {e:?}"))?;
+        // A job further out than a year only wakes a worker that finds it not due; the sweeper
+        // pushes another once it is. (A delay of centuries would overflow the queue's clock.)
+        let delay = delay.min(MAX_JOB_DELAY);
         let task = TaskBuilder::new(DeliverJob::V1 { delivery_id }).task_id(id).max_attempts(JOB_MAX_ATTEMPTS).run_after(delay).build();
         match self {
             Queue::Sqlite { deliver, .. } => deliver.clone().push_task(task).await.map_err(|e| anyhow::anyhow!("{e}")),

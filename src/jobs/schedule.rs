@@ -59,14 +59,19 @@ impl RetrySchedule {
     /// 0 (a rate limit retried at once only meets the same limit).
     pub fn rate_limit_delay(&self, hint: Option<Duration>, unit: f64) -> Duration {
         let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling).max(MIN_RATE_LIMIT_WAIT);
-        base.mul_f64(1.0 + self.jitter * unit.clamp(0.0, 1.0))
+        scaled(base, 1.0 + self.jitter * unit.clamp(0.0, 1.0))
     }
 }
 
 /// `base` scaled by a factor in [1-jitter, 1+jitter], chosen by `unit` in [0, 1).
 pub fn jittered(base: Duration, jitter: f64, unit: f64) -> Duration {
     let f = 1.0 + jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-    base.mul_f64(f.max(0.0))
+    scaled(base, f.max(0.0))
+}
+
+/// `base × f`, saturating at [`Duration::MAX`] instead of panicking (a schedule of centuries).
+fn scaled(base: Duration, f: f64) -> Duration {
+    Duration::try_from_secs_f64(base.as_secs_f64() * f).unwrap_or(Duration::MAX)
 }
 
 /// A uniform sample in [0, 1).
@@ -127,6 +132,8 @@ mod tests {
             assert!(at > now, "a delay of {d:?} wrapped to {at}");
             assert!(d <= MAX_DELAY.mul_f64(1.2), "{d:?}");
         }
+        assert_eq!(crate::jobs::decide::at_after(1_000, Duration::MAX), i64::MAX, "never wraps into the past");
+        assert_eq!(crate::jobs::decide::at_after(1_000, Duration::from_millis(500)), 1_500);
     }
 
     #[test]

@@ -58,16 +58,19 @@ impl Store {
     /// Fires still `claimed` or `redriving` (nobody recorded what they did), oldest first,
     /// with who claimed them.
     pub async fn unfinished_fires(&self) -> anyhow::Result<Vec<(FireRow, Option<String>)>> {
-        let rows: Vec<(String, i64, String, Option<String>, Option<String>, i64, Option<String>)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct Unfinished {
+            #[sqlx(flatten)]
+            fire: FireRow,
+            claimed_by: Option<String>,
+        }
+        let rows = sqlx::query_as::<_, Unfinished>(
             "SELECT schedule, fire_at, result, issue, detail, created_at, claimed_by FROM schedule_fires \
              WHERE result IN ('claimed', 'redriving') ORDER BY created_at",
         )
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(schedule, fire_at, result, issue, detail, created_at, by)| (FireRow { schedule, fire_at, result, issue, detail, created_at }, by))
-            .collect())
+        Ok(rows.into_iter().map(|r| (r.fire, r.claimed_by)).collect())
     }
 
     /// Take over an unfinished fire whose claimer is gone: `from` (`claimed` or `redriving`) to

@@ -893,6 +893,19 @@ mod cli {
         eprintln!("killed after {at_kill} of {N} messages; {dupes} duplicates after the rerun");
         assert!(dupes <= CONCURRENCY, "{dupes} duplicates > concurrency {CONCURRENCY}");
         assert_eq!(server.message_count(), N + dupes);
+
+        // The killed attempt has its own row (issue 15 §4.2): attempt 1 interrupted, with the
+        // recipients recorded during it; the rerun is attempt 2.
+        let mut log = herald(&cfg);
+        log.args(["log", "--json"]);
+        let (code, out, err) = run(log);
+        assert_eq!(code, 0, "{err}");
+        let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+        let seq: Vec<(i64, &str)> = rows.iter().map(|r| (r["attempt"].as_i64().unwrap_or(0), r["outcome"].as_str().unwrap_or(""))).collect();
+        assert_eq!(seq, vec![(1, "interrupted"), (2, "sent")], "{out}");
+        let e = rows[0]["error"].as_str().unwrap_or("");
+        let recorded: usize = e.split("; ").find_map(|p| p.strip_suffix(" recipients were recorded during it")).and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(recorded > 0 && recorded <= at_kill, "{e} (at the kill: {at_kill} messages)");
     }
 }
 

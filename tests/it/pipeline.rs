@@ -1062,8 +1062,9 @@ both!(an_expired_credential_stops_only_its_channel_for_every_trigger);
 async fn an_expired_credential_stops_only_its_channel_for_every_trigger(db: TestDb) {
     let hook = WebhookFake::start().await.unwrap();
     let li = herald::sandbox::linkedin::LinkedinFake::start().await.unwrap();
+    // A token the fake accepts: only the configured expiry says it is stale.
     let token = db.dir.path().join("li.token");
-    std::fs::write(&token, "tok").unwrap();
+    std::fs::write(&token, herald::sandbox::linkedin::ACCESS_TOKEN).unwrap();
     let mut text = format!("issues_dir = \"issues\"\n{}", config_toml(&db.url, &hook.url(), &["hook"], ""));
     text.push_str(&format!(
         "[channels.li]\ntype = \"linkedin\"\napi_base = \"{}\"\naccess_token_file = \"{}\"\nauthor = \"{}\"\nlinkedin_version = \"{}\"\n\
@@ -1198,4 +1199,67 @@ async fn a_fire_left_claimed_by_a_dead_process_is_redriven_or_failed(db: TestDb)
     });
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("publish_at:twice@x") && out.contains("failed") && out.contains("died"), "{out}");
+}
+
+both!(a_huge_catch_up_window_does_not_crash_the_scheduler);
+/// Issue 15 §3 (hostile input, in the scheduler's own arithmetic): `catch_up_secs = 1e17`
+/// used to panic with chrono's "TimeDelta::seconds out of bounds" on every daemon start.
+async fn a_huge_catch_up_window_does_not_crash_the_scheduler(db: TestDb) {
+    let mut text = config_toml(&db.url, "http://127.0.0.1:9/", &["hook"], "");
+    text.push_str("[[schedule]]\nname = \"often\"\ncron = \"* * * * * *\"\nwhat = \"nosuch\"\ncatch_up_secs = 100000000000000000\n");
+    let (_, cfg) = write_config(&db, &text);
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let now = chrono::Utc::now();
+    p.store.touch_schedule("often", (now - chrono::Duration::seconds(3)).timestamp_millis()).await.unwrap();
+    let entries = herald::jobs::cron::entries(&p).unwrap();
+    herald::jobs::cron::catch_up(&p, &entries, now).await.unwrap();
+    let fires = p.store.fires(Some("often"), 10).await.unwrap();
+    assert!(!fires.is_empty() && fires.iter().all(|f| f.result == "nothing_ready"), "caught up inside the window: {fires:?}");
+    p.close().await;
+}
+
+both!(an_attempt_whose_lease_ran_out_on_another_host_is_interrupted);
+/// Issue 15 §4.2, across hosts: a lease held by a process elsewhere is only trusted until it
+/// runs out; the worker that takes it over records the attempt as interrupted, then reconciles.
+async fn an_attempt_whose_lease_ran_out_on_another_host_is_interrupted(db: TestDb) {
+    let (_, cfg) = write_config(&db, &config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rec = Arc::new(RecordingAdapter::new());
+    p.set_adapter("rec", rec.clone());
+    let id = publish::create_and_push(&p, "far", "v1", &body_rendering(1), Trigger::Schedule, None).await.unwrap()[0];
+    let elsewhere = "another-host:4242:777:cafe";
+    assert!(p.store.acquire_lease(id, elsewhere, herald::store::now_ms() + 600_000, None).await.unwrap());
+    assert!(p.store.mark_sending(id, elsewhere).await.unwrap());
+    // While the lease lasts, nobody takes over and nothing is recorded.
+    assert!(matches!(herald::jobs::deliver::run(&p, id).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Skipped(_)));
+    assert!(p.store.attempts(id).await.unwrap().is_empty());
+    sqlx::query("UPDATE deliveries SET lease_until = $2 WHERE id = $1").bind(id).bind(herald::store::now_ms() - 1).execute(p.store.pool()).await.unwrap();
+    assert_eq!(herald::jobs::deliver::run(&p, id).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Now(State::Sent));
+    let rows = p.store.attempts(id).await.unwrap();
+    assert_eq!(rows.iter().map(|r| (r.n, r.outcome.as_str())).collect::<Vec<_>>(), vec![(1, "interrupted"), (2, "sent")]);
+    assert!(rows[0].error.as_deref().unwrap().contains("lease ran out"), "{:?}", rows[0].error);
+    assert_eq!(rec.finds(), vec!["far/rec/r1"], "reconciled before sending again");
+    assert_eq!(rec.calls().len(), 1);
+    assert_eq!(rec.calls()[0].attempt, 2, "the next attempt number");
+    p.close().await;
+}
+
+both!(a_missing_credential_ends_needs_auth_before_any_call);
+/// Issue 14 item 11, the other half: a credential missing when the Deliver job runs (a daemon
+/// started without the variable) ends `needs_auth` before any call, naming what to set.
+async fn a_missing_credential_ends_needs_auth_before_any_call(db: TestDb) {
+    let fake = WebhookFake::start().await.unwrap();
+    let mut text = config_toml(&db.url, &fake.url(), &[], "");
+    text.push_str(&format!("[channels.signed]\ntype = \"webhook\"\nurl = \"{}\"\nsecret = \"${{HERALD_IT_NEVER_SET_SECRET}}\"\n", fake.url()));
+    let (_, cfg) = write_config(&db, &text);
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rc = RenderedChannel { channel: "signed".into(), kind: "webhook".into(), rendering: Rendering::Body(BodyRendering { body: serde_json::json!({"n": 1}) }) };
+    let id = publish::create_and_push(&p, "nosecret", "v1", &[rc], Trigger::Schedule, None).await.unwrap()[0];
+    assert_eq!(herald::jobs::deliver::run(&p, id).await.unwrap(), herald::jobs::deliver::DeliverOutcome::Now(State::Failed));
+    let rows = p.store.attempts(id).await.unwrap();
+    assert_eq!(rows[0].outcome, "needs_auth");
+    let e = rows[0].error.as_deref().unwrap();
+    assert!(e.contains("HERALD_IT_NEVER_SET_SECRET") && e.contains("export it") && e.contains("herald retry"), "{e}");
+    assert!(fake.requests().is_empty(), "no call");
+    p.close().await;
 }

@@ -158,7 +158,7 @@ pub struct EngineOptions {
 /// The pass budget for a channel timeout: `2 × timeout − 5 s`, within [10 s, 540 s]. The
 /// pipeline bounds an adapter call by `2 × timeout + 5 s` and leases a delivery for 600 s.
 pub fn pass_budget_for(timeout: Duration) -> Duration {
-    (timeout * 2).saturating_sub(Duration::from_secs(5)).clamp(Duration::from_secs(10), Duration::from_secs(540))
+    timeout.saturating_mul(2).saturating_sub(Duration::from_secs(5)).clamp(Duration::from_secs(10), Duration::from_secs(540))
 }
 
 /// Now, in unix milliseconds.
