@@ -475,6 +475,48 @@ pub async fn preflight(vault: &Vault, cfg: &LoadedConfig, channels: &[String]) -
     problems
 }
 
+/// An adapter whose `needs_auth` errors name the command that fixes them, for channels
+/// `herald connect` can (re)connect.
+struct Hinted {
+    channel: String,
+    inner: std::sync::Arc<dyn crate::channel::Adapter>,
+}
+
+impl Hinted {
+    fn hint(&self, e: DeliveryError) -> DeliveryError {
+        if e.kind() != crate::channel::Kind::Auth || e.message().contains("herald connect") {
+            return e;
+        }
+        let hinted = DeliveryError::auth(format!("{}: {}", connect_hint(&self.channel), e.message()));
+        match e.status() {
+            Some(s) => hinted.with_status(s),
+            None => hinted,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::channel::Adapter for Hinted {
+    async fn deliver(&self, rendering: &crate::render::Rendering, ctx: &crate::channel::DeliveryCtx) -> Result<crate::channel::Receipt, DeliveryError> {
+        self.inner.deliver(rendering, ctx).await.map_err(|e| self.hint(e))
+    }
+    async fn find_existing(&self, rendering: &crate::render::Rendering, ctx: &crate::channel::DeliveryCtx) -> Result<crate::channel::Reconciled, DeliveryError> {
+        self.inner.find_existing(rendering, ctx).await.map_err(|e| self.hint(e))
+    }
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        self.inner.healthcheck().await.map_err(|e| self.hint(e))
+    }
+}
+
+/// Wrap `adapter` so its `needs_auth` errors say `run \`herald connect CHANNEL\` then \`herald
+/// retry\``, when the channel's type can be connected.
+pub fn with_connect_hint(channel: &str, cfg: &ChannelConfig, adapter: std::sync::Arc<dyn crate::channel::Adapter>) -> std::sync::Arc<dyn crate::channel::Adapter> {
+    if connectable(cfg).is_none() {
+        return adapter;
+    }
+    std::sync::Arc::new(Hinted { channel: channel.to_string(), inner: adapter })
+}
+
 /// The `needs_auth` error for `channel`, naming the command that fixes it.
 pub fn needs_auth(channel: &str, detail: &str) -> DeliveryError {
     DeliveryError::auth(format!("{}: channel {channel}'s credential needs re-authorisation: {detail}", connect_hint(channel)))

@@ -115,6 +115,7 @@ impl Pipeline {
         // Email adapters get the store's recipient ledger.
         let ledger = Arc::new(self.store.clone());
         let a = crate::channel::build_adapter_with_ledger(channel, cfg, &ctx, ledger).map_err(|e| DeliveryError::auth(format!("{e:#}")))?;
+        let a = crate::credentials::with_connect_hint(channel, cfg, a);
         self.adapters.lock().expect("adapter cache").insert(channel.to_string(), a.clone());
         Ok(a)
     }
