@@ -42,6 +42,21 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(store = %p.store.url().display(), listen = %listener.local_addr()?, concurrency = args.concurrency, schedules = cfg.config.schedule.len(), "Daemon started.");
 
+    // `herald_credential_expiry_timestamp_seconds`: from the store (renewals by this daemon or
+    // another, `herald connect`) and the config, now and every minute.
+    {
+        let (p, cfg) = (p.clone(), cfg.clone());
+        tokio::spawn(async move {
+            loop {
+                match crate::credentials::view::views(&cfg, &p.store, crate::store::now_ms()).await {
+                    Ok(v) => crate::credentials::view::export(&v),
+                    Err(e) => tracing::debug!(error = %format!("{e:#}"), "Cannot read credential expiries."),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            }
+        });
+    }
+
     // One signal, three listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

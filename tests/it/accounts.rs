@@ -621,3 +621,55 @@ async fn threads_connect_exchanges_for_a_long_lived_token_and_records_its_expiry
     assert_eq!(t.posts().len(), 1);
     assert_eq!(t.refreshes(), 0, "a fresh token is not renewed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_shows_in_check_credentials_with_days_left_and_in_metrics() {
+    use herald::sandbox::threads::{self as tfake, ThreadsFake};
+    let db = TestDb::sqlite().await;
+    let t = ThreadsFake::start().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = write_cfg(&db, &format!("[channels.threads]\ntype = \"threads\"\napi_base = \"{}\"\ntimeout_secs = 5\n", t.base_url));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    std::fs::write(&cfg, text).unwrap();
+    let key = test_key(26);
+    let store = Store::open(&StoreUrl::parse(&db.url, db.dir.path()).unwrap()).await.unwrap();
+    let now = herald::store::now_ms();
+    let expires = now + 5 * 86_400_000 - 60_000;
+    let w = herald::store::credentials::CredentialWrite {
+        channel_type: "threads".into(),
+        source: "connect".into(),
+        account: Some(tfake::USER_ID.into()),
+        obtained_at: now - 55 * 86_400_000,
+        expires_at: Some(expires),
+        ..Default::default()
+    };
+    let secrets = herald::credentials::Secrets::default().with("access_token", &herald::config::SecretString::new(tfake::ACCESS_TOKEN));
+    Vault::new(store.clone(), Key::parse(&key)).put("threads", w, &secrets).await.unwrap();
+    store.close().await;
+    std::fs::create_dir_all(db.dir.path().join("issues")).unwrap();
+
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.args(["check", "--credentials"]);
+    let o = c.output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("warning: channel threads: expires on"), "{stderr}");
+    let row = stdout.lines().find(|l| l.starts_with("threads")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.split_whitespace().any(|w| w == "5") && row.contains("expiring"), "5 days left: {row}");
+
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.arg("daemon").stdout(Stdio::null()).stderr(Stdio::null());
+    let _d = Reaped(c.spawn().unwrap());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let want = format!("herald_credential_expiry_timestamp_seconds{{channel=\"threads\"}} {}", expires.div_euclid(1000));
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await
+            && r.text().await.unwrap_or_default().contains(&want)
+        {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "/metrics has {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
