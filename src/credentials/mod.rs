@@ -475,6 +475,92 @@ pub async fn preflight(vault: &Vault, cfg: &LoadedConfig, channels: &[String]) -
     problems
 }
 
+/// Renew every LinkedIn credential that has a refresh token and fewer than `renew_days` left
+/// (`grant_type=refresh_token` at LinkedIn's token endpoint, with the app's client id and
+/// secret), under the store's lease. Returns the channels renewed. A refusal while the current
+/// token still works only logs: the token keeps working until it expires.
+pub async fn renew_due(vault: &Vault, cfg: &LoadedConfig) -> Vec<String> {
+    let mut renewed = Vec::new();
+    let now = now_ms();
+    for (name, c) in &cfg.config.channels {
+        let ChannelConfig::Linkedin(l) = c else { continue };
+        let Ok(Some(row)) = vault.store.credential(name).await else { continue };
+        let due = row.status == "ok" && row.expires_at.is_some_and(|e| e - now < i64::from(vault.renew_days) * 86_400_000);
+        if !due {
+            continue;
+        }
+        let Ok(current) = vault.open(row.clone()) else { continue };
+        if current.secrets.get("refresh_token").is_none() {
+            continue;
+        }
+        let (Some(client_id), Some(secret)) = (l.client_id.clone(), pick_secret(&l.client_secret, &l.client_secret_file)) else {
+            tracing::warn!(channel = %name, "The LinkedIn token is due for renewal but `client_id`/`client_secret` are not configured.");
+            continue;
+        };
+        let secret = match secret {
+            Secret::File(p) => Secret::File(cfg.resolve_path(&p)),
+            s => s,
+        };
+        let Ok(secret) = secret.resolve() else {
+            tracing::warn!(channel = %name, "The LinkedIn client secret cannot be read; the token is not renewed.");
+            continue;
+        };
+        let oauth = linkedin_oauth_base(&l.api_base);
+        let expired = row.expires_at.is_some_and(|e| e <= now);
+        let result = vault
+            .refresh(name, Some(row.generation), None, |cur, _| async move {
+                let Some(refresh) = cur.secrets.get("refresh_token") else { return Renewal::Refused("no refresh token is stored".into()) };
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.expose()),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", secret.expose()),
+                ];
+                let res = crate::channel::http::client().post(format!("{oauth}/oauth/v2/accessToken")).form(&form).send().await;
+                let res = match res {
+                    Ok(r) => r,
+                    Err(e) => return Renewal::Failed { error: crate::channel::http::error_from_reqwest(&e), maybe_sent: false },
+                };
+                let status = res.status().as_u16();
+                let v: serde_json::Value = res.json().await.unwrap_or_default();
+                let access = v.get("access_token").and_then(|a| a.as_str());
+                match access {
+                    Some(a) if (200..300).contains(&status) => {
+                        let mut secrets = cur.secrets.clone();
+                        secrets.set("access_token", &SecretString::new(a));
+                        if let Some(r) = v.get("refresh_token").and_then(|r| r.as_str()) {
+                            secrets.set("refresh_token", &SecretString::new(r));
+                        }
+                        Renewal::Renewed {
+                            secrets,
+                            expires_at: v.get("expires_in").and_then(|e| e.as_i64()).map(|e| now_ms() + e * 1000),
+                            scopes: None,
+                        }
+                    }
+                    _ => {
+                        let why = format!("LinkedIn refused the refresh token ({status} {})", v.get("error").and_then(|e| e.as_str()).unwrap_or(""));
+                        if expired { Renewal::Refused(why) } else { Renewal::Failed { error: DeliveryError::auth(why), maybe_sent: false } }
+                    }
+                }
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                tracing::info!(channel = %name, "LinkedIn token renewed.");
+                renewed.push(name.clone());
+            }
+            Err(e) => tracing::warn!(channel = %name, error = %e.message(), "LinkedIn token renewal failed."),
+        }
+    }
+    renewed
+}
+
+/// LinkedIn's OAuth host: www.linkedin.com for the real API, the same host otherwise (a fake).
+pub fn linkedin_oauth_base(api_base: &str) -> String {
+    let b = api_base.trim_end_matches('/');
+    if b == "https://api.linkedin.com" { "https://www.linkedin.com".into() } else { b.to_string() }
+}
+
 /// An adapter whose `needs_auth` errors name the command that fixes them, for channels
 /// `herald connect` can (re)connect.
 struct Hinted {

@@ -90,8 +90,28 @@ impl Pipeline {
         let store = Store::open(url).await?.with_ledger_flush(std::time::Duration::from_millis(config.config.store.ledger_flush_ms));
         let queue = Queue::open(url, 4).await?;
         let vault = Arc::new(crate::credentials::Vault::from_config(store.clone(), &config));
+        if !crate::credentials::renew_due(&vault, &config).await.is_empty() {
+            tracing::debug!("Renewed credentials before building adapters.");
+        }
         vault.preload().await?;
         Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, adapters: Mutex::new(HashMap::new()) })
+    }
+
+    /// Renew the credentials that are due, and rebuild the adapters of those renewed (the daemon
+    /// calls this now and then; adapters hold the token they were built with).
+    pub async fn renew_credentials(&self) {
+        let renewed = crate::credentials::renew_due(&self.vault, &self.config).await;
+        if renewed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.vault.preload().await {
+            tracing::warn!(error = %format!("{e:#}"), "Cannot reread the credential store.");
+            return;
+        }
+        let mut cache = self.adapters.lock().expect("adapter cache");
+        for c in renewed {
+            cache.remove(&c);
+        }
     }
 
     /// Use this adapter for `channel` instead of building one from the config (tests).

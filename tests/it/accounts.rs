@@ -673,3 +673,45 @@ async fn expiry_shows_in_check_credentials_with_days_left_and_in_metrics() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linkedin_token_with_a_refresh_token_is_renewed_before_it_expires() {
+    use herald::sandbox::linkedin::{self as lfake, LinkedinFake};
+    let db = TestDb::sqlite().await;
+    let li = LinkedinFake::start().await.unwrap();
+    li.grant_refresh_tokens();
+    let version = chrono::Utc::now().format("%Y%m").to_string();
+    let cfg = write_cfg(
+        &db,
+        &format!(
+            "[channels.li]\ntype = \"linkedin\"\napi_base = \"{}\"\nauthor = \"{}\"\nlinkedin_version = \"{version}\"\nclient_id = \"{}\"\nclient_secret = \"${{LI_SECRET}}\"\ntimeout_secs = 5\n",
+            li.base_url,
+            lfake::PERSON,
+            lfake::CLIENT_ID
+        ),
+    );
+    let key = test_key(27);
+    let env = [("LI_SECRET", lfake::CLIENT_SECRET)];
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["connect", "li", "--port", "0"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 0, "{out}");
+    // Three days left.
+    let store = Store::open(&StoreUrl::parse(&db.url, db.dir.path()).unwrap()).await.unwrap();
+    let soon = herald::store::now_ms() + 3 * 86_400_000;
+    sqlx::query("UPDATE credentials SET expires_at = $1 WHERE channel = 'li'").bind(soon).execute(store.pool()).await.unwrap();
+    let before = store.credential("li").await.unwrap().unwrap();
+
+    let issue = &write_issues(db.dir.path(), 1)[0];
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["publish", "--wait"]).arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(li.posts().len(), 1);
+    assert_eq!(li.refreshes(), 1, "renewed once");
+    let after = store.credential("li").await.unwrap().unwrap();
+    assert!(after.expires_at.unwrap() > herald::store::now_ms() + 59 * 86_400_000, "the new expiry is stored");
+    assert!(after.generation > before.generation);
+    assert_eq!(after.source, "refresh");
+    store.close().await;
+}
