@@ -44,7 +44,8 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
 
     // Renew the credentials that are due (LinkedIn with a refresh token), and export
     // `herald_credential_expiry_timestamp_seconds` from the store (renewals by this daemon or
-    // another, `herald connect`) and the config: now and every minute.
+    // another, `herald connect`) and the config: now and every 15 seconds (one read of the
+    // store; adapters whose credential changed are rebuilt).
     {
         let (p, cfg) = (p.clone(), cfg.clone());
         tokio::spawn(async move {
@@ -54,7 +55,7 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
                     Ok(v) => crate::credentials::view::export(&v),
                     Err(e) => tracing::debug!(error = %format!("{e:#}"), "Cannot read credential expiries."),
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                tokio::time::sleep(std::time::Duration::from_secs(15)).await;
             }
         });
     }

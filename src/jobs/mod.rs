@@ -97,20 +97,23 @@ impl Pipeline {
         Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, adapters: Mutex::new(HashMap::new()) })
     }
 
-    /// Renew the credentials that are due, and rebuild the adapters of those renewed (the daemon
-    /// calls this now and then; adapters hold the token they were built with).
+    /// Renew the credentials that are due, reread the store, and rebuild the adapters whose
+    /// credential changed (renewed here or elsewhere, or `herald connect` run again): the daemon
+    /// calls this every minute; adapters hold the token they were built with.
     pub async fn renew_credentials(&self) {
-        let renewed = crate::credentials::renew_due(&self.vault, &self.config).await;
-        if renewed.is_empty() {
-            return;
-        }
-        if let Err(e) = self.vault.preload().await {
-            tracing::warn!(error = %format!("{e:#}"), "Cannot reread the credential store.");
-            return;
-        }
+        crate::credentials::renew_due(&self.vault, &self.config).await;
+        let changed = match self.vault.preload().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "Cannot reread the credential store.");
+                return;
+            }
+        };
         let mut cache = self.adapters.lock().expect("adapter cache");
-        for c in renewed {
-            cache.remove(&c);
+        for c in changed {
+            if cache.remove(&c).is_some() {
+                tracing::info!(channel = %c, "The stored credential changed; the channel's adapter is rebuilt.");
+            }
         }
     }
 
@@ -135,7 +138,8 @@ impl Pipeline {
         // Email adapters get the store's recipient ledger.
         let ledger = Arc::new(self.store.clone());
         let a = crate::channel::build_adapter_with_ledger(channel, cfg, &ctx, ledger).map_err(|e| DeliveryError::auth(format!("{e:#}")))?;
-        let a = crate::credentials::with_connect_hint(channel, cfg, a);
+        let rebuild = crate::credentials::Rebuild { vault: self.vault.clone(), base_dir: self.config.base_dir.clone(), timeout: ctx.timeout };
+        let a = crate::credentials::with_connect_hint(channel, cfg, a, Some(rebuild));
         self.adapters.lock().expect("adapter cache").insert(channel.to_string(), a.clone());
         Ok(a)
     }

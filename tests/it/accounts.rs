@@ -635,11 +635,12 @@ async fn expiry_shows_in_check_credentials_with_days_left_and_in_metrics() {
     let store = Store::open(&StoreUrl::parse(&db.url, db.dir.path()).unwrap()).await.unwrap();
     let now = herald::store::now_ms();
     let expires = now + 5 * 86_400_000 - 60_000;
+    // Issued an hour ago (a short-lived grant): not renewable yet, so the expiry stays put.
     let w = herald::store::credentials::CredentialWrite {
         channel_type: "threads".into(),
         source: "connect".into(),
         account: Some(tfake::USER_ID.into()),
-        obtained_at: now - 55 * 86_400_000,
+        obtained_at: now - 3_600_000,
         expires_at: Some(expires),
         ..Default::default()
     };
@@ -714,4 +715,58 @@ async fn a_linkedin_token_with_a_refresh_token_is_renewed_before_it_expires() {
     assert!(after.generation > before.generation);
     assert_eq!(after.source, "refresh");
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_picks_up_a_reconnected_account_and_retry_finishes_the_delivery() {
+    use herald::sandbox::linkedin::{self as lfake, LinkedinFake};
+    let db = TestDb::sqlite().await;
+    let li = LinkedinFake::start().await.unwrap();
+    let version = chrono::Utc::now().format("%Y%m").to_string();
+    let cfg = write_cfg(
+        &db,
+        &format!(
+            "[channels.linkedin]\ntype = \"linkedin\"\napi_base = \"{}\"\naccess_token = \"${{LI_TOKEN}}\"\nauthor = \"{}\"\n\
+             linkedin_version = \"{version}\"\nclient_id = \"{}\"\nclient_secret = \"${{LI_SECRET}}\"\ntimeout_secs = 5\n",
+            li.base_url,
+            lfake::PERSON,
+            lfake::CLIENT_ID
+        ),
+    );
+    let key = test_key(28);
+    let env = [("LI_TOKEN", "a-revoked-linkedin-token"), ("LI_SECRET", lfake::CLIENT_SECRET)];
+    let issue = &write_issues(db.dir.path(), 1)[0];
+    let mut c = herald_env(&cfg, &key, &env);
+    c.arg("daemon").stdout(Stdio::null()).stderr(Stdio::null());
+    let _d = Reaped(c.spawn().unwrap());
+    let mut c = herald_env(&cfg, &key, &env);
+    c.arg("publish").arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    let status = || {
+        let mut c = herald_env(&cfg, &key, &env);
+        c.arg("status");
+        run(c).1
+    };
+    let t0 = Instant::now();
+    while !status().contains("failed") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the delivery failed: {}", status());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(status().contains("herald connect linkedin"), "{}", status());
+
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["connect", "linkedin", "--port", "0"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 0, "{out}");
+    let mut c = herald_env(&cfg, &key, &env);
+    c.arg("retry");
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    let t0 = Instant::now();
+    while li.posts().is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the daemon sent it with the new token: {}", status());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(li.posts().len(), 1);
 }
