@@ -48,6 +48,42 @@ pub struct Receipt {
     pub note: Option<String>,
 }
 
+/// What [`Adapter::deliver_step`] achieved when it did not fail: the adapter's half of the
+/// typed seam; the pipeline's `decide` turns it (or the error) into the next state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivered {
+    /// Done: the network has it.
+    Sent(Receipt),
+    /// Prepared; a person must finish it (Substack `mode = "draft"`).
+    AwaitingConfirmation(Receipt),
+    /// More work is owed and nothing failed: a long mailing's pass ended for its time budget
+    /// (`after: None`, go on at once), or everyone still owed is due later (`after`: the wait
+    /// until the first is). Not an attempt, not a rate-limit wait, and never capped.
+    Continue {
+        /// How long until there is work again; `None`: at once.
+        after: Option<std::time::Duration>,
+        /// Progress, for `status` (e.g. "1200 of 5000 recipients still owed").
+        note: String,
+    },
+}
+
+impl From<Receipt> for Delivered {
+    fn from(r: Receipt) -> Self {
+        if r.awaiting_confirmation { Delivered::AwaitingConfirmation(r) } else { Delivered::Sent(r) }
+    }
+}
+
+impl Delivered {
+    /// For callers of the plain [`Adapter::deliver`]: the receipt, or a `Continue` as the
+    /// rate-limited error it was before the typed answer (`Retry-After` = its wait).
+    pub fn into_receipt(self) -> Result<Receipt, DeliveryError> {
+        match self {
+            Delivered::Sent(r) | Delivered::AwaitingConfirmation(r) => Ok(r),
+            Delivered::Continue { after, note } => Err(DeliveryError::rate_limited(note, Some(after.unwrap_or_default()))),
+        }
+    }
+}
+
 /// The answer of [`Adapter::find_existing`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reconciled {
@@ -158,6 +194,13 @@ pub trait Adapter: Send + Sync {
     /// Send the rendering. Must be safe to call again with the same `ctx.key` after a failure:
     /// use the checkpoint to skip parts already sent and to reuse pre-call markers.
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError>;
+
+    /// What the pipeline calls: [`Adapter::deliver`] as a typed answer. Adapters that can end
+    /// with more work owed and nothing failed (a mailing's pass) override it to answer
+    /// [`Delivered::Continue`].
+    async fn deliver_step(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Delivered, DeliveryError> {
+        self.deliver(rendering, ctx).await.map(Delivered::from)
+    }
 
     /// After an unknown outcome or a crash mid-send: is the post already there?
     async fn find_existing(&self, _rendering: &Rendering, _ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {

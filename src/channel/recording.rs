@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Adapter, DeliveryCtx, DeliveryError, Kind, Receipt, Reconciled};
+use super::{Adapter, Delivered, DeliveryCtx, DeliveryError, Kind, Receipt, Reconciled};
 use crate::render::Rendering;
 
 /// One scripted answer to `deliver`.
@@ -30,6 +30,8 @@ pub enum Answer {
     Delay(Duration),
     /// Panic inside `deliver` (a buggy adapter).
     Panic,
+    /// Answer [`super::Delivered::Continue`] (more work owed, nothing failed).
+    Continue(Option<Duration>),
 }
 
 impl Answer {
@@ -87,13 +89,18 @@ impl RecordingAdapter {
 #[async_trait]
 impl Adapter for RecordingAdapter {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
+        self.deliver_step(rendering, ctx).await.and_then(Delivered::into_receipt)
+    }
+
+    async fn deliver_step(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Delivered, DeliveryError> {
         self.calls.lock().expect("calls").push(Call { key: ctx.key.clone(), attempt: ctx.attempt, rendering: rendering.clone() });
         loop {
             let next = self.script.lock().expect("script").pop_front();
             match next {
                 Some(Answer::Delay(d)) => tokio::time::sleep(d).await,
                 Some(Answer::Panic) => panic!("scripted adapter panic"),
-                Some(Answer::Ok(r)) => return Ok(r),
+                Some(Answer::Ok(r)) => return Ok(r.into()),
+                Some(Answer::Continue(after)) => return Ok(Delivered::Continue { after, note: "scripted: more work owed".into() }),
                 Some(Answer::Err { kind, message, status, retry_after }) => {
                     let mut e = DeliveryError::new(kind, message).with_retry_after(retry_after);
                     if let Some(s) = status {
@@ -102,11 +109,11 @@ impl Adapter for RecordingAdapter {
                     return Err(e);
                 }
                 None => {
-                    return Ok(Receipt {
+                    return Ok(Delivered::Sent(Receipt {
                         remote_id: format!("rec-{}", ctx.key),
                         url: Some(format!("https://example.invalid/{}", ctx.key)),
                         ..Receipt::default()
-                    });
+                    }));
                 }
             }
         }

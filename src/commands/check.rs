@@ -112,12 +112,16 @@ async fn stored_credentials(cfg: &config::LoadedConfig) -> Vec<String> {
     problems
 }
 
-/// Print a warning for a LinkedIn token within 7 days of expiry; an expired one is a problem.
+/// Print a warning for a LinkedIn token within 7 days of expiry or a `linkedin_version` more
+/// than 10 months old; an expired token is a problem.
 fn linkedin_token_warnings(cfg: &config::LoadedConfig) -> Vec<String> {
     let now = chrono::Utc::now();
     let mut problems = Vec::new();
     for (name, c) in &cfg.config.channels {
         let config::ChannelConfig::Linkedin(li) = c else { continue };
+        if let Some(w) = crate::channel::linkedin::version_age_warning(li, now) {
+            eprintln!("warning: channel {name}: {w}");
+        }
         if let Some(w) = crate::channel::linkedin::token_expiry_warning(li, now) {
             let expired = li
                 .token_expires_at

@@ -10,6 +10,7 @@ pub mod publish;
 pub mod render;
 pub mod republish;
 pub mod retry;
+pub mod sandbox;
 pub mod status;
 pub mod subscribers;
 
@@ -75,6 +76,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cancel(a) => cancel::run(&g, a).await,
         Command::Daemon(a) => daemon::run(&g, a).await,
         Command::Subscribers(a) => subscribers::run(&g, a).await,
+        Command::Sandbox(a) => sandbox::run(&g, a).await,
         Command::Connect(a) => connect::run(&g, a).await,
         Command::Credentials(a) => credentials::run(&g, a).await,
     }

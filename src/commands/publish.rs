@@ -36,6 +36,9 @@ async fn sandbox(cfg: crate::config::LoadedConfig, mut args: PublishArgs) -> any
         "Sandbox run in {}: every network is a local contract fake, email goes to a loopback SMTP server; nothing leaves this machine.",
         sb.dir.display()
     );
+    for name in sb.skipped() {
+        eprintln!("Skipped channel {name}: a plugin runs under --sandbox only with `run_in_sandbox = true` in its channel table (it runs for real).");
+    }
     args.wait = true;
     let status = publish_with(Arc::new(cfg), &args, Some(&sb)).await?;
     println!("\nWhat each fake accepted:");
@@ -61,17 +64,11 @@ async fn publish_with(cfg: Arc<crate::config::LoadedConfig>, args: &PublishArgs,
     if let Some(sb) = sandbox {
         sb.seed(&p.store).await?;
     }
-    // Credentials present: building each adapter resolves its secrets (names, never values), and
-    // a stored credential must open with the credential store's key.
+    // The credential preflight every trigger shares: each adapter builds (its secrets resolve,
+    // named, never printed), none has expired, and a stored credential opens with the key.
     let names: Vec<String> = rendered.iter().map(|r| r.channel.clone()).collect();
-    let mut missing = crate::credentials::preflight(&p.vault, &cfg, &names).await;
-    for rc in &rendered {
-        if let Some(c) = cfg.config.channels.get(&rc.channel)
-            && let Err(e) = crate::channel::build_adapter(&rc.channel, c, &p.build_ctx(&rc.channel))
-        {
-            missing.push(format!("{e:#}"));
-        }
-    }
+    let mut missing = crate::jobs::preflight::check_channels(&names, &cfg, chrono::Utc::now(), &|n| p.build_ctx(n));
+    missing.extend(crate::credentials::preflight(&p.vault, &cfg, &names).await);
     if !missing.is_empty() {
         p.close().await;
         let lines: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();

@@ -27,6 +27,10 @@ pub struct Config {
     /// Scheduled publishing.
     #[serde(default)]
     pub schedule: Vec<ScheduleConfig>,
+    /// An issue whose own `publish_at` passed less than this many seconds ago is published
+    /// once; an older one (an archive, a new store) is recorded as skipped, never sent.
+    #[serde(default = "default_catch_up")]
+    pub publish_at_catch_up_secs: u64,
     /// The channels, by name.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
@@ -563,6 +567,20 @@ pub struct XConfig {
     /// OAuth 1.0a access token secret.
     #[serde(default)]
     pub access_token_secret: Option<Secret>,
+    /// What a thread does when X refuses a reply (the 2026 "summon" rule): `stop` or `link`.
+    #[serde(default)]
+    pub thread_fallback: ThreadFallback,
+}
+
+/// What an X thread does when X refuses to post a part as a reply.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadFallback {
+    /// Stop: the parts already up stay, the delivery ends `forbidden` naming them.
+    #[default]
+    Stop,
+    /// Post the rest as one standalone post carrying the issue's link.
+    Link,
 }
 
 fn default_x() -> String {
@@ -694,4 +712,15 @@ pub struct ExecConfig {
     pub common: Common,
     /// Program and arguments.
     pub command: Vec<String>,
+    /// Environment variables passed on to the plugin, by name. Its environment is otherwise
+    /// cleared to `PATH`, `HOME`, `LANG` and the `HERALD_*` delivery variables.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Run the plugin for real under `publish --sandbox`; without it the channel is skipped there.
+    #[serde(default)]
+    pub run_in_sandbox: bool,
+    /// Optional reconciliation program: it gets the delivery's variables, like `command`, and
+    /// prints the earlier post's JSON receipt, or `absent`.
+    #[serde(default)]
+    pub check_command: Option<Vec<String>>,
 }

@@ -1,8 +1,11 @@
-//! The Deliver job: lease the delivery, reconcile if a send may already have happened, mark
-//! `sending` and commit, call the adapter, then write the attempt row and the new state in one
-//! transaction, and reschedule (a new job with `run_after`) when the schedule says so.
+//! The Deliver job: lease the delivery, record an attempt a dead process left unfinished, run the
+//! credential preflight, reconcile if a send may already have happened, mark `sending` and
+//! commit, call the adapter, then let the pure [`decide`] say what follows and write the attempt
+//! row and the new state in one transaction, and reschedule (a new job with `run_after`).
+//! A mailing whose pass ended for its time budget goes on at once in the same job.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -10,17 +13,18 @@ use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use super::Pipeline;
+use super::decide::{Answer, Decision, History, Next, decide, outcome_of};
 use super::queue::new_job_id;
 use super::schedule::unit_random;
-use crate::channel::{Checkpoint, DeliveryCtx, DeliveryError, Kind, Receipt, Reconciled};
+use crate::channel::{Adapter, Checkpoint, DeliveryCtx, DeliveryError, Receipt, Reconciled};
 use crate::render::Rendering;
 use crate::store::lease::{ProcessId, owner_is_dead_here};
-use crate::store::{DeliveryRow, Finish, State, Store, Trigger, now_ms};
+use crate::store::{AttemptOutcome, DeliveryRow, Finish, State, Store, Trigger, now_ms};
 
 /// A job may run up to a second early (apalis stores `run_at` in whole seconds).
 const EARLY_TOLERANCE_MS: i64 = 1_500;
-/// Rate-limit waits allowed before a delivery is given up (they don't use up attempts).
-const MAX_RATE_LIMIT_WAITS: i64 = 50;
+/// A `Continue` wait this short is slept in the job rather than handed to a new one.
+const WAIT_IN_JOB: Duration = Duration::from_secs(2);
 
 /// What one Deliver run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +74,17 @@ pub async fn run(p: &Pipeline, delivery_id: i64) -> anyhow::Result<DeliverOutcom
     if let Some(prev) = dead {
         tracing::info!(delivery_id, previous = prev, "Took over the lease of a dead process.");
     }
+    // The attempt a dead process (or one whose lease ran out) left in flight gets its row now,
+    // so `log` shows it and the next attempt takes the next number.
+    let previous = d.lease_owner.as_deref().filter(|_| d.state() == State::Sending);
+    match p.store.record_interrupted(delivery_id, &owner, previous.filter(|o| owner_is_dead_here(o))).await {
+        Ok(Some(i)) => tracing::warn!(delivery_id, attempt = i.n, recipients = i.recipients, "Recorded an interrupted attempt."),
+        Ok(None) => {}
+        Err(e) => {
+            let _ = p.store.release_lease(delivery_id, &owner).await;
+            return Err(e);
+        }
+    }
     // Re-read under the lease: another worker may have finished it in between.
     let d = match p.store.get_delivery(delivery_id).await? {
         Some(d) if not_owed(&d).is_none() => d,
@@ -78,6 +93,14 @@ pub async fn run(p: &Pipeline, delivery_id: i64) -> anyhow::Result<DeliverOutcom
             return Ok(DeliverOutcome::Skipped("settled meanwhile"));
         }
     };
+    // apalis may start the job up to a second early: wait out the rest instead of running a
+    // pass that finds nobody due yet.
+    if let Some(at) = d.next_attempt_at.filter(|_| matches!(d.state(), State::Retrying | State::Unconfirmed)) {
+        let early = at - now_ms();
+        if early > 0 {
+            tokio::time::sleep(Duration::from_millis(early as u64)).await;
+        }
+    }
     let span = tracing::info_span!("deliver", issue = %d.issue, channel = %d.channel, delivery_id, attempt = d.attempts + 1, key = %d.delivery_key);
     let r = attempt(p, &d, &owner).instrument(span).await;
     if r.is_err() {
@@ -105,13 +128,11 @@ fn not_owed(d: &DeliveryRow) -> Option<&'static str> {
     None
 }
 
-async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<DeliverOutcome> {
-    let started_at = now_ms();
-    let clock = Instant::now();
-    let trigger = d.trigger();
-    let mk = |state: State, outcome: &str| Finish {
+/// A finished attempt with the given outcome and nothing else yet.
+fn blank(state: State, outcome: AttemptOutcome, trigger: Trigger, started_at: i64) -> Finish {
+    Finish {
         state,
-        outcome: outcome.to_string(),
+        outcome,
         counts: true,
         rate_limited: false,
         remote_id: None,
@@ -124,26 +145,37 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
         duration_ms: 0,
         trigger,
         content_hash: None,
-    };
+    }
+}
+
+async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<DeliverOutcome> {
+    let started_at = now_ms();
+    let clock = Instant::now();
+    let trigger = d.trigger();
+    let mk = |state: State, outcome: AttemptOutcome| blank(state, outcome, trigger, started_at);
 
     let Some((json, hash)) = p.store.rendering_json(d.id).await? else {
-        let mut f = mk(State::Failed, "permanent");
+        let mut f = mk(State::Failed, AttemptOutcome::Permanent);
         f.error = Some("no stored rendering for this delivery".into());
         return finish(p, d, owner, f, clock).await;
     };
     let rendering: Rendering = match serde_json::from_str(&json) {
         Ok(r) => r,
         Err(e) => {
-            let mut f = mk(State::Failed, "permanent");
+            let mut f = mk(State::Failed, AttemptOutcome::Permanent);
             f.error = Some(format!("stored rendering unreadable: {e}"));
             return finish(p, d, owner, f, clock).await;
         }
     };
-    let adapter = match p.adapter(&d.channel) {
+    // The credential preflight, before any call (reconciliation is a call too). A delivery
+    // that may already have been sent stays unconfirmed, so a redrive reconciles it first.
+    let adapter = match super::preflight::adapter_for(p, &d.channel, chrono::Utc::now()) {
         Ok(a) => a,
         Err(e) => {
-            let mut f = mk(State::Failed, e.kind().as_str());
-            f.error = Some(e.to_string());
+            let maybe_sent = matches!(d.state(), State::Sending | State::Unconfirmed);
+            let outcome = outcome_of(e.kind());
+            let mut f = mk(if maybe_sent { State::Unconfirmed } else { State::Failed }, outcome);
+            f.error = Some(e.message().to_string());
             f.content_hash = Some(hash);
             return finish(p, d, owner, f, clock).await;
         }
@@ -164,7 +196,7 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
         match found {
             Ok(Ok(Reconciled::Found(receipt))) => {
                 tracing::info!(delivery_id = d.id, key = %d.delivery_key, "Reconciled: the post already exists.");
-                let mut f = success(mk(State::Sent, "reconciled"), &receipt);
+                let mut f = success(mk(State::Sent, AttemptOutcome::Reconciled), &receipt);
                 f.counts = false;
                 f.content_hash = Some(hash);
                 return finish(p, d, owner, f, clock).await;
@@ -174,14 +206,14 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
             }
             Ok(Ok(Reconciled::CannotCheck(reason))) => {
                 tracing::warn!(delivery_id = d.id, key = %d.delivery_key, reason = %reason, "Cannot reconcile; waiting for the operator.");
-                let mut f = mk(State::Unconfirmed, "cannot_check");
+                let mut f = mk(State::Unconfirmed, AttemptOutcome::CannotCheck);
                 f.counts = false;
                 f.error = Some(reason);
                 f.content_hash = Some(hash);
                 return finish(p, d, owner, f, clock).await;
             }
             Ok(Err(e)) if e.is_permanent() => {
-                let mut f = mk(State::Failed, e.kind().as_str());
+                let mut f = mk(State::Failed, outcome_of(e.kind()));
                 f.error = Some(format!("reconciliation: {e}"));
                 f.status = e.status().map(i64::from);
                 return finish(p, d, owner, f, clock).await;
@@ -192,7 +224,7 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
                     Ok(Err(e)) => format!("reconciliation: {e}"),
                     _ => "reconciliation timed out".to_string(),
                 };
-                let mut f = mk(State::Unconfirmed, "unknown_outcome");
+                let mut f = mk(State::Unconfirmed, AttemptOutcome::UnknownOutcome);
                 f.counts = false;
                 f.error = Some(msg);
                 if trigger == Trigger::Schedule {
@@ -209,70 +241,87 @@ async fn attempt(p: &Pipeline, d: &DeliveryRow, owner: &str) -> anyhow::Result<D
     if !p.store.mark_sending(d.id, owner).await? {
         return Ok(DeliverOutcome::Skipped("lost the lease"));
     }
-    // A panicking adapter must not take the worker down or leave the lease held: it is an
-    // unknown outcome (it may have posted before panicking).
-    let call = std::panic::AssertUnwindSafe(adapter.deliver(&rendering, &ctx)).catch_unwind();
-    let result = match tokio::time::timeout(p.call_timeout(&d.channel), call).await {
+    let history = History { attempts: d.attempts.max(0) as usize, rate_limited_waits: d.rate_limited_waits, trigger };
+    loop {
+        let answer = call(p, adapter.as_ref(), &rendering, &ctx, &d.channel).await;
+        let decision = decide(&answer, &history, &schedule, unit_random());
+        let stopping = p.stopping.load(Ordering::SeqCst);
+        match decision.next {
+            // A mailing's pass ended for its budget: the next one at once, same attempt.
+            Next::Now if !stopping => {
+                tracing::debug!(delivery_id = d.id, note = decision.note.as_deref().unwrap_or(""), "Mailing continues.");
+                if !p.store.renew_lease(d.id, owner, now_ms() + p.lease.as_millis() as i64).await? {
+                    return Ok(DeliverOutcome::Skipped("lost the lease"));
+                }
+                continue;
+            }
+            Next::After(wait) if decision.row.is_none() && wait <= WAIT_IN_JOB && !stopping => {
+                tokio::time::sleep(wait).await;
+                if !p.store.renew_lease(d.id, owner, now_ms() + p.lease.as_millis() as i64).await? {
+                    return Ok(DeliverOutcome::Skipped("lost the lease"));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if decision.row.is_none() {
+            return continue_later(p, d, owner, &decision).await;
+        }
+        let f = finished(mk, &answer, decision, hash);
+        return finish(p, d, owner, f, clock).await;
+    }
+}
+
+/// One adapter call, bounded by the call timeout. A panicking adapter must not take the worker
+/// down or leave the lease held: it is an unknown outcome (it may have posted before panicking).
+async fn call(p: &Pipeline, adapter: &dyn Adapter, rendering: &Rendering, ctx: &DeliveryCtx, channel: &str) -> Answer {
+    let call = std::panic::AssertUnwindSafe(adapter.deliver_step(rendering, ctx)).catch_unwind();
+    match tokio::time::timeout(p.call_timeout(channel), call).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(DeliveryError::unknown_outcome("the adapter panicked during the call")),
         Err(_) => Err(DeliveryError::unknown_outcome("the adapter did not answer in time")),
-    };
+    }
+}
 
-    let attempts_made = (d.attempts + 1) as usize;
-    let f = match result {
-        Ok(receipt) => {
-            let st = if receipt.awaiting_confirmation { State::AwaitingConfirmation } else { State::Sent };
-            let mut f = success(mk(st, st.as_str()), &receipt);
-            f.content_hash = Some(hash);
-            f
-        }
-        Err(e) => {
-            let mut f = mk(State::Failed, e.kind().as_str());
-            f.error = Some(e.message().to_string());
-            f.status = e.status().map(i64::from);
-            f.content_hash = Some(hash);
-            let manual = trigger == Trigger::Manual;
-            let now = now_ms();
-            match e.kind() {
-                Kind::Permanent | Kind::Auth | Kind::Forbidden => {}
-                Kind::Retryable => match schedule.next_delay(attempts_made, unit_random()) {
-                    Some(delay) if !manual => {
-                        f.state = State::Retrying;
-                        f.next_attempt_at = Some(now + delay.as_millis() as i64);
-                        f.job_id = Some(new_job_id());
-                    }
-                    Some(_) => f.error = Some(format!("{} (manual attempt: no automatic retry)", e.message())),
-                    None => f.error = Some(format!("gave up after {attempts_made} attempts: {}", e.message())),
-                },
-                Kind::RateLimited => {
-                    f.counts = false;
-                    f.rate_limited = true;
-                    if manual {
-                        f.error = Some(format!("{} (manual attempt: no automatic retry)", e.message()));
-                    } else if d.rate_limited_waits + 1 >= MAX_RATE_LIMIT_WAITS {
-                        f.error = Some(format!("gave up after {} rate-limit waits: {}", d.rate_limited_waits + 1, e.message()));
-                    } else {
-                        let delay = schedule.rate_limit_delay(e.retry_after(), unit_random());
-                        f.state = State::Retrying;
-                        f.next_attempt_at = Some(now + delay.as_millis() as i64);
-                        f.job_id = Some(new_job_id());
-                    }
-                }
-                Kind::UnknownOutcome => {
-                    // Reconciled on the next run. A timeout waits at least the rate-limit floor.
-                    f.state = State::Unconfirmed;
-                    if !manual && attempts_made < schedule.max_attempts() {
-                        let base = schedule.next_delay(attempts_made, unit_random()).unwrap_or_default();
-                        let delay = base.max(schedule.rate_limit_delay(None, unit_random()));
-                        f.next_attempt_at = Some(now + delay.as_millis() as i64);
-                        f.job_id = Some(new_job_id());
-                    }
-                }
-            }
-            f
-        }
+/// The attempt row and new state for a decision that writes one.
+fn finished(mk: impl Fn(State, AttemptOutcome) -> Finish, answer: &Answer, decision: Decision, hash: String) -> Finish {
+    let row = decision.row.expect("a decision with a row");
+    let mut f = mk(decision.state, row.outcome);
+    f.counts = row.counts;
+    f.rate_limited = row.rate_limited;
+    f.error = row.error;
+    f.status = row.status;
+    f.content_hash = Some(hash);
+    if let Ok(delivered) = answer
+        && let crate::channel::Delivered::Sent(r) | crate::channel::Delivered::AwaitingConfirmation(r) = delivered
+    {
+        f = success(f, r);
+    }
+    if let Next::After(delay) = decision.next {
+        f.next_attempt_at = Some(now_ms() + delay.as_millis() as i64);
+        f.job_id = Some(new_job_id());
+    }
+    f
+}
+
+/// More work owed, nothing failed: `retrying` until the decision's next run, no attempt row.
+async fn continue_later(p: &Pipeline, d: &DeliveryRow, owner: &str, decision: &Decision) -> anyhow::Result<DeliverOutcome> {
+    let delay = match decision.next {
+        Next::After(w) => w,
+        _ => Duration::ZERO,
     };
-    finish(p, d, owner, f, clock).await
+    let at = now_ms() + delay.as_millis() as i64;
+    let job = new_job_id();
+    let note = decision.note.as_deref().unwrap_or("more work owed");
+    if !p.store.continue_later(d.id, owner, at, &job, note).await? {
+        tracing::warn!(delivery_id = d.id, "Lost the lease before recording the pass; another worker took over.");
+        return Ok(DeliverOutcome::Skipped("lost the lease"));
+    }
+    tracing::info!(delivery_id = d.id, key = %d.delivery_key, wait_ms = delay.as_millis() as u64, note, "Delivery continues later.");
+    if let Err(e) = p.queue.push_deliver(d.id, &job, delay).await {
+        tracing::warn!(delivery_id = d.id, error = %format!("{e:#}"), "Could not push the next job; the sweeper will.");
+    }
+    Ok(DeliverOutcome::Now(State::Retrying))
 }
 
 fn success(mut f: Finish, r: &Receipt) -> Finish {
@@ -291,7 +340,7 @@ async fn finish(p: &Pipeline, d: &DeliveryRow, owner: &str, mut f: Finish, clock
         return Ok(DeliverOutcome::Skipped("lost the lease"));
     }
     let m = crate::metrics::global();
-    m.attempt(&d.channel, &f.outcome, f.duration_ms as f64 / 1000.0);
+    m.attempt(&d.channel, f.outcome.as_str(), f.duration_ms as f64 / 1000.0);
     m.delivery(&d.channel, f.state.as_str());
     if f.job_id.is_some() {
         m.retries.get_or_create(&crate::metrics::ChannelLabel { channel: d.channel.clone() }).inc();

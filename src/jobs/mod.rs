@@ -10,7 +10,9 @@
 
 pub mod bench;
 pub mod cron;
+pub mod decide;
 pub mod deliver;
+pub mod preflight;
 pub mod publish;
 pub mod queue;
 pub mod schedule;
@@ -67,6 +69,12 @@ pub struct Pipeline {
     pub config: Arc<LoadedConfig>,
     /// Lease length.
     pub lease: Duration,
+    /// When the scheduler's loop last came round, in ms since the epoch (0: not running).
+    /// `/healthz` reports a scheduler stalled past [`cron::STALL_AFTER`].
+    pub scheduler_beat: Arc<std::sync::atomic::AtomicI64>,
+    /// Set when the workers are shutting down: a mailing stops between passes and hands the
+    /// rest to the next process instead of starting another.
+    pub stopping: std::sync::atomic::AtomicBool,
     /// The credential store (stored and rotated tokens), on `store`.
     pub vault: Arc<crate::credentials::Vault>,
     adapters: Mutex<HashMap<String, Arc<dyn Adapter>>>,
@@ -94,7 +102,7 @@ impl Pipeline {
             tracing::debug!("Renewed credentials before building adapters.");
         }
         vault.preload().await?;
-        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, adapters: Mutex::new(HashMap::new()) })
+        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, scheduler_beat: Arc::default(), stopping: Default::default(), adapters: Mutex::new(HashMap::new()) })
     }
 
     /// Renew the credentials that are due, reread the store, and rebuild the adapters whose
@@ -149,7 +157,8 @@ impl Pipeline {
     pub fn build_ctx(&self, channel: &str) -> BuildCtx {
         let mut ctx = BuildCtx::from_env(self.config.base_dir.clone());
         if let Some(t) = self.config.config.channels.get(channel).and_then(|c| c.common().timeout_secs) {
-            ctx.timeout = Duration::from_secs(t);
+            // Validation bounds it; the clamp keeps a timer from overflowing whatever the source.
+            ctx.timeout = Duration::from_secs(t.min(crate::config::validate::MAX_TIMEOUT_SECS as u64));
         }
         ctx.vault = Some(self.vault.clone());
         ctx
@@ -164,7 +173,13 @@ impl Pipeline {
     /// than the lease. Reaching it is an unknown outcome.
     pub fn call_timeout(&self, channel: &str) -> Duration {
         let t = self.config.config.channels.get(channel).and_then(|c| c.common().timeout_secs).unwrap_or(30);
-        (Duration::from_secs(t) * 2 + Duration::from_secs(5)).min(self.lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1)))
+        Duration::from_secs(t).saturating_mul(2).saturating_add(Duration::from_secs(5)).min(self.lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1)))
+    }
+
+    /// How long the scheduler's loop has not come round, when it runs and is stalled past
+    /// [`cron::STALL_AFTER`].
+    pub fn scheduler_stalled(&self, now_ms: i64) -> Option<Duration> {
+        cron::stalled(self.scheduler_beat.load(std::sync::atomic::Ordering::Relaxed), now_ms)
     }
 
     /// Close both pools.

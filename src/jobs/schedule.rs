@@ -8,7 +8,14 @@
 
 use std::time::Duration;
 
+use crate::config::validate::MAX_DELAY_SECS;
 use crate::config::{ChannelConfig, RetryConfig};
+
+/// The longest wait, whatever the config says: validation refuses more, and this keeps every
+/// deadline computed from a delay (`now + delay` in milliseconds) from overflowing.
+const MAX_DELAY: Duration = Duration::from_secs(MAX_DELAY_SECS as u64);
+/// The shortest rate-limit wait, whatever `rate_limit_floor_secs` says.
+pub const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 
 /// The resolved schedule for one channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,10 +35,10 @@ impl RetrySchedule {
     pub fn for_channel(retry: &RetryConfig, channel: Option<&ChannelConfig>) -> Self {
         let secs = channel.and_then(|c| c.common().retry_schedule_secs.clone()).unwrap_or_else(|| retry.schedule_secs.clone());
         Self {
-            delays: secs.into_iter().map(Duration::from_secs).collect(),
+            delays: secs.into_iter().map(|s| Duration::from_secs(s).min(MAX_DELAY)).collect(),
             jitter: retry.jitter.clamp(0.0, 1.0),
-            floor: Duration::from_secs(retry.rate_limit_floor_secs),
-            ceiling: Duration::from_secs(retry.rate_limit_ceiling_secs.max(retry.rate_limit_floor_secs)),
+            floor: Duration::from_secs(retry.rate_limit_floor_secs).min(MAX_DELAY),
+            ceiling: Duration::from_secs(retry.rate_limit_ceiling_secs.max(retry.rate_limit_floor_secs)).min(MAX_DELAY),
         }
     }
 
@@ -48,9 +55,10 @@ impl RetrySchedule {
     }
 
     /// The wait after a rate limit or a timeout: the hint clamped to [floor, ceiling], then
-    /// lengthened by up to `jitter`.
+    /// lengthened by up to `jitter`; never under [`MIN_RATE_LIMIT_WAIT`], even with a floor of
+    /// 0 (a rate limit retried at once only meets the same limit).
     pub fn rate_limit_delay(&self, hint: Option<Duration>, unit: f64) -> Duration {
-        let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling);
+        let base = hint.unwrap_or(Duration::ZERO).clamp(self.floor, self.ceiling).max(MIN_RATE_LIMIT_WAIT);
         base.mul_f64(1.0 + self.jitter * unit.clamp(0.0, 1.0))
     }
 }
@@ -106,6 +114,19 @@ mod tests {
         assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(120)), 0.0), Duration::from_secs(120), "hint honoured");
         assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(99_999)), 0.0), Duration::from_secs(3600), "clamped to the ceiling");
         assert_eq!(s.rate_limit_delay(Some(Duration::from_secs(120)), 1.0), Duration::from_secs(144), "jitter only lengthens");
+    }
+
+    #[test]
+    fn huge_delays_never_wrap_into_the_past() {
+        let retry = RetryConfig { schedule_secs: vec![i64::MAX as u64], jitter: 0.2, rate_limit_floor_secs: u64::MAX, rate_limit_ceiling_secs: u64::MAX };
+        let s = RetrySchedule::for_channel(&retry, None);
+        let now: i64 = 1_800_000_000_000;
+        for d in [s.next_delay(1, 0.999).unwrap(), s.rate_limit_delay(Some(Duration::MAX), 0.999)] {
+            // deliver.rs computes `now + delay.as_millis() as i64`.
+            let at = now + d.as_millis() as i64;
+            assert!(at > now, "a delay of {d:?} wrapped to {at}");
+            assert!(d <= MAX_DELAY.mul_f64(1.2), "{d:?}");
+        }
     }
 
     #[test]

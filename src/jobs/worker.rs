@@ -195,9 +195,11 @@ where
             }
         })
     };
+    let stopping = p.clone();
     let signal = async move {
         stop.await;
         tracing::info!("Shutting down: finishing in-flight deliveries.");
+        stopping.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         // The sweeper winds down beside the workers, within the same grace.
         let _ = sweeper_stop.send(true);
         Ok::<(), std::io::Error>(())

@@ -6,8 +6,11 @@
 //!   fields → 422). Answers `201` with an empty body and the URN in `x-restli-id`.
 //! - Commentary is "little" text: like LinkedIn, the fake **silently truncates** the stored
 //!   commentary at the first unescaped reserved character (`\ | { } @ [ ] ( ) < > # * _ ~`),
-//!   keeping mentions `@[Name](urn:li:person:…)` and `{hashtag|\#|tag}` templates. Over 3,000
-//!   characters → 422.
+//!   keeping the elements of LinkedIn's little-text page: URLs (taken as written, so an escape
+//!   inside one shows and breaks the link), `#hashtag`s (`\#tag` is plain text), mentions
+//!   `@[Name](urn:li:person:…)` and `{hashtag|\#|tag}` templates. Over 3,000 characters → 422.
+//! - The token belongs to one member ([`PERSON`] unless [`LinkedinFake::set_member`] says
+//!   otherwise), who administers [`ORGANIZATION`]: another `author` → 403 `ACCESS_DENIED`.
 //! - The same author posting the same commentary within 24 h → `422 DUPLICATE_POST` whose
 //!   `message` names the earlier URN.
 //! - `GET /v2/userinfo` for healthchecks.
@@ -55,6 +58,10 @@ pub struct LinkedinPost {
     pub commentary: String,
     /// True when the commentary was cut short.
     pub truncated: bool,
+    /// The URLs LinkedIn would link, as it reads them.
+    pub links: Vec<String>,
+    /// The hashtags LinkedIn would make clickable (without `#`).
+    pub hashtags: Vec<String>,
     /// `content.article`, if any.
     pub article: Option<Value>,
     /// The `LinkedIn-Version` header it came with.
@@ -67,11 +74,14 @@ pub struct LinkedinPost {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Default)]
 struct Inner {
     posts: Vec<LinkedinPost>,
     next: u64,
     requests: Vec<String>,
+    /// The token's member.
+    member: String,
+    /// Organizations the member administers.
+    organizations: Vec<String>,
     /// Authorization codes from the consent step: code → redirect_uri.
     codes: std::collections::HashMap<String, String>,
     /// Grant programmatic refresh tokens (approved partners only, CHANNELS.md §5).
@@ -80,6 +90,22 @@ struct Inner {
     refresh_token: Option<String>,
     /// Successful refresh grants.
     refreshes: u32,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            posts: Vec::new(),
+            next: 0,
+            requests: Vec::new(),
+            member: PERSON.into(),
+            organizations: vec![ORGANIZATION.into()],
+            codes: Default::default(),
+            refresh_grants: false,
+            refresh_token: None,
+            refreshes: 0,
+        }
+    }
 }
 
 /// The LinkedIn app's client id the OAuth endpoints accept.
@@ -189,6 +215,17 @@ impl LinkedinFake {
         self.inner.lock().expect("fake lock").refreshes
     }
 
+    /// The member the token belongs to (`urn:li:person:…`); an `urn:li:organization:…` is
+    /// added to the organizations that member administers instead.
+    pub fn set_member(&self, urn: &str) {
+        let mut g = self.inner.lock().expect("fake lock");
+        if urn.starts_with("urn:li:organization:") {
+            g.organizations.push(urn.to_string());
+        } else {
+            g.member = urn.to_string();
+        }
+    }
+
     /// Every request seen, as `"METHOD /path"` (faulted ones included).
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().expect("fake lock").requests.clone()
@@ -248,13 +285,69 @@ fn check_version(v: Option<&str>, now: DateTime<Utc>) -> Result<String, Response
 
 /// What LinkedIn displays for a little-text commentary, and whether it was cut short.
 pub fn display_commentary(raw: &str) -> (String, bool) {
+    let d = read_little_text(raw);
+    (d.text, d.truncated)
+}
+
+/// A little-text commentary as LinkedIn reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LittleText {
+    /// What is displayed.
+    pub text: String,
+    /// Cut at an unescaped reserved character.
+    pub truncated: bool,
+    /// URL elements, as written.
+    pub links: Vec<String>,
+    /// Hashtag elements (and templates), without `#`.
+    pub hashtags: Vec<String>,
+}
+
+/// Read a little-text commentary: escapes, URLs, hashtags, mentions, hashtag templates, and the
+/// cut at the first unescaped reserved character. Written from LinkedIn's little-text page,
+/// independently of Herald's escaper.
+pub fn read_little_text(raw: &str) -> LittleText {
     let mention = regex::Regex::new(r"^@\[([^\]]*)\]\(urn:li:(?:person|organization):[^)]+\)").expect("static regex");
     let hashtag = regex::Regex::new(r"^\{hashtag\|\\#\|([^}|]+)\}").expect("static regex");
-    let mut out = String::new();
+    // A URL runs to the next space, backslashes and all (an escape inside a URL is shown);
+    // closing punctuation at its end is not part of it, nor is a `)` it did not open, nor the
+    // backslash escaping that `)`.
+    let url = regex::Regex::new(r"^https?://\S+").expect("static regex");
+    let tag = regex::Regex::new(r"^#([\p{L}\p{N}_]*\p{L}[\p{L}\p{N}_]*)").expect("static regex");
+    let mut d = LittleText::default();
+    let out = &mut d.text;
     let mut i = 0;
     while i < raw.len() {
         let rest = &raw[i..];
         let c = rest.chars().next().expect("non-empty rest");
+        let word_before = out.chars().last().is_some_and(|p| p.is_alphanumeric() || p == '_');
+        if c == 'h' && !word_before
+            && let Some(m) = url.find(rest)
+        {
+            let mut link = m.as_str();
+            loop {
+                let trimmed = link.trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"']);
+                let opens = trimmed.matches('(').count();
+                let closes = trimmed.matches(')').count();
+                let t = if trimmed.ends_with(')') && closes > opens { &trimmed[..trimmed.len() - 1] } else { trimmed };
+                let t = t.strip_suffix('\\').unwrap_or(t);
+                if t.len() == link.len() {
+                    break;
+                }
+                link = t;
+            }
+            out.push_str(link);
+            d.links.push(link.to_string());
+            i += link.len();
+            continue;
+        }
+        if c == '#' && !word_before
+            && let Some(m) = tag.captures(rest)
+        {
+            out.push_str(&m[0]);
+            d.hashtags.push(m[1].to_string());
+            i += m[0].len();
+            continue;
+        }
         if c == '\\' {
             match rest[1..].chars().next() {
                 Some(n) => {
@@ -262,7 +355,10 @@ pub fn display_commentary(raw: &str) -> (String, bool) {
                     i += 1 + n.len_utf8();
                     continue;
                 }
-                None => return (out, true),
+                None => {
+                    d.truncated = true;
+                    return d;
+                }
             }
         }
         if c == '@'
@@ -275,16 +371,18 @@ pub fn display_commentary(raw: &str) -> (String, bool) {
             && let Some(m) = hashtag.captures(rest) {
                 out.push('#');
                 out.push_str(&m[1]);
+                d.hashtags.push(m[1].to_string());
                 i += m[0].len();
                 continue;
             }
         if RESERVED.contains(&c) {
-            return (out, true);
+            d.truncated = true;
+            return d;
         }
         out.push(c);
         i += c.len_utf8();
     }
-    (out, false)
+    d
 }
 
 async fn userinfo(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
@@ -395,6 +493,15 @@ async fn create_post(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap,
     }
     let sent = v["commentary"].as_str().unwrap_or("").to_string();
     let mut inner = inner.lock().expect("fake lock");
+    if author != inner.member && !inner.organizations.contains(&author) {
+        // The member behind the token may post as themself or as an organization they
+        // administer (w_organization_social); LinkedIn's wording here is [unverified].
+        return error(
+            403,
+            "ACCESS_DENIED",
+            &format!("Member {} is not permitted to create posts as author {author}", inner.member),
+        );
+    }
     if let Some(earlier) = inner
         .posts
         .iter()
@@ -410,13 +517,15 @@ async fn create_post(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap,
     }
     inner.next += 1;
     let urn = format!("urn:li:share:{}", 7_141_138_937_766_391_808u64 + inner.next);
-    let (commentary, truncated) = display_commentary(&sent);
+    let read = read_little_text(&sent);
     inner.posts.push(LinkedinPost {
         urn: urn.clone(),
         author,
         commentary_sent: sent,
-        commentary,
-        truncated,
+        commentary: read.text,
+        truncated: read.truncated,
+        links: read.links,
+        hashtags: read.hashtags,
         article: v.get("content").map(|c| c["article"].clone()),
         version,
         restli_version: RESTLI.to_string(),
@@ -439,6 +548,17 @@ mod tests {
         assert_eq!(display_commentary(r"a \\ b"), (r"a \ b".into(), false));
         assert_eq!(display_commentary(r"by @[Ana](urn:li:person:1) {hashtag|\#|cx}"), ("by Ana #cx".into(), false));
         assert_eq!(display_commentary("mail me@x.com"), ("mail me".into(), true));
+    }
+
+    #[test]
+    fn little_text_elements() {
+        let d = read_little_text(r"New: https://e.com/i?utm_source=li&x=(1) #news \#not \(see https://en.wikipedia.org/wiki/Rust_(lang)\)");
+        assert!(!d.truncated, "{d:?}");
+        assert_eq!(d.links, vec!["https://e.com/i?utm_source=li&x=(1)", "https://en.wikipedia.org/wiki/Rust_(lang)"]);
+        assert_eq!(d.hashtags, vec!["news"]);
+        assert_eq!(d.text, "New: https://e.com/i?utm_source=li&x=(1) #news #not (see https://en.wikipedia.org/wiki/Rust_(lang))");
+        // An escape inside a URL shows, as on LinkedIn.
+        assert_eq!(read_little_text(r"https://e.com/?utm\_source=li").links, vec![r"https://e.com/?utm\_source=li"]);
     }
 
     #[test]

@@ -79,7 +79,15 @@ struct XState {
     window_start: Instant,
     window_used: u32,
     reject_replies: bool,
+    reply_refusal: String,
 }
+
+/// X's refusals of a programmatic reply, as X has worded them (CHANNELS.md §1; the second from
+/// gptme-contrib#1302, 2026-07). [`XFake::set_reply_refusal`] picks one.
+pub const REPLY_REFUSALS: [&str; 2] = [
+    "Reply to this conversation is not allowed because you have not been mentioned or otherwise engaged by the author of the post you are replying to.",
+    "You can only reply to or quote posts where you are mentioned or are the author.",
+];
 
 type Shared = Arc<Mutex<XState>>;
 
@@ -113,6 +121,7 @@ impl XFake {
             window_start: Instant::now(),
             window_used: 0,
             reject_replies: false,
+            reply_refusal: REPLY_REFUSALS[0].into(),
         }));
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
@@ -173,6 +182,12 @@ impl XFake {
     pub fn set_reject_replies(&self, reject: bool) {
         self.lock().reject_replies = reject;
     }
+    /// Refuse replies with 403 and this `detail` (one of [`REPLY_REFUSALS`], or any wording).
+    pub fn set_reply_refusal(&self, detail: &str) {
+        let mut s = self.lock();
+        s.reject_replies = true;
+        s.reply_refusal = detail.to_string();
+    }
 }
 
 fn problem(status: StatusCode, title: &str, detail: &str, kind: &str) -> Response {
@@ -213,6 +228,25 @@ fn authorize(s: &XState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Res
     params.extend(fields.iter().filter(|(k, _)| k != "oauth_signature").cloned());
     let expected = oauth1::sign(&oauth1::base_string(method.as_str(), &base_url, &params), CONSUMER_SECRET, OAUTH1_TOKEN_SECRET);
     if get("oauth_signature") == Some(expected.as_str()) { Ok("oauth1") } else { Err(unauthorized()) }
+}
+
+/// Distinct cashtags in a post, by twitter-text's rule written out here (not Herald's
+/// counter): `$` after the start or a space, 1–6 letters, optionally `.`/`_` and 1–2 letters,
+/// then the end, a space or punctuation.
+fn cashtags(text: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"(?i)(?:^|\s)[$＄]([a-z]{1,6}(?:[._][a-z]{1,2})?)(?:$|[\s\p{P}])").expect("static regex");
+    let mut out: Vec<String> = Vec::new();
+    // Matches may share the space between them: scan from each match's tag end.
+    let mut at = 0;
+    while let Some(c) = re.captures_at(text, at) {
+        let (Some(m), Some(tag)) = (c.get(0), c.get(1)) else { break };
+        let t = format!("${}", tag.as_str().to_ascii_uppercase());
+        if !out.contains(&t) {
+            out.push(t);
+        }
+        at = tag.end().max(m.start() + 1);
+    }
+    out
 }
 
 /// X rewrites every link to a t.co link of 23 characters.
@@ -277,12 +311,7 @@ async fn create_post(State(state): State<Shared>, method: Method, uri: Uri, head
         Err(r) => r,
         Ok((text, in_reply_to)) => {
             if in_reply_to.is_some() && s.reject_replies {
-                problem(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    "Reply to this conversation is not allowed because you have not been mentioned or otherwise engaged by the author of the post you are replying to.",
-                    "about:blank",
-                )
+                problem(StatusCode::FORBIDDEN, "Forbidden", &s.reply_refusal, "about:blank")
             } else if s.posts.iter().any(|p| p.text == text) {
                 problem(
                     StatusCode::FORBIDDEN,
@@ -323,6 +352,11 @@ fn check_create(s: &XState, headers: &HeaderMap, body: &[u8]) -> Result<(String,
     }
     if let Err(e) = Network::X.check(&text) {
         return Err(invalid(&format!("Post text is too long: {}", e.message)));
+    }
+    let tags = cashtags(&text);
+    if tags.len() > 1 {
+        // X allows one cashtag per post; the exact wording of its refusal is [unverified].
+        return Err(invalid(&format!("Posts may contain only one cashtag; found {}", tags.join(", "))));
     }
     let in_reply_to = match obj.get("reply") {
         None => None,

@@ -39,6 +39,56 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Claim a fire for this process (`claimed_by` = `owner`, a [`super::lease::ProcessId`]
+    /// tag), so a fire whose claimer died can be told from one still being published.
+    pub async fn claim_fire_by(&self, schedule: &str, fire_at: i64, owner: &str) -> anyhow::Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO schedule_fires (schedule, fire_at, result, claimed_by, created_at) VALUES ($1, $2, 'claimed', $3, $4) \
+             ON CONFLICT (schedule, fire_at) DO NOTHING",
+        )
+        .bind(schedule)
+        .bind(fire_at)
+        .bind(owner)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Fires still `claimed` or `redriving` (nobody recorded what they did), oldest first,
+    /// with who claimed them.
+    pub async fn unfinished_fires(&self) -> anyhow::Result<Vec<(FireRow, Option<String>)>> {
+        let rows: Vec<(String, i64, String, Option<String>, Option<String>, i64, Option<String>)> = sqlx::query_as(
+            "SELECT schedule, fire_at, result, issue, detail, created_at, claimed_by FROM schedule_fires \
+             WHERE result IN ('claimed', 'redriving') ORDER BY created_at",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(schedule, fire_at, result, issue, detail, created_at, by)| (FireRow { schedule, fire_at, result, issue, detail, created_at }, by))
+            .collect())
+    }
+
+    /// Take over an unfinished fire whose claimer is gone: `from` (`claimed` or `redriving`) to
+    /// `to`, now claimed by `owner`. True for the one caller that wins.
+    pub async fn take_over_fire(&self, schedule: &str, fire_at: i64, from: &str, prev_owner: Option<&str>, to: &str, owner: &str) -> anyhow::Result<bool> {
+        let r = sqlx::query(
+            "UPDATE schedule_fires SET result = $4, claimed_by = $5, created_at = $6 \
+             WHERE schedule = $1 AND fire_at = $2 AND result = $3 AND COALESCE(claimed_by, '') = $7",
+        )
+        .bind(schedule)
+        .bind(fire_at)
+        .bind(from)
+        .bind(to)
+        .bind(owner)
+        .bind(now_ms())
+        .bind(prev_owner.unwrap_or(""))
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Record what a claimed fire did.
     pub async fn finish_fire(&self, schedule: &str, fire_at: i64, result: &str, issue: Option<&str>, detail: Option<&str>) -> anyhow::Result<()> {
         sqlx::query("UPDATE schedule_fires SET result = $3, issue = $4, detail = $5 WHERE schedule = $1 AND fire_at = $2")
@@ -84,6 +134,14 @@ impl Store {
             None => sqlx::query_as::<_, FireRow>("SELECT * FROM schedule_fires ORDER BY fire_at DESC LIMIT $1").bind(limit).fetch_all(self.pool()).await?,
         };
         Ok(rows)
+    }
+
+    /// Issue versions stored at or after `since_ms`, oldest first.
+    pub async fn issues_stored_since(&self, since_ms: i64) -> anyhow::Result<Vec<super::IssueRow>> {
+        Ok(sqlx::query_as::<_, super::IssueRow>("SELECT * FROM issues WHERE created_at >= $1 ORDER BY created_at")
+            .bind(since_ms)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// True if any version of the issue has been stored for publishing.

@@ -10,6 +10,7 @@
 //!   `path/herald.queue.db` (apalis-sqlite's migrations clash with ours in one file, STACK §6.8).
 //! - `postgres://…`: Herald's tables in schema `herald`, apalis in its own `apalis` schema.
 
+pub mod attempts;
 pub mod credentials;
 pub mod email;
 pub mod fires;

@@ -102,6 +102,85 @@ impl Trigger {
     }
 }
 
+/// What one attempt row says happened: the `attempts.outcome` column, typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The network has it.
+    Sent,
+    /// A person must finish it (a Substack draft).
+    AwaitingConfirmation,
+    /// A passing failure; retried on the schedule (or, by hand, not at all).
+    Retryable,
+    /// Throttled; waits for the hint, without using up an attempt.
+    RateLimited,
+    /// Refused for good.
+    Permanent,
+    /// The credential is missing, expired or refused.
+    NeedsAuth,
+    /// Refused by the network's policy, not for the credential.
+    Forbidden,
+    /// The request may have landed; reconciled before any retry.
+    UnknownOutcome,
+    /// A retryable failure on the schedule's last attempt (or the last rate-limit wait allowed).
+    Exhausted,
+    /// Reconciliation found the post: sent without sending again.
+    Reconciled,
+    /// Reconciliation cannot tell: waits for the operator.
+    CannotCheck,
+    /// The process running this attempt died (or its lease ran out) before it recorded anything.
+    Interrupted,
+}
+
+impl AttemptOutcome {
+    /// Every outcome.
+    pub const ALL: [AttemptOutcome; 12] = [
+        AttemptOutcome::Sent,
+        AttemptOutcome::AwaitingConfirmation,
+        AttemptOutcome::Retryable,
+        AttemptOutcome::RateLimited,
+        AttemptOutcome::Permanent,
+        AttemptOutcome::NeedsAuth,
+        AttemptOutcome::Forbidden,
+        AttemptOutcome::UnknownOutcome,
+        AttemptOutcome::Exhausted,
+        AttemptOutcome::Reconciled,
+        AttemptOutcome::CannotCheck,
+        AttemptOutcome::Interrupted,
+    ];
+
+    /// The name stored in `attempts.outcome` and printed by `herald log`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::AwaitingConfirmation => "awaiting_confirmation",
+            AttemptOutcome::Retryable => "retryable",
+            AttemptOutcome::RateLimited => "rate_limited",
+            AttemptOutcome::Permanent => "permanent",
+            AttemptOutcome::NeedsAuth => "needs_auth",
+            AttemptOutcome::Forbidden => "forbidden",
+            AttemptOutcome::UnknownOutcome => "unknown_outcome",
+            AttemptOutcome::Exhausted => "exhausted",
+            AttemptOutcome::Reconciled => "reconciled",
+            AttemptOutcome::CannotCheck => "cannot_check",
+            AttemptOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AttemptOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AttemptOutcome::ALL.iter().copied().find(|o| o.as_str() == s).ok_or_else(|| format!("unknown attempt outcome `{s}`"))
+    }
+}
+
 /// One stored issue version.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct IssueRow {
@@ -179,6 +258,8 @@ pub struct DeliveryRow {
     pub created_at: i64,
     /// Last change (unix ms).
     pub updated_at: i64,
+    /// When the attempt in flight started (set with `sending`, cleared when its row is written).
+    pub attempt_started_at: Option<i64>,
 }
 
 impl DeliveryRow {
@@ -207,8 +288,7 @@ pub struct AttemptRow {
     pub duration_ms: i64,
     /// `schedule` or `manual`.
     pub triggered_by: String,
-    /// `sent`, `retryable`, `rate_limited`, `permanent`, `needs_auth`, `forbidden`, `unknown_outcome`,
-    /// `exhausted`, `reconciled`, `cannot_check`, `awaiting_confirmation`.
+    /// An [`AttemptOutcome`] name (see [`AttemptRow::outcome`]).
     pub outcome: String,
     /// HTTP/SMTP status.
     pub status_code: Option<i64>,
@@ -220,6 +300,13 @@ pub struct AttemptRow {
     pub content_hash: Option<String>,
     /// The remote id, on success.
     pub remote_id: Option<String>,
+}
+
+impl AttemptRow {
+    /// The typed outcome (None for a name this version does not know).
+    pub fn outcome(&self) -> Option<AttemptOutcome> {
+        self.outcome.parse().ok()
+    }
 }
 
 /// An attempt joined with its delivery, for `herald log`.

@@ -11,7 +11,7 @@ use super::{Store, now_ms};
 
 const DELIVERY_COLS: &str = "id, issue, version, channel, channel_type, revision, delivery_key, state, attempts, \
     rate_limited_waits, remote_id, remote_url, last_error, last_status, next_attempt_at, triggered_by, checkpoint, \
-    lease_owner, lease_until, job_id, created_at, updated_at";
+    lease_owner, lease_until, job_id, created_at, updated_at, attempt_started_at";
 
 /// What [`Store::insert_issue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,8 @@ pub struct NewDelivery {
 pub struct Finish {
     /// New state.
     pub state: State,
-    /// Outcome name for the attempt row.
-    pub outcome: String,
+    /// The attempt row's outcome.
+    pub outcome: AttemptOutcome,
     /// Did this attempt use up one of the schedule's attempts? (Rate-limit waits don't.)
     pub counts: bool,
     /// Was this a rate-limit wait?
@@ -276,7 +276,7 @@ impl Store {
 
     /// Mark `sending` (committed before the remote call). Only the lease holder can.
     pub async fn mark_sending(&self, id: i64, owner: &str) -> anyhow::Result<bool> {
-        let r = sqlx::query("UPDATE deliveries SET state = 'sending', updated_at = $3 WHERE id = $1 AND lease_owner = $2")
+        let r = sqlx::query("UPDATE deliveries SET state = 'sending', attempt_started_at = $3, updated_at = $3 WHERE id = $1 AND lease_owner = $2")
             .bind(id)
             .bind(owner)
             .bind(now_ms())
@@ -293,7 +293,8 @@ impl Store {
         let r = sqlx::query(
             "UPDATE deliveries SET state = $3, attempts = attempts + $4, rate_limited_waits = rate_limited_waits + $5, \
                remote_id = COALESCE($6, remote_id), remote_url = COALESCE($7, remote_url), last_error = $8, last_status = $9, \
-               next_attempt_at = $10, job_id = COALESCE($11, job_id), lease_owner = NULL, lease_until = NULL, updated_at = $12 \
+               next_attempt_at = $10, job_id = COALESCE($11, job_id), lease_owner = NULL, lease_until = NULL, updated_at = $12, \
+               attempt_started_at = NULL \
              WHERE id = $1 AND lease_owner = $2",
         )
         .bind(id)
@@ -322,7 +323,7 @@ impl Store {
         .bind(f.started_at)
         .bind(f.duration_ms)
         .bind(f.trigger.as_str())
-        .bind(&f.outcome)
+        .bind(f.outcome.as_str())
         .bind(f.status)
         .bind(&f.error)
         .bind(f.next_attempt_at)

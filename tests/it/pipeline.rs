@@ -937,3 +937,265 @@ async fn bad_input_stores_and_sends_nothing() {
     assert!(fake.requests().is_empty());
     assert!(!db.dir.path().join("data/herald.db").exists() || store_for(&db).await.list_deliveries(None, &[]).await.unwrap().is_empty());
 }
+
+// ---- the typed seam: outcomes, preflight, schedules -----------------------------------------
+
+/// An issue file `slug` in `dir` (created), with `publish_at` minutes from now (negative: past).
+fn scheduled_issue(dir: &Path, slug: &str, minutes: i64) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let at = (chrono::Utc::now() + chrono::Duration::minutes(minutes)).format("%Y-%m-%dT%H:%M:%SZ");
+    let text = format!(
+        "+++\ntitle = \"Issue {slug}\"\nslug = \"{slug}\"\ndate = 2026-11-02\nurl = \"https://news.example.com/{slug}\"\n\
+         summary = \"A scheduled one.\"\npublish_at = \"{at}\"\n+++\n\nA paragraph with a [link](https://news.example.com/about).\n"
+    );
+    let path = dir.join(format!("{slug}.md"));
+    std::fs::write(&path, &text).unwrap();
+    let version = herald::issue::parse_str(&path, &text).expect("issue parses").version;
+    (path, version)
+}
+
+/// A lease/claim owner on this host whose process is gone.
+fn dead_tag() -> String {
+    format!("{}:4194305:12345", herald::store::lease::hostname())
+}
+
+both!(every_documented_outcome_has_a_row_that_shows_it);
+/// Issue 14 item 12: each outcome the attempt log documents is written by the path that
+/// produces it, `exhausted` for the attempt that uses up the schedule and `interrupted` for one
+/// whose process died.
+async fn every_documented_outcome_has_a_row_that_shows_it(db: TestDb) {
+    use herald::store::AttemptOutcome as O;
+    let mut text = format!("publish_at_catch_up_secs = 3600\n{}", config_toml(&db.url, "http://127.0.0.1:9/", &["rec"], ""));
+    let token = db.dir.path().join("li.token");
+    std::fs::write(&token, "tok").unwrap();
+    text.push_str(&format!(
+        "[channels.li]\ntype = \"linkedin\"\napi_base = \"http://127.0.0.1:9\"\naccess_token_file = \"{}\"\nauthor = \"urn:li:person:abc\"\n\
+         token_expires_at = \"2026-01-01T00:00:00Z\"\n",
+        token.display()
+    ));
+    let (_, cfg) = write_config(&db, &text);
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let rec = Arc::new(RecordingAdapter::with_script([
+        Answer::Ok(Receipt { remote_id: "draft-1".into(), awaiting_confirmation: true, ..Default::default() }),
+        Answer::err(Kind::Permanent, 400),
+        Answer::err(Kind::Forbidden, 403),
+        Answer::Err { kind: Kind::RateLimited, message: "slow down".into(), status: Some(429), retry_after: Some(Duration::from_secs(7)) },
+        Answer::err(Kind::UnknownOutcome, 504),
+        Answer::err(Kind::Retryable, 500),
+        Answer::err(Kind::Retryable, 500),
+        Answer::err(Kind::Retryable, 500),
+        Answer::err(Kind::Retryable, 500),
+    ]));
+    p.set_adapter("rec", rec.clone());
+    p.set_adapter("li", rec.clone());
+    let run = |id: i64| {
+        let p = p.clone();
+        async move { herald::jobs::deliver::run(&p, id).await.unwrap() }
+    };
+    let new = |slug: &'static str| {
+        let p = p.clone();
+        async move { publish::create_and_push(&p, slug, "v1", &body_rendering(1), Trigger::Schedule, None).await.unwrap()[0] }
+    };
+    let mut seen = Vec::new();
+    let mut rows_of = async |id: i64| {
+        let rows = p.store.attempts(id).await.unwrap();
+        seen.extend(rows.iter().map(|r| r.outcome().expect("a known outcome")));
+        rows
+    };
+
+    let id = new("awaiting").await;
+    run(id).await;
+    assert_eq!(rows_of(id).await[0].outcome, "awaiting_confirmation");
+    for (slug, want, status) in [("perm", "permanent", 400), ("forb", "forbidden", 403), ("slow", "rate_limited", 429), ("unk", "unknown_outcome", 504)] {
+        let id = new(slug).await;
+        run(id).await;
+        let rows = rows_of(id).await;
+        assert_eq!((rows[0].outcome.as_str(), rows[0].status_code), (want, Some(status)), "{slug}");
+    }
+    // Schedule [0, 0, 0]: three retryable rows, then the attempt that uses it up.
+    let id = new("tired").await;
+    for _ in 0..4 {
+        run(id).await;
+    }
+    let rows = rows_of(id).await;
+    assert_eq!(rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(), vec!["retryable", "retryable", "retryable", "exhausted"]);
+    assert_eq!(rows[3].error.as_deref(), Some("gave up after 4 attempts: scripted 500"));
+    assert_eq!(p.store.get_delivery(id).await.unwrap().unwrap().state(), State::Failed);
+    // Sent.
+    let id = new("fine").await;
+    run(id).await;
+    assert_eq!(rows_of(id).await[0].outcome, "sent");
+    // A dead process's attempt: interrupted, then reconciled (found) or cannot_check.
+    for (slug, answer, want) in [
+        ("found", Reconciled::Found(Receipt { remote_id: "r-1".into(), ..Default::default() }), "reconciled"),
+        ("unsure", Reconciled::CannotCheck("no lookup here".into()), "cannot_check"),
+    ] {
+        let id = new(slug).await;
+        let dead = format!("{}:deadbeef", dead_tag());
+        assert!(p.store.acquire_lease(id, &dead, herald::store::now_ms() + 600_000, None).await.unwrap());
+        assert!(p.store.mark_sending(id, &dead).await.unwrap());
+        rec.push_reconcile(answer);
+        run(id).await;
+        let rows = rows_of(id).await;
+        assert_eq!(rows.iter().map(|r| (r.n, r.outcome.as_str())).collect::<Vec<_>>(), vec![(1, "interrupted"), (2, want)], "{slug}");
+    }
+    // An expired credential: needs_auth before any call.
+    let calls = rec.calls().len();
+    let rc = RenderedChannel { channel: "li".into(), kind: "linkedin".into(), rendering: Rendering::Body(BodyRendering { body: serde_json::json!({}) }) };
+    let id = publish::create_and_push(&p, "expired", "v1", &[rc], Trigger::Schedule, None).await.unwrap()[0];
+    run(id).await;
+    let rows = rows_of(id).await;
+    assert_eq!(rows[0].outcome, "needs_auth");
+    assert!(rows[0].error.as_deref().unwrap().contains("re-authorise"), "{:?}", rows[0].error);
+    assert_eq!(rec.calls().len(), calls, "no call");
+
+    for o in O::ALL {
+        assert!(seen.contains(&o), "no row shows `{o}`");
+    }
+    p.close().await;
+}
+
+both!(an_expired_credential_stops_only_its_channel_for_every_trigger);
+/// Issue 14 item 11: one preflight for every trigger. A `publish_at` fire and a cron fire create
+/// the deliveries; the LinkedIn channel, whose token expired, ends `needs_auth` with the fix
+/// before any call, and the webhook goes on. `herald publish` and `republish` refuse (exit 2).
+async fn an_expired_credential_stops_only_its_channel_for_every_trigger(db: TestDb) {
+    let hook = WebhookFake::start().await.unwrap();
+    let li = herald::sandbox::linkedin::LinkedinFake::start().await.unwrap();
+    let token = db.dir.path().join("li.token");
+    std::fs::write(&token, "tok").unwrap();
+    let mut text = format!("issues_dir = \"issues\"\n{}", config_toml(&db.url, &hook.url(), &["hook"], ""));
+    text.push_str(&format!(
+        "[channels.li]\ntype = \"linkedin\"\napi_base = \"{}\"\naccess_token_file = \"{}\"\nauthor = \"{}\"\nlinkedin_version = \"{}\"\n\
+         token_expires_at = \"2026-01-01T00:00:00Z\"\n\n[[schedule]]\nname = \"weekly\"\ncron = \"0 0 8 * * Mon\"\nwhat = \"cronned\"\n",
+        li.base_url,
+        token.display(),
+        herald::sandbox::linkedin::PERSON,
+        chrono::Utc::now().format("%Y%m")
+    ));
+    let (cfg_path, cfg) = write_config(&db, &text);
+    let issues = db.dir.path().join("issues");
+    let (_, v1) = scheduled_issue(&issues, "due", -5);
+    let (cronned, v2) = scheduled_issue(&issues, "cronned", 60 * 24 * 30);
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    herald::jobs::cron::scan_publish_at(&p, &mut herald::schedule::ScanCache::default(), chrono::Utc::now()).await.unwrap();
+    let entries = herald::jobs::cron::entries(&p).unwrap();
+    herald::jobs::cron::fire(&p, &entries[0], chrono::Utc::now(), "fired").await.unwrap();
+    for (slug, version) in [("due", &v1), ("cronned", &v2)] {
+        let target = WaitFor::Issue { slug: slug.into(), version: version.clone(), channels: vec![] };
+        assert_eq!(run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(30))).await.unwrap(), WaitEnd::Settled);
+        let ds = p.store.list_deliveries(Some(slug), &[]).await.unwrap();
+        let by = |c: &str| ds.iter().find(|d| d.channel == c).unwrap_or_else(|| panic!("{slug}: no {c} delivery")).clone();
+        assert_eq!(by("hook").state(), State::Sent, "{slug}: the other channel goes on");
+        let d = by("li");
+        assert_eq!(d.state(), State::Failed, "{slug}");
+        let rows = p.store.attempts(d.id).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>(), vec!["needs_auth"], "{slug}");
+        let e = rows[0].error.clone().unwrap();
+        assert!(e.contains("expired") && e.contains("re-authorise") && e.contains("token_expires_at"), "{slug}: {e}");
+    }
+    assert!(li.requests().is_empty(), "LinkedIn was never called: {:?}", li.requests());
+    p.close().await;
+    // The CLI triggers refuse before storing anything.
+    for args in [vec!["publish", cronned.to_str().unwrap()], vec!["republish", "due", "--channel", "li"]] {
+        let (code, _, err) = run_out({
+            let mut c = herald_cmd(&cfg_path);
+            c.args(&args);
+            c
+        });
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("channel li") && err.contains("expired"), "{args:?}: {err}");
+    }
+    assert!(li.requests().is_empty());
+}
+
+both!(a_daemon_started_on_an_archive_publishes_nothing);
+/// Issue 14 item 10: `publish_at` has a catch-up window. A daemon started on a folder of past
+/// issues publishes only the one due inside `publish_at_catch_up_secs`; the older ones are
+/// recorded `skipped` and shown by `status`, and `herald publish` still sends them by hand.
+async fn a_daemon_started_on_an_archive_publishes_nothing(db: TestDb) {
+    let hook = WebhookFake::start().await.unwrap();
+    let text = format!("issues_dir = \"issues\"\npublish_at_catch_up_secs = 3600\n{}", config_toml(&db.url, &hook.url(), &["hook"], ""));
+    let (cfg_path, cfg) = write_config(&db, &text);
+    let issues = db.dir.path().join("issues");
+    let old: Vec<PathBuf> = [("w44", -60 * 24 * 21), ("w45", -60 * 24 * 14), ("w46", -60 * 2)].iter().map(|(s, m)| scheduled_issue(&issues, s, *m).0).collect();
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    // The scheduler, as `herald daemon` runs it, for a few scans.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let sched = tokio::spawn(herald::jobs::cron::run_until(p.clone(), async move {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(herald::jobs::cron::SCAN_EVERY * 2 + Duration::from_millis(500)).await;
+    let _ = tx.send(());
+    sched.await.unwrap().unwrap();
+    assert!(p.store.unpublished_issues().await.unwrap().is_empty() && p.store.list_deliveries(None, &[]).await.unwrap().is_empty(), "nothing published");
+    let fires = p.store.fires(None, 10).await.unwrap();
+    assert_eq!(fires.iter().filter(|f| f.result == "skipped").count(), 3, "{fires:?}");
+    assert!(fires.iter().all(|f| f.detail.as_deref().is_some_and(|d| d.contains("publish_at_catch_up_secs = 3600") && d.contains("herald publish"))));
+    let (code, out, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.arg("status");
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("skipped") && out.contains("publish_at:w44@"), "{out}");
+    // One due inside the window is published once.
+    let (_, v) = scheduled_issue(&issues, "w47", -10);
+    herald::jobs::cron::scan_publish_at(&p, &mut herald::schedule::ScanCache::default(), chrono::Utc::now()).await.unwrap();
+    herald::jobs::cron::scan_publish_at(&p, &mut herald::schedule::ScanCache::default(), chrono::Utc::now()).await.unwrap();
+    let target = WaitFor::Issue { slug: "w47".into(), version: v, channels: vec![] };
+    assert_eq!(run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(30))).await.unwrap(), WaitEnd::Settled);
+    assert_eq!(hook.requests().len(), 1);
+    // By hand, a skipped one goes out.
+    let issue = publish::publish_file(&p, &old[0], &[]).await.expect("published by hand");
+    let target = WaitFor::Issue { slug: "w44".into(), version: issue.version, channels: vec![] };
+    assert_eq!(run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(30))).await.unwrap(), WaitEnd::Settled);
+    assert_eq!(hook.requests().len(), 2);
+    p.close().await;
+}
+
+both!(a_fire_left_claimed_by_a_dead_process_is_redriven_or_failed);
+/// Issue 15 §3: a fire left `claimed` by a process that died is re-driven once; one whose
+/// re-drive died too is recorded `failed` and shown by `status`; a live claim is left alone.
+async fn a_fire_left_claimed_by_a_dead_process_is_redriven_or_failed(db: TestDb) {
+    let hook = WebhookFake::start().await.unwrap();
+    let text = format!("issues_dir = \"issues\"\n{}", config_toml(&db.url, &hook.url(), &["hook"], ""));
+    let (cfg_path, cfg) = write_config(&db, &text);
+    let issues = db.dir.path().join("issues");
+    let (_, v) = scheduled_issue(&issues, "lost", -5);
+    let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+    let at = |m: i64| (chrono::Utc::now() - chrono::Duration::minutes(m)).timestamp_millis();
+    let lost = format!("publish_at:lost@{v}");
+    assert!(p.store.claim_fire_by(&lost, at(5), &dead_tag()).await.unwrap());
+    // Died twice: claimed, then its re-drive died as well.
+    let twice_at = at(9);
+    assert!(p.store.claim_fire_by("publish_at:twice@x", twice_at, &dead_tag()).await.unwrap());
+    assert!(p.store.take_over_fire("publish_at:twice@x", twice_at, "claimed", Some(&dead_tag()), "redriving", &dead_tag()).await.unwrap());
+    // Still being published by this (live) process.
+    let me = herald::store::lease::ProcessId::current().tag();
+    assert!(p.store.claim_fire_by("publish_at:busy@y", at(1), &me).await.unwrap());
+    // The scan does not fire a claimed key again by itself.
+    herald::jobs::cron::scan_publish_at(&p, &mut herald::schedule::ScanCache::default(), chrono::Utc::now()).await.unwrap();
+    assert!(p.store.list_deliveries(None, &[]).await.unwrap().is_empty());
+
+    herald::jobs::cron::redrive_unfinished(&p, &[], herald::store::now_ms()).await.unwrap();
+    let target = WaitFor::Issue { slug: "lost".into(), version: v, channels: vec![] };
+    assert_eq!(run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(30))).await.unwrap(), WaitEnd::Settled);
+    assert_eq!(hook.requests().len(), 1, "re-driven once");
+    let fires = p.store.fires(None, 10).await.unwrap();
+    let result = |name: &str| fires.iter().find(|f| f.schedule == name).map(|f| (f.result.clone(), f.issue.clone())).unwrap();
+    assert_eq!(result(&lost), ("fired".into(), Some("lost".into())));
+    assert_eq!(result("publish_at:twice@x").0, "failed");
+    assert_eq!(result("publish_at:busy@y").0, "claimed");
+    // A second look changes nothing.
+    herald::jobs::cron::redrive_unfinished(&p, &[], herald::store::now_ms()).await.unwrap();
+    assert_eq!(hook.requests().len(), 1);
+    p.close().await;
+    let (code, out, err) = run_out({
+        let mut c = herald_cmd(&cfg_path);
+        c.arg("status");
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("publish_at:twice@x") && out.contains("failed") && out.contains("died"), "{out}");
+}

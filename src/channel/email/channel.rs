@@ -11,7 +11,7 @@ use super::compose::{Composer, Mailing};
 use super::direct::{DirectError, DirectPool, Open};
 use super::engine::{self, Calls, EngineOptions, Gate, Session, Transport};
 use super::ledger::{Outcome, Recipient, RecipientLedger};
-use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled};
+use crate::channel::{Adapter, Delivered, DeliveryCtx, DeliveryError, Receipt, Reconciled};
 use crate::render::Rendering;
 
 /// SMTP reply codes that mean the credentials were refused: the whole mailing stops.
@@ -68,6 +68,10 @@ impl EmailAdapter {
 #[async_trait]
 impl Adapter for EmailAdapter {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
+        self.deliver_step(rendering, ctx).await.and_then(Delivered::into_receipt)
+    }
+
+    async fn deliver_step(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Delivered, DeliveryError> {
         engine::deliver("email", &self.opts, self.ledger.as_ref(), self.smtp.clone(), rendering, ctx).await
     }
 

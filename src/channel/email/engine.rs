@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::compose::{Mailing, short_hash};
 use super::ledger::{LedgerProgress, Outcome, Recipient, RecipientLedger, RecipientResult};
 use super::progress::Reporter;
-use crate::channel::{DeliveryCtx, DeliveryError, Kind, Receipt, Reconciled};
+use crate::channel::{Delivered, DeliveryCtx, DeliveryError, Kind, Receipt, Reconciled};
 use crate::render::Rendering;
 
 /// Default waits before a recipient deferred by a 4xx is tried again; after the last one the
@@ -238,8 +238,8 @@ fn settle(outcome: Outcome, r: &Recipient, schedule: &[Duration], now: i64) -> O
     }
 }
 
-/// `Adapter::deliver` for a mailing adapter of type `kind` (`email`, `email_api`): check the
-/// rendering and the ledger, then run one pass.
+/// `Adapter::deliver_step` for a mailing adapter of type `kind` (`email`, `email_api`): check
+/// the rendering and the ledger, then run one pass.
 pub async fn deliver(
     kind: &str,
     opts: &EngineOptions,
@@ -247,7 +247,7 @@ pub async fn deliver(
     transport: Arc<dyn Transport>,
     rendering: &Rendering,
     ctx: &DeliveryCtx,
-) -> Result<Receipt, DeliveryError> {
+) -> Result<Delivered, DeliveryError> {
     let Rendering::Email(r) = rendering else {
         return Err(DeliveryError::permanent(format!("the {kind} channel needs an email rendering")));
     };
@@ -284,14 +284,16 @@ fn receipt(p: &LedgerProgress, key_hash: &str) -> Receipt {
     }
 }
 
-/// Run one pass of a mailing.
+/// Run one pass of a mailing. It ends `Sent` when nobody is owed; `Continue` when its time
+/// budget ran out (go on at once) or everyone still owed is due later (a deferral: wait until
+/// the first is due); an error when a call failed or the server refused the pass.
 pub async fn run(
     opts: &EngineOptions,
     ledger: Arc<dyn RecipientLedger>,
     transport: Arc<dyn Transport>,
     mailing: Arc<Mailing>,
     delivery_id: i64,
-) -> Result<Receipt, DeliveryError> {
+) -> Result<Delivered, DeliveryError> {
     ledger.seed(delivery_id, &opts.list).await?;
     let before = ledger.progress(delivery_id).await?;
     let stop = Arc::new(Stop::default());
@@ -399,27 +401,32 @@ pub async fn run(
         return Err(out);
     }
     if p.pending > 0 && out_of_time {
-        // Not a failure: the next pass continues where this one stopped.
-        let msg = format!("mailing continues in the next pass: {} of {} recipients still owed; {} sent, {} failed so far", p.pending, p.total, p.sent, p.failed);
-        return Err(DeliveryError::rate_limited(msg, Some(Duration::ZERO)));
+        // Not a failure and not a wait: the next pass continues where this one stopped.
+        let note = format!("mailing continues in the next pass: {} of {} recipients still owed; {} sent, {} failed so far", p.pending, p.total, p.sent, p.failed);
+        return Ok(Delivered::Continue { after: None, note });
     }
     if p.pending > 0 {
-        let wait = p.next_due_ms.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64));
         let call_error = stop.last_call_error.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let why = match &call_error {
-            Some(e) => format!("last error: {e}"),
-            None => "deferred by the server".to_string(),
-        };
-        let msg = format!("{} of {} recipients still owed ({why}); {} sent, {} failed so far", p.pending, p.total, p.sent, p.failed);
-        // Nothing was due this time: a wait, not a failed attempt.
-        let kind = if dispatched == 0 { Kind::RateLimited } else { Kind::Retryable };
-        let mut err = DeliveryError::new(kind, msg).with_retry_after(wait);
-        if let Some(s) = call_error.and_then(|e| e.status()) {
-            err = err.with_status(s);
+        if let Some(e) = call_error {
+            // A call got no answer: a failed attempt, retried on the schedule.
+            let msg = format!("{} of {} recipients still owed (last error: {e}); {} sent, {} failed so far", p.pending, p.total, p.sent, p.failed);
+            let wait = p.next_due_ms.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64));
+            let mut err = DeliveryError::retryable(msg).with_retry_after(wait);
+            if let Some(s) = e.status() {
+                err = err.with_status(s);
+            }
+            return Err(err);
         }
-        return Err(err);
+        // Everyone still owed was deferred by their server and is due later (or nobody was due
+        // yet): wait until the first is due. Not a failed attempt, not a rate limit.
+        let wait = p.next_due_ms.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64)).unwrap_or_default();
+        let note = format!(
+            "{} of {} recipients still owed (deferred by the server; {} dispatched this pass); {} sent, {} failed so far",
+            p.pending, p.total, dispatched, p.sent, p.failed
+        );
+        return Ok(Delivered::Continue { after: Some(wait), note });
     }
-    Ok(receipt(&p, &mailing.key_hash))
+    Ok(Delivered::Sent(receipt(&p, &mailing.key_hash)))
 }
 
 /// One worker: takes chunks, sends each through the transport behind its gate, and passes the

@@ -11,7 +11,7 @@ use super::BATCH_LIMIT;
 use crate::channel::email::compose::{Composer, LIST_UNSUBSCRIBE_POST, Mailing};
 use crate::channel::email::engine::{self, EngineOptions, Gate, Transport};
 use crate::channel::email::{Outcome, Recipient, RecipientLedger};
-use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled, http};
+use crate::channel::{Adapter, Delivered, DeliveryCtx, DeliveryError, Receipt, Reconciled, http};
 use crate::config::SecretString;
 use crate::render::Rendering;
 
@@ -48,6 +48,10 @@ impl EmailApiAdapter {
 #[async_trait]
 impl Adapter for EmailApiAdapter {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
+        self.deliver_step(rendering, ctx).await.and_then(Delivered::into_receipt)
+    }
+
+    async fn deliver_step(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Delivered, DeliveryError> {
         engine::deliver("email_api", &self.opts, self.ledger.as_ref(), self.sender.clone(), rendering, ctx).await
     }
 

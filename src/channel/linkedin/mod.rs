@@ -15,7 +15,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use channel::{LinkedinAdapter, token_expiry_warning};
+pub use channel::{LinkedinAdapter, VERSION_WARN_MONTHS, token_expiry_warning, version_age_warning};
 
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::{ChannelConfig, pick_secret};

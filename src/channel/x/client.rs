@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::oauth1;
@@ -15,20 +14,8 @@ use crate::credentials::{Loaded, Renewal, Secrets, Vault};
 use crate::store::credentials::CredentialWrite;
 use crate::store::now_ms;
 
-/// An answer from X, any status.
-#[derive(Debug)]
-pub(crate) struct XResponse {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl XResponse {
-    /// 2xx?
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-}
+/// An answer from X, any status (the shared helper's, body bounded).
+pub(crate) type XResponse = http::Answer;
 
 /// OAuth 2.0 user tokens. With a credential store they are read from it (a stored credential
 /// wins over the config's) and every rotation is committed there before it is used.
@@ -221,11 +208,7 @@ impl XClient {
         if let Some(body) = json {
             req = req.json(body);
         }
-        let res = req.send().await.map_err(|e| http::error_from_reqwest(&e))?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res.text().await.map_err(|e| http::error_from_reqwest(&e))?;
-        Ok((generation, XResponse { status, headers, body }))
+        Ok((generation, http::send(req).await?))
     }
 
     /// Read the stored credential once (it wins over the config's); returns the in-process

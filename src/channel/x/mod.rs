@@ -50,5 +50,6 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
         name: name.to_string(),
         client: client::XClient::new(&c.api_base, timeout, auth),
         user_id: c.user_id.clone(),
+        fallback: c.thread_fallback,
     }))
 }
