@@ -32,7 +32,7 @@ use super::{ExitStatus, Globals, InputError};
 use crate::channel::http;
 use crate::cli::ConnectArgs;
 use crate::config::{ChannelConfig, LoadedConfig, SecretString, XAuth, pick_secret};
-use crate::credentials::{Secrets, Vault};
+use crate::credentials::{Secrets, Vault, linkedin_oauth_base};
 use crate::store::credentials::CredentialWrite;
 use crate::store::now_ms;
 
@@ -403,11 +403,6 @@ async fn threads_connect(args: &ConnectArgs, cfg: &LoadedConfig, t: &crate::conf
 
 // ---- LinkedIn ---------------------------------------------------------------------------------
 
-/// LinkedIn's OAuth host: www.linkedin.com for the real API, the same host otherwise.
-fn linkedin_oauth_base(api_base: &str) -> String {
-    let b = api_base.trim_end_matches('/');
-    if b == "https://api.linkedin.com" { "https://www.linkedin.com".into() } else { b.to_string() }
-}
 
 async fn linkedin_connect(args: &ConnectArgs, cfg: &LoadedConfig, l: &crate::config::LinkedinConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Connected> {
     let name = &args.channel;

@@ -42,6 +42,24 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(store = %p.store.url().display(), listen = %listener.local_addr()?, concurrency = args.concurrency, schedules = cfg.config.schedule.len(), "Daemon started.");
 
+    // Renew the credentials that are due (LinkedIn with a refresh token), and export
+    // `herald_credential_expiry_timestamp_seconds` from the store (renewals by this daemon or
+    // another, `herald connect`) and the config: now and every 15 seconds (one read of the
+    // store; adapters whose credential changed are rebuilt).
+    {
+        let (p, cfg) = (p.clone(), cfg.clone());
+        tokio::spawn(async move {
+            loop {
+                p.renew_credentials().await;
+                match crate::credentials::view::views(&cfg, &p.store, crate::store::now_ms()).await {
+                    Ok(v) => crate::credentials::view::export(&v),
+                    Err(e) => tracing::debug!(error = %format!("{e:#}"), "Cannot read credential expiries."),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+            }
+        });
+    }
+
     // One signal, three listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -221,16 +221,26 @@ impl Vault {
     }
 
     /// Read and open every stored credential that is in use (not `needs_auth`), for
-    /// [`Vault::stored`]. A credential that does not open is kept as its error.
-    pub async fn preload(&self) -> anyhow::Result<()> {
+    /// [`Vault::stored`]. A credential that does not open is kept as its error. Returns the
+    /// channels whose credential changed since the last preload (connected again, renewed by
+    /// another process, gone).
+    pub async fn preload(&self) -> anyhow::Result<Vec<String>> {
         let rows = self.store.credentials().await?;
         let mut snap = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        let before: std::collections::HashMap<String, Option<i64>> =
+            snap.iter().map(|(c, l)| (c.clone(), l.as_ref().ok().map(|l| l.row.generation))).collect();
         snap.clear();
         for row in rows.into_iter().filter(|r| r.status == "ok") {
             let channel = row.channel.clone();
             snap.insert(channel, self.open(row));
         }
-        Ok(())
+        let mut changed: Vec<String> = snap
+            .iter()
+            .filter(|(c, l)| before.get(*c).is_none_or(|g| *g != l.as_ref().ok().map(|l| l.row.generation)))
+            .map(|(c, _)| c.clone())
+            .collect();
+        changed.extend(before.keys().filter(|c| !snap.contains_key(*c)).cloned());
+        Ok(changed)
     }
 
     /// The stored credential of `channel` as preloaded: `None` when there is none.
@@ -473,6 +483,201 @@ pub async fn preflight(vault: &Vault, cfg: &LoadedConfig, channels: &[String]) -
         }
     }
     problems
+}
+
+/// Renew every stored Threads token at least 24 hours old, and every LinkedIn credential that
+/// has a refresh token, with fewer than `renew_days` left (LinkedIn: `grant_type=refresh_token`
+/// at its token endpoint, with the app's client id and secret), under the store's lease. Returns the channels renewed. A refusal while the current
+/// token still works only logs: the token keeps working until it expires.
+pub async fn renew_due(vault: &Vault, cfg: &LoadedConfig) -> Vec<String> {
+    // A renewal that failed is not tried again by this process for an hour.
+    static FAILED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, i64>>> = std::sync::OnceLock::new();
+    let failed = FAILED.get_or_init(Default::default);
+    let mut renewed = Vec::new();
+    let now = now_ms();
+    for (name, c) in &cfg.config.channels {
+        let recently_failed = failed.lock().unwrap_or_else(|e| e.into_inner()).get(name).is_some_and(|t| now - t < 3_600_000);
+        if recently_failed {
+            continue;
+        }
+        if let ChannelConfig::Threads(t) = c {
+            match crate::channel::threads::renew_stored(vault, name, &t.api_base).await {
+                Some(true) => renewed.push(name.clone()),
+                Some(false) => {
+                    failed.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), now);
+                }
+                None => {}
+            }
+            continue;
+        }
+        let ChannelConfig::Linkedin(l) = c else { continue };
+        let Ok(Some(row)) = vault.store.credential(name).await else { continue };
+        let due = row.status == "ok" && row.expires_at.is_some_and(|e| e - now < i64::from(vault.renew_days) * 86_400_000);
+        if !due {
+            continue;
+        }
+        let Ok(current) = vault.open(row.clone()) else { continue };
+        if current.secrets.get("refresh_token").is_none() {
+            continue;
+        }
+        let (Some(client_id), Some(secret)) = (l.client_id.clone(), pick_secret(&l.client_secret, &l.client_secret_file)) else {
+            tracing::warn!(channel = %name, "The LinkedIn token is due for renewal but `client_id`/`client_secret` are not configured.");
+            continue;
+        };
+        let secret = match secret {
+            Secret::File(p) => Secret::File(cfg.resolve_path(&p)),
+            s => s,
+        };
+        let Ok(secret) = secret.resolve() else {
+            tracing::warn!(channel = %name, "The LinkedIn client secret cannot be read; the token is not renewed.");
+            continue;
+        };
+        let oauth = linkedin_oauth_base(&l.api_base);
+        let expired = row.expires_at.is_some_and(|e| e <= now);
+        let result = vault
+            .refresh(name, Some(row.generation), None, |cur, _| async move {
+                let Some(refresh) = cur.secrets.get("refresh_token") else { return Renewal::Refused("no refresh token is stored".into()) };
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.expose()),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", secret.expose()),
+                ];
+                let res = crate::channel::http::client().post(format!("{oauth}/oauth/v2/accessToken")).form(&form).send().await;
+                let res = match res {
+                    Ok(r) => r,
+                    Err(e) => return Renewal::Failed { error: crate::channel::http::error_from_reqwest(&e), maybe_sent: false },
+                };
+                let status = res.status().as_u16();
+                let v: serde_json::Value = res.json().await.unwrap_or_default();
+                let access = v.get("access_token").and_then(|a| a.as_str());
+                match access {
+                    Some(a) if (200..300).contains(&status) => {
+                        let mut secrets = cur.secrets.clone();
+                        secrets.set("access_token", &SecretString::new(a));
+                        if let Some(r) = v.get("refresh_token").and_then(|r| r.as_str()) {
+                            secrets.set("refresh_token", &SecretString::new(r));
+                        }
+                        Renewal::Renewed {
+                            secrets,
+                            expires_at: v.get("expires_in").and_then(|e| e.as_i64()).map(|e| now_ms() + e * 1000),
+                            scopes: None,
+                        }
+                    }
+                    _ => {
+                        let why = format!("LinkedIn refused the refresh token ({status} {})", v.get("error").and_then(|e| e.as_str()).unwrap_or(""));
+                        if expired { Renewal::Refused(why) } else { Renewal::Failed { error: DeliveryError::auth(why), maybe_sent: false } }
+                    }
+                }
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                tracing::info!(channel = %name, "LinkedIn token renewed.");
+                renewed.push(name.clone());
+            }
+            Err(e) => {
+                tracing::warn!(channel = %name, error = %e.message(), "LinkedIn token renewal failed.");
+                failed.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), now);
+            }
+        }
+    }
+    renewed
+}
+
+/// LinkedIn's OAuth host: www.linkedin.com for the real API, the same host otherwise (a fake).
+pub fn linkedin_oauth_base(api_base: &str) -> String {
+    let b = api_base.trim_end_matches('/');
+    if b == "https://api.linkedin.com" { "https://www.linkedin.com".into() } else { b.to_string() }
+}
+
+/// What rebuilding a channel's adapter needs when its stored credential changes.
+pub struct Rebuild {
+    /// The credential store.
+    pub vault: std::sync::Arc<Vault>,
+    /// The config's folder (secret files).
+    pub base_dir: std::path::PathBuf,
+    /// The per-request timeout.
+    pub timeout: Duration,
+}
+
+/// An adapter for a channel `herald connect` can (re)connect: its `needs_auth` errors name the
+/// command that fixes it, and when the stored credential changes (connected again, renewed by
+/// another process) the adapter is rebuilt with it before the next call.
+struct Connected {
+    channel: String,
+    cfg: ChannelConfig,
+    rebuild: Option<Rebuild>,
+    /// The stored generation the adapter was built with, and the adapter.
+    current: tokio::sync::Mutex<(Option<i64>, std::sync::Arc<dyn crate::channel::Adapter>)>,
+}
+
+impl Connected {
+    fn hint(&self, e: DeliveryError) -> DeliveryError {
+        if e.kind() != crate::channel::Kind::Auth || e.message().contains("herald connect") {
+            return e;
+        }
+        let hinted = DeliveryError::auth(format!("{}: {}", connect_hint(&self.channel), e.message()));
+        match e.status() {
+            Some(s) => hinted.with_status(s),
+            None => hinted,
+        }
+    }
+
+    /// The adapter to use: rebuilt first if the stored credential changed. X and Threads read
+    /// the store themselves and are never rebuilt.
+    async fn adapter(&self) -> Result<std::sync::Arc<dyn crate::channel::Adapter>, DeliveryError> {
+        let mut cur = self.current.lock().await;
+        let Some(r) = self.rebuild.as_ref().filter(|_| !matches!(self.cfg, ChannelConfig::X(_) | ChannelConfig::Threads(_))) else {
+            return Ok(cur.1.clone());
+        };
+        let row = r.vault.store.credential(&self.channel).await.map_err(|e| DeliveryError::retryable(format!("cannot read the credential store: {e:#}")))?;
+        let generation = row.filter(|r| r.status == "ok").map(|r| r.generation);
+        if generation != cur.0 {
+            r.vault.preload().await.map_err(|e| DeliveryError::retryable(format!("cannot read the credential store: {e:#}")))?;
+            let mut ctx = crate::channel::BuildCtx::from_env(r.base_dir.clone());
+            ctx.timeout = r.timeout;
+            ctx.vault = Some(r.vault.clone());
+            let a = crate::channel::build_adapter(&self.channel, &self.cfg, &ctx).map_err(|e| self.hint(DeliveryError::auth(format!("{e:#}"))))?;
+            tracing::info!(channel = %self.channel, "The stored credential changed; using the new one.");
+            *cur = (generation, a);
+        }
+        Ok(cur.1.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::channel::Adapter for Connected {
+    async fn deliver(&self, rendering: &crate::render::Rendering, ctx: &crate::channel::DeliveryCtx) -> Result<crate::channel::Receipt, DeliveryError> {
+        self.adapter().await?.deliver(rendering, ctx).await.map_err(|e| self.hint(e))
+    }
+    async fn find_existing(&self, rendering: &crate::render::Rendering, ctx: &crate::channel::DeliveryCtx) -> Result<crate::channel::Reconciled, DeliveryError> {
+        self.adapter().await?.find_existing(rendering, ctx).await.map_err(|e| self.hint(e))
+    }
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        self.adapter().await?.healthcheck().await.map_err(|e| self.hint(e))
+    }
+}
+
+/// Wrap `adapter` (built from `rebuild`'s vault) for a channel `herald connect` can connect:
+/// its `needs_auth` errors say `run \`herald connect CHANNEL\` then \`herald retry\``, and a
+/// changed stored credential is picked up before the next call. Other channels are unchanged.
+pub fn with_connect_hint(
+    channel: &str,
+    cfg: &ChannelConfig,
+    adapter: std::sync::Arc<dyn crate::channel::Adapter>,
+    rebuild: Option<Rebuild>,
+) -> std::sync::Arc<dyn crate::channel::Adapter> {
+    if connectable(cfg).is_none() {
+        return adapter;
+    }
+    let built = rebuild.as_ref().and_then(|r| r.vault.stored(channel)).and_then(|l| l.ok()).map(|l| l.row.generation);
+    std::sync::Arc::new(Connected {
+        channel: channel.to_string(),
+        cfg: cfg.clone(),
+        rebuild,
+        current: tokio::sync::Mutex::new((built, adapter)),
+    })
 }
 
 /// The `needs_auth` error for `channel`, naming the command that fixes it.

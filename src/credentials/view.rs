@@ -86,7 +86,8 @@ pub async fn views(cfg: &LoadedConfig, store: &Store, now_ms: i64) -> anyhow::Re
                 (if in_config { "config".into() } else { "none".into() }, account_in_config(c), None, expires, status, note, false)
             }
         };
-        let days_left = expires.map(|e| (e - now_ms).div_euclid(86_400_000));
+        // Whole days, rounded up: a token with 4 days and 23 hours left has 5 days left.
+        let days_left = expires.map(|e| (e - now_ms + 86_399_999).div_euclid(86_400_000));
         if status == "ok"
             && let Some(e) = expires
         {

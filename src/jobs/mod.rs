@@ -104,8 +104,31 @@ impl Pipeline {
         let store = Store::open(url).await?.with_ledger_flush(std::time::Duration::from_millis(config.config.store.ledger_flush_ms));
         let queue = Queue::open(url, 4).await?;
         let vault = Arc::new(crate::credentials::Vault::from_config(store.clone(), &config));
+        if !crate::credentials::renew_due(&vault, &config).await.is_empty() {
+            tracing::debug!("Renewed credentials before building adapters.");
+        }
         vault.preload().await?;
         Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, scheduler_beat: Arc::default(), stopping: Default::default(), adapters: Mutex::new(HashMap::new()) })
+    }
+
+    /// Renew the credentials that are due, reread the store, and rebuild the adapters whose
+    /// credential changed (renewed here or elsewhere, or `herald connect` run again): the daemon
+    /// calls this every minute; adapters hold the token they were built with.
+    pub async fn renew_credentials(&self) {
+        crate::credentials::renew_due(&self.vault, &self.config).await;
+        let changed = match self.vault.preload().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "Cannot reread the credential store.");
+                return;
+            }
+        };
+        let mut cache = self.adapters.lock().expect("adapter cache");
+        for c in changed {
+            if cache.remove(&c).is_some() {
+                tracing::info!(channel = %c, "The stored credential changed; the channel's adapter is rebuilt.");
+            }
+        }
     }
 
     /// Use this adapter for `channel` instead of building one from the config (tests).
@@ -129,6 +152,8 @@ impl Pipeline {
         // Email adapters get the store's recipient ledger.
         let ledger = Arc::new(self.store.clone());
         let a = crate::channel::build_adapter_with_ledger(channel, cfg, &ctx, ledger).map_err(|e| DeliveryError::auth(format!("{e:#}")))?;
+        let rebuild = crate::credentials::Rebuild { vault: self.vault.clone(), base_dir: self.config.base_dir.clone(), timeout: ctx.timeout };
+        let a = crate::credentials::with_connect_hint(channel, cfg, a, Some(rebuild));
         self.adapters.lock().expect("adapter cache").insert(channel.to_string(), a.clone());
         Ok(a)
     }

@@ -84,11 +84,27 @@ struct Inner {
     organizations: Vec<String>,
     /// Authorization codes from the consent step: code → redirect_uri.
     codes: std::collections::HashMap<String, String>,
+    /// Grant programmatic refresh tokens (approved partners only, CHANNELS.md §5).
+    refresh_grants: bool,
+    /// The live refresh token, when granted.
+    refresh_token: Option<String>,
+    /// Successful refresh grants.
+    refreshes: u32,
 }
 
 impl Default for Inner {
     fn default() -> Self {
-        Self { posts: Vec::new(), next: 0, requests: Vec::new(), member: PERSON.into(), organizations: vec![ORGANIZATION.into()], codes: Default::default() }
+        Self {
+            posts: Vec::new(),
+            next: 0,
+            requests: Vec::new(),
+            member: PERSON.into(),
+            organizations: vec![ORGANIZATION.into()],
+            codes: Default::default(),
+            refresh_grants: false,
+            refresh_token: None,
+            refreshes: 0,
+        }
     }
 }
 
@@ -130,16 +146,32 @@ async fn access_token(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap
     if f.get("client_id").map(String::as_str) != Some(CLIENT_ID) || f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client", "error_description": "Client authentication failed"}))).into_response();
     }
+    let mut g = inner.lock().expect("fake lock");
+    if f.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        if !g.refresh_grants || f.get("refresh_token") != g.refresh_token.as_ref() {
+            return bad("invalid_request", "The provided refresh token is invalid");
+        }
+        g.refreshes += 1;
+        // Refreshing gives a new access token (60 days) and keeps the refresh token's own TTL.
+        return axum::Json(json!({"access_token": ACCESS_TOKEN, "expires_in": 5_184_000, "refresh_token": g.refresh_token, "refresh_token_expires_in": 31_000_000, "scope": "openid,profile,w_member_social"})).into_response();
+    }
     if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return bad("unsupported_grant_type", "grant_type must be authorization_code");
     }
-    let Some(redirect) = f.get("code").and_then(|c| inner.lock().expect("fake lock").codes.remove(c)) else {
+    let Some(redirect) = f.get("code").and_then(|c| g.codes.remove(c)) else {
         return bad("invalid_request", "Unable to retrieve access token: authorization code not found");
     };
     if f.get("redirect_uri") != Some(&redirect) {
         return bad("invalid_redirect_uri", "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization code");
     }
-    axum::Json(json!({"access_token": ACCESS_TOKEN, "expires_in": 5_184_000, "scope": "email,openid,profile,w_member_social", "token_type": "Bearer"})).into_response()
+    let mut answer = json!({"access_token": ACCESS_TOKEN, "expires_in": 5_184_000, "scope": "email,openid,profile,w_member_social", "token_type": "Bearer"});
+    if g.refresh_grants {
+        let r = format!("sandbox-linkedin-refresh-{}", uuid::Uuid::new_v4().simple());
+        g.refresh_token = Some(r.clone());
+        answer["refresh_token"] = json!(r);
+        answer["refresh_token_expires_in"] = json!(31_536_000);
+    }
+    axum::Json(answer).into_response()
 }
 
 /// A running LinkedIn fake. Dropping it stops the server.
@@ -171,6 +203,16 @@ impl LinkedinFake {
     /// Accepted posts, in order.
     pub fn posts(&self) -> Vec<LinkedinPost> {
         self.inner.lock().expect("fake lock").posts.clone()
+    }
+
+    /// Grant refresh tokens with the code (as LinkedIn does for approved partners).
+    pub fn grant_refresh_tokens(&self) {
+        self.inner.lock().expect("fake lock").refresh_grants = true;
+    }
+
+    /// Successful refresh grants.
+    pub fn refreshes(&self) -> u32 {
+        self.inner.lock().expect("fake lock").refreshes
     }
 
     /// The member the token belongs to (`urn:li:person:…`); an `urn:li:organization:…` is

@@ -433,3 +433,340 @@ async fn a_threads_token_with_5_days_left_is_renewed_once_and_status_shows_the_n
     assert!(!out.contains("expiring"), "{out}");
     assert!(!out.contains(renewed.expose()));
 }
+
+/// `herald` with `key`, the config, and `env`.
+fn herald_env(cfg: &Path, key: &str, env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(herald_bin());
+    c.arg("--config").arg(cfg).env_remove("HERALD_CONFIG").env("HERALD_SECRET_KEY", key).env("RUST_LOG", "herald=info");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn write_cfg(db: &TestDb, channel: &str) -> PathBuf {
+    let text = format!(
+        "[store]\nurl = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[retry]\nschedule_secs = [0]\njitter = 0.0\n\n{channel}",
+        db.url
+    );
+    let p = db.dir.path().join("herald.toml");
+    std::fs::write(&p, text).unwrap();
+    herald::config::load(&p).unwrap_or_else(|e| panic!("config loads: {e}"));
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_linkedin_token_names_herald_connect_and_reconnecting_then_retry_finishes_it() {
+    use herald::sandbox::linkedin::{self as lfake, LinkedinFake};
+    let db = TestDb::sqlite().await;
+    let li = LinkedinFake::start().await.unwrap();
+    let version = chrono::Utc::now().format("%Y%m").to_string();
+    let cfg = write_cfg(
+        &db,
+        &format!(
+            "[channels.linkedin]\ntype = \"linkedin\"\napi_base = \"{}\"\naccess_token = \"${{LI_TOKEN}}\"\nauthor = \"urn:li:person:someoneelse\"\n\
+             linkedin_version = \"{version}\"\nclient_id = \"{}\"\nclient_secret = \"${{LI_SECRET}}\"\ntimeout_secs = 5\n",
+            li.base_url,
+            lfake::CLIENT_ID
+        ),
+    );
+    let key = test_key(21);
+    let env = [("LI_TOKEN", "an-expired-linkedin-token"), ("LI_SECRET", lfake::CLIENT_SECRET)];
+    let issue = &write_issues(db.dir.path(), 1)[0];
+
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["publish", "--wait"]).arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("run `herald connect linkedin` then `herald retry`"), "{out}");
+    assert!(li.posts().is_empty());
+
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["connect", "linkedin", "--port", "0"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(lfake::PERSON), "the person URN from /v2/userinfo: {out}");
+
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["retry", "--wait"]);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    let posts = li.posts();
+    assert_eq!(posts.len(), 1, "{out}");
+    assert_eq!(posts[0].body["author"], lfake::PERSON, "the connected member is the author");
+
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["credentials"]);
+    let (_, out) = run(c);
+    assert!(out.contains("store (connect)") && out.contains(lfake::PERSON), "{out}");
+    assert!(!out.contains(lfake::ACCESS_TOKEN), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mastodon_connect_registers_the_app_and_the_stored_token_posts() {
+    use herald::sandbox::mastodon::MastodonFake;
+    let db = TestDb::sqlite().await;
+    let m = MastodonFake::start().await.unwrap();
+    let cfg = write_cfg(&db, &format!("[channels.masto]\ntype = \"mastodon\"\napi_base = \"{}\"\ntimeout_secs = 5\n", m.base_url));
+    let key = test_key(22);
+    let issue = &write_issues(db.dir.path(), 1)[0];
+    // No token anywhere yet: preflight says what to run; exit 2, nothing sent.
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.args(["publish", "--wait"]).arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("herald connect masto"), "{out}");
+
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.args(["connect", "masto", "--port", "0", "--json"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"account\": \"@herald\""), "verify_credentials names the account: {out}");
+    assert!(out.contains("write:statuses"), "{out}");
+
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.args(["publish", "--wait"]).arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(m.statuses().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluesky_connect_records_the_did_and_pds_and_repo_writes_go_to_the_pds() {
+    use herald::sandbox::bluesky::{self as bfake, BlueskyFake};
+    let db = TestDb::sqlite().await;
+    let b = BlueskyFake::start().await.unwrap();
+    b.set_separate_pds();
+    let cfg = write_cfg(&db, &format!("[channels.bsky]\ntype = \"bluesky\"\napi_base = \"{}\"\nidentifier = \"{}\"\ntimeout_secs = 5\n", b.base_url, bfake::HANDLE));
+    let key = test_key(23);
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.args(["connect", "bsky", "--json"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{}", bfake::APP_PASSWORD).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains(bfake::DID), "{out}");
+    assert!(out.contains(&format!("{}/pds", b.base_url)), "the PDS from the didDoc: {out}");
+    assert!(!out.contains(bfake::APP_PASSWORD));
+
+    let issue = &write_issues(db.dir.path(), 1)[0];
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.args(["publish", "--wait"]).arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(b.posts().len(), 1);
+    let paths = b.paths();
+    let writes: Vec<&String> = paths.iter().filter(|p| p.ends_with("com.atproto.repo.createRecord")).collect();
+    assert!(!writes.is_empty() && writes.iter().all(|p| p.starts_with("/pds/")), "repo writes go to the PDS, not the entryway: {paths:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn substack_connect_checks_the_cookie_and_records_the_user_id() {
+    use herald::sandbox::substack::{self as sfake, SubstackFake};
+    let db = TestDb::sqlite().await;
+    let s = SubstackFake::start().await.unwrap();
+    let cfg = write_cfg(&db, &format!("[channels.stack]\ntype = \"substack\"\napi_base = \"{}\"\nmode = \"draft\"\ntimeout_secs = 5\n", s.base_url));
+    let key = test_key(24);
+    for (cookie, want) in [("not-the-cookie", 2), (sfake::COOKIE, 0)] {
+        let mut c = herald_env(&cfg, &key, &[]);
+        c.args(["connect", "stack"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "{cookie}").unwrap();
+        }
+        let o = child.wait_with_output().unwrap();
+        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.status.code(), Some(want), "{out}");
+        assert!(!out.contains(cookie), "the cookie is never printed: {out}");
+        if want == 0 {
+            assert!(out.contains(&format!("as {}", sfake::USER_ID)), "{out}");
+        }
+    }
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.args(["credentials", "--json"]);
+    let (_, out) = run(c);
+    assert!(out.contains(&format!("\"account\": \"{}\"", sfake::USER_ID)), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_connect_exchanges_for_a_long_lived_token_and_records_its_expiry() {
+    use herald::sandbox::threads::{self as tfake, ThreadsFake};
+    let db = TestDb::sqlite().await;
+    let t = ThreadsFake::start().await.unwrap();
+    let cfg = write_cfg(
+        &db,
+        &format!("[channels.threads]\ntype = \"threads\"\napi_base = \"{}\"\napp_id = \"{}\"\napp_secret = \"${{TH_SECRET}}\"\ntimeout_secs = 5\n", t.base_url, tfake::APP_ID),
+    );
+    let key = test_key(25);
+    let env = [("TH_SECRET", tfake::APP_SECRET)];
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["connect", "threads", "--port", "0", "--json"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(tfake::USER_ID), "{out}");
+    let day = &herald::store::fmt_ms(herald::store::now_ms() + 60 * 86_400_000)[..10];
+    assert!(out.contains(day), "60 days from now: {out}");
+    let issue = &write_issues(db.dir.path(), 1)[0];
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["publish", "--wait"]).arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(t.posts().len(), 1);
+    assert_eq!(t.refreshes(), 0, "a fresh token is not renewed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_shows_in_check_credentials_with_days_left_and_in_metrics() {
+    use herald::sandbox::threads::{self as tfake, ThreadsFake};
+    let db = TestDb::sqlite().await;
+    let t = ThreadsFake::start().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = write_cfg(&db, &format!("[channels.threads]\ntype = \"threads\"\napi_base = \"{}\"\ntimeout_secs = 5\n", t.base_url));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    std::fs::write(&cfg, text).unwrap();
+    let key = test_key(26);
+    let store = Store::open(&StoreUrl::parse(&db.url, db.dir.path()).unwrap()).await.unwrap();
+    let now = herald::store::now_ms();
+    let expires = now + 5 * 86_400_000 - 60_000;
+    // Issued an hour ago (a short-lived grant): not renewable yet, so the expiry stays put.
+    let w = herald::store::credentials::CredentialWrite {
+        channel_type: "threads".into(),
+        source: "connect".into(),
+        account: Some(tfake::USER_ID.into()),
+        obtained_at: now - 3_600_000,
+        expires_at: Some(expires),
+        ..Default::default()
+    };
+    let secrets = herald::credentials::Secrets::default().with("access_token", &herald::config::SecretString::new(tfake::ACCESS_TOKEN));
+    Vault::new(store.clone(), Key::parse(&key)).put("threads", w, &secrets).await.unwrap();
+    store.close().await;
+    std::fs::create_dir_all(db.dir.path().join("issues")).unwrap();
+
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.args(["check", "--credentials"]);
+    let o = c.output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("warning: channel threads: expires on"), "{stderr}");
+    let row = stdout.lines().find(|l| l.starts_with("threads")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.split_whitespace().any(|w| w == "5") && row.contains("expiring"), "5 days left: {row}");
+
+    let mut c = herald_env(&cfg, &key, &[]);
+    c.arg("daemon").stdout(Stdio::null()).stderr(Stdio::null());
+    let _d = Reaped(c.spawn().unwrap());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let want = format!("herald_credential_expiry_timestamp_seconds{{channel=\"threads\"}} {}", expires.div_euclid(1000));
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await
+            && r.text().await.unwrap_or_default().contains(&want)
+        {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "/metrics has {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linkedin_token_with_a_refresh_token_is_renewed_before_it_expires() {
+    use herald::sandbox::linkedin::{self as lfake, LinkedinFake};
+    let db = TestDb::sqlite().await;
+    let li = LinkedinFake::start().await.unwrap();
+    li.grant_refresh_tokens();
+    let version = chrono::Utc::now().format("%Y%m").to_string();
+    let cfg = write_cfg(
+        &db,
+        &format!(
+            "[channels.li]\ntype = \"linkedin\"\napi_base = \"{}\"\nauthor = \"{}\"\nlinkedin_version = \"{version}\"\nclient_id = \"{}\"\nclient_secret = \"${{LI_SECRET}}\"\ntimeout_secs = 5\n",
+            li.base_url,
+            lfake::PERSON,
+            lfake::CLIENT_ID
+        ),
+    );
+    let key = test_key(27);
+    let env = [("LI_SECRET", lfake::CLIENT_SECRET)];
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["connect", "li", "--port", "0"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 0, "{out}");
+    // Three days left.
+    let store = Store::open(&StoreUrl::parse(&db.url, db.dir.path()).unwrap()).await.unwrap();
+    let soon = herald::store::now_ms() + 3 * 86_400_000;
+    sqlx::query("UPDATE credentials SET expires_at = $1 WHERE channel = 'li'").bind(soon).execute(store.pool()).await.unwrap();
+    let before = store.credential("li").await.unwrap().unwrap();
+
+    let issue = &write_issues(db.dir.path(), 1)[0];
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["publish", "--wait"]).arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(li.posts().len(), 1);
+    assert_eq!(li.refreshes(), 1, "renewed once");
+    let after = store.credential("li").await.unwrap().unwrap();
+    assert!(after.expires_at.unwrap() > herald::store::now_ms() + 59 * 86_400_000, "the new expiry is stored");
+    assert!(after.generation > before.generation);
+    assert_eq!(after.source, "refresh");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_picks_up_a_reconnected_account_and_retry_finishes_the_delivery() {
+    use herald::sandbox::linkedin::{self as lfake, LinkedinFake};
+    let db = TestDb::sqlite().await;
+    let li = LinkedinFake::start().await.unwrap();
+    let version = chrono::Utc::now().format("%Y%m").to_string();
+    let cfg = write_cfg(
+        &db,
+        &format!(
+            "[channels.linkedin]\ntype = \"linkedin\"\napi_base = \"{}\"\naccess_token = \"${{LI_TOKEN}}\"\nauthor = \"{}\"\n\
+             linkedin_version = \"{version}\"\nclient_id = \"{}\"\nclient_secret = \"${{LI_SECRET}}\"\ntimeout_secs = 5\n",
+            li.base_url,
+            lfake::PERSON,
+            lfake::CLIENT_ID
+        ),
+    );
+    let key = test_key(28);
+    let env = [("LI_TOKEN", "a-revoked-linkedin-token"), ("LI_SECRET", lfake::CLIENT_SECRET)];
+    let issue = &write_issues(db.dir.path(), 1)[0];
+    let mut c = herald_env(&cfg, &key, &env);
+    c.arg("daemon").stdout(Stdio::null()).stderr(Stdio::null());
+    let _d = Reaped(c.spawn().unwrap());
+    let mut c = herald_env(&cfg, &key, &env);
+    c.arg("publish").arg(issue);
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    let status = || {
+        let mut c = herald_env(&cfg, &key, &env);
+        c.arg("status");
+        run(c).1
+    };
+    let t0 = Instant::now();
+    while !status().contains("failed") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "the delivery failed: {}", status());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(status().contains("herald connect linkedin"), "{}", status());
+
+    let mut c = herald_env(&cfg, &key, &env);
+    c.args(["connect", "linkedin", "--port", "0"]);
+    let (code, out) = connect_with_browser(c).await;
+    assert_eq!(code, 0, "{out}");
+    let mut c = herald_env(&cfg, &key, &env);
+    c.arg("retry");
+    let (code, out) = run(c);
+    assert_eq!(code, 0, "{out}");
+    let t0 = Instant::now();
+    while li.posts().is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the daemon sent it with the new token: {}", status());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(li.posts().len(), 1);
+}

@@ -134,6 +134,28 @@ impl TokenSource {
     }
 }
 
+/// Renew `channel`'s stored token if it is due (at least 24 hours old, fewer than
+/// `renew_days` left), without waiting for a post to need it. `Some(true)`: renewed;
+/// `Some(false)`: due, but the renewal failed; `None`: not due.
+pub async fn renew_stored(vault: &Vault, channel: &str, api_base: &str) -> Option<bool> {
+    let Ok(Some(row)) = vault.store().credential(channel).await else { return None };
+    let now = now_ms();
+    let due = row.status == "ok"
+        && row.expires_at.is_some_and(|e| e > now && e - now < i64::from(vault.renew_days()) * 86_400_000)
+        && now - row.obtained_at >= MIN_AGE_MS;
+    if !due {
+        return None;
+    }
+    let base = api_base.trim_end_matches('/').to_string();
+    match vault.refresh(channel, Some(row.generation), None, |l, _| renew(base, http::DEFAULT_TIMEOUT, l)).await {
+        Ok(_) => Some(true),
+        Err(e) => {
+            tracing::warn!(channel, error = %e.message(), "Threads token renewal failed; the current token is still valid.");
+            Some(false)
+        }
+    }
+}
+
 /// `GET /refresh_access_token?grant_type=th_refresh_token&access_token=…`.
 async fn renew(api_base: String, timeout: Duration, current: Loaded) -> Renewal {
     let Some(token) = current.secrets.get("access_token") else { return Renewal::Refused("no access token is stored".into()) };

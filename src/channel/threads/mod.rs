@@ -14,6 +14,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use auth::renew_stored;
 pub use channel::ThreadsAdapter;
 
 use crate::channel::{Adapter, BuildCtx};
