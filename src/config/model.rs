@@ -407,9 +407,19 @@ pub struct SubstackConfig {
     pub common: Common,
     /// The publication's root, e.g. `https://yourpub.substack.com`.
     pub api_base: String,
-    /// The `substack.sid` cookie value.
+    /// The session cookie: its value (sent as `cookie_name`, or as both `connect.sid` and
+    /// `substack.sid`), or a whole `name=value; …` cookie string.
     #[serde(default)]
     pub cookie: Option<Secret>,
+    /// The cookie's name: `connect.sid` (current sessions) or `substack.sid` (older accounts).
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    /// The `User-Agent` sent; Substack is reported to refuse non-browser ones.
+    #[serde(default = "default_substack_ua")]
+    pub user_agent: String,
+    /// Where the author's user id is read when `user_id` is not set.
+    #[serde(default = "default_substack_profile")]
+    pub profile_url: String,
     /// The cookie from a file.
     #[serde(default)]
     pub cookie_file: Option<PathBuf>,
@@ -422,9 +432,20 @@ pub struct SubstackConfig {
     /// Email Substack's own subscribers on publish.
     #[serde(default)]
     pub send_email: bool,
-    /// The author's Substack user id, for the byline.
+    /// The author's Substack user id, for the byline (read from `profile_url` when unset).
     #[serde(default)]
     pub user_id: Option<u64>,
+}
+
+/// A current desktop browser's User-Agent: Substack is reported to 403 non-browser ones.
+pub const SUBSTACK_DEFAULT_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+
+fn default_substack_ua() -> String {
+    SUBSTACK_DEFAULT_UA.into()
+}
+fn default_substack_profile() -> String {
+    "https://substack.com/api/v1/user/profile/self".into()
 }
 
 fn default_audience() -> String {
