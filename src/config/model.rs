@@ -270,6 +270,17 @@ impl ChannelConfig {
             ChannelConfig::Exec(c) => &c.common,
         }
     }
+    /// The network's rules as this channel applies them: Mastodon's `max_characters` (the
+    /// instance's limit) and Threads' `max_links` override the network's defaults.
+    pub fn rules(&self, network: crate::render::count::Network) -> crate::render::count::Rules {
+        let mut r = crate::render::count::Rules::from(network);
+        match self {
+            ChannelConfig::Mastodon(c) => r.limit = c.max_characters.unwrap_or(r.limit),
+            ChannelConfig::Threads(c) => r.max_links = c.max_links,
+            _ => {}
+        }
+        r
+    }
     /// Post options for the post networks (LinkedIn is always a short).
     pub fn post_options(&self) -> Option<&PostOptions> {
         match self {
@@ -604,7 +615,8 @@ pub struct MastodonConfig {
     /// `public`, `unlisted`, `private`, `direct`.
     #[serde(default = "default_visibility")]
     pub visibility: String,
-    /// The instance's limit, if it differs from 500.
+    /// The instance's limit, if it differs from 500 (`configuration.statuses.max_characters`
+    /// of `GET /api/v2/instance`; `check --credentials` compares the two).
     #[serde(default)]
     pub max_characters: Option<usize>,
 }
@@ -637,6 +649,13 @@ pub struct ThreadsConfig {
     /// The token from a file.
     #[serde(default)]
     pub access_token_file: Option<PathBuf>,
+    /// Unique links allowed in one post (Meta documents 5; failures from 4 are reported).
+    #[serde(default = "default_threads_links")]
+    pub max_links: usize,
+}
+
+fn default_threads_links() -> usize {
+    crate::render::count::THREADS_MAX_LINKS
 }
 
 fn default_threads() -> String {

@@ -191,6 +191,7 @@ const THREADS: &[KeySpec] = &[
     opt("user_id", Kind::NonEmptyStr),
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
+    opt("max_links", Kind::PosUInt),
 ];
 const WEBHOOK: &[KeySpec] = &[
     req("url", Kind::HttpUrl),
