@@ -25,5 +25,9 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     };
     let token = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
-    Ok(Arc::new(ThreadsAdapter::new(name, &c.api_base, &c.user_id, token, timeout)))
+    Ok(Arc::new(
+        ThreadsAdapter::new(name, &c.api_base, &c.user_id, token, timeout)
+            .with_link_limit(c.max_links)
+            .with_thread_format(c.post.format == crate::config::PostFormat::Thread),
+    ))
 }
