@@ -1,5 +1,7 @@
 //! `herald check`: the config, every template, and (given an issue) a full preflight render.
-//! Exits 0 when all is well and 2 with every problem listed.
+//! With `--credentials`, every secret resolves and every adapter builds; a Threads channel's
+//! token is also asked for the permissions the channel needs. Exits 0 when all is well and 2
+//! with every problem listed.
 
 use super::{ExitStatus, Globals};
 use crate::channel::{BuildCtx, build_adapter};
@@ -87,8 +89,16 @@ async fn stored_credentials(cfg: &config::LoadedConfig) -> Vec<String> {
         let mut ctx = BuildCtx::from_env(cfg.base_dir.clone());
         ctx.vault = Some(vault);
         for (name, c) in cfg.config.channels.iter().filter(|(_, c)| c.common().enabled) {
-            if let Err(e) = build_adapter(name, c, &ctx) {
-                problems.push(format!("{e:#}"));
+            match build_adapter(name, c, &ctx) {
+                Err(e) => problems.push(format!("{e:#}")),
+                // Threads grants each permission separately and a missing one only shows when a
+                // call needs it (a thread's second part): ask now.
+                Ok(a) if matches!(c, config::ChannelConfig::Threads(_)) => {
+                    if let Err(e) = a.healthcheck().await {
+                        problems.push(format!("channel {name}: {e}"));
+                    }
+                }
+                Ok(_) => {}
             }
         }
     }

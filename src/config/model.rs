@@ -305,6 +305,17 @@ impl ChannelConfig {
             ChannelConfig::Exec(c) => &c.common,
         }
     }
+    /// The network's rules as this channel applies them: Mastodon's `max_characters` (the
+    /// instance's limit) and Threads' `max_links` override the network's defaults.
+    pub fn rules(&self, network: crate::render::count::Network) -> crate::render::count::Rules {
+        let mut r = crate::render::count::Rules::from(network);
+        match self {
+            ChannelConfig::Mastodon(c) => r.limit = c.max_characters.unwrap_or(r.limit),
+            ChannelConfig::Threads(c) => r.max_links = c.max_links,
+            _ => {}
+        }
+        r
+    }
     /// Post options for the post networks (LinkedIn is always a short).
     pub fn post_options(&self) -> Option<&PostOptions> {
         match self {
@@ -442,9 +453,19 @@ pub struct SubstackConfig {
     pub common: Common,
     /// The publication's root, e.g. `https://yourpub.substack.com`.
     pub api_base: String,
-    /// The `substack.sid` cookie value.
+    /// The session cookie: its value (sent as `cookie_name`, or as both `connect.sid` and
+    /// `substack.sid`), or a whole `name=value; …` cookie string.
     #[serde(default)]
     pub cookie: Option<Secret>,
+    /// The cookie's name: `connect.sid` (current sessions) or `substack.sid` (older accounts).
+    #[serde(default)]
+    pub cookie_name: Option<String>,
+    /// The `User-Agent` sent; Substack is reported to refuse non-browser ones.
+    #[serde(default = "default_substack_ua")]
+    pub user_agent: String,
+    /// Where the author's user id is read when `user_id` is not set.
+    #[serde(default = "default_substack_profile")]
+    pub profile_url: String,
     /// The cookie from a file.
     #[serde(default)]
     pub cookie_file: Option<PathBuf>,
@@ -457,9 +478,20 @@ pub struct SubstackConfig {
     /// Email Substack's own subscribers on publish.
     #[serde(default)]
     pub send_email: bool,
-    /// The author's Substack user id, for the byline.
+    /// The author's Substack user id, for the byline (read from `profile_url` when unset).
     #[serde(default)]
     pub user_id: Option<u64>,
+}
+
+/// A current desktop browser's User-Agent: Substack is reported to 403 non-browser ones.
+pub const SUBSTACK_DEFAULT_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36";
+
+fn default_substack_ua() -> String {
+    SUBSTACK_DEFAULT_UA.into()
+}
+fn default_substack_profile() -> String {
+    "https://substack.com/api/v1/user/profile/self".into()
 }
 
 fn default_audience() -> String {
@@ -634,7 +666,8 @@ pub struct MastodonConfig {
     /// `public`, `unlisted`, `private`, `direct`.
     #[serde(default = "default_visibility")]
     pub visibility: String,
-    /// The instance's limit, if it differs from 500.
+    /// The instance's limit, if it differs from 500 (`configuration.statuses.max_characters`
+    /// of `GET /api/v2/instance`; `check --credentials` compares the two).
     #[serde(default)]
     pub max_characters: Option<usize>,
 }
@@ -676,6 +709,13 @@ pub struct ThreadsConfig {
     /// The app secret from a file.
     #[serde(default)]
     pub app_secret_file: Option<PathBuf>,
+    /// Unique links allowed in one post (Meta documents 5; failures from 4 are reported).
+    #[serde(default = "default_threads_links")]
+    pub max_links: usize,
+}
+
+fn default_threads_links() -> usize {
+    crate::render::count::THREADS_MAX_LINKS
 }
 
 fn default_threads() -> String {

@@ -159,6 +159,9 @@ const SUBSTACK: &[KeySpec] = &[
     req("api_base", Kind::HttpUrl),
     opt("cookie", Kind::Secret),
     opt("cookie_file", Kind::Path),
+    opt("cookie_name", Kind::Enum(&["connect.sid", "substack.sid"])),
+    opt("user_agent", Kind::NonEmptyStr),
+    opt("profile_url", Kind::HttpUrl),
     opt("mode", Kind::Enum(&["publish", "draft"])),
     opt("audience", Kind::Enum(&["everyone", "only_paid", "founding", "only_free"])),
     opt("send_email", Kind::Bool),
@@ -212,6 +215,7 @@ const THREADS: &[KeySpec] = &[
     opt("app_id", Kind::NonEmptyStr),
     opt("app_secret", Kind::Secret),
     opt("app_secret_file", Kind::Path),
+    opt("max_links", Kind::Range(1, 100)),
 ];
 const WEBHOOK: &[KeySpec] = &[
     req("url", Kind::HttpUrl),

@@ -8,7 +8,7 @@ use handlebars::{Context, Handlebars};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::count::Network;
+use super::count::{Network, Rules};
 use super::helpers::{self, Utm};
 use super::split::{SplitOptions, split_thread};
 use super::templates;
@@ -260,6 +260,7 @@ impl ChannelTemplates {
 
     fn render_posts(&self, issue: &Issue, network: Network, ctx: &Value, over: &crate::issue::ChannelOverride, utm: &Utm) -> Result<Rendering, RenderError> {
         let err = |m: String| RenderError { channel: self.name.clone(), message: m };
+        let rules = self.cfg.rules(network);
         let opts = self.cfg.post_options().cloned().unwrap_or_default();
         // A hand-written `text` is one post whatever the format; hand-written `posts` are a thread.
         let format = if network == Network::Linkedin || over.text.is_some() {
@@ -277,9 +278,9 @@ impl ChannelTemplates {
             PostFormat::Short => {
                 let t = match &over.text {
                     Some(t) => finish(t),
-                    None => self.fit_short(network, ctx, &issue.meta.summary, finish)?,
+                    None => self.fit_short(rules, ctx, &issue.meta.summary, finish)?,
                 };
-                if let Err(e) = network.check(&t) {
+                if let Err(e) = rules.check(&t) {
                     return Err(err(format!(
                         "the post does not fit: {} — text: {:?}. Shorten the template or set [channels.{}] text = \"…\" in the issue's front matter",
                         e.message, t, self.name
@@ -307,7 +308,7 @@ impl ChannelTemplates {
                     }
                 };
                 let parts: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-                split_thread(&parts, network, SplitOptions { counter: opts.counter }).map_err(|e| {
+                split_thread(&parts, rules, SplitOptions { counter: opts.counter }).map_err(|e| {
                     err(format!("a post cannot be split to fit {} ({} max): the unbreakable text {:?} is longer than the limit", network_name(network), e.limit, e.offending))
                 })?
             }
@@ -316,8 +317,8 @@ impl ChannelTemplates {
             .into_iter()
             .map(|text| Post {
                 facets: if network == Network::Bluesky { facets::detect(&text) } else { Vec::new() },
-                count: network.count(&text),
-                limit: network.limit(),
+                count: rules.count(&text),
+                limit: rules.limit(),
                 text,
             })
             .collect();
@@ -335,7 +336,7 @@ impl ChannelTemplates {
     /// Render the short with `issue.hook` = the summary, shortening the hook by grapheme until
     /// the post fits. The author's own words elsewhere are never cut: if the rest of the post is
     /// already too long, the caller reports it.
-    fn fit_short(&self, network: Network, ctx: &Value, summary: &str, finish: impl Fn(&str) -> String) -> Result<String, RenderError> {
+    fn fit_short(&self, network: Rules, ctx: &Value, summary: &str, finish: impl Fn(&str) -> String) -> Result<String, RenderError> {
         use unicode_segmentation::UnicodeSegmentation;
         let total = summary.graphemes(true).count();
         let mut keep = total;

@@ -1,9 +1,12 @@
 //! Markdown → ProseMirror JSON, the document shape Substack's editor stores in `draft_body`.
 //!
-//! Pure and deterministic. Node types: `doc`, `paragraph`, `heading` (`attrs.level`), `text`
-//! (marks `strong`, `em`, `link` with `attrs.href`, `code`), `blockquote`, `bullet_list`,
-//! `ordered_list` (`attrs.order`), `list_item`, `horizontal_rule`, `code_block`
-//! (`attrs.language` when the fence names one) and `hard_break`.
+//! Pure and deterministic. Every node and mark name is one python-substack's `nodes.py` uses
+//! (the only published record of Substack's schema): `doc`, `paragraph`, `heading`
+//! (`attrs.level`), `text` (marks `strong`, `em`, `link` with `attrs.href`, `code`),
+//! `blockquote`, `bullet_list`, `ordered_list` (`attrs.order` when it doesn't start at 1),
+//! `list_item`, `horizontal_rule` and `codeBlock` (`attrs.language` when the fence names one).
+//! A hard line break has no node there (python-substack emits none, and other clients
+//! disagree on its name), so it ends the paragraph and the next line starts a new one.
 //!
 //! Markdown with no ProseMirror counterpart degrades to text rather than vanishing:
 //! an image becomes its alt text linked to the image URL, a table row becomes a paragraph
@@ -89,7 +92,7 @@ fn heading_level(l: HeadingLevel) -> u8 {
 
 /// Blocks that hold inline content directly.
 fn holds_inline(kind: &str) -> bool {
-    matches!(kind, "paragraph" | "heading" | "code_block")
+    matches!(kind, "paragraph" | "heading" | "codeBlock")
 }
 
 impl Builder {
@@ -193,9 +196,22 @@ impl Builder {
         top.content.push(Value::Object(node));
     }
 
-    fn push_inline_node(&mut self, node: Value) {
+    /// A hard line break: end the paragraph and go on in a new one (a space in a heading).
+    fn line_break(&mut self) {
+        if self.in_code {
+            self.push_text("\n", None);
+            return;
+        }
         self.inline_target();
-        self.top().content.push(node);
+        if self.top().kind != "paragraph" {
+            self.push_text(" ", None);
+            return;
+        }
+        let implicit = self.top().implicit;
+        self.close();
+        let mut p = Open::new("paragraph", None);
+        p.implicit = implicit;
+        self.stack.push(p);
     }
 
     fn event(&mut self, ev: Event<'_>) {
@@ -216,7 +232,7 @@ impl Builder {
             Event::Code(t) => self.push_text(&t, Some(json!({"type": "code"}))),
             Event::InlineMath(t) | Event::DisplayMath(t) => self.push_text(&t, Some(json!({"type": "code"}))),
             Event::SoftBreak => self.push_text(" ", None),
-            Event::HardBreak => self.push_inline_node(json!({"type": "hard_break"})),
+            Event::HardBreak => self.line_break(),
             Event::Rule => {
                 self.close_implicit();
                 self.top().content.push(json!({"type": "horizontal_rule"}));
@@ -225,7 +241,7 @@ impl Builder {
             Event::InlineHtml(h) => {
                 let tag = h.trim().to_ascii_lowercase();
                 if tag.starts_with("<br") {
-                    self.push_inline_node(json!({"type": "hard_break"}));
+                    self.line_break();
                 }
                 // Other inline tags carry no text of their own; the text between them arrives as Text.
             }
@@ -253,14 +269,14 @@ impl Builder {
                     }
                     CodeBlockKind::Indented => None,
                 };
-                self.open("code_block", attrs);
+                self.open("codeBlock", attrs);
                 self.in_code = true;
             }
             Tag::HtmlBlock => {
                 self.close_implicit();
                 self.html = Some(String::new());
             }
-            Tag::List(Some(start)) => self.open("ordered_list", Some(json!({"order": start}))),
+            Tag::List(Some(start)) => self.open("ordered_list", (start != 1).then(|| json!({"order": start}))),
             Tag::List(None) => self.open("bullet_list", None),
             Tag::Item => self.open("list_item", None),
             Tag::FootnoteDefinition(label) => {
@@ -315,7 +331,7 @@ impl Builder {
                     && last.get("text") == Some(&json!("")) {
                         self.top().content.pop();
                     }
-                self.end("code_block");
+                self.end("codeBlock");
             }
             TagEnd::HtmlBlock => {
                 let raw = self.html.take().unwrap_or_default();
@@ -431,10 +447,28 @@ mod tests {
         assert_eq!(c, vec![json!({"type": "paragraph", "content": [{"type": "text", "text": "line one line two"}]})]);
     }
 
+    /// Issue 14 item 1: no node python-substack doesn't know. A hard break starts a new paragraph.
     #[test]
     fn hard_break() {
         let c = content("a  \nb");
-        assert_eq!(c[0]["content"][1], json!({"type": "hard_break"}));
+        assert_eq!(
+            c,
+            vec![
+                json!({"type": "paragraph", "content": [{"type": "text", "text": "a"}]}),
+                json!({"type": "paragraph", "content": [{"type": "text", "text": "b"}]}),
+            ]
+        );
+        let c = content("# x<br>y");
+        assert_eq!(c[0]["content"], json!([{"type": "text", "text": "x y"}]));
+    }
+
+    /// Issue 14 item 1: the code block node is `codeBlock` (python-substack `nodes.py`).
+    #[test]
+    fn code_block_is_code_block_camel_case() {
+        let c = content("```rust\nfn main() {}\n```\n");
+        assert_eq!(c, vec![json!({"type": "codeBlock", "attrs": {"language": "rust"}, "content": [{"type": "text", "text": "fn main() {}"}]})]);
+        assert_eq!(content("1. a\n")[0].get("attrs"), None, "a list from 1 needs no order");
+        assert_eq!(content("3. a\n")[0]["attrs"], json!({"order": 3}));
     }
 
     #[test]
@@ -475,15 +509,15 @@ mod tests {
         assert_eq!(c[1], json!({"type": "horizontal_rule"}));
         assert_eq!(
             c[2],
-            json!({"type": "code_block", "attrs": {"language": "rust"}, "content": [{"type": "text", "text": "fn main() {}\nlet x = 1;"}]})
+            json!({"type": "codeBlock", "attrs": {"language": "rust"}, "content": [{"type": "text", "text": "fn main() {}\nlet x = 1;"}]})
         );
     }
 
     #[test]
     fn code_block_text_has_no_marks_and_empty_block_has_no_content() {
         let c = content("```\n**not bold**\n```\n\n```\n```\n");
-        assert_eq!(c[0], json!({"type": "code_block", "content": [{"type": "text", "text": "**not bold**"}]}));
-        assert_eq!(c[1], json!({"type": "code_block"}));
+        assert_eq!(c[0], json!({"type": "codeBlock", "content": [{"type": "text", "text": "**not bold**"}]}));
+        assert_eq!(c[1], json!({"type": "codeBlock"}));
     }
 
     #[test]

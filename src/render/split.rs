@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::count::Network;
+use super::count::{Network, Rules};
 
 /// Splitter options.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,7 +65,8 @@ const MAX_COUNTER_ROUNDS: usize = 32;
 ///
 /// Empty (or whitespace-only) parts give no post. Fails only on a single word or URL that alone
 /// (with its counter, if any) is over the limit.
-pub fn split_thread(parts: &[String], network: Network, opts: SplitOptions) -> Result<Vec<String>, SplitError> {
+pub fn split_thread(parts: &[String], rules: impl Into<Rules>, opts: SplitOptions) -> Result<Vec<String>, SplitError> {
+    let network: Rules = rules.into();
     let plain = split_all(parts, network, None)?;
     if !opts.counter || plain.len() <= 1 {
         return Ok(plain);
@@ -88,7 +89,7 @@ pub fn split_thread(parts: &[String], network: Network, opts: SplitOptions) -> R
         }
     }
     // Unreachable in practice: each round adds posts, and there are only so many words.
-    Err(SplitError { network, limit: network.limit(), offending: parts.join(" ") })
+    Err(SplitError { network: network.network, limit: network.limit(), offending: parts.join(" ") })
 }
 
 /// `post i/n`, or `post` alone without a total.
@@ -100,7 +101,7 @@ fn with_counter(post: &str, index: usize, total: Option<usize>) -> String {
 }
 
 /// Split every part, numbering posts across the whole thread when `total` is given.
-fn split_all(parts: &[String], network: Network, total: Option<usize>) -> Result<Vec<String>, SplitError> {
+fn split_all(parts: &[String], network: Rules, total: Option<usize>) -> Result<Vec<String>, SplitError> {
     let mut posts = Vec::new();
     for part in parts {
         split_part(trim_graphemes(part), network, total, &mut posts)?;
@@ -109,7 +110,7 @@ fn split_all(parts: &[String], network: Network, total: Option<usize>) -> Result
 }
 
 /// Split one part into `posts`. `text` holds no leading or trailing whitespace grapheme.
-fn split_part(text: &str, network: Network, total: Option<usize>, posts: &mut Vec<String>) -> Result<(), SplitError> {
+fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<String>) -> Result<(), SplitError> {
     if text.is_empty() {
         return Ok(());
     }
@@ -139,7 +140,7 @@ fn split_part(text: &str, network: Network, total: Option<usize>, posts: &mut Ve
         }
         let Some(&(_, longest)) = feasible.last() else {
             let end = cuts.get(next_cut).map_or(text.len(), |c| c.gap.start);
-            return Err(SplitError { network, limit: network.limit(), offending: text[start..end].to_string() });
+            return Err(SplitError { network: network.network, limit: network.limit(), offending: text[start..end].to_string() });
         };
         let chosen = [Break::Paragraph, Break::Sentence]
             .into_iter()

@@ -1,6 +1,9 @@
 //! The Bluesky (AT Protocol PDS) fake: sessions (createSession limited to 30 per 5 minutes,
 //! refreshSession with the refresh JWT, `400 ExpiredToken` on a stale access JWT),
-//! createRecord with client rkeys (a duplicate rkey is a 500, as on the reference PDS),
+//! createRecord with client rkeys (a duplicate rkey is the explicit XRPC error newer PDSes
+//! give, `RecordAlreadyExists` — atproto#4728, cirrus#160; name [unverified] for the reference
+//! PDS — or, with [`BlueskyFake::set_legacy_duplicate_500`], the bare 500 of older ones,
+//! atproto#3718),
 //! getRecord (`400 RecordNotFound`), uploadBlob (1,000,000-byte limit), resolveHandle and
 //! `RateLimit-*` headers (CHANNELS.md §2, §8).
 //!
@@ -95,6 +98,7 @@ struct BState {
     pds: Option<String>,
     /// Every XRPC call's path, as received (`/pds/xrpc/…` when sent to the PDS).
     paths: Vec<String>,
+    legacy_duplicate_500: bool,
 }
 
 type Shared = Arc<Mutex<BState>>;
@@ -130,6 +134,7 @@ impl BlueskyFake {
             counter: 0,
             pds: None,
             paths: Vec::new(),
+            legacy_duplicate_500: false,
         }));
         let faults = Arc::new(FaultPlan::default());
         let xrpc = Router::new()
@@ -163,6 +168,10 @@ impl BlueskyFake {
     /// Every accepted post, in order.
     pub fn posts(&self) -> Vec<BskyPost> {
         self.lock().posts.clone()
+    }
+    /// Answer a duplicate rkey with a bare 500, as PDSes before atproto#4728 do.
+    pub fn set_legacy_duplicate_500(&self, on: bool) {
+        self.lock().legacy_duplicate_500 = on;
     }
     /// Successful createSession calls so far.
     pub fn logins(&self) -> u32 {
@@ -384,8 +393,15 @@ async fn create_record(State(state): State<Shared>, headers: HeaderMap, body: By
         return invalid(&format!("Invalid app.bsky.feed.post record: {msg}"));
     }
     if s.posts.iter().any(|p| p.rkey == rkey) {
-        // What the reference PDS does on a duplicate rkey (atproto#3718): a bare 500.
-        return xrpc_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "Internal Server Error");
+        if s.legacy_duplicate_500 {
+            // What older reference PDSes do on a duplicate rkey (atproto#3718): a bare 500.
+            return xrpc_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "Internal Server Error");
+        }
+        return xrpc_error(
+            StatusCode::BAD_REQUEST,
+            "RecordAlreadyExists",
+            &format!("Record already exists: at://{DID}/{POST_NSID}/{rkey}"),
+        );
     }
     s.points_used += CREATE_POINTS;
     let uri = format!("at://{DID}/{POST_NSID}/{rkey}");

@@ -2,6 +2,12 @@
 //! the in-flight lock (503), `X-RateLimit-*` headers (reset as ISO 8601), 422 validation and
 //! 404 for unknown reply targets; plus `verify_credentials` and `/api/v2/instance`
 //! (CHANNELS.md §3, §8).
+//!
+//! The token carries OAuth scopes, checked as Mastodon's controllers do: creating a status
+//! needs `write:statuses` (or `write`), `GET /api/v1/accounts/verify_credentials` needs
+//! `read:accounts` (or `read`, or `profile`), else `403 "This action is outside the authorized
+//! scopes"`; `GET /api/v1/apps/verify_credentials` only needs a valid token. The sandbox token
+//! starts with `write:statuses` alone, the least Herald documents.
 // Handlers answer refusals as `Err(Response)`: the size is the response, by design.
 #![allow(clippy::result_large_err)]
 
@@ -60,6 +66,7 @@ struct MState {
     apps: HashMap<String, (String, String, String)>,
     /// Codes from the authorize step: code → (client_id, redirect_uri, PKCE challenge).
     codes: HashMap<String, (String, String, Option<String>)>,
+    scopes: Vec<String>,
 }
 
 type Shared = Arc<Mutex<MState>>;
@@ -92,11 +99,13 @@ impl MastodonFake {
             processing_delay: Duration::ZERO,
             apps: HashMap::new(),
             codes: HashMap::new(),
+            scopes: vec!["write:statuses".into()],
         }));
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
             .route("/api/v1/statuses", post(create_status))
             .route("/api/v1/accounts/verify_credentials", get(verify_credentials))
+            .route("/api/v1/apps/verify_credentials", get(app_credentials))
             .route("/api/v2/instance", get(instance))
             .route("/api/v1/apps", post(create_app))
             .route("/oauth/authorize", get(oauth_authorize))
@@ -127,6 +136,14 @@ impl MastodonFake {
         s.window = window;
         s.window_start = Instant::now();
         s.window_used = 0;
+    }
+    /// The instance's `configuration.statuses.max_characters` (default 500).
+    pub fn set_max_characters(&self, n: usize) {
+        self.lock().max_characters = n;
+    }
+    /// The token's scopes, space-separated as Mastodon writes them (default `write:statuses`).
+    pub fn set_token_scopes(&self, scopes: &str) {
+        self.lock().scopes = scopes.split_whitespace().map(String::from).collect();
     }
     /// Forget every `Idempotency-Key`, as an hour passing would.
     pub fn expire_idempotency_keys(&self) {
@@ -325,6 +342,9 @@ async fn create_status(State(state): State<Shared>, headers: HeaderMap, body: By
         if !authorized(&headers) {
             return error(StatusCode::UNAUTHORIZED, "The access token is invalid");
         }
+        if !has_scope(&s.scopes, &["write", "write:statuses"]) {
+            return error(StatusCode::FORBIDDEN, "This action is outside the authorized scopes");
+        }
         if let Some(k) = &key {
             if let Some((id, at)) = s.keys.get(k).cloned()
                 && at.elapsed() < KEY_TTL
@@ -396,11 +416,26 @@ async fn create_status(State(state): State<Shared>, headers: HeaderMap, body: By
     res
 }
 
-async fn verify_credentials(headers: HeaderMap) -> Response {
+async fn verify_credentials(State(state): State<Shared>, headers: HeaderMap) -> Response {
     if !authorized(&headers) {
         return error(StatusCode::UNAUTHORIZED, "The access token is invalid");
     }
+    if !has_scope(&state.lock().expect("mastodon fake lock").scopes, &["read", "read:accounts", "profile"]) {
+        return error(StatusCode::FORBIDDEN, "This action is outside the authorized scopes");
+    }
     axum::Json(account(&base_of(&headers))).into_response()
+}
+
+/// `Api::V1::Apps::CredentialsController`: any valid token, whatever its scopes.
+async fn app_credentials(headers: HeaderMap) -> Response {
+    if !authorized(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "The access token is invalid");
+    }
+    axum::Json(json!({"name": "Herald", "website": null, "scopes": ["write:statuses"]})).into_response()
+}
+
+fn has_scope(granted: &[String], any_of: &[&str]) -> bool {
+    granted.iter().any(|g| any_of.contains(&g.as_str()))
 }
 
 async fn instance(State(state): State<Shared>, headers: HeaderMap) -> Response {

@@ -212,6 +212,7 @@ impl Sandbox {
                         s.cookie = secret(name, "cookie", substack::COOKIE)?;
                         s.cookie_file = None;
                         s.user_id = Some(substack::USER_ID);
+                        s.profile_url = format!("{}/api/v1/user/profile/self", f.base_url);
                         Fake::Substack(f)
                     }
                     ChannelConfig::Webhook(w) => {

@@ -1,9 +1,16 @@
 //! The Substack fake: the cookie-session draft → prepublish → publish routes the unofficial
 //! clients use (CHANNELS.md §6).
 //!
-//! Every `/api/v1` route needs `Cookie: substack.sid=<COOKIE>` (else 401). Routes:
+//! Every `/api/v1` route needs the session cookie, `connect.sid=<COOKIE>` (current sessions)
+//! or `substack.sid=<COOKIE>` (older accounts), else 401; and, as Substack is reported to do,
+//! a browser-like `User-Agent` (one starting `Mozilla/`), else 403 — switch that off with
+//! [`SubstackFake::set_require_browser_ua`]. Routes:
+//! - `GET /api/v1/user/profile/self` → the signed-in user (`id`, `name`, `publicationUsers`).
 //! - `POST /api/v1/drafts` — `draft_body` must be a **JSON-encoded string** holding a valid
-//!   ProseMirror document (an object → 400); unknown fields → 400. Answers the draft object.
+//!   ProseMirror document whose node and mark names are python-substack's (`nodes.py`; an
+//!   object, or an unknown name such as `code_block` → 400); `draft_bylines` is required and
+//!   must name the signed-in user (`[{"id": <user id>, "is_guest": false}]`); unknown fields →
+//!   400. Answers the draft object.
 //! - `GET /api/v1/drafts` (list, newest first), `GET|PUT /api/v1/drafts/{id}`,
 //!   `GET /api/v1/drafts/{id}/prepublish`, `POST /api/v1/drafts/{id}/publish`
 //!   (`{"send": bool, "share_automatically": bool}`; publishing twice → 400).
@@ -25,8 +32,10 @@ use serde_json::{Value, json};
 
 use super::fault::{FaultPlan, Served, serve, with_faults};
 
-/// The `substack.sid` cookie value the fake accepts.
+/// The session cookie value the fake accepts (as `connect.sid` or `substack.sid`).
 pub const COOKIE: &str = "sandbox-substack-sid";
+/// The cookie names a Substack session travels under: current sessions, then older accounts.
+pub const COOKIE_NAMES: [&str; 2] = ["connect.sid", "substack.sid"];
 /// The fake author's user id (for bylines).
 pub const USER_ID: u64 = 12345;
 
@@ -82,12 +91,20 @@ pub struct Draft {
     pub draft_created_at: String,
 }
 
-#[derive(Default)]
 struct Inner {
     drafts: Vec<Draft>,
     next: u64,
     requests: Vec<String>,
     base_url: String,
+    require_browser_ua: bool,
+    /// The `User-Agent` of every request, in order.
+    user_agents: Vec<String>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self { drafts: Vec::new(), next: 0, requests: Vec::new(), base_url: String::new(), require_browser_ua: true, user_agents: Vec::new() }
+    }
 }
 
 type St = Arc<Mutex<Inner>>;
@@ -138,18 +155,20 @@ impl SubstackFake {
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().expect("fake lock").requests.clone()
     }
+
+    /// The `User-Agent` of every request that reached a handler, in order.
+    pub fn user_agents(&self) -> Vec<String> {
+        self.inner.lock().expect("fake lock").user_agents.clone()
+    }
+
+    /// Whether a non-browser `User-Agent` gets 403 (default: yes, as reported of Substack).
+    pub fn set_require_browser_ua(&self, on: bool) {
+        self.inner.lock().expect("fake lock").require_browser_ua = on;
+    }
 }
 
 fn err(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(json!({"error": msg, "errors": [{"msg": msg}]}))).into_response()
-}
-
-/// `GET /api/v1/user/profile/self`: the signed-in user (what `herald connect` checks the cookie with).
-async fn profile_self(headers: HeaderMap) -> Response {
-    if !cookie_ok(&headers) {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "Not authorized" }))).into_response();
-    }
-    axum::Json(json!({ "id": USER_ID, "name": "Herald Sandbox", "handle": "heraldsandbox", "photo_url": null })).into_response()
 }
 
 fn cookie_ok(h: &HeaderMap) -> bool {
@@ -157,17 +176,39 @@ fn cookie_ok(h: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .any(|c| c.trim() == format!("substack.sid={COOKIE}"))
+        .any(|c| COOKIE_NAMES.iter().any(|n| c.trim() == format!("{n}={COOKIE}")))
 }
 
-/// Log the request and check the session; `Err` is the 401 answer.
+/// Log the request and check the User-Agent and the session; `Err` is the 403 or 401 answer.
 fn enter<'a>(st: &'a St, h: &HeaderMap, line: String) -> Result<std::sync::MutexGuard<'a, Inner>, Response> {
     let mut g = st.lock().expect("fake lock");
     g.requests.push(line);
+    let ua = h.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    g.user_agents.push(ua.clone());
+    if g.require_browser_ua && !ua.starts_with("Mozilla/") {
+        // What a bot-protection layer answers: an HTML page, not the API's JSON.
+        return Err((StatusCode::FORBIDDEN, Html("<html><body><h1>403 Forbidden</h1></body></html>")).into_response());
+    }
     if !cookie_ok(h) {
         return Err(err(StatusCode::UNAUTHORIZED, "Not authorized"));
     }
     Ok(g)
+}
+
+/// `GET /api/v1/user/profile/self`: the signed-in user (bylines, and what `herald connect`
+/// checks the cookie with).
+async fn profile_self(State(st): State<St>, h: HeaderMap) -> Response {
+    let g = match enter(&st, &h, "GET /api/v1/user/profile/self".into()) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    axum::Json(json!({
+        "id": USER_ID,
+        "name": "Herald Sandbox",
+        "handle": "heraldsandbox",
+        "publicationUsers": [{"is_primary": true, "publication": {"subdomain": "sandbox", "custom_domain": null, "base_url": g.base_url}}],
+    }))
+    .into_response()
 }
 
 fn slugify(title: &str) -> String {
@@ -232,11 +273,11 @@ fn check_node(n: &Value, path: &str, ctx: Context) -> Result<(), String> {
     let Some(t) = n["type"].as_str() else {
         return Err(format!("{path} has no type"));
     };
-    let inline = matches!(t, "text" | "hard_break");
+    let inline = matches!(t, "text" | "footnoteAnchor" | "latex");
     match ctx {
         Context::Blocks if inline => return Err(format!("{path}: inline node {t} where a block belongs")),
         Context::Inline if !inline => return Err(format!("{path}: block node {t} inside a textblock")),
-        Context::PlainText if t != "text" => return Err(format!("{path}: code_block holds text only, got {t}")),
+        Context::PlainText if t != "text" => return Err(format!("{path}: codeBlock holds text only, got {t}")),
         _ => {}
     }
     match t {
@@ -253,11 +294,12 @@ fn check_node(n: &Value, path: &str, ctx: Context) -> Result<(), String> {
                     return Err(format!("{path}.marks must be an array"));
                 };
                 if ctx == Context::PlainText && !marks.is_empty() {
-                    return Err(format!("{path}: code_block text takes no marks"));
+                    return Err(format!("{path}: codeBlock text takes no marks"));
                 }
                 for m in marks {
                     match m["type"].as_str() {
-                        Some("strong" | "em" | "code" | "strikethrough" | "underline") => {}
+                        // python-substack `nodes.py` MarkType.
+                        Some("strong" | "em" | "code" | "strikethrough" | "superscript" | "subscript" | "textStyle" | "highlight") => {}
                         Some("link") => {
                             if !m["attrs"]["href"].is_string() {
                                 return Err(format!("{path}: link mark needs attrs.href"));
@@ -269,7 +311,7 @@ fn check_node(n: &Value, path: &str, ctx: Context) -> Result<(), String> {
             }
             Ok(())
         }
-        "hard_break" | "horizontal_rule" => match n.get("content") {
+        "horizontal_rule" | "footnoteAnchor" | "latex" | "latex_block" => match n.get("content") {
             None => Ok(()),
             Some(_) => Err(format!("{path}: {t} is a leaf")),
         },
@@ -281,8 +323,8 @@ fn check_node(n: &Value, path: &str, ctx: Context) -> Result<(), String> {
             }
             check_children(n, path, Context::Inline)
         }
-        "code_block" | "codeBlock" => check_children(n, path, Context::PlainText),
-        "blockquote" | "list_item" => {
+        "codeBlock" => check_children(n, path, Context::PlainText),
+        "blockquote" | "list_item" | "footnote" | "pullquote" | "calloutBlock" => {
             if n["content"].as_array().is_none_or(Vec::is_empty) {
                 return Err(format!("{path}: {t} needs at least one block"));
             }
@@ -292,6 +334,13 @@ fn check_node(n: &Value, path: &str, ctx: Context) -> Result<(), String> {
             let Some(items) = n["content"].as_array().filter(|c| !c.is_empty()) else {
                 return Err(format!("{path}: {t} needs list items"));
             };
+            if let Some(attrs) = n.get("attrs") {
+                let ok = t == "ordered_list"
+                    && attrs.as_object().is_some_and(|a| a.iter().all(|(k, v)| k == "order" && v.as_u64().is_some()));
+                if !ok {
+                    return Err(format!("{path}: {t} attrs must be {{\"order\": <start>}} on ordered_list only"));
+                }
+            }
             for (i, item) in items.iter().enumerate() {
                 if item["type"] != "list_item" {
                     return Err(format!("{path}.content[{i}]: lists hold list_item nodes only"));
@@ -300,9 +349,9 @@ fn check_node(n: &Value, path: &str, ctx: Context) -> Result<(), String> {
             }
             Ok(())
         }
-        // Substack's own embeds, accepted as opaque blocks.
-        "captionedImage" | "image2" | "youtube2" | "subscribeWidget" | "embeddedPublication" => Ok(()),
-        other => Err(format!("{path}: unknown node type {other:?}")),
+        // Substack's own embeds (python-substack `nodes.py` and `post.py`), accepted as opaque blocks.
+        "captionedImage" | "caption" | "image2" | "youtube2" | "subscribeWidget" | "embeddedPublication" => Ok(()),
+        other => Err(format!("{path}: unknown node type {other:?} (Substack's names, per python-substack: codeBlock, not code_block)")),
     }
 }
 
@@ -333,10 +382,18 @@ fn check_fields(v: &Value, creating: bool) -> Result<(), Response> {
             return Err(err(StatusCode::BAD_REQUEST, "draft_body must be a JSON-encoded string of the document, not an object"));
         }
     }
-    if let Some(b) = obj.get("draft_bylines") {
-        let ok = b.as_array().is_some_and(|a| a.iter().all(|x| x["id"].is_u64() && x["is_guest"].is_boolean()));
-        if !ok {
-            return Err(err(StatusCode::BAD_REQUEST, "draft_bylines must be [{\"id\": <user id>, \"is_guest\": false}]"));
+    match obj.get("draft_bylines") {
+        None if creating => return Err(err(StatusCode::BAD_REQUEST, "draft_bylines is required")),
+        None => {}
+        Some(b) => {
+            let ok = b.as_array().is_some_and(|a| a.iter().all(|x| x["id"].is_u64() && x["is_guest"].is_boolean()));
+            if !ok {
+                return Err(err(StatusCode::BAD_REQUEST, "draft_bylines must be [{\"id\": <user id>, \"is_guest\": false}]"));
+            }
+            // The signed-in author must be on it (python-substack always sends exactly that).
+            if !b.as_array().is_some_and(|a| a.iter().any(|x| x["id"].as_u64() == Some(USER_ID) && x["is_guest"] == json!(false))) {
+                return Err(err(StatusCode::BAD_REQUEST, "draft_bylines must include the author: [{\"id\": <your user id>, \"is_guest\": false}]"));
+            }
         }
     }
     if let Some(a) = obj.get("audience")
@@ -523,6 +580,12 @@ mod tests {
         validate_doc(&crate::render::prosemirror::markdown_to_doc(md)).expect("converter output is valid");
         assert!(validate_doc(&json!({"type": "paragraph"})).is_err());
         assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "text", "text": "loose"}]})).is_err());
+        // Names python-substack doesn't use are refused.
+        assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "code_block", "content": [{"type": "text", "text": "x"}]}]})).is_err());
+        assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "codeBlock", "content": [{"type": "text", "text": "x"}]}]})).is_ok());
+        assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "paragraph", "content": [{"type": "hard_break"}]}]})).is_err());
+        assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "x", "marks": [{"type": "underline"}]}]}]})).is_err());
+        assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "bullet_list", "attrs": {"order": 2}, "content": [{"type": "list_item"}]}]})).is_err());
         assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "paragraph", "content": [{"type": "text", "text": ""}]}]})).is_err());
         assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "heading", "content": []}]})).is_err());
         assert!(validate_doc(&json!({"type": "doc", "content": [{"type": "bullet_list", "content": [{"type": "paragraph"}]}]})).is_err());

@@ -13,8 +13,15 @@
 //! - `GET /{user}/threads`, `GET /{user}/replies` (newest first), `GET /{user}/threads_publishing_limit`.
 //!
 //! Checks: token (Graph error 190), user id, known parameters, text ≤ 500 (emoji counted by
-//! UTF-8 bytes), ≤ 5 unique links (`THREADS_API__LINK_LIMIT_EXCEEDED`), `reply_to_id` naming a
-//! published post, the 250 posts / 1,000 replies per 24 h quota. Every published post is kept.
+//! UTF-8 bytes), ≤ 5 unique links (`THREADS_API__LINK_LIMIT_EXCEEDED`; Meta documents 5, some
+//! accounts fail from 4: [`ThreadsFake::set_link_limit`]), `reply_to_id` naming a published
+//! post, the 250 posts / 1,000 replies per 24 h quota. Every published post is kept.
+//!
+//! Permissions, as Meta documents them per call (Graph error 10 without): `threads_basic` for
+//! every call, `threads_content_publish` to create, publish and read the publishing limit,
+//! `threads_manage_replies` to create a reply (`reply_to_id`), `threads_read_replies` for the
+//! `replies` edge. The `fields` of the `threads` and `replies` edges are the documented ones;
+//! another → Graph error 100 "nonexisting field".
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -116,7 +123,22 @@ pub struct ThreadsPost {
     pub timestamp: String,
 }
 
-#[derive(Default)]
+/// Every permission the Threads API has for posting (the sandbox token starts with them all).
+pub const PERMISSIONS: [&str; 4] = ["threads_basic", "threads_content_publish", "threads_manage_replies", "threads_read_replies"];
+
+/// Fields the `GET /{user}/threads` edge documents.
+const THREADS_EDGE_FIELDS: &[&str] = &[
+    "id", "media_product_type", "media_type", "media_url", "gif_url", "permalink", "owner", "username", "text",
+    "topic_tag", "timestamp", "shortcode", "thumbnail_url", "children", "is_quote_post", "quoted_post",
+    "reposted_post", "alt_text", "link_attachment_url",
+];
+/// Fields the `GET /{user}/replies` edge documents (the media fields plus the reply ones).
+const REPLIES_EDGE_FIELDS: &[&str] = &[
+    "id", "media_product_type", "media_type", "media_url", "gif_url", "permalink", "username", "text", "topic_tag",
+    "timestamp", "shortcode", "thumbnail_url", "children", "is_quote_post", "has_replies", "root_post",
+    "replied_to", "is_reply", "is_reply_owned_by_me", "hide_status", "reply_audience",
+];
+
 struct Inner {
     containers: BTreeMap<String, Container>,
     posts: Vec<ThreadsPost>,
@@ -133,6 +155,8 @@ struct Inner {
     codes: BTreeMap<String, String>,
     /// Short-lived tokens from the code exchange.
     short_tokens: Vec<String>,
+    link_limit: usize,
+    permissions: Vec<String>,
 }
 
 impl Inner {
@@ -144,6 +168,39 @@ impl Inner {
         }
         self.tokens.get(token).is_some_and(|(_, exp)| *exp > now)
     }
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            containers: BTreeMap::new(),
+            posts: Vec::new(),
+            next_id: 0,
+            processing: Duration::ZERO,
+            requests: Vec::new(),
+            link_limit: LINK_LIMIT,
+            permissions: PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+            tokens: BTreeMap::new(),
+            sandbox_token: None,
+            refreshes: 0,
+            codes: BTreeMap::new(),
+            short_tokens: Vec::new(),
+        }
+    }
+}
+
+/// Graph error 10: the token lacks a permission the call needs.
+fn missing_permission(inner: &Inner, permission: &str) -> Option<Response> {
+    (!inner.permissions.iter().any(|p| p == permission)).then(|| {
+        graph_error(StatusCode::FORBIDDEN, 10, None, &format!("(#10) Application does not have permission for this action ({permission})"), false)
+    })
+}
+
+/// Graph error 100 for a field the edge does not document.
+fn check_fields(p: &BTreeMap<String, String>, allowed: &[&str], node: &str) -> Option<Response> {
+    let fields = p.get("fields")?;
+    let bad = fields.split(',').map(str::trim).find(|f| !f.is_empty() && !allowed.contains(f))?;
+    Some(graph_error(StatusCode::BAD_REQUEST, 100, None, &format!("(#100) Tried accessing nonexisting field ({bad}) on node type ({node})"), false))
 }
 
 impl Inner {
@@ -210,6 +267,17 @@ impl ThreadsFake {
     /// Every request seen, as `"METHOD /path"`, in order (faulted ones included).
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().expect("fake lock").requests.clone()
+    }
+
+    /// Most unique links in one post (default [`LINK_LIMIT`], as documented; some accounts
+    /// are refused from 4).
+    pub fn set_link_limit(&self, n: usize) {
+        self.inner.lock().expect("fake lock").link_limit = n;
+    }
+
+    /// The permissions the token was granted (default: all of [`PERMISSIONS`]).
+    pub fn set_permissions(&self, permissions: &[&str]) {
+        self.inner.lock().expect("fake lock").permissions = permissions.iter().map(|p| p.to_string()).collect();
     }
 
     /// How long new containers stay `IN_PROGRESS`.
@@ -485,9 +553,19 @@ async fn get_edge(
         return not_found(&user);
     }
     let limit = p.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(25).min(100);
+    if let Some(r) = missing_permission(&inner, "threads_basic") {
+        return r;
+    }
     match edge.as_str() {
         "threads" | "replies" => {
             let want_reply = edge == "replies";
+            if want_reply && let Some(r) = missing_permission(&inner, "threads_read_replies") {
+                return r;
+            }
+            let allowed = if want_reply { REPLIES_EDGE_FIELDS } else { THREADS_EDGE_FIELDS };
+            if let Some(r) = check_fields(&p, allowed, "ThreadsMedia") {
+                return r;
+            }
             let data: Vec<Value> = inner
                 .posts
                 .iter()
@@ -499,6 +577,9 @@ async fn get_edge(
             axum::Json(json!({"data": data, "paging": {}})).into_response()
         }
         "threads_publishing_limit" => {
+            if let Some(r) = missing_permission(&inner, "threads_content_publish") {
+                return r;
+            }
             let posts = inner.posts.iter().filter(|p| p.reply_to_id.is_none() && within_day(p)).count();
             let replies = inner.posts.iter().filter(|p| p.reply_to_id.is_some() && within_day(p)).count();
             axum::Json(json!({"data": [{
@@ -529,6 +610,17 @@ async fn post_edge(
     if !known_user(&user) {
         return not_found(&user);
     }
+    for needed in ["threads_basic", "threads_content_publish"] {
+        if let Some(r) = missing_permission(&inner, needed) {
+            return r;
+        }
+    }
+    if edge == "threads"
+        && p.contains_key("reply_to_id")
+        && let Some(r) = missing_permission(&inner, "threads_manage_replies")
+    {
+        return r;
+    }
     match edge.as_str() {
         "threads" => create_container(&mut inner, &p),
         "threads_publish" => publish(&mut inner, &p),
@@ -558,12 +650,12 @@ fn create_container(inner: &mut Inner, p: &BTreeMap<String, String>) -> Response
     if len > TEXT_LIMIT {
         return invalid(&format!("(#100) Param text must be at most {TEXT_LIMIT} characters long; got {len}"));
     }
-    if unique_links(&text) > LINK_LIMIT {
+    if unique_links(&text) > inner.link_limit {
         let mut r = graph_error(
             StatusCode::BAD_REQUEST,
             100,
             None,
-            "THREADS_API__LINK_LIMIT_EXCEEDED: posts may contain at most 5 unique links",
+            &format!("THREADS_API__LINK_LIMIT_EXCEEDED: posts may contain at most {} unique links", inner.link_limit),
             false,
         );
         r.headers_mut().insert("x-sandbox-rule", "link-limit".parse().expect("static header"));

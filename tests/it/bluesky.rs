@@ -277,3 +277,55 @@ async fn every_sample_issue_renders_into_posts_the_fake_accepts() {
         assert_eq!(fake.posts().len(), expected, "{format}: every rendered post accepted once");
     }
 }
+
+/// Issue 16 item 4: a remote thumbnail is read under Bluesky's 1,000,000-byte cap however it is
+/// framed: an endless chunked answer without `content-length` is cut at once, not read until
+/// the timeout, and the card goes out without a thumb.
+#[tokio::test]
+async fn an_endless_chunked_thumbnail_is_cut_at_the_cap() {
+    let fake = BlueskyFake::start().await.unwrap();
+    let images = herald::sandbox::fault::serve(axum::Router::new().route(
+        "/big.png",
+        axum::routing::get(|| async { herald::sandbox::fault::oversized_response(200, 8 * 1024 * 1024 * 1024) }),
+    ))
+    .await
+    .unwrap();
+    let bsky = adapter(&fake, tmp().path());
+    let r = Rendering::Posts(PostsRendering {
+        posts: vec![post("with a remote card image", &[])],
+        card: Some(LinkCard {
+            uri: "https://example.com".into(),
+            title: "t".into(),
+            description: "d".into(),
+            image: Some(format!("{}/big.png", images.base_url)),
+        }),
+    });
+    let started = std::time::Instant::now();
+    bsky.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "read past the cap: {:?}", started.elapsed());
+    assert!(fake.posts()[0].record["embed"]["external"].get("thumb").is_none());
+    assert!(fake.blobs().is_empty());
+}
+
+/// Issue 14 item 7: the explicit duplicate-rkey error of newer PDSes means an earlier attempt
+/// wrote the part: it is adopted from getRecord, not failed as permanent.
+#[tokio::test]
+async fn an_explicit_duplicate_rkey_is_reconciled_with_get_record() {
+    let fake = BlueskyFake::start().await.unwrap();
+    let bsky = adapter(&fake, tmp().path());
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let r = plain(&["1/2 written, answer lost", "2/2 the rest"]);
+    fake.faults.push("POST /xrpc/com.atproto.repo.createRecord", Fault::AcceptThenDrop, 1);
+    assert_eq!(bsky.deliver(&r, &ctx(&cp, 1)).await.unwrap_err().kind(), Kind::UnknownOutcome);
+    // A lagging read misses the record, so the retry sends the same rkey again.
+    fake.faults.push(
+        "GET /xrpc/com.atproto.repo.getRecord",
+        Fault::Status { code: 400, body: r#"{"error":"RecordNotFound","message":"Could not locate record"}"#.into(), headers: vec![] },
+        1,
+    );
+    let receipt = bsky.deliver(&r, &ctx(&cp, 2)).await.expect("the duplicate rkey is adopted");
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(receipt.remote_id, posts[0].uri);
+    assert_eq!(posts[1].reply().map(|(_, parent)| parent), Some(posts[0].uri.clone()));
+}

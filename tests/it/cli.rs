@@ -199,3 +199,35 @@ fn a_webhook_header_with_a_line_break_is_refused() {
     assert!(se.contains("channels.hook.headers.X-Source") && se.contains("line break"), "{se}");
     assert!(se.contains(":4"), "names the line: {se}");
 }
+
+/// Issue 14 item 5: `check --credentials` asks Threads for the permissions a thread channel
+/// needs, and names the missing one.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_credentials_names_a_missing_threads_permission() {
+    use herald::sandbox::threads::{self, ThreadsFake};
+    let fake = ThreadsFake::start().await.unwrap();
+    let (dir, cfg) = temp_config(&format!(
+        "[channels.th]\ntype = \"threads\"\napi_base = \"{}\"\naccess_token = \"${{HERALD_IT_TH_TOKEN}}\"\nformat = \"thread\"\n",
+        fake.base_url
+    ));
+    std::fs::create_dir(dir.path().join("issues")).unwrap();
+    let run = |dir: std::path::PathBuf, cfg: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::pipeline::herald_bin())
+                .args(["check", "--credentials", "--config", cfg.to_str().unwrap()])
+                .current_dir(&dir)
+                .env_remove("HERALD_CONFIG")
+                .env("HERALD_IT_TH_TOKEN", threads::ACCESS_TOKEN)
+                .output()
+                .unwrap()
+        })
+    };
+    let o = run(dir.path().to_path_buf(), cfg.clone()).await.unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fake.set_permissions(&["threads_basic", "threads_content_publish", "threads_manage_replies"]);
+    let o = run(dir.path().to_path_buf(), cfg).await.unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("channel th:") && err.contains("`threads_read_replies`"), "{err}");
+    assert!(!err.contains(threads::ACCESS_TOKEN), "{err}");
+}

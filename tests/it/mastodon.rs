@@ -201,7 +201,14 @@ async fn too_long_is_permanent() {
     let fake = MastodonFake::start().await.unwrap();
     let m = adapter(&fake);
     let long = "word ".repeat(120);
+    // The instance's limit is checked first: nothing is sent.
     let err = m.deliver(&rendering(&[&long]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Permanent);
+    assert!(err.message().contains("this instance allows 500"), "{err}");
+    assert_eq!(fake.create_calls(), 0);
+    // When the instance can't tell its limit, Mastodon's own 422 says it.
+    fake.faults.push("GET /api/v2/instance", Fault::Status { code: 503, body: "{}".into(), headers: vec![] }, 1);
+    let err = adapter(&fake).deliver(&rendering(&[&long]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
     assert_eq!(err.kind(), Kind::Permanent);
     assert_eq!(err.status(), Some(422));
     assert!(err.message().contains("character limit"));
@@ -239,4 +246,71 @@ async fn every_sample_issue_renders_into_posts_the_fake_accepts() {
         assert!(expected > 0);
         assert_eq!(fake.statuses().len(), expected, "{format}: every rendered post accepted once");
     }
+}
+
+fn adapter_with(fake: &MastodonFake, extra: &str) -> Arc<dyn Adapter> {
+    let toml = format!(
+        "type = \"mastodon\"\napi_base = \"{}\"\naccess_token = \"${{MASTO_TOKEN}}\"\ntimeout_secs = 5\n{extra}",
+        fake.base_url
+    );
+    let cfg: ChannelConfig = toml::from_str(&toml).expect("channel config parses");
+    let ctx = BuildCtx {
+        env: Box::new(|k| (k == "MASTO_TOKEN").then(|| fake::ACCESS_TOKEN.to_string())),
+        base_dir: std::env::temp_dir(),
+        timeout: Duration::from_secs(5),
+        vault: None,
+    };
+    herald::channel::mastodon::build("masto", &cfg, &ctx).expect("adapter builds")
+}
+
+/// Issue 14 item 6: `max_characters` is the limit the renderer fits posts to.
+#[test]
+fn max_characters_is_the_rendering_limit() {
+    use herald::render::count::Network;
+    use herald::render::split::{SplitOptions, split_thread};
+    let cfg = |extra: &str| -> ChannelConfig { toml::from_str(&format!("type = \"mastodon\"\naccess_token = \"${{T}}\"\n{extra}")).unwrap() };
+    let long = vec![format!("{}.", "word ".repeat(180).trim_end())]; // 900 characters
+    let default = cfg("").rules(Network::Mastodon);
+    assert_eq!(default.limit, 500);
+    assert_eq!(split_thread(&long, default, SplitOptions { counter: false }).unwrap().len(), 2);
+    let big = cfg("max_characters = 1000").rules(Network::Mastodon);
+    assert_eq!(big.limit, 1000);
+    assert_eq!(split_thread(&long, big, SplitOptions { counter: false }).unwrap().len(), 1);
+}
+
+/// Issue 14 item 6: the instance's own limit (`/api/v2/instance`) is read once and checked
+/// before any status is created; a post the instance allows goes out.
+#[tokio::test]
+async fn the_instance_limit_is_checked_before_posting() {
+    let fake = MastodonFake::start().await.unwrap();
+    let long = format!("{}.", "word ".repeat(180).trim_end());
+    // Rendered for 1000, on an instance that allows 500: refused before any call.
+    let a = adapter_with(&fake, "max_characters = 1000");
+    let err = a.deliver(&rendering(&[long.as_str()]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Permanent, "{err}");
+    assert!(err.message().contains("set max_characters = 500"), "{err}");
+    assert_eq!(fake.create_calls(), 0);
+    // An instance that allows 1000 takes it.
+    fake.set_max_characters(1000);
+    let a = adapter_with(&fake, "max_characters = 1000");
+    a.deliver(&rendering(&[long.as_str()]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
+    assert_eq!(fake.statuses().len(), 1);
+}
+
+/// Issue 14 item 6: a token with only `write:statuses` passes the health check; the fake
+/// refuses `accounts/verify_credentials` to it, as Mastodon does.
+#[tokio::test]
+async fn a_write_statuses_token_passes_the_health_check() {
+    let fake = MastodonFake::start().await.unwrap();
+    adapter(&fake).healthcheck().await.expect("write:statuses is enough");
+    let res = herald::channel::http::client()
+        .get(format!("{}/api/v1/accounts/verify_credentials", fake.base_url))
+        .bearer_auth(fake::ACCESS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    fake.set_token_scopes("read:accounts");
+    let err = adapter(&fake).deliver(&rendering(&["hi"]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
 }

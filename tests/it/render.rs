@@ -77,12 +77,10 @@ fn check_rendering(issue: &Issue, r: &RenderedChannel, format: &str) {
                 assert_eq!(p.posts.len(), 1, "{ctx}: a short is one post");
             }
             if kind == "linkedin" {
-                let t = &p.posts[0].text;
-                for (i, c) in t.char_indices() {
-                    if "()[]{}<>#*_~@|".contains(c) {
-                        assert!(t[..i].ends_with('\\'), "{ctx}: unescaped little-text char {c:?} at {i}");
-                    }
-                }
+                // Read as LinkedIn reads little text: nothing cut, no escape inside a link.
+                let read = herald::sandbox::linkedin::read_little_text(&p.posts[0].text);
+                assert!(!read.truncated, "{ctx}: little text cut at {:?}", read.text);
+                assert!(read.links.iter().all(|l| !l.contains('\\')), "{ctx}: an escape inside a link: {:?}", read.links);
             }
         }
         (Rendering::Body(b), "webhook") => {

@@ -17,10 +17,14 @@ const COOKIE_ENV: &str = "HERALD_IT_SUBSTACK_SID";
 const MD: &str = "Welcome to **issue 42**.\n\n## Podcasts\n\n- [Episode one](https://pod.example.com/1)\n- *Episode two*\n\n> A quote worth keeping.\n\n---\n\nSee you next week.";
 
 fn adapter(fake: &SubstackFake, cookie: &str, extra: &str) -> Arc<dyn Adapter> {
+    adapter_without_user_id(fake, cookie, &format!("user_id = {}\n{extra}", substack::USER_ID))
+}
+
+/// No `user_id`: the adapter reads it from the fake's `/api/v1/user/profile/self`.
+fn adapter_without_user_id(fake: &SubstackFake, cookie: &str, extra: &str) -> Arc<dyn Adapter> {
     let cfg: ChannelConfig = toml::from_str(&format!(
-        "type = \"substack\"\napi_base = \"{}\"\ncookie = \"${{{COOKIE_ENV}}}\"\nuser_id = {}\ntimeout_secs = 2\n{extra}",
+        "type = \"substack\"\napi_base = \"{0}\"\nprofile_url = \"{0}/api/v1/user/profile/self\"\ncookie = \"${{{COOKIE_ENV}}}\"\ntimeout_secs = 2\n{extra}",
         fake.base_url,
-        substack::USER_ID
     ))
     .expect("substack config parses");
     let cookie = cookie.to_string();
@@ -213,9 +217,11 @@ async fn fake_requires_a_string_draft_body_holding_a_valid_doc() {
     let send = |body: Value| {
         http.post(format!("{}/api/v1/drafts", fake.base_url))
             .header("Cookie", format!("substack.sid={}", substack::COOKIE))
+            .header("User-Agent", herald::config::SUBSTACK_DEFAULT_UA)
             .json(&body)
             .send()
     };
+    let bylines = json!([{"id": substack::USER_ID, "is_guest": false}]);
     let doc = markdown_to_doc("Hi *there*");
     let as_object = send(json!({"draft_title": "T", "draft_body": doc})).await.unwrap();
     assert_eq!(as_object.status(), 400);
@@ -223,12 +229,17 @@ async fn fake_requires_a_string_draft_body_holding_a_valid_doc() {
     assert_eq!(bad_doc.status(), 400);
     let unknown = send(json!({"draft_title": "T", "draft_body": doc.to_string(), "surprise": 1})).await.unwrap();
     assert_eq!(unknown.status(), 400);
-    let ok = send(json!({"draft_title": "T", "draft_body": doc.to_string()})).await.unwrap();
+    // draft_bylines is required, and must name the signed-in author.
+    let no_bylines = send(json!({"draft_title": "T", "draft_body": doc.to_string()})).await.unwrap();
+    assert_eq!(no_bylines.status(), 400);
+    let empty = send(json!({"draft_title": "T", "draft_body": doc.to_string(), "draft_bylines": []})).await.unwrap();
+    assert_eq!(empty.status(), 400);
+    let ok = send(json!({"draft_title": "T", "draft_body": doc.to_string(), "draft_bylines": bylines})).await.unwrap();
     assert_eq!(ok.status(), 200);
     let draft: Value = ok.json().await.unwrap();
     assert_eq!(draft["is_published"], false);
     assert!(draft["id"].is_u64());
-    let no_cookie = http.get(format!("{}/api/v1/drafts", fake.base_url)).send().await.unwrap();
+    let no_cookie = http.get(format!("{}/api/v1/drafts", fake.base_url)).header("User-Agent", herald::config::SUBSTACK_DEFAULT_UA).send().await.unwrap();
     assert_eq!(no_cookie.status(), 401);
 }
 
@@ -266,8 +277,9 @@ async fn every_fixture_issue_converts_to_a_document_the_fake_accepts() {
 async fn wrong_api_base_is_permanent() {
     let fake = SubstackFake::start().await.unwrap();
     let cfg: ChannelConfig = toml::from_str(&format!(
-        "type = \"substack\"\napi_base = \"{}/not-a-publication\"\ncookie = \"${{{COOKIE_ENV}}}\"\n",
-        fake.base_url
+        "type = \"substack\"\napi_base = \"{}/not-a-publication\"\ncookie = \"${{{COOKIE_ENV}}}\"\nuser_id = {}\n",
+        fake.base_url,
+        substack::USER_ID
     ))
     .unwrap();
     let ctx_b = BuildCtx {
@@ -280,4 +292,68 @@ async fn wrong_api_base_is_permanent() {
     let err = a.deliver(&rendering(None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect_err("404");
     assert_eq!(err.kind(), Kind::Permanent);
     assert!(err.message().contains("api_base"), "{err}");
+}
+
+/// Issue 14 item 1: without `user_id`, the byline's id is read from
+/// `/api/v1/user/profile/self`, once per process.
+#[tokio::test]
+async fn bylines_come_from_the_profile_when_user_id_is_unset() {
+    let fake = SubstackFake::start().await.unwrap();
+    let a = adapter_without_user_id(&fake, substack::COOKIE, "mode = \"draft\"");
+    a.deliver(&rendering(Some("issue-42")), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect("draft");
+    a.deliver(&rendering(Some("issue-43")), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect("draft");
+    let drafts = fake.drafts();
+    assert_eq!(drafts.len(), 2);
+    for d in &drafts {
+        assert_eq!(d.draft_bylines, json!([{"id": substack::USER_ID, "is_guest": false}]));
+    }
+    let profile_reads = fake.requests().iter().filter(|r| r.as_str() == "GET /api/v1/user/profile/self").count();
+    assert_eq!(profile_reads, 1, "{:?}", fake.requests());
+}
+
+/// Issue 14 item 1: a bare cookie value goes out under `cookie_name`, or under both session
+/// names; the default User-Agent is a browser's; a non-browser one the fake refuses with 403,
+/// which is a policy refusal naming both the User-Agent and the cookie (issue 14 item 3).
+#[tokio::test]
+async fn cookie_names_and_the_user_agent() {
+    let fake = SubstackFake::start().await.unwrap();
+    for extra in ["cookie_name = \"connect.sid\"", "cookie_name = \"substack.sid\"", ""] {
+        adapter(&fake, substack::COOKIE, extra).healthcheck().await.unwrap_or_else(|e| panic!("{extra}: {e}"));
+    }
+    let full = format!("connect.sid={}; ajs_id=1", substack::COOKIE);
+    adapter(&fake, &full, "").healthcheck().await.expect("a full cookie string with connect.sid");
+    assert!(fake.user_agents().iter().all(|ua| ua == herald::config::SUBSTACK_DEFAULT_UA), "{:?}", fake.user_agents());
+    // The wrong name for the value is refused as a cookie problem.
+    let wrong = adapter(&fake, "other", "cookie_name = \"connect.sid\"").healthcheck().await.unwrap_err();
+    assert_eq!(wrong.kind(), Kind::Auth, "{wrong}");
+
+    let bot = adapter(&fake, substack::COOKIE, "user_agent = \"herald-bot/1.0\"");
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let err = bot.deliver(&rendering(None), &ctx(&cp, 1)).await.unwrap_err();
+    assert_eq!((err.kind(), err.status()), (Kind::Forbidden, Some(403)), "{err}");
+    assert!(err.message().contains("User-Agent") && err.message().contains("herald-bot/1.0"), "{err}");
+    assert!(err.message().contains("cookie"), "{err}");
+    assert!(!err.to_string().contains(substack::COOKIE), "never the cookie itself: {err}");
+    assert!(fake.drafts().is_empty());
+    fake.set_require_browser_ua(false);
+    bot.healthcheck().await.expect("a fake that lets any UA through");
+}
+
+/// Issue 14 item 1: code blocks, hard breaks and numbered lists convert to nodes the fake (which
+/// knows python-substack's names) accepts.
+#[tokio::test]
+async fn code_blocks_breaks_and_numbered_lists_are_accepted() {
+    let fake = SubstackFake::start().await.unwrap();
+    let a = adapter(&fake, substack::COOKIE, "mode = \"draft\"");
+    let md = "Line one  \nline two<br>line three\n\n```rust\nfn main() {}\n```\n\n3. three\n4. four\n\n1. one\n";
+    let r = Rendering::Article(ArticleRendering {
+        title: "Code".into(),
+        subtitle: String::new(),
+        html: String::new(),
+        doc: Some(markdown_to_doc(md)),
+        slug: None,
+    });
+    a.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect("accepted");
+    let body: Value = serde_json::from_str(&fake.drafts()[0].draft_body).unwrap();
+    assert!(body.to_string().contains("\"codeBlock\""), "{body}");
 }

@@ -12,8 +12,12 @@ use herald::sandbox::threads::{self, ThreadsFake};
 const TOKEN_ENV: &str = "HERALD_IT_THREADS_TOKEN";
 
 fn adapter(fake: &ThreadsFake, token: &str, timeout_secs: u64) -> Arc<dyn Adapter> {
+    adapter_with(fake, token, &format!("timeout_secs = {timeout_secs}"))
+}
+
+fn adapter_with(fake: &ThreadsFake, token: &str, extra: &str) -> Arc<dyn Adapter> {
     let cfg: ChannelConfig = toml::from_str(&format!(
-        "type = \"threads\"\napi_base = \"{}\"\naccess_token = \"${{{TOKEN_ENV}}}\"\ntimeout_secs = {timeout_secs}\n",
+        "type = \"threads\"\napi_base = \"{}\"\naccess_token = \"${{{TOKEN_ENV}}}\"\n{extra}\n",
         fake.base_url
     ))
     .expect("threads config parses");
@@ -379,4 +383,57 @@ fn build_names_a_missing_credential() {
     let unset: ChannelConfig = toml::from_str(&format!("type = \"threads\"\naccess_token = \"${{{TOKEN_ENV}}}\"\n")).unwrap();
     let e = build_adapter("threads_main", &unset, &ctx).err().expect("env unset").to_string();
     assert!(e.contains(TOKEN_ENV), "{e}");
+}
+
+/// Issue 14 item 5: the link limit is the channel's `max_links`, 4 by default (some accounts are
+/// refused from 4; Meta documents 5).
+#[tokio::test]
+async fn the_link_limit_is_configurable_and_four_by_default() {
+    let fake = ThreadsFake::start().await.unwrap();
+    fake.set_link_limit(4);
+    let five = "a https://1.example b https://2.example c https://3.example d https://4.example e https://5.example";
+    let err = adapter(&fake, threads::ACCESS_TOKEN, 5).deliver(&rendering(&[five]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Permanent);
+    assert!(err.message().contains("5 unique links; this channel allows 4 (`max_links`)"), "{err}");
+    assert!(fake.posts().is_empty() && fake.requests().is_empty(), "refused before any call");
+    // `max_links = 5` on an account Threads allows 5: accepted.
+    fake.set_link_limit(5);
+    adapter_with(&fake, threads::ACCESS_TOKEN, "max_links = 5").deliver(&rendering(&[five]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
+    assert_eq!(fake.posts().len(), 1);
+}
+
+/// Issue 14 item 5: the health check names a missing permission: `threads_content_publish`
+/// always, `threads_read_replies` for a thread channel.
+#[tokio::test]
+async fn the_health_check_names_a_missing_permission() {
+    let fake = ThreadsFake::start().await.unwrap();
+    let thread = adapter_with(&fake, threads::ACCESS_TOKEN, "format = \"thread\"");
+    thread.healthcheck().await.expect("every permission granted");
+    fake.set_permissions(&["threads_basic", "threads_content_publish", "threads_manage_replies"]);
+    let err = thread.healthcheck().await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Auth, "{err}");
+    assert!(err.message().contains("`threads_read_replies`"), "{err}");
+    adapter(&fake, threads::ACCESS_TOKEN, 5).healthcheck().await.expect("a short channel reads no replies");
+    fake.set_permissions(&["threads_basic"]);
+    let err = adapter(&fake, threads::ACCESS_TOKEN, 5).healthcheck().await.unwrap_err();
+    assert!(err.message().contains("`threads_content_publish`"), "{err}");
+}
+
+/// Issue 14 item 5: reconciliation asks each edge only for the fields it documents (the fake
+/// refuses `replied_to` on the `threads` edge, as Threads does).
+#[tokio::test]
+async fn the_threads_edge_is_asked_only_documented_fields() {
+    let fake = ThreadsFake::start().await.unwrap();
+    let res = herald::channel::http::client()
+        .get(format!("{}/v1.0/me/threads", fake.base_url))
+        .query(&[("fields", "id,text,replied_to"), ("access_token", threads::ACCESS_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let a = adapter(&fake, threads::ACCESS_TOKEN, 5);
+    let cp = Arc::new(MemoryCheckpoint::default());
+    fake.faults.push("POST /v1.0/me/threads_publish", Fault::AcceptThenDrop, 1);
+    let _ = a.deliver(&rendering(&["Issue 42 is out."]), &ctx(&cp, 1)).await.expect_err("answer lost");
+    assert!(matches!(a.find_existing(&rendering(&["Issue 42 is out."]), &ctx(&cp, 2)).await.unwrap(), Reconciled::Found(_)));
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::client::{BskyClient, read_error};
+use super::client::BskyClient;
 use super::tid;
 use crate::channel::{
     Adapter, DeliveryCtx, DeliveryError, PartState, Receipt, Reconciled, ThreadProgress, http,
@@ -57,16 +57,11 @@ impl BlueskyChannel {
 
     /// `getRecord` for our rkey: `Some((uri, cid))` if the post exists.
     async fn get_record(&self, did: &str, rkey: &str) -> Result<Option<(String, String)>, DeliveryError> {
-        let res = http::client()
+        let req = http::client()
             .get(self.client.url("com.atproto.repo.getRecord"))
             .query(&[("repo", did), ("collection", POST_NSID), ("rkey", rkey)])
-            .timeout(self.client.timeout)
-            .send()
-            .await
-            .map_err(|e| read_error(&e))?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res.text().await.map_err(|e| read_error(&e))?;
+            .timeout(self.client.timeout);
+        let http::Answer { status, headers, body } = http::send(req).await.map_err(harmless)?;
         if (200..300).contains(&status) {
             let v: Value = serde_json::from_str(&body)
                 .map_err(|e| DeliveryError::retryable(format!("Bluesky getRecord answer unreadable: {e}")))?;
@@ -136,16 +131,11 @@ impl BlueskyChannel {
     }
 
     async fn resolve_handle(&self, handle: &str) -> Result<Option<String>, DeliveryError> {
-        let res = http::client()
+        let req = http::client()
             .get(self.client.url("com.atproto.identity.resolveHandle"))
             .query(&[("handle", handle)])
-            .timeout(self.client.timeout)
-            .send()
-            .await
-            .map_err(|e| read_error(&e))?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res.text().await.map_err(|e| read_error(&e))?;
+            .timeout(self.client.timeout);
+        let http::Answer { status, headers, body } = http::send(req).await.map_err(harmless)?;
         match status {
             200..=299 => Ok(serde_json::from_str::<Value>(&body).ok().and_then(|v| v["did"].as_str().map(String::from))),
             400 | 404 => Ok(None),
@@ -217,31 +207,48 @@ impl BlueskyChannel {
         Ok((bytes, mime))
     }
 
+    /// Fetch a remote thumbnail, reading at most Bluesky's 1,000,000 bytes whatever the
+    /// server's `content-length` says (a chunked or lying answer is cut, not buffered).
     async fn fetch_image(&self, url: &str) -> Result<(Vec<u8>, &'static str), String> {
-        let res = http::client().get(url).timeout(self.client.timeout).send().await.map_err(|e| e.to_string())?;
-        if !res.status().is_success() {
-            return Err(format!("HTTP {}", res.status().as_u16()));
-        }
-        let mime = match res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default() {
+        let req = http::client().get(url).timeout(self.client.timeout);
+        let (headers, bytes) = http::fetch_bytes(req, THUMB_MAX_BYTES).await.map_err(|e| match e.status() {
+            Some(s) if !(200..300).contains(&s) => format!("HTTP {s}"),
+            _ if e.message().contains("larger than") => "over Bluesky's 1,000,000-byte thumbnail limit".to_string(),
+            _ => e.message().to_string(),
+        })?;
+        let mime = match headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default() {
             t if t.starts_with("image/png") => "image/png",
             t if t.starts_with("image/jpeg") => "image/jpeg",
             t if t.starts_with("image/gif") => "image/gif",
             t if t.starts_with("image/webp") => "image/webp",
             other => return Err(format!("content type {other:?} is not an image")),
         };
-        if res.content_length().is_some_and(|n| n > THUMB_MAX_BYTES as u64) {
-            return Err("over Bluesky's 1,000,000-byte thumbnail limit".into());
-        }
-        let bytes = res.bytes().await.map_err(|e| e.to_string())?;
-        if bytes.len() > THUMB_MAX_BYTES {
-            return Err("over Bluesky's 1,000,000-byte thumbnail limit".into());
-        }
-        Ok((bytes.to_vec(), mime))
+        Ok((bytes, mime))
     }
 
     fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
         let first = progress.parts.first().cloned().unwrap_or_default();
         Receipt { remote_id: first.remote_id.unwrap_or_default(), url: first.url, awaiting_confirmation: false, note: note.map(Into::into), warning: None }
+    }
+}
+
+/// Every known form of a PDS's "a record with this rkey exists" answer to createRecord
+/// (atproto#4728's explicit XRPC error; 409 on some PDSes). The bare 500 of older PDSes is
+/// retried, and the retry's getRecord settles it.
+fn is_duplicate_rkey(status: u16, name: Option<&str>, body: &str) -> bool {
+    matches!(name, Some("RecordAlreadyExists" | "DuplicateRecord" | "RecordExists"))
+        || (matches!(status, 400 | 409) && body.to_ascii_lowercase().contains("already exists"))
+}
+
+/// A read that failed after the request went out changed nothing: retry, don't reconcile.
+fn harmless(e: DeliveryError) -> DeliveryError {
+    if e.kind() != crate::channel::Kind::UnknownOutcome {
+        return e;
+    }
+    let out = DeliveryError::retryable(e.message().to_string());
+    match e.status() {
+        Some(s) => out.with_status(s),
+        None => out,
     }
 }
 
@@ -294,6 +301,31 @@ impl Adapter for BlueskyChannel {
                 .client
                 .call(|token| http::client().post(self.client.url("com.atproto.repo.createRecord")).bearer_auth(token).json(&body))
                 .await?;
+            if !res.is_success() && is_duplicate_rkey(res.status, res.error_name().as_deref(), &res.body) {
+                // Newer PDSes say so explicitly: our rkey is taken, so an earlier attempt wrote
+                // this part after all (a read before it missed it). Adopt it from getRecord.
+                match self.get_record(&session.did, &prep.rkey).await? {
+                    Some((uri, cid)) => {
+                        tracing::info!(channel = %self.name, part = i, rkey = %prep.rkey, "Bluesky says the rkey exists; adopting the earlier post.");
+                        let mut prep = prep;
+                        prep.cid = Some(cid);
+                        progress.parts[i] = PartState {
+                            remote_id: Some(uri),
+                            url: Some(Self::web_url(&session.handle, &prep.rkey)),
+                            prepared: json!(prep),
+                        };
+                        ctx.save_state(&progress).await?;
+                        continue;
+                    }
+                    None => {
+                        return Err(DeliveryError::unknown_outcome(format!(
+                            "Bluesky says part {}'s record already exists but getRecord can't read it yet; reconcile with getRecord",
+                            i + 1
+                        ))
+                        .with_status(res.status));
+                    }
+                }
+            }
             if !res.is_success() {
                 // The rkey stays in the checkpoint: the next attempt asks getRecord first, so
                 // even a 5xx that did write is never posted twice.

@@ -204,9 +204,7 @@ impl BskyClient {
     }
 
     async fn read(res: reqwest::Response) -> Result<XrpcResponse, DeliveryError> {
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res.text().await.map_err(|e| http::error_from_reqwest(&e))?;
+        let http::Answer { status, headers, body } = http::read_answer(res).await?;
         Ok(XrpcResponse { status, headers, body })
     }
 

@@ -131,22 +131,17 @@ impl Transport for PostmarkSender {
         if !body.is_empty() {
             // The call may reach recipients: the worker's previous batch must be recorded first.
             gate.wait().await?;
-            let resp = http::client()
+            let req = http::client()
                 .post(&self.url)
                 .header("Accept", "application/json")
                 .header("X-Postmark-Server-Token", self.token.expose())
                 .timeout(self.timeout)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| http::error_from_reqwest(&e))?;
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            let text = resp.text().await.map_err(|e| http::error_from_reqwest(&e))?;
-            if !(200..300).contains(&status) {
-                return Err(http::error_from_response(status, &headers, &text));
+                .json(&body);
+            let answer = http::send(req).await?;
+            if !answer.is_success() {
+                return Err(answer.error());
             }
-            let results: Vec<BatchResult> = serde_json::from_str(&text)
+            let results: Vec<BatchResult> = answer.json()
                 .map_err(|e| DeliveryError::unknown_outcome(format!("Postmark answered 200 with an unreadable body: {e}")))?;
             if results.len() != index.len() {
                 return Err(DeliveryError::unknown_outcome(format!(

@@ -22,6 +22,10 @@ pub struct MastodonChannel {
     pub(crate) timeout: Duration,
     pub(crate) token: SecretString,
     pub(crate) visibility: String,
+    /// `max_characters` from the config, when set.
+    pub(crate) max_characters: Option<usize>,
+    /// The instance's `configuration.statuses.max_characters`, read once per process.
+    pub(crate) instance_limit: tokio::sync::OnceCell<Option<usize>>,
 }
 
 /// The part of a Status entity Herald reads.
@@ -57,26 +61,64 @@ impl MastodonChannel {
         if let Some(parent) = in_reply_to {
             body["in_reply_to_id"] = json!(parent);
         }
-        let res = http::client()
+        let req = http::client()
             .post(format!("{}/api/v1/statuses", self.api_base))
             .timeout(self.timeout)
             .bearer_auth(self.token.expose())
             .header("Idempotency-Key", Self::idempotency_key(ctx, part))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| http::error_from_reqwest(&e))?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.map_err(|e| http::error_from_reqwest(&e))?;
-        if !(200..300).contains(&status) {
+            .json(&body);
+        let res = http::send(req).await?;
+        if !res.is_success() {
             // 503 includes Mastodon's "same key still in flight" lock answer: retrying with
             // the same key is always safe.
-            return Err(http::error_from_response(status, &headers, &text));
+            return Err(res.error());
         }
-        serde_json::from_str(&text).map_err(|e| {
+        res.json().map_err(|e| {
             DeliveryError::unknown_outcome(format!("Mastodon accepted part {} but the answer is unreadable: {e}", part + 1))
         })
+    }
+
+    /// The instance's status length limit (`GET /api/v2/instance`, public), once per process.
+    /// `None` when the instance doesn't say (or can't be read: the post itself will tell).
+    async fn instance_limit(&self) -> Option<usize> {
+        *self
+            .instance_limit
+            .get_or_init(|| async {
+                let req = http::client().get(format!("{}/api/v2/instance", self.api_base)).timeout(self.timeout);
+                match http::send(req).await {
+                    Ok(a) if a.is_success() => a
+                        .json::<serde_json::Value>()
+                        .ok()
+                        .and_then(|v| v.pointer("/configuration/statuses/max_characters")?.as_u64())
+                        .and_then(|n| usize::try_from(n).ok()),
+                    Ok(a) => {
+                        tracing::warn!(channel = %self.name, status = a.status, "Could not read the Mastodon instance's limits.");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %self.name, error = %e, "Could not read the Mastodon instance's limits.");
+                        None
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Refuse, before any call, a rendering with a part over the instance's limit: the
+    /// rendering was fitted to `max_characters` (or 500), which this instance doesn't allow.
+    async fn preflight(&self, posts: &[Post]) -> Result<(), DeliveryError> {
+        let Some(limit) = self.instance_limit().await else { return Ok(()) };
+        for (i, p) in posts.iter().enumerate() {
+            let n = crate::render::count::Network::Mastodon.count(&p.text);
+            if n > limit {
+                return Err(DeliveryError::permanent(format!(
+                    "part {} is {n} characters but this instance allows {limit} (configuration.statuses.max_characters of /api/v2/instance); set max_characters = {limit} on this channel (it is {}) and republish",
+                    i + 1,
+                    self.max_characters.map_or("unset, so 500".to_string(), |m| m.to_string())
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn record(progress: &mut ThreadProgress, i: usize, status: Status) {
@@ -109,6 +151,9 @@ impl Adapter for MastodonChannel {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
         let posts = posts(rendering)?;
         let mut progress: ThreadProgress = ctx.load_state().await?;
+        if progress.parts.is_empty() {
+            self.preflight(posts).await?;
+        }
         for (i, post) in posts.iter().enumerate() {
             if progress.parts.get(i).is_some_and(|p| p.remote_id.is_some()) {
                 continue;
@@ -179,20 +224,15 @@ impl Adapter for MastodonChannel {
         }
     }
 
+    /// `GET /api/v1/apps/verify_credentials`: any valid token passes, so a token with only
+    /// `write:statuses` (all Herald needs) is not refused as `accounts/verify_credentials`
+    /// (which needs `read:accounts`) would.
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        let res = http::client()
-            .get(format!("{}/api/v1/accounts/verify_credentials", self.api_base))
+        let req = http::client()
+            .get(format!("{}/api/v1/apps/verify_credentials", self.api_base))
             .timeout(self.timeout)
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(|e| http::error_from_reqwest(&e))?;
-        let status = res.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        let headers = res.headers().clone();
-        let body = res.text().await.unwrap_or_default();
-        Err(http::error_from_response(status, &headers, &body))
+            .bearer_auth(self.token.expose());
+        let res = http::send(req).await?;
+        if res.is_success() { Ok(()) } else { Err(res.error()) }
     }
 }

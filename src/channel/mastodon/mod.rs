@@ -26,5 +26,7 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
         timeout: c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout),
         token,
         visibility: c.visibility.clone(),
+        max_characters: c.max_characters,
+        instance_limit: tokio::sync::OnceCell::new(),
     }))
 }

@@ -30,10 +30,15 @@ pub struct SubstackAdapter {
     name: String,
     base: String,
     cookie: SecretString,
+    cookie_name: Option<String>,
+    user_agent: String,
+    profile_url: String,
     mode: SubstackMode,
     audience: String,
     send_email: bool,
     user_id: Option<u64>,
+    /// The user id read from `profile_url`, once per process, when `user_id` is not set.
+    fetched_user_id: tokio::sync::OnceCell<u64>,
     timeout: Duration,
 }
 
@@ -45,11 +50,25 @@ fn article(rendering: &Rendering) -> Result<&ArticleRendering, DeliveryError> {
     }
 }
 
-/// Make 401/403 say what to do, keep everything else as classified.
-fn explain(e: DeliveryError) -> DeliveryError {
+/// Make 401/403 say what to do, keep everything else as classified. A 403 is a refusal by
+/// policy first: Substack is reported to refuse non-browser User-Agents (an expired cookie can
+/// answer 403 too, so the hint names both).
+fn explain(e: DeliveryError, user_agent: &str) -> DeliveryError {
+    if e.status() == Some(403) {
+        let said = e.message().trim_start_matches("substack: ").trim();
+        let said = if said.starts_with('<') { "an HTML page (a bot check, not the API)" } else { said };
+        return http::forbidden(
+            "substack",
+            403,
+            said,
+            &format!(
+                "it may be the User-Agent: Substack refuses some non-browser ones; set `user_agent` to your browser's (now \"{user_agent}\"). If that is browser-like already, the cookie may have expired: sign in again and update `cookie`"
+            ),
+        );
+    }
     if e.kind() == Kind::Auth {
         let msg = format!(
-            "substack: the session cookie was refused (it expires; sign in again and update `cookie`): {}",
+            "substack: the session cookie was refused (it expires; sign in again and copy `connect.sid`, or `substack.sid` on older accounts, into `cookie`): {}",
             e.message()
         );
         let out = DeliveryError::auth(msg);
@@ -80,20 +99,25 @@ impl SubstackAdapter {
             name: name.to_string(),
             base: cfg.api_base.trim_end_matches('/').to_string(),
             cookie,
+            cookie_name: cfg.cookie_name.clone(),
+            user_agent: cfg.user_agent.clone(),
+            profile_url: cfg.profile_url.clone(),
             mode: cfg.mode,
             audience: cfg.audience.clone(),
             send_email: cfg.send_email,
             user_id: cfg.user_id,
+            fetched_user_id: tokio::sync::OnceCell::new(),
             timeout,
         }
     }
 
     /// The `POST /api/v1/drafts` body. `draft_body` is the ProseMirror document **encoded as
-    /// a JSON string**, as Substack's editor stores it.
-    pub fn draft_body(&self, a: &ArticleRendering) -> Result<Value, DeliveryError> {
+    /// a JSON string**, as Substack's editor stores it; `draft_bylines` names the author
+    /// (`author` is their user id), which `POST /drafts` requires.
+    pub fn draft_body(&self, a: &ArticleRendering, author: u64) -> Result<Value, DeliveryError> {
         let doc = a.doc.as_ref().ok_or_else(|| DeliveryError::permanent("substack: no ProseMirror doc"))?;
         let body = serde_json::to_string(doc).map_err(|e| DeliveryError::permanent(format!("substack: doc encode: {e}")))?;
-        let bylines: Vec<Value> = self.user_id.map(|id| json!({"id": id, "is_guest": false})).into_iter().collect();
+        let bylines = json!([{"id": author, "is_guest": false}]);
         Ok(json!({
             "type": "newsletter",
             "draft_title": a.title,
@@ -107,30 +131,66 @@ impl SubstackAdapter {
         }))
     }
 
+    /// The `Cookie` header: a whole browser cookie string (`name=value; …`) as given; a bare
+    /// value under `cookie_name`, or, without one, under both names a Substack session uses
+    /// (`connect.sid` now, `substack.sid` on older accounts).
     fn cookie_header(&self) -> String {
         let v = self.cookie.expose();
-        // A whole browser cookie string ("substack.sid=…; other=…") is passed through.
-        if v.contains('=') { v.to_string() } else { format!("substack.sid={v}") }
+        if v.contains('=') {
+            return v.to_string();
+        }
+        match &self.cookie_name {
+            Some(name) => format!("{name}={v}"),
+            None => format!("connect.sid={v}; substack.sid={v}"),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        http::client()
+            .request(method, url)
+            .timeout(self.timeout)
+            .header(reqwest::header::COOKIE, self.cookie_header())
+            .header(reqwest::header::USER_AGENT, &self.user_agent)
+            .header(reqwest::header::ACCEPT, "application/json")
+    }
+
+    /// The author's user id: `user_id`, else `GET profile_url` (once per process).
+    async fn author_id(&self) -> Result<u64, DeliveryError> {
+        if let Some(id) = self.user_id {
+            return Ok(id);
+        }
+        let id = self
+            .fetched_user_id
+            .get_or_try_init(|| async {
+                let res = http::send(self.request(reqwest::Method::GET, &self.profile_url)).await.map_err(harmless)?;
+                if !res.is_success() {
+                    let e = http::error_from_response(res.status, &res.headers, &format!("substack: {}", res.body));
+                    return Err(explain(harmless(e), &self.user_agent));
+                }
+                let v: Value = res.json().map_err(|e| DeliveryError::retryable(format!("substack: unreadable profile answer: {e}")))?;
+                v["id"].as_u64().ok_or_else(|| {
+                    DeliveryError::permanent(format!(
+                        "substack: {} has no user id; set `user_id` on the channel (your numeric Substack user id)",
+                        self.profile_url
+                    ))
+                })
+            })
+            .await?;
+        tracing::debug!(channel = %self.name, user_id = id, "Substack author id.");
+        Ok(*id)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Option<Value>, DeliveryError> {
-        let mut req = http::client()
-            .request(method, format!("{}{path}", self.base))
-            .timeout(self.timeout)
-            .header(reqwest::header::COOKIE, self.cookie_header())
-            .header(reqwest::header::ACCEPT, "application/json");
+        let mut req = self.request(method, &format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| explain(http::error_from_reqwest(&e)))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.map_err(|e| http::error_from_reqwest(&e))?;
+        let http::Answer { status, headers, body: text } = http::send(req).await.map_err(|e| explain(e, &self.user_agent))?;
         if status == 404 {
             return Ok(None);
         }
         if !(200..300).contains(&status) {
-            return Err(explain(http::error_from_response(status, &headers, &format!("substack: {text}"))));
+            return Err(explain(http::error_from_response(status, &headers, &format!("substack: {text}")), &self.user_agent));
         }
         serde_json::from_str(&text)
             .map(Some)
@@ -188,7 +248,7 @@ impl SubstackAdapter {
         if let Some(id) = state.draft_id {
             return Ok(id);
         }
-        let body = self.draft_body(a)?;
+        let body = self.draft_body(a, self.author_id().await?)?;
         if state.create_sent
             && let Some(id) = self.adopt_orphan(&body).await? {
                 tracing::info!(channel = %self.name, draft_id = id, "Adopting the Substack draft an earlier attempt created.");

@@ -23,13 +23,14 @@ fn draft_body_encodes_the_doc_as_a_string() {
         doc: Some(doc.clone()),
         slug: Some("issue-42".into()),
     };
-    let body = adapter("user_id = 12345\naudience = \"only_free\"").draft_body(&a).unwrap();
+    let body = adapter("user_id = 12345\naudience = \"only_free\"").draft_body(&a, 12345).unwrap();
     let Value::String(s) = &body["draft_body"] else { panic!("draft_body must be a string: {body}") };
     assert_eq!(serde_json::from_str::<Value>(s).unwrap(), doc);
     assert_eq!(body["draft_bylines"], json!([{"id": 12345, "is_guest": false}]));
     assert_eq!(body["audience"], "only_free");
     assert_eq!(body["draft_title"], "Issue 42");
     assert_eq!(body["draft_subtitle"], "The weekly");
-    let none = adapter("").draft_body(&a).unwrap();
-    assert_eq!(none["draft_bylines"], json!([]));
+    // Bylines are never empty: `POST /drafts` requires the author.
+    let fetched = adapter("").draft_body(&a, 678).unwrap();
+    assert_eq!(fetched["draft_bylines"], json!([{"id": 678, "is_guest": false}]));
 }

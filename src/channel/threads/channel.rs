@@ -15,25 +15,51 @@ use crate::render::{Post, Rendering};
 const PUBLISH_WAITS: &[Duration] =
     &[Duration::from_millis(250), Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)];
 
-/// Most unique links Threads accepts in one post.
-const LINK_LIMIT: usize = 5;
-
 /// Delivers to one Threads account.
 pub struct ThreadsAdapter {
     name: String,
     client: Client,
     publish_waits: Vec<Duration>,
+    /// Most unique links in one post (`max_links`).
+    link_limit: usize,
+    /// The channel posts threads: replies need `threads_manage_replies`, reconciling them
+    /// `threads_read_replies`.
+    threads: bool,
 }
 
 impl ThreadsAdapter {
     /// An adapter for `user_id` (or `me`) at `api_base` (e.g. `https://graph.threads.net`).
     pub fn new(name: &str, api_base: &str, user_id: &str, token: SecretString, timeout: Duration) -> Self {
-        Self { name: name.to_string(), client: Client::new(api_base, user_id, token, timeout), publish_waits: PUBLISH_WAITS.to_vec() }
+        Self {
+            name: name.to_string(),
+            client: Client::new(api_base, user_id, token, timeout),
+            publish_waits: PUBLISH_WAITS.to_vec(),
+            link_limit: crate::render::count::THREADS_MAX_LINKS,
+            threads: false,
+        }
+    }
+
+    /// Most unique links in one post (the channel's `max_links`).
+    pub fn with_link_limit(mut self, n: usize) -> Self {
+        self.link_limit = n;
+        self
+    }
+
+    /// Whether the channel posts threads (its health check then needs the reply permissions).
+    pub fn with_thread_format(mut self, threads: bool) -> Self {
+        self.threads = threads;
+        self
     }
 
     /// An adapter whose token comes from the credential store (see `auth.rs`).
     pub(super) fn with_source(name: &str, api_base: &str, user_id: &str, token: super::auth::TokenSource, timeout: Duration) -> Self {
-        Self { name: name.to_string(), client: Client::with_source(api_base, user_id, token, timeout), publish_waits: PUBLISH_WAITS.to_vec() }
+        Self {
+            name: name.to_string(),
+            client: Client::with_source(api_base, user_id, token, timeout),
+            publish_waits: PUBLISH_WAITS.to_vec(),
+            link_limit: crate::render::count::THREADS_MAX_LINKS,
+            threads: false,
+        }
     }
 
     /// Replace the in-process waits for the propagation race (tests shorten them).
@@ -147,12 +173,12 @@ fn posts(rendering: &Rendering) -> Result<&[Post], DeliveryError> {
 }
 
 /// Check every part before sending any, so a bad part 3 never leaves half a thread.
-fn preflight(posts: &[Post]) -> Result<(), DeliveryError> {
+fn preflight(posts: &[Post], link_limit: usize) -> Result<(), DeliveryError> {
     for (i, p) in posts.iter().enumerate() {
         let n = unique_links(&p.text);
-        if n > LINK_LIMIT {
+        if n > link_limit {
             return Err(DeliveryError::permanent(format!(
-                "threads: {LINK_LIMIT_CODE}: part {} has {n} unique links; Threads allows {LINK_LIMIT}",
+                "threads: {LINK_LIMIT_CODE}: part {} has {n} unique links; this channel allows {link_limit} (`max_links`)",
                 i + 1
             )));
         }
@@ -167,7 +193,7 @@ fn preflight(posts: &[Post]) -> Result<(), DeliveryError> {
 impl Adapter for ThreadsAdapter {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
         let posts = posts(rendering)?;
-        preflight(posts)?;
+        preflight(posts, self.link_limit)?;
         let mut progress: ThreadProgress = ctx.load_state().await?;
         for i in 0..posts.len() {
             if progress.parts.len() <= i {
@@ -242,7 +268,31 @@ impl Adapter for ThreadsAdapter {
         Ok(Reconciled::Found(r))
     }
 
+    /// The token works (`threads_basic`), may publish (`threads_content_publish`, through the
+    /// publishing limit) and, for a thread channel, may read replies (`threads_read_replies`).
+    /// `threads_manage_replies` can't be checked without posting a reply.
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        self.client.me().await.map(|_| ())
+        self.client.me().await?;
+        let mut probes = vec![("threads_publishing_limit", "threads_content_publish")];
+        if self.threads {
+            probes.push(("replies", "threads_read_replies"));
+        }
+        for (edge, permission) in probes {
+            if let Err(e) = self.client.probe(edge).await {
+                if e.kind() == crate::channel::Kind::Auth && e.message().contains("(code 10)") {
+                    let out = DeliveryError::auth(format!(
+                        "threads: the token lacks the `{permission}` permission: re-authorise the app with threads_basic, threads_content_publish{} ({})",
+                        if self.threads { ", threads_manage_replies and threads_read_replies" } else { "" },
+                        e.message()
+                    ));
+                    return Err(match e.status() {
+                        Some(s) => out.with_status(s),
+                        None => out,
+                    });
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }

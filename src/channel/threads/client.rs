@@ -84,6 +84,9 @@ pub(super) fn classify(status: u16, headers: &HeaderMap, body: &str) -> Delivery
     let text = format!("{} {}", e.message, e.error_user_msg.as_deref().unwrap_or(""));
     let kind = if text.contains(LINK_LIMIT_CODE) {
         Kind::Permanent
+    } else if e.code == Some(10) {
+        // A permission the token was not granted: re-authorise with it.
+        Kind::Auth
     } else if e.is_transient == Some(true) {
         Kind::Retryable
     } else if e.code == Some(190) {
@@ -135,10 +138,7 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, DeliveryError> {
-        let resp = req.timeout(self.timeout).send().await.map_err(|e| http::error_from_reqwest(&e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.map_err(|e| http::error_from_reqwest(&e))?;
+        let http::Answer { status, headers, body } = http::send(req.timeout(self.timeout)).await?;
         if !(200..300).contains(&status) {
             return Err(classify(status, &headers, &body));
         }
@@ -190,11 +190,11 @@ impl Client {
         })
     }
 
-    /// The account's recent posts (`threads`) or replies (`replies`), newest first.
+    /// The account's recent posts (`threads`) or replies (`replies`), newest first. Each edge
+    /// is asked only for the fields it documents: `replied_to` exists on `replies` alone.
     pub(super) async fn recent(&self, edge: &str) -> Result<Vec<Media>, DeliveryError> {
-        let v = self
-            .get(&format!("{}/{edge}", self.user), &[("fields", "id,text,permalink,timestamp,replied_to"), ("limit", "50")])
-            .await?;
+        let fields = if edge == "replies" { "id,text,permalink,timestamp,replied_to" } else { "id,text,permalink,timestamp" };
+        let v = self.get(&format!("{}/{edge}", self.user), &[("fields", fields), ("limit", "50")]).await?;
         let page: Page = serde_json::from_value(v).map_err(|e| DeliveryError::retryable(format!("threads: unreadable list: {e}")))?;
         Ok(page.data)
     }
@@ -208,6 +208,12 @@ impl Client {
     /// `GET /{user}?fields=id,username`: the token works and names the account.
     pub(super) async fn me(&self) -> Result<Value, DeliveryError> {
         self.get(&self.user, &[("fields", "id,username")]).await
+    }
+
+    /// `GET /{user}/{edge}` with one result: an edge the token may read (the permission check).
+    pub(super) async fn probe(&self, edge: &str) -> Result<(), DeliveryError> {
+        let fields = if edge == "threads_publishing_limit" { "quota_usage" } else { "id" };
+        self.get(&format!("{}/{edge}", self.user), &[("fields", fields), ("limit", "1")]).await.map(|_| ())
     }
 }
 

@@ -26,9 +26,14 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
         anyhow::bail!("channel {name}: not a threads channel");
     };
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
+    let thread_format = c.post.format == crate::config::PostFormat::Thread;
     let Some(vault) = &ctx.vault else {
         let token = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
-        return Ok(Arc::new(ThreadsAdapter::new(name, &c.api_base, &c.user_id, token, timeout)));
+        return Ok(Arc::new(
+            ThreadsAdapter::new(name, &c.api_base, &c.user_id, token, timeout)
+                .with_link_limit(c.max_links)
+                .with_thread_format(thread_format),
+        ));
     };
     // With a credential store the config's token is optional: `herald connect` may have stored one.
     let token = match pick_secret(&c.access_token, &c.access_token_file) {
@@ -36,5 +41,9 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
         None => None,
     };
     let source = auth::TokenSource::stored(name, &c.api_base, token, vault.clone(), vault.renew_days(), timeout);
-    Ok(Arc::new(ThreadsAdapter::with_source(name, &c.api_base, &c.user_id, source, timeout)))
+    Ok(Arc::new(
+        ThreadsAdapter::with_source(name, &c.api_base, &c.user_id, source, timeout)
+            .with_link_limit(c.max_links)
+            .with_thread_format(thread_format),
+    ))
 }
