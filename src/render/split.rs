@@ -120,6 +120,13 @@ fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<
     loop {
         let index = posts.len() + 1;
         let fits = |s: &str| network.over(&with_counter(s, index, total)).is_none();
+        // What is left is short and fits whole (the common case, a short section): one count, not
+        // one per word. A long rest is never counted whole here (once per post, that was quadratic).
+        let rest = &text[start..];
+        if rest.len() <= 8 * network.limit() && fits(rest) {
+            posts.push(rest.to_string());
+            return Ok(());
+        }
         // Every cut whose prefix fits, in order; stop at the first that does not (longer prefixes
         // only add words). Measuring prefixes first keeps a long part from being counted whole
         // once per post.
@@ -133,7 +140,6 @@ fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<
             }
             feasible.push((i, network.count(prefix)));
         }
-        let rest = &text[start..];
         if !over && fits(rest) {
             posts.push(rest.to_string());
             return Ok(());
