@@ -61,12 +61,18 @@ async fn publish_with(cfg: Arc<crate::config::LoadedConfig>, args: &PublishArgs,
         return Err(InputError("no channel to publish to (every channel is disabled or skipped by the issue)".into()).into());
     }
     // Credentials present: building each adapter resolves its secrets (names, never values).
+    // Then the remote limits a rendering surely breaks (an SMTP server's SIZE).
     let mut missing = Vec::new();
     for rc in &rendered {
-        if let Some(c) = cfg.config.channels.get(&rc.channel)
-            && let Err(e) = crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
-        {
-            missing.push(format!("  {e:#}"));
+        if let Some(c) = cfg.config.channels.get(&rc.channel) {
+            match crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone())) {
+                Err(e) => missing.push(format!("  {e:#}")),
+                Ok(a) => {
+                    if let Err(e) = a.preflight(&rc.rendering).await {
+                        missing.push(format!("  {e}"));
+                    }
+                }
+            }
         }
     }
     if !missing.is_empty() {
