@@ -216,6 +216,12 @@ pub trait Adapter: Send + Sync {
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         Ok(())
     }
+
+    /// Before anything is stored or sent: is there a limit of the remote side this rendering
+    /// surely breaks (the SIZE an SMTP server advertises)? `Err` is the reason, for exit 2.
+    async fn preflight(&self, _rendering: &Rendering) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// An environment lookup for `${VAR}` secrets.

@@ -150,6 +150,10 @@ impl Adapter for Redacting {
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         self.inner.healthcheck().await.map_err(|e| self.redactor.error(e))
     }
+
+    async fn preflight(&self, rendering: &Rendering) -> Result<(), String> {
+        self.inner.preflight(rendering).await.map_err(|e| self.redactor.redact(&e))
+    }
 }
 
 #[cfg(test)]

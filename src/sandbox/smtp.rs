@@ -100,6 +100,8 @@ struct Shared {
     latency_ms: AtomicU64,
     keep_bodies: std::sync::atomic::AtomicBool,
     pipelining: std::sync::atomic::AtomicBool,
+    /// The SIZE advertised and enforced.
+    max_message: AtomicUsize,
     pipelined: AtomicUsize,
     after_body: AtomicUsize,
     data_unfinished: AtomicUsize,
@@ -161,6 +163,7 @@ impl SmtpServer {
             latency_ms: AtomicU64::new(0),
             keep_bodies: std::sync::atomic::AtomicBool::new(true),
             pipelining: std::sync::atomic::AtomicBool::new(true),
+            max_message: AtomicUsize::new(MAX_MESSAGE),
             pipelined: AtomicUsize::new(0),
             after_body: AtomicUsize::new(0),
             data_unfinished: AtomicUsize::new(0),
@@ -223,6 +226,11 @@ impl SmtpServer {
     /// order either way; a client that sees no `PIPELINING` must wait for each reply.
     pub fn set_pipelining(&self, on: bool) {
         self.shared.pipelining.store(on, Ordering::Relaxed);
+    }
+
+    /// Advertise and enforce this SIZE (RFC 1870) instead of [`MAX_MESSAGE`].
+    pub fn set_max_message(&self, bytes: usize) {
+        self.shared.max_message.store(bytes, Ordering::Relaxed);
     }
 
     /// Commands that arrived while the client had more input already sent (pipelined).
@@ -353,7 +361,8 @@ async fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 txn = Txn { greeted: true, ..Txn::default() };
                 let pipelining = if shared.pipelining.load(Ordering::Relaxed) { "250-PIPELINING\r\n" } else { "" };
                 out.push_str(&format!(
-                    "250-{HOSTNAME} greets {arg}\r\n{pipelining}250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE {MAX_MESSAGE}\r\n"
+                    "250-{HOSTNAME} greets {arg}\r\n{pipelining}250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE {}\r\n",
+                    shared.max_message.load(Ordering::Relaxed)
                 ));
             }
             "HELO" if !arg.is_empty() => {
@@ -426,7 +435,7 @@ async fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                     }
                     let txn_done = std::mem::take(&mut txn.rcpt_to);
                     let from = txn.mail_from.take().unwrap_or_default();
-                    if size > MAX_MESSAGE {
+                    if size > shared.max_message.load(Ordering::Relaxed) {
                         out.push_str("552 5.3.4 Message too big\r\n");
                         continue;
                     }

@@ -1127,3 +1127,46 @@ async fn in_the_pipeline_a_mailing_that_reached_nobody_is_failed_and_a_partial_o
     assert_eq!(server.message_count(), 2);
     p.close().await;
 }
+
+/// Issue 16 item 6: an issue over the SIZE the SMTP server advertises fails the publish's
+/// preflight (exit 2, nothing stored or sent) instead of a 552 for every recipient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_over_the_smtp_servers_size_fails_the_preflight() {
+    let server = SmtpServer::start().await.unwrap();
+    server.set_max_message(1024 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("unsub.key");
+    std::fs::write(&key, SECRET).unwrap();
+    let cfg = dir.path().join("herald.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\nurl = \"sqlite://herald.db\"\n\n[channels.newsletter]\ntype = \"email\"\nsmtp_url = \"{}\"\nfrom = \"news@example.com\"\n\
+             unsubscribe_base_url = \"https://news.example.com/unsubscribe\"\nunsubscribe_secret_file = \"{}\"\n",
+            server.url(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut text = std::fs::read_to_string(crate::util::fixture("issues/minimal.md")).unwrap();
+    let para = "A paragraph long enough to add up, repeated until the issue is over a megabyte. ".repeat(10);
+    for _ in 0..1_500 {
+        text.push_str("\n\n");
+        text.push_str(&para);
+    }
+    let issue = dir.path().join("big.md");
+    std::fs::write(&issue, &text).unwrap();
+    let o = std::process::Command::new(crate::pipeline::herald_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("publish")
+        .arg(&issue)
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("channel newsletter") && err.contains("SIZE 1048576") && err.contains("nothing was sent"), "{err}");
+    assert!(!dir.path().join("herald.db").exists(), "nothing stored");
+    assert_eq!(server.message_count(), 0);
+}

@@ -79,6 +79,23 @@ impl Adapter for EmailAdapter {
         engine::find_existing("email", &self.opts, self.ledger.as_ref(), ctx).await
     }
 
+    async fn preflight(&self, rendering: &Rendering) -> Result<(), String> {
+        // Only Herald's own pool reads the EHLO extensions; lettre's transport keeps them private.
+        let (Smtp::Direct(pool), Rendering::Email(r)) = (&self.smtp.transport, rendering) else { return Ok(()) };
+        let Some(limit) = pool.size_limit().await else { return Ok(()) };
+        // Every copy is at least its subject and both parts, before headers and encoding.
+        let size = (r.subject.len() + r.html.len() + r.text.len()) as u64;
+        if size > limit {
+            return Err(format!(
+                "channel {}: each message is at least {:.1} MB, over the {:.1} MB the SMTP server advertises (SIZE {limit}); every recipient would be refused",
+                self.opts.channel,
+                size as f64 / 1048576.0,
+                limit as f64 / 1048576.0
+            ));
+        }
+        Ok(())
+    }
+
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         match &self.smtp.transport {
             Smtp::Lettre(t) => match t.test_connection().await {

@@ -63,6 +63,8 @@ pub struct DirectPool {
     idle: Mutex<Vec<(Conn, Instant)>>,
     /// Whether the server's last greeting offered 8BITMIME: 0 not yet known, 1 no, 2 yes.
     eight_bit_mime: std::sync::atomic::AtomicU8,
+    /// The SIZE (RFC 1870) the server's last greeting advertised; 0 when none.
+    size_limit: std::sync::atomic::AtomicU64,
 }
 
 /// One session, and whether its server pipelines.
@@ -185,6 +187,15 @@ fn data_block(message: &[u8]) -> Option<String> {
 }
 
 /// Whether an EHLO reply lists `PIPELINING`.
+/// The `SIZE n` an EHLO reply advertises (0, or none, means no stated limit).
+fn advertised_size(ehlo: &Response) -> Option<u64> {
+    ehlo.message().skip(1).find_map(|line| {
+        let mut w = line.split_whitespace();
+        w.next().filter(|k| k.eq_ignore_ascii_case("SIZE"))?;
+        w.next()?.parse::<u64>().ok().filter(|n| *n > 0)
+    })
+}
+
 fn advertises_pipelining(ehlo: &Response) -> bool {
     ehlo.message().skip(1).any(|line| line.split_whitespace().next().is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING")))
 }
@@ -202,6 +213,7 @@ impl DirectPool {
             max_idle: max_idle.max(1),
             idle: Mutex::new(Vec::new()),
             eight_bit_mime: std::sync::atomic::AtomicU8::new(0),
+            size_limit: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -250,6 +262,7 @@ impl DirectPool {
         // which some servers forget on EHLO) to learn whether the server pipelines.
         let ehlo = conn.command(Ehlo::new(self.hello.clone())).await.map_err(DirectError::Smtp)?;
         let pipelining = advertises_pipelining(&ehlo);
+        self.size_limit.store(advertised_size(&ehlo).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         let eight_bit = conn.server_info().supports_feature(Extension::EightBitMime);
         self.eight_bit_mime.store(if eight_bit { 2 } else { 1 }, std::sync::atomic::Ordering::Relaxed);
         if let Some(c) = &self.credentials {
@@ -407,6 +420,16 @@ impl DirectPool {
         if let Ok(Ok(_)) = tokio::time::timeout(self.timeout, conn.smtp.command(Rset)).await {
             self.put_back(conn);
         }
+    }
+
+    /// The message size limit the server advertises (EHLO `SIZE`), asking it when no session
+    /// has yet; `None` when it states none or can't be reached now.
+    pub async fn size_limit(&self) -> Option<u64> {
+        if self.eight_bit_mime.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            let conn = self.connect().await.ok()?;
+            self.put_back(conn);
+        }
+        Some(self.size_limit.load(std::sync::atomic::Ordering::Relaxed)).filter(|n| *n > 0)
     }
 
     /// Open a session and say NOOP (healthcheck).
