@@ -56,6 +56,47 @@ pub enum Command {
     /// Manage the email subscriber list.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Run the networks' contract fakes on their own.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Connect a channel's account once (OAuth, app password or cookie); Herald keeps the
+    /// credential, sealed, in the store and renews it.
+    Connect(ConnectArgs),
+    /// Each channel's credential: source, account, scopes, expiry (never a secret).
+    Credentials(CredentialsArgs),
+}
+
+/// `herald connect`
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The channel's name in the config.
+    pub channel: String,
+    /// Print the authorize URL and read the redirect URL (or the code, or the secret) pasted on
+    /// standard input, instead of catching the redirect on a loopback listener.
+    #[arg(long)]
+    pub manual: bool,
+    /// The loopback callback port: the app's registered callback must be
+    /// `http://127.0.0.1:PORT/callback`.
+    #[arg(long, default_value_t = 8723)]
+    pub port: u16,
+    /// The callback URL registered with the app, when it is not the loopback default (Threads
+    /// wants https): the browser is sent there and the address it lands on is pasted back.
+    #[arg(long, value_name = "URL")]
+    pub redirect_uri: Option<String>,
+    /// Give up waiting for the browser after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald credentials`
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `herald render`
@@ -210,4 +251,33 @@ pub enum SubscribersCommand {
         /// The address.
         email: String,
     },
+}
+
+/// `herald sandbox …`
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Run a contract fake for every channel of the config (each network, the SMTP server,
+    /// the Postmark fake) until stopped; each keeps what it accepted in DIR/journal, on disk
+    /// before it answers. Prints the `[channels.*]` config that points every channel at them.
+    Serve(ServeArgs),
+}
+
+/// `herald sandbox serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to keep the journals, the fakes' secrets and the config fragment.
+    /// Default: ./.sandbox/serve-<time>.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The first fake listens here, the next on the following port, and so on
+    /// (port 0: any free port). Default: 127.0.0.1:0.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Faults at a rate on every HTTP fake: a file, or the text itself, e.g.
+    /// `500=6%,503=6%,429=6%,hang=6%,reset=6%,retry_after=2,hang_secs=5` (or `all=30%`).
+    #[arg(long, value_name = "FILE|SPEC")]
+    pub fault_plan: Option<String>,
+    /// Print the fakes and the fragment as one JSON object instead of TOML.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod credentials;
 pub mod http;
 pub mod issue;
 pub mod jobs;

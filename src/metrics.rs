@@ -51,6 +51,8 @@ pub struct Metrics {
     pub emails_sent: Counter,
     /// Schedule fires, by schedule and result.
     pub fires: Family<FireLabel, Counter>,
+    /// When each channel's credential expires, unix seconds.
+    pub credential_expiry: Family<ChannelLabel, Gauge>,
 }
 
 impl Metrics {
@@ -70,7 +72,9 @@ impl Metrics {
         registry.register("queue_depth", "Deliveries not yet settled", queue_depth.clone());
         registry.register("email_messages", "Email messages accepted by the server", emails_sent.clone());
         registry.register("schedule_fires", "Schedule fires by result", fires.clone());
-        Self { registry, deliveries, attempts, retries, attempt_seconds, queue_depth, emails_sent, fires }
+        let credential_expiry = Family::<ChannelLabel, Gauge>::default();
+        registry.register("credential_expiry_timestamp_seconds", "When the channel's credential expires (unix seconds)", credential_expiry.clone());
+        Self { registry, deliveries, attempts, retries, attempt_seconds, queue_depth, emails_sent, fires, credential_expiry }
     }
 
     /// Record one finished attempt.
@@ -78,6 +82,11 @@ impl Metrics {
         let o = Outcome { channel: channel.into(), outcome: outcome.into() };
         self.attempts.get_or_create(&o).inc();
         self.attempt_seconds.get_or_create(&ChannelLabel { channel: channel.into() }).observe(seconds);
+    }
+
+    /// Set when a channel's credential expires.
+    pub fn credential_expiry(&self, channel: &str, unix_secs: i64) {
+        self.credential_expiry.get_or_create(&ChannelLabel { channel: channel.into() }).set(unix_secs);
     }
 
     /// Record a delivery reaching a state.

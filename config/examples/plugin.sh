@@ -3,11 +3,12 @@
 #
 # Herald runs `command` from the [channels.<name>] table, writes the delivery (the rendering
 # and its delivery key) as JSON to stdin and reads one JSON object from stdout:
-#   {"id": "<remote id>", "url": "<where it landed>"}
+#   {"id": "<remote id>", "url": "<where it landed, http(s) only>"}
 # A non-zero exit status is a failed attempt; stderr is kept as the error excerpt.
 #
 # This one stores the JSON in $HERALD_PLUGIN_DIR (default: ./data/plugin-out) under the
-# hash of its content, so running it twice on the same delivery yields the same receipt.
+# hash of its content, so running it twice on the same delivery yields the same receipt. It has
+# no public URL, so its receipt carries none (Herald keeps only http(s) URLs).
 set -eu
 
 out="${HERALD_PLUGIN_DIR:-data/plugin-out}"
@@ -28,5 +29,4 @@ case "$(head -c 1 "$tmp")" in
 esac
 id=$(sha256sum "$tmp" | cut -c1-16)
 mv "$tmp" "$out/$id.json"
-dir=$(cd "$out" && pwd)
-printf '{"id":"plugin-%s","url":"file://%s/%s.json"}\n' "$id" "$dir" "$id"
+printf '{"id":"plugin-%s"}\n' "$id"

@@ -1,4 +1,5 @@
-//! The shared HTTP client and the one place HTTP status codes are classified.
+//! The shared HTTP client, the one "send, read headers and a bounded body, classify" helper
+//! every adapter uses, and the one place HTTP status codes are classified.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -26,6 +27,103 @@ pub fn client() -> reqwest::Client {
                 .expect("the HTTP client builds with static settings")
         })
         .clone()
+}
+
+/// Longest success body read (4 MiB): far above any JSON answer a network gives, low enough
+/// that a broken or hostile server can't fill the daemon's memory.
+pub const SUCCESS_BODY_MAX: usize = 4 * 1024 * 1024;
+/// Longest error body kept (64 KiB); the rest is not read. Error excerpts are shorter still.
+pub const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// A network's answer, any status: the status, the headers and the body, read under a cap.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body as text (lossy UTF-8). An error body is cut at [`ERROR_BODY_MAX`].
+    pub body: String,
+}
+
+impl Answer {
+    /// 2xx?
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    /// The classified error for a non-success answer ([`error_from_response`]).
+    pub fn error(&self) -> DeliveryError {
+        error_from_response(self.status, &self.headers, &self.body)
+    }
+    /// The body as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+}
+
+/// Send a request and read the answer: status, headers and the body, never more than
+/// [`SUCCESS_BODY_MAX`] bytes for a 2xx (an answer past that is an error: unknown outcome,
+/// since the request was applied or not) nor more than [`ERROR_BODY_MAX`] for any other
+/// status (cut, then classified by its status). The cap counts bytes as they arrive, so a
+/// chunked answer, or one whose `content-length` lies, is bounded too.
+pub async fn send(req: reqwest::RequestBuilder) -> Result<Answer, DeliveryError> {
+    let res = req.send().await.map_err(|e| error_from_reqwest(&e))?;
+    read_answer(res).await
+}
+
+/// Read a response already received, under the caps of [`send`].
+pub async fn read_answer(res: reqwest::Response) -> Result<Answer, DeliveryError> {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let success = (200..300).contains(&status);
+    let cap = if success { SUCCESS_BODY_MAX } else { ERROR_BODY_MAX };
+    let (bytes, over) = read_capped(res, cap).await?;
+    if over && success {
+        return Err(DeliveryError::unknown_outcome(format!(
+            "the answer ({status}) is larger than {} MiB; stopped reading it",
+            SUCCESS_BODY_MAX / (1024 * 1024)
+        ))
+        .with_status(status));
+    }
+    Ok(Answer { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() })
+}
+
+/// Fetch a binary body (an image) of at most `max` bytes. A 2xx answer over `max` is a
+/// permanent error naming the limit; a non-2xx answer is classified by its status.
+pub async fn fetch_bytes(req: reqwest::RequestBuilder, max: usize) -> Result<(HeaderMap, Vec<u8>), DeliveryError> {
+    let res = req.send().await.map_err(|e| error_from_reqwest(&e))?;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    if !(200..300).contains(&status) {
+        let (bytes, _) = read_capped(res, ERROR_BODY_MAX).await?;
+        return Err(error_from_response(status, &headers, &String::from_utf8_lossy(&bytes)));
+    }
+    let (bytes, over) = read_capped(res, max).await?;
+    if over {
+        return Err(DeliveryError::permanent(format!("the file is larger than {max} bytes; stopped reading it")).with_status(status));
+    }
+    Ok((headers, bytes))
+}
+
+/// Read at most `cap` bytes of the body, chunk by chunk. Returns the bytes and whether more
+/// were on the way (then the connection is dropped, not drained).
+async fn read_capped(mut res: reqwest::Response, cap: usize) -> Result<(Vec<u8>, bool), DeliveryError> {
+    let mut out: Vec<u8> = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| error_from_reqwest(&e))? {
+        let room = cap - out.len();
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, false))
+}
+
+/// A refusal by the network's policy (not the credential): the network's own message, then
+/// what to do. Re-authorising would not help, so this is never `needs_auth`.
+pub fn forbidden(network: &str, status: u16, message: &str, hint: &str) -> DeliveryError {
+    DeliveryError::forbidden(format!("{network} refused this by policy: {message} ({hint})")).with_status(status)
 }
 
 /// Classify an HTTP status: 408, 429 and 5xx other than 501 retry; 401 and 403 need auth;

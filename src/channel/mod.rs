@@ -224,13 +224,37 @@ pub struct BuildCtx {
     pub base_dir: std::path::PathBuf,
     /// Default per-request timeout.
     pub timeout: std::time::Duration,
+    /// The credential store, where adapters read stored credentials and keep rotated ones
+    /// (`None`: config secrets only, rotations kept in memory).
+    pub vault: Option<Arc<crate::credentials::Vault>>,
 }
 
 impl BuildCtx {
     /// Read secrets from the process environment.
     pub fn from_env(base_dir: std::path::PathBuf) -> Self {
-        Self { env: Box::new(|k| std::env::var(k).ok()), base_dir, timeout: http::DEFAULT_TIMEOUT }
+        Self { env: Box::new(|k| std::env::var(k).ok()), base_dir, timeout: http::DEFAULT_TIMEOUT, vault: None }
     }
+    /// The channel's stored credential (from `herald connect` or a rotation), preloaded by the
+    /// pipeline; `Ok(None)` when there is none or no credential store.
+    pub fn stored(&self, channel: &str) -> anyhow::Result<Option<crate::credentials::Loaded>> {
+        match self.vault.as_ref().and_then(|v| v.stored(channel)) {
+            None => Ok(None),
+            Some(Ok(l)) => Ok(Some(l)),
+            Some(Err(e)) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// A secret from the stored credential when there is one (it wins), else from the config.
+    pub fn stored_or_secret(&self, channel: &str, key: &str, s: Option<crate::config::Secret>) -> anyhow::Result<crate::config::SecretString> {
+        if let Some(v) = self.stored(channel)?.and_then(|l| l.secrets.get(key)) {
+            return Ok(v);
+        }
+        if s.is_none() && self.vault.is_some() {
+            anyhow::bail!("channel {channel}: no credential: run `herald connect {channel}`, or give `{key} = \"${{ENV_VAR}}\"` (or `{key}_file`) in the config");
+        }
+        self.secret(channel, key, s)
+    }
+
     /// Resolve a secret, naming the channel and key (never the value) when it is missing.
     pub fn secret(&self, channel: &str, key: &str, s: Option<crate::config::Secret>) -> anyhow::Result<crate::config::SecretString> {
         let s = s.ok_or_else(|| anyhow::anyhow!("channel {channel}: `{key}` is required (write `{key} = \"${{ENV_VAR}}\"` or `{key}_file = \"/path\"`)"))?;

@@ -31,13 +31,7 @@ pub async fn run(g: &Globals, args: CheckArgs) -> anyhow::Result<ExitStatus> {
             let missing = config::check::check_credentials(cfg, &env);
             problems.extend(missing.iter().map(|e| e.to_string()));
             if missing.is_empty() {
-                // Every secret resolves: build each adapter too (URLs, clients, key material).
-                let ctx = BuildCtx::from_env(cfg.base_dir.clone());
-                for (name, c) in cfg.config.channels.iter().filter(|(_, c)| c.common().enabled) {
-                    if let Err(e) = build_adapter(name, c, &ctx) {
-                        problems.push(format!("{e:#}"));
-                    }
-                }
+                problems.extend(stored_credentials(cfg).await);
             }
         }
     }
@@ -72,12 +66,62 @@ pub async fn run(g: &Globals, args: CheckArgs) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// Print a warning for a LinkedIn token within 7 days of expiry; an expired one is a problem.
+/// With `--credentials`: every enabled channel's credential, config or stored, resolves and
+/// opens with the credential store's key, and each adapter builds. Prints the credentials with
+/// their days left; one expiring within `[credentials] warn_days` is a warning, an expired or
+/// refused one a problem.
+async fn stored_credentials(cfg: &config::LoadedConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let store = match super::status::open_store(cfg).await {
+        Ok(s) => s,
+        Err(e) => return vec![format!("cannot open the store to read stored credentials: {e:#}")],
+    };
+    let vault = std::sync::Arc::new(crate::credentials::Vault::from_config(store.clone(), cfg));
+    if let Err(e) = vault.preload().await {
+        problems.push(format!("cannot read the credential store: {e:#}"));
+    }
+    let names: Vec<String> = cfg.config.channels.iter().filter(|(_, c)| c.common().enabled).map(|(n, _)| n.clone()).collect();
+    problems.extend(crate::credentials::preflight(&vault, cfg, &names).await);
+    if problems.is_empty() {
+        // Every secret resolves: build each adapter too (URLs, clients, key material).
+        let mut ctx = BuildCtx::from_env(cfg.base_dir.clone());
+        ctx.vault = Some(vault);
+        for (name, c) in cfg.config.channels.iter().filter(|(_, c)| c.common().enabled) {
+            if let Err(e) = build_adapter(name, c, &ctx) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+    }
+    match crate::credentials::view::views(cfg, &store, crate::store::now_ms()).await {
+        Ok(views) => {
+            if !views.is_empty() {
+                print!("{}", crate::credentials::view::table(&views));
+            }
+            // LinkedIn tokens given in the config are warned about above.
+            for v in views.iter().filter(|v| v.source != "config") {
+                match v.status.as_str() {
+                    "expiring" => eprintln!("warning: channel {}: {}", v.channel, v.note.clone().unwrap_or_default()),
+                    "expired" | "needs_auth" => problems.push(format!("channel {}: {}", v.channel, v.note.clone().unwrap_or_default())),
+                    _ => {}
+                }
+            }
+        }
+        Err(e) => problems.push(format!("cannot read the credential store: {e:#}")),
+    }
+    store.close().await;
+    problems
+}
+
+/// Print a warning for a LinkedIn token within 7 days of expiry or a `linkedin_version` more
+/// than 10 months old; an expired token is a problem.
 fn linkedin_token_warnings(cfg: &config::LoadedConfig) -> Vec<String> {
     let now = chrono::Utc::now();
     let mut problems = Vec::new();
     for (name, c) in &cfg.config.channels {
         let config::ChannelConfig::Linkedin(li) = c else { continue };
+        if let Some(w) = crate::channel::linkedin::version_age_warning(li, now) {
+            eprintln!("warning: channel {name}: {w}");
+        }
         if let Some(w) = crate::channel::linkedin::token_expiry_warning(li, now) {
             let expired = li
                 .token_expires_at

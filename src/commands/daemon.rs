@@ -4,7 +4,7 @@
 //!
 //! Shutdown stops fetching, lets in-flight deliveries finish (up to 30 s), and hands back
 //! fetched-but-unstarted jobs to the queue; a delivery cut off mid-send is reconciled by the
-//! next run.
+//! next run. HTTP connections get their own, shorter drain ([`http::ServeLimits`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,6 +136,16 @@ impl StatusSource for StoreStatus {
     }
 
     async fn healthy(&self) -> bool {
-        self.0.store.open_deliveries().await.is_ok()
+        self.problem().await.is_none()
+    }
+
+    async fn problem(&self) -> Option<String> {
+        if let Some(behind) = self.0.scheduler_stalled(chrono::Utc::now().timestamp_millis()) {
+            return Some(format!("scheduler stalled: its loop has not come round for {} s", behind.as_secs()));
+        }
+        if self.0.store.open_deliveries().await.is_err() {
+            return Some("store unavailable".into());
+        }
+        None
     }
 }

@@ -2,12 +2,15 @@
 
 pub mod cancel;
 pub mod check;
+pub mod connect;
+pub mod credentials;
 pub mod daemon;
 pub mod log;
 pub mod publish;
 pub mod render;
 pub mod republish;
 pub mod retry;
+pub mod sandbox;
 pub mod status;
 pub mod subscribers;
 
@@ -73,5 +76,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cancel(a) => cancel::run(&g, a).await,
         Command::Daemon(a) => daemon::run(&g, a).await,
         Command::Subscribers(a) => subscribers::run(&g, a).await,
+        Command::Sandbox(a) => sandbox::run(&g, a).await,
+        Command::Connect(a) => connect::run(&g, a).await,
+        Command::Credentials(a) => credentials::run(&g, a).await,
     }
 }

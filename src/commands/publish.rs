@@ -36,6 +36,9 @@ async fn sandbox(cfg: crate::config::LoadedConfig, mut args: PublishArgs) -> any
         "Sandbox run in {}: every network is a local contract fake, email goes to a loopback SMTP server; nothing leaves this machine.",
         sb.dir.display()
     );
+    for name in sb.skipped() {
+        eprintln!("Skipped channel {name}: a plugin runs under --sandbox only with `run_in_sandbox = true` in its channel table (it runs for real).");
+    }
     args.wait = true;
     let status = publish_with(Arc::new(cfg), &args, Some(&sb)).await?;
     println!("\nWhat each fake accepted:");
@@ -57,15 +60,19 @@ async fn publish_with(cfg: Arc<crate::config::LoadedConfig>, args: &PublishArgs,
     if rendered.is_empty() {
         return Err(InputError("no channel to publish to (every channel is disabled or skipped by the issue)".into()).into());
     }
-    // The credential preflight every trigger shares: present, and not expired.
-    let names: Vec<String> = rendered.iter().map(|rc| rc.channel.clone()).collect();
-    let missing: Vec<String> = crate::jobs::preflight::check_channels(&names, &cfg, chrono::Utc::now()).into_iter().map(|m| format!("  {m}")).collect();
-    if !missing.is_empty() {
-        return Err(InputError(format!("preflight failed; nothing was sent:\n{}", missing.join("\n"))).into());
-    }
-    let p = Arc::new(Pipeline::open(cfg).await?);
+    let p = Arc::new(Pipeline::open(cfg.clone()).await?);
     if let Some(sb) = sandbox {
         sb.seed(&p.store).await?;
+    }
+    // The credential preflight every trigger shares: each adapter builds (its secrets resolve,
+    // named, never printed), none has expired, and a stored credential opens with the key.
+    let names: Vec<String> = rendered.iter().map(|r| r.channel.clone()).collect();
+    let mut missing = crate::jobs::preflight::check_channels(&names, &cfg, chrono::Utc::now(), &|n| p.build_ctx(n));
+    missing.extend(crate::credentials::preflight(&p.vault, &cfg, &names).await);
+    if !missing.is_empty() {
+        p.close().await;
+        let lines: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();
+        return Err(InputError(format!("preflight failed; nothing was sent:\n{}", lines.join("\n"))).into());
     }
     publish::enqueue(&p, &issue, &source, &args.channels).await?;
     let slug = issue.meta.slug.clone();

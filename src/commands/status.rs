@@ -34,6 +34,12 @@ pub async fn run(g: &Globals, args: StatusArgs) -> anyhow::Result<ExitStatus> {
     if !args.json && slug.is_none() {
         print!("{}", fires_needing_attention(&store).await?);
     }
+    if !args.json {
+        let views = crate::credentials::view::views(&cfg, &store, crate::store::now_ms()).await?;
+        if views.iter().any(|v| v.source.starts_with("store") || v.expires_at.is_some() || v.status != "ok") {
+            print!("\nCredentials:\n{}", crate::credentials::view::table(&views));
+        }
+    }
     for (name, c) in &cfg.config.channels {
         if let crate::config::ChannelConfig::Linkedin(li) = c
             && let Some(w) = crate::channel::linkedin::token_expiry_warning(li, chrono::Utc::now())

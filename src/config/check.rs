@@ -35,7 +35,7 @@ pub fn check_files(loaded: &LoadedConfig) -> Vec<ConfigError> {
             }
             Refers::SecretFile(f) => {
                 let p = loaded.resolve_path(f);
-                if let Err(e) = std::fs::metadata(&p) {
+                if let Err(e) = super::secret::read_secret_file(&p) {
                     err(format!("cannot read secret file {}: {e}", p.display()), "paths are relative to the config file's folder");
                 }
             }
@@ -65,14 +65,23 @@ pub fn check_credentials(loaded: &LoadedConfig, env: EnvLookup<'_>) -> Vec<Confi
             Refers::SecretFile(f) => Secret::File(loaded.resolve_path(f)),
             _ => continue,
         };
-        if let Err(e) = secret.resolve_with(env) {
-            errors.push(ConfigError {
+        match secret.resolve_with(env) {
+            Err(e) => errors.push(ConfigError {
                 file: file.clone(),
                 line: r.line,
                 key: r.key.clone(),
                 message: e.to_string(),
                 hint: Some("export the variable (or fix the file) before starting herald".into()),
-            });
+            }),
+            Ok(token) if r.key.starts_with("http.token") => {
+                // The daemon refuses a short token on a public listener: say so now.
+                if let Ok(addr) = loaded.config.http.listen.parse::<std::net::SocketAddr>()
+                    && let Err(message) = crate::http::check_listen(&addr, Some(&token))
+                {
+                    errors.push(ConfigError { file: file.clone(), line: r.line, key: r.key.clone(), message, hint: None });
+                }
+            }
+            Ok(_) => {}
         }
     }
     errors.sort_by_key(|e| e.line.unwrap_or(0));
@@ -85,4 +94,32 @@ fn program_exists(prog: &str, base: &Path) -> bool {
         return if p.is_absolute() { p.is_file() } else { base.join(p).is_file() };
     }
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(text: &str) -> (tempfile::TempDir, LoadedConfig) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path().join("herald.toml");
+        std::fs::write(&p, text).expect("write");
+        let cfg = crate::config::load(&p).expect("loads");
+        (dir, cfg)
+    }
+
+    #[test]
+    fn a_public_listener_needs_a_long_token() {
+        let text = "[http]\nlisten = \"0.0.0.0:8025\"\ntoken = \"${T}\"\n";
+        let (_d, cfg) = loaded(text);
+        let short = check_credentials(&cfg, &|_| Some("x".into()));
+        assert_eq!(short.len(), 1, "{short:?}");
+        assert_eq!((short[0].key.as_str(), short[0].line), ("http.token", Some(3)));
+        assert!(short[0].message.contains("1 characters long") && short[0].message.contains("at least 32"), "{}", short[0]);
+        assert!(!short[0].to_string().contains("\"x\""));
+        assert!(check_credentials(&cfg, &|_| Some("x".repeat(32))).is_empty());
+        // On loopback the token is the operator's own business.
+        let (_d, cfg) = loaded("[http]\nlisten = \"127.0.0.1:8025\"\ntoken = \"${T}\"\n");
+        assert!(check_credentials(&cfg, &|_| Some("x".into())).is_empty());
+    }
 }

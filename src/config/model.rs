@@ -34,6 +34,37 @@ pub struct Config {
     /// The channels, by name.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// The credential store's key and renewal policy.
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
+}
+
+/// `[credentials]`: how tokens Herald obtains or rotates are kept (see `src/credentials/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// The sealing key, 32 bytes as base64 or hex (default: `${HERALD_SECRET_KEY}`).
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// The key from a file.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Renew a token that can be renewed (Threads) when it has fewer days left than this.
+    #[serde(default = "default_renew_days")]
+    pub renew_days: u32,
+    /// Warn about a credential expiring within this many days (`check`, `status`).
+    #[serde(default = "default_renew_days")]
+    pub warn_days: u32,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        Self { key: None, key_file: None, renew_days: default_renew_days(), warn_days: default_renew_days() }
+    }
+}
+
+fn default_renew_days() -> u32 {
+    7
 }
 
 fn default_issues_dir() -> PathBuf {
@@ -453,6 +484,15 @@ pub struct LinkedinConfig {
     /// When the token expires (RFC 3339); `check` and `status` warn 7 days ahead.
     #[serde(default)]
     pub token_expires_at: Option<String>,
+    /// The LinkedIn app's client id, for `herald connect` and refreshing.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The app's client secret.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// The client secret from a file.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
     /// `urn:li:person:…` or `urn:li:organization:…`.
     pub author: String,
     /// `LinkedIn-Version` header, YYYYMM.
@@ -499,6 +539,13 @@ pub struct XConfig {
     /// OAuth 2.0 client id (refresh).
     #[serde(default)]
     pub client_id: Option<String>,
+    /// OAuth 2.0 client secret, for a confidential client ("Web App, Automated App or bot"):
+    /// sent as HTTP Basic auth to the token endpoint.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// The client secret from a file.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
     /// OAuth 2.0 access token.
     #[serde(default)]
     pub access_token: Option<Secret>,
@@ -520,6 +567,20 @@ pub struct XConfig {
     /// OAuth 1.0a access token secret.
     #[serde(default)]
     pub access_token_secret: Option<Secret>,
+    /// What a thread does when X refuses a reply (the 2026 "summon" rule): `stop` or `link`.
+    #[serde(default)]
+    pub thread_fallback: ThreadFallback,
+}
+
+/// What an X thread does when X refuses to post a part as a reply.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadFallback {
+    /// Stop: the parts already up stay, the delivery ends `forbidden` naming them.
+    #[default]
+    Stop,
+    /// Post the rest as one standalone post carrying the issue's link.
+    Link,
 }
 
 fn default_x() -> String {
@@ -606,6 +667,15 @@ pub struct ThreadsConfig {
     /// The token from a file.
     #[serde(default)]
     pub access_token_file: Option<PathBuf>,
+    /// The Threads app id (Meta developer portal), for `herald connect`.
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// The Threads app secret, for `herald connect`.
+    #[serde(default)]
+    pub app_secret: Option<Secret>,
+    /// The app secret from a file.
+    #[serde(default)]
+    pub app_secret_file: Option<PathBuf>,
 }
 
 fn default_threads() -> String {
@@ -642,4 +712,15 @@ pub struct ExecConfig {
     pub common: Common,
     /// Program and arguments.
     pub command: Vec<String>,
+    /// Environment variables passed on to the plugin, by name. Its environment is otherwise
+    /// cleared to `PATH`, `HOME`, `LANG` and the `HERALD_*` delivery variables.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Run the plugin for real under `publish --sandbox`; without it the channel is skipped there.
+    #[serde(default)]
+    pub run_in_sandbox: bool,
+    /// Optional reconciliation program: it gets the delivery's variables, like `command`, and
+    /// prints the earlier post's JSON receipt, or `absent`.
+    #[serde(default)]
+    pub check_command: Option<Vec<String>>,
 }

@@ -25,10 +25,11 @@ enum Kind {
     Bool,
     /// An integer ≥ 0.
     UInt,
-    /// An integer ≥ 1.
-    PosUInt,
     /// An integer from 0 to the bound.
     UIntUpTo(i64),
+    /// An integer from the first bound to the second (a count or a duration Herald does
+    /// arithmetic on: bounded so that no timer, date or allocation can overflow).
+    Range(i64, i64),
     /// A number in `0..1`.
     Fraction,
     /// A non-empty list of integers ≥ 0 (a retry schedule, in seconds).
@@ -37,6 +38,8 @@ enum Kind {
     StrList,
     /// A non-empty list of non-blank strings (a command line).
     Command,
+    /// A list of environment variable names (`[A-Za-z_][A-Za-z0-9_]*`).
+    EnvNames,
     /// A file or folder path.
     Path,
     /// `"${ENV_VAR}"`.
@@ -84,21 +87,34 @@ const fn req(name: &'static str, kind: Kind) -> KeySpec {
     KeySpec { name, kind, required: true }
 }
 
+/// The longest delay Herald accepts anywhere (a retry delay, a rate-limit wait): 30 days.
+pub const MAX_DELAY_SECS: i64 = 30 * 86_400;
+/// The most entries in a retry schedule.
+pub const MAX_SCHEDULE_LEN: usize = 100;
+/// The longest per-attempt timeout: one hour.
+pub const MAX_TIMEOUT_SECS: i64 = 3_600;
+/// The widest catch-up window of a schedule: 366 days.
+pub const MAX_CATCH_UP_SECS: i64 = 366 * 86_400;
+/// The most parallel connections or requests a channel may open.
+pub const MAX_CONCURRENCY: i64 = 1_000;
+
 const STORE: &[KeySpec] = &[opt("url", Kind::StoreUrl), opt("ledger_flush_ms", Kind::UIntUpTo(1000))];
 const RETRY: &[KeySpec] = &[
     opt("schedule_secs", Kind::Schedule),
     opt("jitter", Kind::Fraction),
-    opt("rate_limit_floor_secs", Kind::UInt),
-    opt("rate_limit_ceiling_secs", Kind::UInt),
+    opt("rate_limit_floor_secs", Kind::UIntUpTo(MAX_DELAY_SECS)),
+    opt("rate_limit_ceiling_secs", Kind::UIntUpTo(MAX_DELAY_SECS)),
 ];
 const HTTP: &[KeySpec] = &[opt("listen", Kind::Listen), opt("token", Kind::Secret), opt("token_file", Kind::Path)];
+const CREDENTIALS: &[KeySpec] =
+    &[opt("key", Kind::Secret), opt("key_file", Kind::Path), opt("renew_days", Kind::Range(1, 365)), opt("warn_days", Kind::UIntUpTo(365))];
 const SCHEDULE: &[KeySpec] = &[
     req("name", Kind::NonEmptyStr),
     req("cron", Kind::Cron),
     opt("timezone", Kind::TimeZone),
     opt("what", Kind::NonEmptyStr),
     opt("channels", Kind::StrList),
-    opt("catch_up_secs", Kind::UInt),
+    opt("catch_up_secs", Kind::UIntUpTo(MAX_CATCH_UP_SECS)),
 ];
 
 /// Keys every channel accepts (besides `type`).
@@ -106,7 +122,7 @@ const COMMON: &[KeySpec] = &[
     opt("template", Kind::Path),
     opt("enabled", Kind::Bool),
     opt("retry_schedule_secs", Kind::Schedule),
-    opt("timeout_secs", Kind::PosUInt),
+    opt("timeout_secs", Kind::Range(1, MAX_TIMEOUT_SECS)),
     opt("utm", Kind::Bool),
 ];
 /// Keys the post networks add.
@@ -121,9 +137,9 @@ const EMAIL: &[KeySpec] = &[
     opt("unsubscribe_mailto", Kind::Mailto),
     opt("unsubscribe_secret", Kind::Secret),
     opt("unsubscribe_secret_file", Kind::Path),
-    opt("concurrency", Kind::PosUInt),
-    opt("max_per_second", Kind::PosUInt),
-    opt("batch_size", Kind::PosUInt),
+    opt("concurrency", Kind::Range(1, MAX_CONCURRENCY)),
+    opt("max_per_second", Kind::Range(1, 100_000)),
+    opt("batch_size", Kind::Range(1, 100_000)),
     opt("allow_insecure", Kind::Bool),
 ];
 const EMAIL_API: &[KeySpec] = &[
@@ -137,7 +153,7 @@ const EMAIL_API: &[KeySpec] = &[
     req("unsubscribe_base_url", Kind::HttpUrl),
     opt("unsubscribe_secret", Kind::Secret),
     opt("unsubscribe_secret_file", Kind::Path),
-    opt("concurrency", Kind::PosUInt),
+    opt("concurrency", Kind::Range(1, MAX_CONCURRENCY)),
 ];
 const SUBSTACK: &[KeySpec] = &[
     req("api_base", Kind::HttpUrl),
@@ -153,6 +169,9 @@ const LINKEDIN: &[KeySpec] = &[
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
     opt("token_expires_at", Kind::Rfc3339),
+    opt("client_id", Kind::NonEmptyStr),
+    opt("client_secret", Kind::Secret),
+    opt("client_secret_file", Kind::Path),
     req("author", Kind::LinkedinUrn),
     opt("linkedin_version", Kind::YearMonth),
 ];
@@ -161,6 +180,8 @@ const X: &[KeySpec] = &[
     opt("auth", Kind::Enum(&["oauth2", "oauth1"])),
     opt("user_id", Kind::NonEmptyStr),
     opt("client_id", Kind::NonEmptyStr),
+    opt("client_secret", Kind::Secret),
+    opt("client_secret_file", Kind::Path),
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
     opt("refresh_token", Kind::Secret),
@@ -168,6 +189,7 @@ const X: &[KeySpec] = &[
     opt("consumer_key", Kind::Secret),
     opt("consumer_secret", Kind::Secret),
     opt("access_token_secret", Kind::Secret),
+    opt("thread_fallback", Kind::Enum(&["stop", "link"])),
 ];
 const BLUESKY: &[KeySpec] = &[
     opt("api_base", Kind::HttpUrl),
@@ -180,13 +202,16 @@ const MASTODON: &[KeySpec] = &[
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
     opt("visibility", Kind::Enum(&["public", "unlisted", "private", "direct"])),
-    opt("max_characters", Kind::PosUInt),
+    opt("max_characters", Kind::Range(1, 100_000)),
 ];
 const THREADS: &[KeySpec] = &[
     opt("api_base", Kind::HttpUrl),
     opt("user_id", Kind::NonEmptyStr),
     opt("access_token", Kind::Secret),
     opt("access_token_file", Kind::Path),
+    opt("app_id", Kind::NonEmptyStr),
+    opt("app_secret", Kind::Secret),
+    opt("app_secret_file", Kind::Path),
 ];
 const WEBHOOK: &[KeySpec] = &[
     req("url", Kind::HttpUrl),
@@ -194,7 +219,12 @@ const WEBHOOK: &[KeySpec] = &[
     opt("secret", Kind::Secret),
     opt("secret_file", Kind::Path),
 ];
-const EXEC: &[KeySpec] = &[req("command", Kind::Command)];
+const EXEC: &[KeySpec] = &[
+    req("command", Kind::Command),
+    opt("check_command", Kind::Command),
+    opt("env", Kind::EnvNames),
+    opt("run_in_sandbox", Kind::Bool),
+];
 
 /// The keys of one channel type beyond [`COMMON`]: its own, and the post options if it has them.
 fn type_keys(ty: &str) -> Option<(&'static [KeySpec], bool)> {
@@ -216,12 +246,10 @@ fn type_keys(ty: &str) -> Option<(&'static [KeySpec], bool)> {
 /// Credentials a channel type cannot work without: (key, applies when `auth` is one of these).
 fn required_secrets(ty: &str, auth: &str) -> &'static [&'static str] {
     match (ty, auth) {
+        // Substack, LinkedIn, Mastodon, Threads, Bluesky and X (OAuth 2.0) may instead have a
+        // credential from `herald connect` in the store: `publish` and `check` look for one.
         ("email_api", _) => &["server_token"],
-        ("substack", _) => &["cookie"],
-        ("linkedin", _) | ("mastodon", _) | ("threads", _) => &["access_token"],
-        ("bluesky", _) => &["app_password"],
         ("x", "oauth1") => &["consumer_key", "consumer_secret", "access_token", "access_token_secret"],
-        ("x", _) => &["access_token"],
         _ => &[],
     }
 }
@@ -288,6 +316,8 @@ impl<'a> Validator<'a> {
     }
 
     fn push(&mut self, line: Option<usize>, key: String, message: String, hint: Option<String>) {
+        // A key is echoed as written only when it is short and printable.
+        let key = escape_key(&key);
         self.errors.push(ConfigError { file: self.file.to_path_buf(), line, key, message, hint });
     }
 
@@ -338,8 +368,13 @@ impl<'a> Validator<'a> {
                         self.secret_pairs(t, "http", &["token"], line);
                     }
                 }
+                "credentials" => {
+                    if let Some(t) = self.section(item, "credentials", CREDENTIALS, line) {
+                        self.secret_pairs(t, "credentials", &["key"], line);
+                    }
+                }
                 "issues_dir" => self.value(item, "issues_dir", Kind::Path, line),
-                "publish_at_catch_up_secs" => self.value(item, "publish_at_catch_up_secs", Kind::UInt, line),
+                "publish_at_catch_up_secs" => self.value(item, "publish_at_catch_up_secs", Kind::UIntUpTo(MAX_CATCH_UP_SECS), line),
                 "schedule" => self.schedules(item, line, &channel_names),
                 "channels" => {
                     if let Some(t) = item.as_table_like() {
@@ -405,16 +440,22 @@ impl<'a> Validator<'a> {
                 Some(t) => {
                     for (k, i) in t.iter() {
                         let l = self.key_line(t, k, line);
+                        let reference = i.as_str().and_then(|v| Secret::header_reference(k, v));
                         if i.as_str().is_none() {
                             self.push(l, format!("{key}.{k}"), format!("must be a string, found {}", type_of(i)), None);
-                        } else if is_credential_header(k) {
-                            // Header values are sent as written, so a credential here would sit in the file.
+                        } else if reference.is_none() && (is_credential_header(k) || k.to_ascii_lowercase().ends_with("_file")) {
+                            // A literal value is sent as written, so a credential here would sit in the file.
+                            let env = format!("{}_{}", key.replace("channels.", "").replace(['.', '-'], "_"), k.replace('-', "_")).to_ascii_uppercase();
                             self.push(
                                 l,
                                 format!("{key}.{k}"),
                                 "inline secret refused: this header carries a credential".into(),
-                                Some("header values are written as is; sign requests with `secret = \"${ENV_VAR}\"` (X-Herald-Signature) instead".into()),
+                                Some(format!("write `{k} = \"${{{env}}}\"` (or `\"Bearer ${{{env}}}\"`), or `{k}_file = \"/path/to/file\"`")),
                             );
+                        } else if let Some((name, _, _)) = &reference
+                            && reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                        {
+                            self.push(l, format!("{key}.{k}"), format!("`{}` is not a valid header name", escape_key(name)), None);
                         }
                     }
                 }
@@ -432,17 +473,19 @@ impl<'a> Validator<'a> {
                     bad(self, format!("must be true or false, found {}", value_type(val)), None);
                 }
             }
-            Kind::UInt | Kind::PosUInt => match val.as_integer() {
+            Kind::UInt => match val.as_integer() {
                 Some(n) if n < 0 => bad(self, format!("must not be negative, found {n}"), None),
-                Some(0) if matches!(kind, Kind::PosUInt) => bad(self, "must be at least 1".into(), None),
                 Some(_) => {}
                 None => bad(self, format!("must be a whole number, found {}", value_type(val)), None),
             },
-            Kind::UIntUpTo(max) => match val.as_integer() {
-                Some(n) if (0..=max).contains(&n) => {}
-                Some(n) => bad(self, format!("must be from 0 to {max}, found {n}"), None),
-                None => bad(self, format!("must be a whole number, found {}", value_type(val)), None),
-            },
+            Kind::UIntUpTo(max) | Kind::Range(_, max) => {
+                let min = if let Kind::Range(min, _) = kind { min } else { 0 };
+                match val.as_integer() {
+                    Some(n) if (min..=max).contains(&n) => {}
+                    Some(n) => bad(self, format!("must be from {min} to {max}, found {n}"), bound_hint(&short, max)),
+                    None => bad(self, format!("must be a whole number, found {}", value_type(val)), None),
+                }
+            }
             Kind::Fraction => {
                 let f = val.as_float().or_else(|| val.as_integer().map(|i| i as f64));
                 match f {
@@ -460,12 +503,21 @@ impl<'a> Validator<'a> {
                 Some(a) => {
                     if a.iter().any(|x| x.as_integer().is_none_or(|n| n < 0)) {
                         bad(self, "every delay must be a whole number of seconds ≥ 0".into(), Some("e.g. `[0, 5, 300, 1800, 7200]`".into()));
+                    } else if let Some(n) = a.iter().filter_map(Value::as_integer).find(|n| *n > MAX_DELAY_SECS) {
+                        bad(self, format!("a delay of {n} s is longer than the most Herald waits, {MAX_DELAY_SECS} s (30 days)"), Some("e.g. `[0, 5, 300, 1800, 7200]`".into()));
+                    } else if a.len() > MAX_SCHEDULE_LEN {
+                        bad(self, format!("{} retries listed; at most {MAX_SCHEDULE_LEN}", a.len()), Some("list the delays before each retry, e.g. `[0, 5, 300, 1800, 7200]`".into()));
                     }
                 }
                 None => bad(self, format!("must be a list of seconds, found {}", value_type(val)), Some("e.g. `[0, 5, 300, 1800, 7200]`".into())),
             },
-            Kind::StrList | Kind::Command => match val.as_array() {
+            Kind::StrList | Kind::Command | Kind::EnvNames => match val.as_array() {
                 Some(a) if a.iter().any(|x| x.as_str().is_none()) => bad(self, "every entry must be a string".into(), None),
+                Some(a) if matches!(kind, Kind::EnvNames) && a.iter().filter_map(|x| x.as_str()).any(|s| !is_env_name(s)) => bad(
+                    self,
+                    "every entry must be an environment variable's name, not a value".into(),
+                    Some("e.g. `env = [\"PLUGIN_TOKEN\"]`: the plugin gets that variable from herald's environment".into()),
+                ),
                 Some(a) if matches!(kind, Kind::Command) && (a.is_empty() || a.iter().any(|x| x.as_str().is_some_and(|s| s.trim().is_empty()))) => bad(
                     self,
                     "must name a program (and its arguments), without blank entries".into(),
@@ -566,7 +618,7 @@ impl<'a> Validator<'a> {
                             None if known.is_empty() => "no channels are configured".into(),
                             None => format!("configured channels: {}", known.join(", ")),
                         };
-                        self.push(l, format!("{path}.channels"), format!("unknown channel `{c}`"), Some(hint));
+                        self.push(l, format!("{path}.channels"), format!("unknown channel `{}`", escape_key(c)), Some(hint));
                     }
                 }
             }
@@ -648,8 +700,18 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// What a bound on a count or duration means, for the error's hint.
+fn bound_hint(key: &str, max: i64) -> Option<String> {
+    Some(match key {
+        k if k.ends_with("_secs") && max >= 86_400 => format!("seconds; the bound is {} days", max / 86_400),
+        k if k.ends_with("_secs") => format!("seconds; the bound is {max} s"),
+        "concurrency" => "parallel connections; a few are usually enough (the default is 8 for SMTP, 2 for an API)".into(),
+        _ => return None,
+    })
+}
+
 /// The keys of the file's root table.
-const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs"];
+const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs", "credentials"];
 
 /// Header names that carry credentials.
 fn is_credential_header(name: &str) -> bool {
@@ -719,7 +781,7 @@ fn check_str(kind: Kind, s: &str) -> Result<(), (String, Option<String>)> {
                 if let Some(w) = suggest(s, words) {
                     hint = format!("did you mean `{w}`? {hint}");
                 }
-                Err((format!("unknown value `{s}`"), Some(hint)))
+                Err((format!("unknown value `{}`", escape_key(s)), Some(hint)))
             }
         }
         Kind::Rfc3339 => match chrono::DateTime::parse_from_rfc3339(s) {
@@ -816,8 +878,35 @@ fn key_hint(key: &str, names: &[&str]) -> Option<String> {
     })
 }
 
+/// The longest key or value echoed in a message, in characters.
+const MAX_SHOWN: usize = 120;
+/// The longest word compared for "did you mean": no key is near a word longer than this.
+const MAX_SUGGEST_LEN: usize = 64;
+
+/// Text from the input as shown in a message: control characters escaped (no terminal
+/// escapes reach the screen) and cut to [`MAX_SHOWN`] characters, with the full length said.
+pub(crate) fn escape_key(s: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == MAX_SHOWN {
+            out.push_str(&format!("… ({} characters)", s.chars().count()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The closest candidate within a small edit distance.
 pub(crate) fn suggest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    // The distance costs length × length: a huge unknown key is near nothing.
+    if word.len() > MAX_SUGGEST_LEN {
+        return None;
+    }
     let w = word.to_ascii_lowercase();
     candidates
         .iter()
@@ -851,6 +940,12 @@ fn levenshtein(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
+/// True for a name a shell would accept as a variable: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
 /// An example line for a missing required key.
 fn example_for(spec: &KeySpec) -> String {
     let v = match (spec.name, spec.kind) {
@@ -872,9 +967,9 @@ fn example_for(spec: &KeySpec) -> String {
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Bool => "true or false",
-        Kind::UInt | Kind::PosUInt | Kind::UIntUpTo(_) => "a whole number",
+        Kind::UInt | Kind::UIntUpTo(_) | Kind::Range(..) => "a whole number",
         Kind::Fraction => "a number",
-        Kind::Schedule | Kind::StrList | Kind::Command => "a list",
+        Kind::Schedule | Kind::StrList | Kind::Command | Kind::EnvNames => "a list",
         Kind::StrMap => "a table",
         _ => "a string",
     }
@@ -960,6 +1055,18 @@ pub(crate) fn references(text: &str) -> Vec<Reference> {
             let Some(item) = t.get(spec.name) else { continue };
             let key = format!("channels.{name}.{}", spec.name);
             let line = v.key_line(t, spec.name, None);
+            if let (Kind::StrMap, Some(h)) = (spec.kind, item.as_table_like()) {
+                // Header values that come from a secret (`Authorization = "${HOOK_TOKEN}"`).
+                for (k, val) in h.iter() {
+                    let Some((_, _, s)) = val.as_str().and_then(|v| Secret::header_reference(k, v)) else { continue };
+                    let what = match s {
+                        Secret::Env(n) => Refers::Env(n),
+                        Secret::File(p) => Refers::SecretFile(p),
+                    };
+                    add(format!("{key}.{k}"), v.key_line(h, k, line), ch.clone(), what);
+                }
+                continue;
+            }
             let what = match (spec.kind, item.as_str()) {
                 (Kind::Secret | Kind::SmtpUrl, Some(s)) => match Secret::parse(s) {
                     Ok(Secret::Env(n)) => Refers::Env(n),
@@ -1053,6 +1160,70 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].key, "channels.h.headers.Authorization");
         assert!(!e[0].to_string().contains("abc-SECRET"));
+    }
+
+    #[test]
+    fn durations_and_counts_are_bounded() {
+        // Each of these panicked, wrapped or aborted at run time (issue 15 §3).
+        let e = errs(&format!(
+            "[retry]\nrate_limit_floor_secs = {max}\n\n[[schedule]]\nname = \"w\"\ncron = \"0 0 9 * * Mon\"\ncatch_up_secs = 100000000000000000\n\n\
+             [channels.h]\ntype = \"webhook\"\nurl = \"https://h.example\"\ntimeout_secs = {max}\nretry_schedule_secs = [{max}]\n\n\
+             [channels.m]\ntype = \"email\"\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"a@example.com\"\nunsubscribe_base_url = \"https://e.example/u\"\nconcurrency = 1000000000000\n",
+            max = i64::MAX
+        ));
+        let keys: Vec<(&str, Option<usize>)> = e.iter().map(|e| (e.key.as_str(), e.line)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("retry.rate_limit_floor_secs", Some(2)),
+                ("schedule[0].catch_up_secs", Some(7)),
+                ("channels.h.timeout_secs", Some(12)),
+                ("channels.h.retry_schedule_secs", Some(13)),
+                ("channels.m.concurrency", Some(20)),
+            ],
+            "{e:#?}"
+        );
+        assert!(e[1].message.contains("from 0 to 31622400, found 100000000000000000"), "{}", e[1]);
+        assert!(e[2].message.contains("from 1 to 3600"), "{}", e[2]);
+        assert!(e[3].message.contains("longer than the most Herald waits"), "{}", e[3]);
+        assert!(e[4].message.contains("from 1 to 1000, found 1000000000000"), "{}", e[4]);
+        // A float is not a count.
+        let e = errs("[[schedule]]\nname = \"w\"\ncron = \"0 0 9 * * Mon\"\ncatch_up_secs = 1e17\n");
+        assert!(e.len() == 1 && e[0].message.contains("whole number"), "{e:?}");
+        // The bounds themselves are accepted.
+        validate(Path::new("t.toml"), &format!("[channels.h]\ntype = \"webhook\"\nurl = \"https://h.example\"\ntimeout_secs = {MAX_TIMEOUT_SECS}\nretry_schedule_secs = [{MAX_DELAY_SECS}]\n")).unwrap();
+    }
+
+    #[test]
+    fn a_huge_unknown_key_is_cut_and_compared_quickly() {
+        let key = "ab ".repeat(2_000_000);
+        let start = std::time::Instant::now();
+        let e = errs(&format!("\"{key}\" = 1\n\"\\u001b[31m\" = 2\n"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "{:?}", start.elapsed());
+        assert_eq!(e.len(), 2, "{e:?}");
+        let shown = e[0].to_string();
+        assert!(shown.len() < 1_000 && shown.contains("(6000000 characters)"), "{}", &shown[..shown.len().min(300)]);
+        assert!(e[1].to_string().contains("\\u{1b}[31m") && !e[1].to_string().contains('\u{1b}'), "{}", e[1]);
+        assert_eq!(suggest(&"x".repeat(100), &["x"]), None);
+    }
+
+    #[test]
+    fn credential_headers_may_come_from_secrets() {
+        let base = "[channels.h]\ntype = \"webhook\"\nurl = \"https://h.example\"\n";
+        for ok in [
+            "headers = { Authorization = \"${HOOK_TOKEN}\" }",
+            "headers = { Authorization = \"Bearer ${HOOK_TOKEN}\" }",
+            "headers = { Authorization_file = \"/run/secrets/hook\", X-Api-Key = \"${K}\" }",
+        ] {
+            validate(Path::new("t.toml"), &format!("{base}{ok}\n")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["headers = { Authorization = \"Bearer abc\" }", "headers = { Authorization = \"${A} ${B}\" }", "headers = { X-Token_file = \"\" }"] {
+            let e = errs(&format!("{base}{bad}\n"));
+            assert!(e.len() == 1 && e[0].message.contains("inline secret refused"), "{bad}: {e:?}");
+        }
+        let refs = references(&format!("{base}headers = {{ Authorization = \"Bearer ${{HOOK_TOKEN}}\", Cookie_file = \"c.txt\" }}\n"));
+        let what: Vec<&Refers> = refs.iter().filter(|r| r.key.contains("headers")).map(|r| &r.what).collect();
+        assert_eq!(what, vec![&Refers::Env("HOOK_TOKEN".into()), &Refers::SecretFile("c.txt".into())]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod page;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
@@ -26,6 +27,10 @@ pub trait StatusSource: Send + Sync {
     async fn snapshot(&self) -> anyhow::Result<page::Snapshot>;
     /// True when the store answers.
     async fn healthy(&self) -> bool;
+    /// What is wrong, for `/healthz`: None when healthy. By default, the store.
+    async fn problem(&self) -> Option<String> {
+        (!self.healthy().await).then(|| "store unavailable".to_string())
+    }
 }
 
 /// Shared state of the routes.
@@ -42,14 +47,24 @@ pub fn is_public(addr: &SocketAddr) -> bool {
     !addr.ip().is_loopback()
 }
 
-/// Check the listen address and token together: a public listener must have a token.
+/// The shortest `[http] token` accepted on a listener beyond loopback, in characters.
+pub const MIN_PUBLIC_TOKEN_CHARS: usize = 32;
+
+/// Check the listen address and token together: a public listener must have a token of at
+/// least [`MIN_PUBLIC_TOKEN_CHARS`] characters (trailing whitespace, as a file leaves it, aside).
 pub fn check_listen(addr: &SocketAddr, token: Option<&SecretString>) -> Result<(), String> {
-    if is_public(addr) && token.is_none() {
-        return Err(format!(
-            "[http] listen = \"{addr}\" is reachable beyond loopback, so `[http] token` (or token_file) is required to protect /metrics and /status"
-        ));
+    if !is_public(addr) {
+        return Ok(());
     }
-    Ok(())
+    match token.map(|t| t.expose().trim_end().chars().count()) {
+        None => Err(format!(
+            "[http] listen = \"{addr}\" is reachable beyond loopback, so `[http] token` (or token_file) is required to protect /metrics and /status"
+        )),
+        Some(n) if n < MIN_PUBLIC_TOKEN_CHARS => Err(format!(
+            "[http] token is {n} characters long; a listener beyond loopback (\"{addr}\") needs at least {MIN_PUBLIC_TOKEN_CHARS} (hint: generate one with `openssl rand -hex 32`)"
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Build the router. `public` routes (unsubscribe) are mounted without auth.
@@ -64,10 +79,9 @@ pub fn router(state: HttpState, public: Router) -> Router {
 }
 
 async fn healthz(State(s): State<HttpState>) -> Response {
-    if s.status.healthy().await {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+    match s.status.problem().await {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
@@ -109,7 +123,111 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serve until `shutdown` resolves.
+/// Bounds on the public listener, so slow or idle clients can neither pile up nor hold the
+/// daemon open at shutdown.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// A client must send a request's whole header within this time, and an idle keep-alive
+    /// connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// A request (with its body) must be read and answered within this time: 408 after it.
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// At shutdown, open connections get this long to finish, then they are dropped.
+    pub drain: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            drain: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Serve until `shutdown` resolves, with the default [`ServeLimits`].
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    serve_with(listener, app, shutdown, ServeLimits::default()).await
+}
+
+/// Serve HTTP/1.1 until `shutdown` resolves: each connection gets the header-read timeout and
+/// the request timeout, at most `max_connections` are served at once, and at shutdown open
+/// connections are asked to close and dropped after `drain`. Returns once every connection is
+/// gone, so the daemon's exit never waits on a client.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = app.layer(middleware::from_fn_with_state(limits.request_timeout, request_deadline));
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // Take a slot before accepting: beyond the cap, clients wait in the kernel's backlog
+        // and cost this process no descriptor.
+        let permit = tokio::select! {
+            _ = shutdown.as_mut() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _peer) = tokio::select! {
+            _ = shutdown.as_mut() => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before accept: wait a little.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        let drain = limits.drain;
+        let header_read_timeout = limits.header_read_timeout;
+        conns.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout).max_buf_size(64 * 1024);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(drain, conn.as_mut()).await;
+                }
+            }
+        });
+        // Reap finished connections as we go, so the set stays as small as what is open.
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection closes within `drain` of the signal; the margin covers the scheduling.
+    let all = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.drain + Duration::from_millis(500), all).await.is_err() {
+        conns.abort_all();
+    }
+    Ok(())
+}
+
+/// Answer 408 when a request (reading its body included) outlives the request timeout.
+async fn request_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, [(header::CONNECTION, "close")], "request timed out\n").into_response(),
+    }
 }

@@ -4,7 +4,8 @@ use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd, html};
 
 use super::{Block, Link};
 
-fn options() -> Options {
+/// The Markdown extensions Herald reads.
+pub(crate) fn options() -> Options {
     Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_SMART_PUNCTUATION
 }
 

@@ -8,7 +8,7 @@ use toml_edit::{Document, Item, TableLike, Value};
 
 use super::markdown::{block, slugify};
 use super::{ChannelOverride, FrontMatter, Issue, Section};
-use crate::config::validate::suggest;
+use crate::config::validate::{escape_key, suggest};
 
 /// A problem with an issue file, located by file and line.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -22,13 +22,46 @@ pub struct IssueError {
     pub message: String,
 }
 
+/// The largest issue file read, in bytes (2 MiB: several times the longest newsletter).
+pub const MAX_ISSUE_BYTES: usize = 2 * 1024 * 1024;
+/// The longest title (the issue's, or a section heading), in characters.
+pub const MAX_TITLE_CHARS: usize = 500;
+/// The longest summary, in characters: it is the hook of every short post.
+pub const MAX_SUMMARY_CHARS: usize = 2_000;
+/// The longest run of text without a space, in characters (a long URL fits).
+pub const MAX_TOKEN_CHARS: usize = 8_192;
+/// The deepest nesting of lists, quotes, emphasis and links in the Markdown. Every later stage
+/// works below it: Substack's stored document is read back through serde_json, whose recursion
+/// limit (128) a nested list reaches at about 4 levels of JSON per level of list.
+pub const MAX_NESTING: usize = 24;
+/// The oldest and newest years accepted in `date` and `publish_at`.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=2100;
+
 /// Read and parse an issue file.
 pub fn parse_file(path: &Path) -> Result<Issue, IssueError> {
     parse_str(path, &read_issue(path)?)
 }
 
+/// Read an issue's text: a regular file of at most [`MAX_ISSUE_BYTES`], never a FIFO or a
+/// device, and UTF-8.
+pub fn read_source(path: &Path) -> Result<String, IssueError> {
+    read_issue(path)
+}
+
 fn read_issue(path: &Path) -> Result<String, IssueError> {
-    std::fs::read_to_string(path).map_err(|e| IssueError { file: path.to_path_buf(), line: 1, message: format!("cannot read the issue: {e}") })
+    use std::io::Read;
+    let err = |message: String| IssueError { file: path.to_path_buf(), line: 1, message };
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read the issue: {e}")))?;
+    if !meta.is_file() {
+        return Err(err("the issue is not a regular file (a folder, FIFO or device is never read)".into()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| err(format!("cannot read the issue: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_ISSUE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| err(format!("cannot read the issue: {e}")))?;
+    if bytes.len() > MAX_ISSUE_BYTES {
+        return Err(err(format!("the issue is larger than {} MiB (hint: split it, or move long material to the web version)", MAX_ISSUE_BYTES >> 20)));
+    }
+    String::from_utf8(bytes).map_err(|e| err(format!("the issue is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())))
 }
 
 /// Read an issue's front matter and version only: what the daemon's folder scan needs, without
@@ -49,34 +82,105 @@ fn version_of(text: &str) -> String {
 /// Every front-matter problem is reported at once: the error's `line` is the first one's, and the
 /// message carries the others on further `file:line: message` lines.
 pub fn parse_str(path: &Path, text: &str) -> Result<Issue, IssueError> {
+    let err = |line: usize, message: String| IssueError { file: path.to_path_buf(), line, message };
+    if text.len() > MAX_ISSUE_BYTES {
+        return Err(err(1, format!("the issue is larger than {} MiB (hint: split it, or move long material to the web version)", MAX_ISSUE_BYTES >> 20)));
+    }
+    check_runs(text).map_err(|(line, m)| err(line, m))?;
     let (meta, body, body_start_line) = split_front(path, text)?;
+    check_nesting(body, body_start_line).map_err(|(line, m)| err(line, m))?;
     let (intro_md, sections) = split_sections(body, body_start_line);
-    let mut anchors: Vec<String> = Vec::new();
+    if let Some((title, line, _)) = sections.iter().find(|(t, _, _)| t.chars().count() > MAX_TITLE_CHARS) {
+        return Err(err(*line, format!("the section heading is {} characters long; at most {MAX_TITLE_CHARS}", title.chars().count())));
+    }
+    // Each heading's anchor is unique: `base`, then `base-2`, `base-3`… Linear: a set of the
+    // anchors taken, and per base the next suffix to try.
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::with_capacity(sections.len());
+    let mut next: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let sections = sections
         .into_iter()
         .map(|(title, line, md)| {
             let base = slugify(&title);
             let mut anchor = base.clone();
-            let mut n = 2;
-            while anchors.contains(&anchor) {
-                anchor = format!("{base}-{n}");
-                n += 1;
+            if taken.contains(&anchor) {
+                let n = next.entry(base.clone()).or_insert(2);
+                loop {
+                    anchor = format!("{base}-{n}");
+                    *n += 1;
+                    if !taken.contains(&anchor) {
+                        break;
+                    }
+                }
             }
-            anchors.push(anchor.clone());
+            taken.insert(anchor.clone());
             Section { title, anchor, body: block(&md), line }
         })
         .collect::<Vec<_>>();
     let intro = block(&intro_md);
     let mut links = intro.links.clone();
+    let mut seen: std::collections::HashSet<String> = links.iter().map(|l| l.url.clone()).collect();
     for s in &sections {
         for l in &s.body.links {
-            if !links.iter().any(|x| x.url == l.url) {
+            if seen.insert(l.url.clone()) {
                 links.push(l.clone());
             }
         }
     }
     let version = version_of(text);
     Ok(Issue { path: path.to_path_buf(), meta, version, intro, sections, links, markdown: body.trim().to_string() })
+}
+
+/// 1-based line of a byte offset, `first` being the line of offset 0.
+fn line_at(text: &str, first: usize, offset: usize) -> usize {
+    first + memchr::memchr_iter(b'\n', &text.as_bytes()[..offset.min(text.len())]).count()
+}
+
+/// No run of text without a space longer than [`MAX_TOKEN_CHARS`], anywhere in the file: it
+/// bounds every word the counters and splitters see. Linear. Error: (1-based line, message).
+fn check_runs(text: &str) -> Result<(), (usize, String)> {
+    let mut run = 0usize;
+    let mut at = 0usize;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            run = 0;
+            continue;
+        }
+        if run == 0 {
+            at = i;
+        }
+        run += 1;
+        if run > MAX_TOKEN_CHARS {
+            return Err((line_at(text, 1, at), format!("a run of more than {MAX_TOKEN_CHARS} characters without a space (hint: break it up, or link long material)")));
+        }
+    }
+    Ok(())
+}
+
+/// The body's nesting depth (lists, quotes, emphasis, links) at most [`MAX_NESTING`], before
+/// any later stage sees it. Iterative. Error: (1-based file line, message).
+fn check_nesting(body: &str, first_line: usize) -> Result<(), (usize, String)> {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let mut depth = 0usize;
+    for (event, range) in Parser::new_ext(body, super::markdown::options()).into_offset_iter() {
+        match event {
+            // A list item sits inside its list: the list is the level.
+            Event::Start(Tag::Item | Tag::Paragraph | Tag::Heading { .. } | Tag::TableHead | Tag::TableRow | Tag::TableCell) => {}
+            Event::Start(_) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err((
+                        line_at(body, first_line, range.start),
+                        format!("Markdown nested more than {MAX_NESTING} levels deep (lists, quotes, emphasis, links) (hint: flatten it; Substack and the other renderers cannot read deeper documents)"),
+                    ));
+                }
+            }
+            Event::End(t) if !matches!(t, TagEnd::Item | TagEnd::Paragraph | TagEnd::Heading(_) | TagEnd::TableHead | TagEnd::TableRow | TagEnd::TableCell) => {
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The front matter (checked), the Markdown body and the body's first line number.
@@ -175,7 +279,7 @@ fn front_matter(fm: &str) -> Result<FrontMatter, Vec<(usize, String)>> {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("known keys: {}", KEYS.join(", ")),
             };
-            p(key_line(root, key), format!("unknown key `{key}` (hint: {hint})"));
+            p(key_line(root, key), format!("unknown key `{}` (hint: {hint})", escape_key(key)));
         }
     }
     for key in REQUIRED {
@@ -200,6 +304,9 @@ fn front_matter(fm: &str) -> Result<FrontMatter, Vec<(usize, String)>> {
     if title.as_deref().is_some_and(|t| t.trim().is_empty()) {
         p(key_line(root, "title"), "`title` is empty".into());
     }
+    if let Some(n) = title.as_deref().map(|t| t.chars().count()).filter(|n| *n > MAX_TITLE_CHARS) {
+        p(key_line(root, "title"), format!("`title` is {n} characters long; at most {MAX_TITLE_CHARS}"));
+    }
     let slug = string("slug", &mut p);
     if let Some(s) = &slug
         && (s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
@@ -216,6 +323,9 @@ fn front_matter(fm: &str) -> Result<FrontMatter, Vec<(usize, String)>> {
     let summary = string("summary", &mut p);
     if summary.as_deref().is_some_and(|t| t.trim().is_empty()) {
         p(key_line(root, "summary"), "`summary` is empty (it is the hook of every short post)".into());
+    }
+    if let Some(n) = summary.as_deref().map(|t| t.chars().count()).filter(|n| *n > MAX_SUMMARY_CHARS) {
+        p(key_line(root, "summary"), format!("`summary` is {n} characters long; at most {MAX_SUMMARY_CHARS} (it is the hook of every short post)"));
     }
     let image = string("image", &mut p);
     if image.as_deref().is_some_and(|t| t.trim().is_empty()) {
@@ -238,6 +348,9 @@ fn front_matter(fm: &str) -> Result<FrontMatter, Vec<(usize, String)>> {
             _ => None,
         };
         match raw.as_deref().map(|r| chrono::NaiveDate::parse_from_str(r, "%Y-%m-%d")) {
+            Some(Ok(d)) if !YEARS.contains(&chrono::Datelike::year(&d)) => {
+                p(key_line(root, "date"), format!("`date` {d} is outside {}–{} (hint: a typo in the year?)", YEARS.start(), YEARS.end()))
+            }
             Some(Ok(d)) => date = Some(d),
             Some(Err(e)) => p(key_line(root, "date"), format!("`date` {:?} is not a date: {e} (hint: YYYY-MM-DD, e.g. `date = 2026-11-23`)", raw.unwrap_or_default())),
             None => p(key_line(root, "date"), format!("`date` must be a date, found {} (hint: YYYY-MM-DD, e.g. `date = 2026-11-23`)", show(item))),
@@ -252,6 +365,10 @@ fn front_matter(fm: &str) -> Result<FrontMatter, Vec<(usize, String)>> {
             _ => None,
         };
         match raw.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+            Some(Ok(t)) if !YEARS.contains(&chrono::Datelike::year(&t.naive_utc())) => p(
+                key_line(root, "publish_at"),
+                format!("`publish_at` {} is outside {}–{} (hint: a typo in the year?)", t.to_rfc3339(), YEARS.start(), YEARS.end()),
+            ),
             Some(Ok(t)) => publish_at = Some(t),
             Some(Err(e)) => p(
                 key_line(root, "publish_at"),
@@ -366,7 +483,7 @@ fn channel_override(name: &str, o: &dyn TableLike, line: &dyn Fn(&str) -> usize,
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("known keys: {}", OVERRIDE_KEYS.join(", ")),
                 };
-                p(l, format!("unknown key `{dotted}` (hint: {hint})"));
+                p(l, format!("unknown key `{}` (hint: {hint})", escape_key(&dotted)));
             }
         }
     }
@@ -427,6 +544,75 @@ mod tests {
         let i = parse_str(Path::new("a.md"), &t).unwrap();
         assert_eq!(i.meta.date, chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap());
         assert_eq!(i.meta.publish_at.unwrap().offset().local_minus_utc(), -5 * 3600);
+    }
+
+    fn with_body(body: &str) -> String {
+        GOOD.replace("Intro.\n\n## One\n\nBody [a](https://a.example).\n", body)
+    }
+
+    #[test]
+    fn nesting_is_capped_with_the_line() {
+        // A 5,000-deep list overflowed a worker's stack after `check` let it through.
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("Intro.\n\n{}x\n", "- ".repeat(5_000)))).unwrap_err();
+        assert_eq!(e.line, 10, "{e}");
+        assert!(e.message.contains(&format!("nested more than {MAX_NESTING} levels")), "{e}");
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("Intro.\n\n{} x\n", ">".repeat(5_000)))).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{e}");
+        // At the cap it parses.
+        parse_str(Path::new("a.md"), &with_body(&format!("## Deep\n\n{}x\n", "- ".repeat(MAX_NESTING)))).unwrap();
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("## Deep\n\n{}x\n", "- ".repeat(MAX_NESTING + 1)))).unwrap_err();
+        assert_eq!(e.line, 10, "{e}");
+    }
+
+    #[test]
+    fn sizes_are_capped() {
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("{}\n", "a".repeat(40_000)))).unwrap_err();
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.message.contains("without a space"), "{e}");
+        let e = parse_str(Path::new("a.md"), &GOOD.replace("title = \"T\"", &format!("title = \"{}\"", "T ".repeat(400)))).unwrap_err();
+        assert!(e.message.contains("`title` is 800 characters long"), "{e}");
+        let e = parse_str(Path::new("a.md"), &with_body(&format!("## {}\n", "h ".repeat(400)))).unwrap_err();
+        assert!(e.message.contains("section heading is 799 characters"), "{e}");
+        let e = parse_str(Path::new("a.md"), &with_body(&"word ".repeat(MAX_ISSUE_BYTES / 5 + 1))).unwrap_err();
+        assert!(e.message.contains("larger than 2 MiB"), "{e}");
+    }
+
+    #[test]
+    fn dates_outside_1970_to_2100_are_refused() {
+        for (key, bad) in [("date", "date = 1969-12-31"), ("date", "date = 2101-01-01"), ("publish_at", "publish_at = 1900-01-01T00:00:00Z"), ("publish_at", "publish_at = 2200-01-01T09:00:00+01:00")] {
+            let t = GOOD.replace("date = \"2026-01-05\"", if key == "date" { bad } else { "date = 2026-01-05" }).replace("summary", &if key == "publish_at" { format!("{bad}\nsummary") } else { "summary".into() });
+            let e = parse_str(Path::new("a.md"), &t).unwrap_err();
+            assert!(e.message.contains(&format!("`{key}`")) && e.message.contains("outside 1970–2100"), "{bad}: {e}");
+        }
+        let t = GOOD.replace("date = \"2026-01-05\"", "date = 1970-01-01").replace("summary", "publish_at = 2100-12-31T23:59:59Z\nsummary");
+        parse_str(Path::new("a.md"), &t).unwrap();
+    }
+
+    #[test]
+    fn anchors_are_unique_and_found_in_linear_time() {
+        let t = with_body("## A\n\n## A-2\n\n## A\n\n## A\n");
+        let i = parse_str(Path::new("a.md"), &t).unwrap();
+        let anchors: Vec<&str> = i.sections.iter().map(|s| s.anchor.as_str()).collect();
+        assert_eq!(anchors, ["a", "a-2", "a-3", "a-4"]);
+        // 20,000 equal headings: quadratic (or worse) took minutes.
+        let start = std::time::Instant::now();
+        let i = parse_str(Path::new("a.md"), &with_body(&"## Same\n\nx\n\n".repeat(20_000))).unwrap();
+        assert_eq!(i.sections.last().map(|s| s.anchor.as_str()), Some("same-20000"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_file_that_is_not_regular_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = parse_file(dir.path()).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+        // A FIFO blocked the reader forever (and with it the daemon's scheduler).
+        let fifo = dir.path().join("hang.md");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+        if made {
+            let e = read_source(&fifo).unwrap_err();
+            assert!(e.message.contains("not a regular file"), "{e}");
+        }
     }
 
     #[test]

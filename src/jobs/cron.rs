@@ -27,6 +27,16 @@ use crate::store::lease::{ProcessId, owner_is_dead_here};
 pub const SCAN_EVERY: Duration = Duration::from_secs(2);
 /// How often each schedule's watch mark moves forward.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A scheduler loop that has not come round for this long is stalled: `/healthz` says so.
+/// One pass parses and renders at most [`super::publish::RENDER_BUDGET`] per due issue.
+pub const STALL_AFTER: Duration = Duration::from_secs(90);
+/// How long a scheduler whose loop last came round at `beat_ms` (0: not running) has been
+/// stalled at `now_ms`, once past [`STALL_AFTER`].
+pub fn stalled(beat_ms: i64, now_ms: i64) -> Option<Duration> {
+    let behind = Duration::from_millis(u64::try_from(now_ms.saturating_sub(beat_ms)).unwrap_or(0));
+    (beat_ms > 0 && behind > STALL_AFTER).then_some(behind)
+}
+
 /// The most missed fires considered per entry at start.
 const MAX_MISSED: usize = 10_000;
 /// A fire claimed by a process on another host that recorded nothing for this long is taken
@@ -130,6 +140,13 @@ fn fire_label(schedule: &str, result: &str) -> crate::metrics::FireLabel {
     crate::metrics::FireLabel { schedule: schedule.to_string(), result: result.to_string() }
 }
 
+/// The catch-up window of `catch_up_secs`. Validation bounds it; clamping here keeps an
+/// out-of-range value from panicking in chrono at every daemon start (a crash loop).
+fn catch_up_window(secs: u64) -> chrono::Duration {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX).min(crate::config::validate::MAX_CATCH_UP_SECS);
+    chrono::Duration::try_seconds(secs).unwrap_or(chrono::Duration::MAX)
+}
+
 /// At start: fire once each missed fire inside its entry's `catch_up_secs`, record older ones
 /// as skipped (and log them), then set the watch mark. An entry seen for the first time has
 /// missed nothing.
@@ -138,7 +155,7 @@ pub async fn catch_up(p: &Pipeline, entries: &[Entry], now: DateTime<Utc>) -> an
         let name = &e.cfg.name;
         if let Some(last) = p.store.schedule_last_seen(name).await? {
             let last = DateTime::from_timestamp_millis(last).unwrap_or(now);
-            let window = chrono::TimeDelta::try_seconds(i64::try_from(e.cfg.catch_up_secs).unwrap_or(i64::MAX)).unwrap_or(chrono::TimeDelta::MAX);
+            let window = catch_up_window(e.cfg.catch_up_secs);
             for m in plan_missed(&e.cron, last, now, window, MAX_MISSED) {
                 match m {
                     Missed::CatchUp(t) => fire(p, e, t, "caught_up").await?,
@@ -290,6 +307,7 @@ where
             let mut scan_tick = tokio::time::interval(SCAN_EVERY);
             let mut beat = tokio::time::interval(HEARTBEAT);
             loop {
+                p.scheduler_beat.store(Utc::now().timestamp_millis(), std::sync::atomic::Ordering::Relaxed);
                 tokio::select! {
                     _ = scan_tick.tick() => {
                         if let Err(e) = scan_publish_at(&p, &mut cache, Utc::now()).await {
@@ -344,7 +362,28 @@ where
             .map_err(|e| anyhow::anyhow!("cron workers stopped with an error: {e}"))
     };
     background.abort();
+    p.scheduler_beat.store(0, std::sync::atomic::Ordering::Relaxed);
     drop(tx);
     consumer.abort();
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_scheduler_that_does_not_come_round_is_stalled() {
+        let now = 1_800_000_000_000;
+        assert_eq!(super::stalled(0, now), None, "not running");
+        assert_eq!(super::stalled(now - 2_000, now), None);
+        let behind = super::STALL_AFTER.as_millis() as i64 + 1_000;
+        assert_eq!(super::stalled(now - behind, now), Some(std::time::Duration::from_millis(behind as u64)));
+    }
+
+    #[test]
+    fn a_huge_catch_up_window_is_clamped_not_a_panic() {
+        let max = chrono::Duration::seconds(crate::config::validate::MAX_CATCH_UP_SECS);
+        assert_eq!(super::catch_up_window(100_000_000_000_000_000), max);
+        assert_eq!(super::catch_up_window(u64::MAX), max);
+        assert_eq!(super::catch_up_window(60), chrono::Duration::seconds(60));
+    }
 }

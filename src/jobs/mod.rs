@@ -75,9 +75,14 @@ pub struct Pipeline {
     pub config: Arc<LoadedConfig>,
     /// Lease length.
     pub lease: Duration,
+    /// When the scheduler's loop last came round, in ms since the epoch (0: not running).
+    /// `/healthz` reports a scheduler stalled past [`cron::STALL_AFTER`].
+    pub scheduler_beat: Arc<std::sync::atomic::AtomicI64>,
     /// Set when the workers are shutting down: a mailing stops between passes and hands the
     /// rest to the next process instead of starting another.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// The credential store (stored and rotated tokens), on `store`.
+    pub vault: Arc<crate::credentials::Vault>,
     adapters: Mutex<HashMap<String, Arc<dyn Adapter>>>,
 }
 
@@ -98,7 +103,9 @@ impl Pipeline {
     pub async fn open_url(config: Arc<LoadedConfig>, url: &StoreUrl) -> anyhow::Result<Self> {
         let store = Store::open(url).await?.with_ledger_flush(std::time::Duration::from_millis(config.config.store.ledger_flush_ms));
         let queue = Queue::open(url, 4).await?;
-        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, stopping: Default::default(), adapters: Mutex::new(HashMap::new()) })
+        let vault = Arc::new(crate::credentials::Vault::from_config(store.clone(), &config));
+        vault.preload().await?;
+        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, scheduler_beat: Arc::default(), stopping: Default::default(), adapters: Mutex::new(HashMap::new()) })
     }
 
     /// Use this adapter for `channel` instead of building one from the config (tests).
@@ -118,15 +125,24 @@ impl Pipeline {
             .channels
             .get(channel)
             .ok_or_else(|| DeliveryError::permanent(format!("channel {channel} is no longer in the config")))?;
-        let mut ctx = BuildCtx::from_env(self.config.base_dir.clone());
-        if let Some(t) = cfg.common().timeout_secs {
-            ctx.timeout = Duration::from_secs(t);
-        }
+        let ctx = self.build_ctx(channel);
         // Email adapters get the store's recipient ledger.
         let ledger = Arc::new(self.store.clone());
         let a = crate::channel::build_adapter_with_ledger(channel, cfg, &ctx, ledger).map_err(|e| DeliveryError::auth(format!("{e:#}")))?;
         self.adapters.lock().expect("adapter cache").insert(channel.to_string(), a.clone());
         Ok(a)
+    }
+
+    /// What building `channel`'s adapter needs: the process environment, the channel's
+    /// timeout and the credential store.
+    pub fn build_ctx(&self, channel: &str) -> BuildCtx {
+        let mut ctx = BuildCtx::from_env(self.config.base_dir.clone());
+        if let Some(t) = self.config.config.channels.get(channel).and_then(|c| c.common().timeout_secs) {
+            // Validation bounds it; the clamp keeps a timer from overflowing whatever the source.
+            ctx.timeout = Duration::from_secs(t.min(crate::config::validate::MAX_TIMEOUT_SECS as u64));
+        }
+        ctx.vault = Some(self.vault.clone());
+        ctx
     }
 
     /// The retry schedule of a channel.
@@ -139,6 +155,12 @@ impl Pipeline {
     pub fn call_timeout(&self, channel: &str) -> Duration {
         let t = self.config.config.channels.get(channel).and_then(|c| c.common().timeout_secs).unwrap_or(30);
         call_timeout_for(Duration::from_secs(t), self.lease)
+    }
+
+    /// How long the scheduler's loop has not come round, when it runs and is stalled past
+    /// [`cron::STALL_AFTER`].
+    pub fn scheduler_stalled(&self, now_ms: i64) -> Option<Duration> {
+        cron::stalled(self.scheduler_beat.load(std::sync::atomic::Ordering::Relaxed), now_ms)
     }
 
     /// Close both pools.

@@ -68,11 +68,11 @@ pub fn require(name: &str, cfg: &ChannelConfig, now: DateTime<Utc>) -> Result<()
 
 /// For the CLI triggers: every channel's credential resolves (building the adapter resolves its
 /// secrets, naming, never printing, what is missing) and has not expired. One line per problem.
-pub fn check_channels(channels: &[String], cfg: &crate::config::LoadedConfig, now: DateTime<Utc>) -> Vec<String> {
+pub fn check_channels(channels: &[String], cfg: &crate::config::LoadedConfig, now: DateTime<Utc>, ctx: &dyn Fn(&str) -> BuildCtx) -> Vec<String> {
     let mut problems = Vec::new();
     for name in channels {
         let Some(c) = cfg.config.channels.get(name) else { continue };
-        if let Err(e) = crate::channel::build_adapter(name, c, &BuildCtx::from_env(cfg.base_dir.clone())) {
+        if let Err(e) = crate::channel::build_adapter(name, c, &ctx(name)) {
             problems.push(format!("{e:#}"));
         } else if let Err(e) = require(name, c, now) {
             problems.push(e.message().to_string());

@@ -1,13 +1,13 @@
 //! The Publish job: re-render the stored issue version and, in one transaction of Herald's
 //! store, store the renderings and create one delivery per channel; then push the Deliver jobs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::queue::new_job_id;
 use super::{Pipeline, PublishJob};
 use crate::issue::Issue;
-use crate::render::engine::{RenderedChannel, render_channels};
+use crate::render::engine::{RenderError, RenderedChannel, render_channels};
 use crate::store::{IssueStored, NewDelivery, Trigger};
 
 /// What a Publish run did.
@@ -51,17 +51,13 @@ pub async fn run(p: &Pipeline, slug: &str, version: &str) -> anyhow::Result<Publ
         // keys dedupe), but there is nothing to add.
         tracing::debug!(issue = slug, version, "Issue version already published.");
     }
-    let issue = match crate::issue::parse_str(Path::new(&row.path), &row.source) {
-        Ok(i) => i,
-        Err(e) => {
-            let msg = e.to_string();
+    let rendered = match prepare(p, PathBuf::from(&row.path), row.source.clone(), row.channel_filter()).await {
+        Ok((_, r)) => r,
+        Err(Unprepared::Parse(msg) | Unprepared::Budget(msg)) => {
             p.store.set_publish_error(slug, version, &msg).await?;
             return Ok(PublishOutcome::Failed(msg));
         }
-    };
-    let rendered = match render_channels(&issue, &p.config, &row.channel_filter()) {
-        Ok(r) => r,
-        Err(errs) => {
+        Err(Unprepared::Render(errs)) => {
             let msg = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
             tracing::error!(issue = slug, version, error = %msg, "The stored issue no longer renders.");
             p.store.set_publish_error(slug, version, &msg).await?;
@@ -106,6 +102,41 @@ pub async fn create_and_push(
     Ok(created.into_iter().map(|(id, _)| id).collect())
 }
 
+/// The most parsing and rendering one issue for every channel may take in the daemon. Both
+/// run on a blocking thread, never on the async runtime, so a hostile file cannot stall the
+/// scheduler, the workers or the HTTP side; past the budget the issue is refused.
+pub const RENDER_BUDGET: Duration = Duration::from_secs(30);
+
+/// Why an issue could not be parsed and rendered.
+enum Unprepared {
+    /// The issue does not parse.
+    Parse(String),
+    /// Channels failed to render or to pass their checks.
+    Render(Vec<RenderError>),
+    /// Parsing and rendering took longer than [`RENDER_BUDGET`] (or the thread died).
+    Budget(String),
+}
+
+/// Parse `source` and render it for `channels` (all when empty) off the async runtime,
+/// within [`RENDER_BUDGET`].
+async fn prepare(p: &Pipeline, path: PathBuf, source: String, channels: Vec<String>) -> Result<(Issue, Vec<RenderedChannel>), Unprepared> {
+    let config = p.config.clone();
+    let shown = path.display().to_string();
+    let work = tokio::task::spawn_blocking(move || {
+        let issue = crate::issue::parse_str(&path, &source).map_err(|e| Unprepared::Parse(e.to_string()))?;
+        let rendered = render_channels(&issue, &config, &channels).map_err(Unprepared::Render)?;
+        Ok((issue, rendered))
+    });
+    match tokio::time::timeout(RENDER_BUDGET, work).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(Unprepared::Budget(format!("{shown}: parsing and rendering failed: {e}"))),
+        Err(_) => {
+            tracing::error!(issue = %shown, budget_secs = RENDER_BUDGET.as_secs(), "Parsing and rendering the issue ran past its budget; refused.");
+            Err(Unprepared::Budget(format!("{shown}: parsing and rendering took more than {} s; the issue is refused (hint: split it, or check it with `herald check`)", RENDER_BUDGET.as_secs())))
+        }
+    }
+}
+
 /// Why a file could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishFileError {
@@ -122,11 +153,14 @@ pub enum PublishFileError {
 /// scheduler. Returns the parsed issue.
 pub async fn publish_file(p: &Pipeline, path: &Path, channels: &[String]) -> Result<Issue, PublishFileError> {
     let path = std::fs::canonicalize(path).map_err(|e| PublishFileError::Input(format!("cannot read the issue {}: {e}", path.display())))?;
-    let source = std::fs::read_to_string(&path).map_err(|e| PublishFileError::Input(format!("cannot read the issue {}: {e}", path.display())))?;
-    let issue = crate::issue::parse_str(&path, &source).map_err(|e| PublishFileError::Input(e.to_string()))?;
-    let rendered = render_channels(&issue, &p.config, channels).map_err(|errs| {
-        let lines: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-        PublishFileError::Input(format!("preflight failed; nothing was sent:\n{}", lines.join("\n")))
+    // A regular file of bounded size only: a FIFO or /dev/zero in the issues folder never blocks.
+    let source = crate::issue::parse::read_source(&path).map_err(|e| PublishFileError::Input(e.to_string()))?;
+    let (issue, rendered) = prepare(p, path, source.clone(), channels.to_vec()).await.map_err(|e| match e {
+        Unprepared::Parse(m) | Unprepared::Budget(m) => PublishFileError::Input(m),
+        Unprepared::Render(errs) => {
+            let lines: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+            PublishFileError::Input(format!("preflight failed; nothing was sent:\n{}", lines.join("\n")))
+        }
     })?;
     if rendered.is_empty() {
         return Err(PublishFileError::Input("no channel to publish to (every channel is disabled or skipped by the issue)".into()));

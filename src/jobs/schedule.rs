@@ -8,8 +8,12 @@
 
 use std::time::Duration;
 
+use crate::config::validate::MAX_DELAY_SECS;
 use crate::config::{ChannelConfig, RetryConfig};
 
+/// The longest wait, whatever the config says: validation refuses more, and this keeps every
+/// deadline computed from a delay (`now + delay` in milliseconds) from overflowing.
+const MAX_DELAY: Duration = Duration::from_secs(MAX_DELAY_SECS as u64);
 /// The shortest rate-limit wait, whatever `rate_limit_floor_secs` says.
 pub const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 
@@ -31,10 +35,10 @@ impl RetrySchedule {
     pub fn for_channel(retry: &RetryConfig, channel: Option<&ChannelConfig>) -> Self {
         let secs = channel.and_then(|c| c.common().retry_schedule_secs.clone()).unwrap_or_else(|| retry.schedule_secs.clone());
         Self {
-            delays: secs.into_iter().map(Duration::from_secs).collect(),
+            delays: secs.into_iter().map(|s| Duration::from_secs(s).min(MAX_DELAY)).collect(),
             jitter: retry.jitter.clamp(0.0, 1.0),
-            floor: Duration::from_secs(retry.rate_limit_floor_secs),
-            ceiling: Duration::from_secs(retry.rate_limit_ceiling_secs.max(retry.rate_limit_floor_secs)),
+            floor: Duration::from_secs(retry.rate_limit_floor_secs).min(MAX_DELAY),
+            ceiling: Duration::from_secs(retry.rate_limit_ceiling_secs.max(retry.rate_limit_floor_secs)).min(MAX_DELAY),
         }
     }
 
@@ -118,13 +122,22 @@ mod tests {
     }
 
     #[test]
-    fn huge_delays_saturate_instead_of_panicking_or_wrapping() {
-        let retry = RetryConfig { schedule_secs: vec![u64::MAX], jitter: 0.5, rate_limit_floor_secs: u64::MAX, rate_limit_ceiling_secs: u64::MAX };
-        let s = RetrySchedule::for_channel(&retry, None);
-        assert!(s.next_delay(1, 0.99).unwrap() > Duration::from_secs(u64::MAX / 2));
-        assert_eq!(s.rate_limit_delay(None, 0.99), Duration::MAX);
+    fn at_after_saturates_instead_of_wrapping() {
         assert_eq!(crate::jobs::decide::at_after(1_000, Duration::MAX), i64::MAX, "never wraps into the past");
         assert_eq!(crate::jobs::decide::at_after(1_000, Duration::from_millis(500)), 1_500);
+    }
+
+    #[test]
+    fn huge_delays_never_wrap_into_the_past() {
+        let retry = RetryConfig { schedule_secs: vec![i64::MAX as u64], jitter: 0.2, rate_limit_floor_secs: u64::MAX, rate_limit_ceiling_secs: u64::MAX };
+        let s = RetrySchedule::for_channel(&retry, None);
+        let now: i64 = 1_800_000_000_000;
+        for d in [s.next_delay(1, 0.999).unwrap(), s.rate_limit_delay(Some(Duration::MAX), 0.999)] {
+            // deliver.rs computes `now + delay.as_millis() as i64`.
+            let at = now + d.as_millis() as i64;
+            assert!(at > now, "a delay of {d:?} wrapped to {at}");
+            assert!(d <= MAX_DELAY.mul_f64(1.2), "{d:?}");
+        }
     }
 
     #[test]

@@ -57,6 +57,21 @@ pub const THREADS_MAX_LINKS: usize = 5;
 pub const URL_LENGTH: usize = 23;
 
 /// Characters twitter-text rejects outright (its `invalid_chars_group`).
+/// X refuses a post with more than one cashtag (`$TSLA`).
+pub const X_MAX_CASHTAGS: usize = 1;
+
+/// The distinct cashtags of a post (twitter-text's extractor, case-insensitive), in order.
+pub fn x_cashtags(text: &str) -> Vec<String> {
+    let safe = defuse_at_signs(text);
+    let mut seen = Vec::<String>::new();
+    for t in Extractor::new().extract_cashtags(&safe) {
+        if !seen.iter().any(|s| s.eq_ignore_ascii_case(&t)) {
+            seen.push(t);
+        }
+    }
+    seen
+}
+
 const X_INVALID_CHARS: [char; 3] = ['\u{FFFE}', '\u{FEFF}', '\u{FFFF}'];
 
 impl Network {
@@ -107,6 +122,14 @@ impl Network {
                 X_INVALID_CHARS.iter().filter(|c| text.contains(**c)).map(|c| format!("U+{:04X}", *c as u32)).collect();
             if !bad.is_empty() {
                 return Err(self.error(format!("contains characters X refuses: {}", bad.join(", "))));
+            }
+            let tags = x_cashtags(text);
+            if tags.len() > X_MAX_CASHTAGS {
+                return Err(self.error(format!(
+                    "{} cashtags ({}); X allows one per post: keep one, or write the others without `$`",
+                    tags.len(),
+                    tags.iter().map(|t| format!("${t}")).collect::<Vec<_>>().join(", ")
+                )));
             }
         }
         match self.over(text) {
@@ -325,19 +348,46 @@ fn is_pictographic(c: char) -> bool {
 /// The little-text reserved characters, which LinkedIn wants backslash-escaped everywhere.
 const LINKEDIN_RESERVED: &[char] = &['\\', '|', '{', '}', '@', '[', ']', '(', ')', '<', '>', '#', '*', '_', '~'];
 
+/// A little-text `HashtagElement`: `#` after the start or a character that can't end a word,
+/// then letters, digits and `_`, with at least one letter (`#42` stays text).
+static LINKEDIN_HASHTAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^\p{L}\p{N}_&/#])(#[\p{L}\p{N}_]*\p{L}[\p{L}\p{N}_]*)").expect("static regex")
+});
+
 /// Escape LinkedIn little-text reserved characters (`\ | { } @ [ ] ( ) < > # * _ ~`) with a
-/// backslash. One pass, so a backslash is escaped before, and never after, the others.
+/// backslash in the text **between** URLs and hashtags. URLs are left exactly as written (an
+/// escape inside one would show, `utm\_source`, and break the link) and `#hashtag`s stay
+/// hashtags, a supported little-text element. One pass, so a backslash is escaped before, and
+/// never after, the others.
 ///
 /// Unescaped, LinkedIn accepts the post and silently truncates it at the first reserved
 /// character. Only for `commentary`: article titles and descriptions are plain strings.
 pub fn linkedin_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for c in text.chars() {
-        if LINKEDIN_RESERVED.contains(&c) {
-            out.push('\\');
+    let mut keep: Vec<Range<usize>> = find_urls_with_scheme(text);
+    for c in LINKEDIN_HASHTAG.captures_iter(text) {
+        if let Some(tag) = c.get(1)
+            && !keep.iter().any(|k| k.start < tag.end() && tag.start() < k.end)
+        {
+            keep.push(tag.range());
         }
-        out.push(c);
     }
+    keep.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut last = 0;
+    let escape = |out: &mut String, t: &str| {
+        for c in t.chars() {
+            if LINKEDIN_RESERVED.contains(&c) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    };
+    for r in keep {
+        escape(&mut out, &text[last..r.start]);
+        out.push_str(&text[r.clone()]);
+        last = r.end;
+    }
+    escape(&mut out, &text[last..]);
     out
 }
 
@@ -422,10 +472,40 @@ mod tests {
         assert!(Network::Threads.check(&six[..5].join(" ")).is_ok());
     }
 
+    /// Issue 14 item 2: URLs and hashtags are little-text elements and stay as written; only
+    /// the text between them is escaped. The examples of LinkedIn's little-text page, and a URL
+    /// with `_`, `(` and `)`.
+    #[test]
+    fn linkedin_escape_leaves_urls_and_hashtags_alone() {
+        assert_eq!(linkedin_escape("Hello World"), "Hello World");
+        assert_eq!(linkedin_escape("#hashtag"), "#hashtag");
+        assert_eq!(
+            linkedin_escape("New issue: https://example.com/i/42?utm_source=linkedin&utm_medium=social #news_letter"),
+            r"New issue: https://example.com/i/42?utm_source=linkedin&utm_medium=social #news_letter"
+        );
+        assert_eq!(
+            linkedin_escape("(see https://en.wikipedia.org/wiki/Rust_(programming_language)) a_b"),
+            r"\(see https://en.wikipedia.org/wiki/Rust_(programming_language)\) a\_b"
+        );
+        // Not hashtags: a number, a fragment, an entity; a `#` inside a word.
+        assert_eq!(linkedin_escape("Issue #42, C# and a#b"), r"Issue \#42, C\# and a\#b");
+        assert_eq!(linkedin_escape("https://e.com/a#top"), "https://e.com/a#top");
+    }
+
+    #[test]
+    fn x_refuses_a_second_cashtag() {
+        assert!(Network::X.check("Shares of $TSLA rose").is_ok());
+        assert!(Network::X.check("$TSLA and $tsla again").is_ok(), "the same cashtag twice is one");
+        let e = Network::X.check("Compare $TSLA with $AAPL today").unwrap_err();
+        assert!(e.message.contains("2 cashtags ($TSLA, $AAPL)"), "{}", e.message);
+        // Prices are not cashtags.
+        assert!(Network::X.check("It costs $5 or $10").is_ok());
+    }
+
     #[test]
     fn linkedin_escapes_every_reserved_character_backslash_first() {
         assert_eq!(linkedin_escape(r"a\b"), r"a\\b");
-        assert_eq!(linkedin_escape("Issue 42 (weekly) #news @me"), r"Issue 42 \(weekly\) \#news \@me");
+        assert_eq!(linkedin_escape("Issue 42 (weekly) #news @me"), r"Issue 42 \(weekly\) #news \@me");
         assert_eq!(linkedin_escape(r"|{}[]<>*_~"), r"\|\{\}\[\]\<\>\*\_\~");
         assert_eq!(linkedin_escape(r"\("), r"\\\(");
         assert_eq!(linkedin_escape("plain, text: ok!"), "plain, text: ok!");

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use handlebars::Handlebars;
+use handlebars::{Context, Handlebars};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -77,11 +77,22 @@ pub struct ChannelTemplates {
     plain: Handlebars<'static>,
 }
 
-/// Read a channel file: the override folder first, then the embedded default.
+/// Read a channel file: the override folder first, then the embedded default. A manifest's
+/// file names stay inside the folder: no `..`, no absolute path, no link out of it.
 fn read_file(kind: &str, override_dir: Option<&Path>, file: &str) -> Result<(String, String), String> {
+    let inside = Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside || file.is_empty() {
+        return Err(format!("template file {file:?} leaves the template folder (hint: name a file inside the folder, e.g. \"body.html.hbs\")"));
+    }
     if let Some(dir) = override_dir {
         let p = dir.join(file);
         if p.exists() {
+            // A symbolic link may still point outside.
+            if let (Ok(real), Ok(root)) = (p.canonicalize(), dir.canonicalize())
+                && !real.starts_with(&root)
+            {
+                return Err(format!("template file {} leaves the template folder (it links to {})", p.display(), real.display()));
+            }
             return std::fs::read_to_string(&p).map(|s| (p.display().to_string(), s)).map_err(|e| format!("cannot read {}: {e}", p.display()));
         }
     }
@@ -123,12 +134,53 @@ impl ChannelTemplates {
             hb.set_prevent_indent(true);
         }
         plain.register_escape_fn(handlebars::no_escape);
+        let mut paths = BTreeMap::new();
         for file in manifest.outputs.values() {
-            let (path, text) = read_file(kind, override_dir.as_deref(), file).map_err(err)?;
+            let (path, text) = read_file(kind, override_dir.as_deref(), file).map_err(|m| err(format!("{mpath}: {m}")))?;
+            if let Some((line, what)) = too_deep(&text) {
+                return Err(err(format!("{path}: line {line}: {what} (hint: flatten the template, or move a part into its own output and include it)")));
+            }
             let hb = if file.ends_with(".html.hbs") { &mut html } else { &mut plain };
             hb.register_template_string(file, text).map_err(|e| err(format!("{path}: {}", template_error(&e))))?;
+            paths.insert(file.clone(), path);
+        }
+        for hb in [&html, &plain] {
+            include_cycle(hb).map_err(|(file, m)| err(format!("{}: {m}", paths.get(&file).map_or(file.as_str(), String::as_str))))?;
         }
         Ok(Self { name: name.to_string(), cfg: cfg.clone(), manifest, html, plain })
+    }
+
+    /// Render every declared output with a sample issue, as `check` does without an issue of
+    /// its own: a variable or helper argument that names nothing, a partial that is missing, or
+    /// a body that is not JSON shows before anything is published. Lengths are not checked.
+    pub fn dry_run(&mut self) -> Result<(), RenderError> {
+        let issue = crate::issue::parse_str(Path::new("sample-issue.md"), SAMPLE_ISSUE)
+            .map_err(|e| RenderError { channel: self.name.clone(), message: format!("the built-in sample issue: {e}") })?;
+        let utm = self.utm(&issue);
+        self.registries(&utm);
+        let mut ctx = context(&issue, &self.name, self.cfg.type_name(), self.manifest.network, &utm);
+        // What a thread section template sees.
+        ctx["section"] = ctx["issue"]["sections"][0].clone();
+        ctx["index"] = json!(1);
+        ctx["total"] = json!(issue.sections.len());
+        let outputs: Vec<String> = self.manifest.outputs.keys().cloned().collect();
+        for output in outputs {
+            let text = self.render_output(&output, &ctx)?;
+            if self.manifest.kind == "body" && output == "body" {
+                parse_body(&text).map_err(|m| RenderError { channel: self.name.clone(), message: format!("{}: {m}", self.manifest.outputs[&output]) })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn utm(&self, issue: &Issue) -> Utm {
+        Utm {
+            source: self.name.clone(),
+            medium: medium(self.cfg.type_name()),
+            campaign: issue.meta.slug.clone(),
+            host: url::Url::parse(&issue.meta.url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default(),
+            enabled: self.cfg.common().utm,
+        }
     }
 
     /// The manifest.
@@ -143,12 +195,18 @@ impl ChannelTemplates {
     }
 
     fn render_output(&self, output: &str, ctx: &Value) -> Result<String, RenderError> {
+        self.render_with(output, &Context::from(ctx.clone()))
+    }
+
+    /// Render one output with a context built once: `Handlebars::render` converts (copies) its
+    /// data on every call, which made a thread of n sections O(n²).
+    fn render_with(&self, output: &str, ctx: &Context) -> Result<String, RenderError> {
         let file = self.manifest.outputs.get(output).ok_or_else(|| RenderError {
             channel: self.name.clone(),
             message: format!("the manifest declares no `{output}` output"),
         })?;
         let hb = if file.ends_with(".html.hbs") { &self.html } else { &self.plain };
-        hb.render(file, ctx).map_err(|e| RenderError { channel: self.name.clone(), message: format!("{file}: {}", render_error(&e)) })
+        hb.render_with_context(file, ctx).map_err(|e| RenderError { channel: self.name.clone(), message: format!("{file}: {}", render_error(&e)) })
     }
 
     /// Render this channel for `issue`.
@@ -156,13 +214,7 @@ impl ChannelTemplates {
         let name = self.name.clone();
         let err = |m: String| RenderError { channel: name.clone(), message: m };
         let type_name = self.cfg.type_name();
-        let utm = Utm {
-            source: self.name.clone(),
-            medium: medium(type_name),
-            campaign: issue.meta.slug.clone(),
-            host: url::Url::parse(&issue.meta.url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default(),
-            enabled: self.cfg.common().utm,
-        };
+        let utm = self.utm(issue);
         self.registries(&utm);
         let ctx = context(issue, &self.name, type_name, self.manifest.network, &utm);
         let over = issue.meta.channels.get(&self.name).cloned().unwrap_or_default();
@@ -199,7 +251,7 @@ impl ChannelTemplates {
             }
             "body" => {
                 let text = self.render_output("body", &ctx)?;
-                let body: Value = serde_json::from_str(&text).map_err(|e| err(format!("the body template did not produce valid JSON ({e}); use {{{{json value}}}} for strings")))?;
+                let body = parse_body(&text).map_err(err)?;
                 Ok(Rendering::Body(BodyRendering { body }))
             }
             other => Err(err(format!("unknown manifest kind `{other}` (expected email, article, posts or body)"))),
@@ -241,12 +293,15 @@ impl ChannelTemplates {
                     None => {
                         let mut parts = vec![tidy_text(&self.render_output("thread_intro", ctx)?)];
                         let total = issue.sections.len();
-                        for (i, s) in ctx["issue"]["sections"].as_array().into_iter().flatten().enumerate() {
-                            let mut c = ctx.clone();
-                            c["section"] = s.clone();
-                            c["index"] = json!(i + 1);
-                            c["total"] = json!(total);
-                            parts.push(tidy_text(&self.render_output("thread_section", &c)?));
+                        // One context for every section, changed in place: linear in sections.
+                        let sections = ctx["issue"]["sections"].as_array().cloned().unwrap_or_default();
+                        let mut c = Context::from(ctx.clone());
+                        for (i, s) in sections.into_iter().enumerate() {
+                            let data = c.data_mut();
+                            data["section"] = s;
+                            data["index"] = json!(i + 1);
+                            data["total"] = json!(total);
+                            parts.push(tidy_text(&self.render_with("thread_section", &c)?));
                         }
                         parts
                     }
@@ -284,10 +339,10 @@ impl ChannelTemplates {
         use unicode_segmentation::UnicodeSegmentation;
         let total = summary.graphemes(true).count();
         let mut keep = total;
-        let mut ctx = ctx.clone();
+        let mut ctx = Context::from(ctx.clone());
         loop {
-            ctx["issue"]["hook"] = json!(helpers::truncate_graphemes(summary, keep));
-            let t = finish(&self.render_output("short", &ctx)?);
+            ctx.data_mut()["issue"]["hook"] = json!(helpers::truncate_graphemes(summary, keep));
+            let t = finish(&self.render_with("short", &ctx)?);
             let over = network.count(&t).saturating_sub(network.limit());
             if network.check(&t).is_ok() || keep == 0 {
                 return Ok(t);
@@ -341,6 +396,138 @@ fn tidy_text(s: &str) -> String {
         out.push('\n');
     }
     out.trim_end().to_string()
+}
+
+/// A body template's output, which must be JSON.
+fn parse_body(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("the body template did not produce valid JSON ({e}); use {{{{json value}}}} for strings"))
+}
+
+/// The issue `check` renders every template with when it is given none.
+const SAMPLE_ISSUE: &str = "+++\ntitle = \"Sample issue\"\nslug = \"sample-issue\"\nnumber = 1\ndate = 2026-01-05\n\
+url = \"https://news.example.com/sample-issue\"\nsummary = \"A sample issue, rendered by herald check.\"\n\
+tags = [\"sample\"]\nimage = \"https://news.example.com/cover.png\"\n+++\n\
+Intro with [a link](https://news.example.com/a).\n\n## First section\n\nSome *text* and a [link](https://example.org/b).\n\n\
+## Second section\n\n- one\n- two\n";
+
+/// The deepest nesting of blocks (`{{#if}}…{{/if}}`) in a template: the template parser and
+/// renderer recurse once per level.
+pub const MAX_TEMPLATE_BLOCKS: usize = 32;
+/// The deepest nesting of subexpressions (`(a (b (c)))`) in one tag.
+pub const MAX_TEMPLATE_PARENS: usize = 16;
+
+/// Whether a template's blocks or subexpressions nest deeper than the parser can take: the
+/// 1-based line and what is too deep. A linear scan of the tags, before the parser runs.
+fn too_deep(text: &str) -> Option<(usize, String)> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    while let Some(at) = memchr::memmem::find(&bytes[i..], b"{{").map(|a| a + i) {
+        let line = || 1 + memchr::memchr_iter(b'\n', &bytes[..at]).count();
+        let end = memchr::memmem::find(&bytes[at..], b"}}").map_or(bytes.len(), |e| at + e);
+        let tag = &bytes[at + 2..end];
+        let tag = tag.strip_prefix(b"{").unwrap_or(tag);
+        let tag = tag.strip_prefix(b"~").unwrap_or(tag);
+        match tag.first() {
+            Some(b'#') => depth += 1,
+            Some(b'^') if tag.len() > 1 && !tag[1..].iter().all(u8::is_ascii_whitespace) && tag[1] != b'~' => depth += 1,
+            Some(b'/') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_TEMPLATE_BLOCKS {
+            return Some((line(), format!("blocks nested more than {MAX_TEMPLATE_BLOCKS} deep")));
+        }
+        let mut parens = 0usize;
+        for b in tag {
+            match b {
+                b'(' => parens += 1,
+                b')' => parens = parens.saturating_sub(1),
+                _ => {}
+            }
+            if parens > MAX_TEMPLATE_PARENS {
+                return Some((line(), format!("subexpressions nested more than {MAX_TEMPLATE_PARENS} deep")));
+            }
+        }
+        i = (end + 2).min(bytes.len());
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    None
+}
+
+/// A partial (`{{> name}}`) or inline partial that reaches itself again, directly or through
+/// others, would recurse until the stack overflows: find such a loop before anything renders.
+/// Error: (the template it starts in, the message with the loop).
+fn include_cycle(hb: &Handlebars<'_>) -> Result<(), (String, String)> {
+    use handlebars::template::{Template, TemplateElement};
+    // Every node (a registered template or an inline partial) → the partials it includes.
+    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, t) in hb.get_templates() {
+        // An explicit stack: (the node a template belongs to, the template).
+        let mut stack: Vec<(String, &Template)> = vec![(name.clone(), t)];
+        while let Some((node, t)) = stack.pop() {
+            for el in &t.elements {
+                match el {
+                    TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
+                        let Some(target) = d.name.as_name() else {
+                            return Err((name.clone(), "a partial whose name is computed (`{{> (…)}}`) cannot be checked for loops; name it".into()));
+                        };
+                        edges.entry(node.clone()).or_default().push(target.to_string());
+                        if let Some(inner) = &d.template {
+                            stack.push((node.clone(), inner));
+                        }
+                    }
+                    TemplateElement::DecoratorBlock(d) | TemplateElement::DecoratorExpression(d) => {
+                        let inline = d.name.as_name() == Some("inline");
+                        let def = d.params.first().and_then(|p| match p {
+                            handlebars::template::Parameter::Literal(Value::String(s)) => Some(s.clone()),
+                            _ => None,
+                        });
+                        if let (true, Some(def), Some(inner)) = (inline, def, &d.template) {
+                            edges.entry(def.clone()).or_default();
+                            stack.push((def, inner));
+                        } else if let Some(inner) = &d.template {
+                            stack.push((node.clone(), inner));
+                        }
+                    }
+                    TemplateElement::HelperBlock(h) => {
+                        for inner in [&h.template, &h.inverse].into_iter().flatten() {
+                            stack.push((node.clone(), inner));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Depth-first search with colours, iteratively: grey nodes are on the current path.
+    let mut done: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for start in edges.keys() {
+        if done.contains(start.as_str()) {
+            continue;
+        }
+        let mut path: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
+        while let Some((node, i)) = path.last_mut() {
+            let next = edges.get(*node).and_then(|v| v.get(*i)).map(String::as_str);
+            *i += 1;
+            match next {
+                None => {
+                    done.insert(node);
+                    path.pop();
+                }
+                Some(n) if path.iter().any(|(p, _)| *p == n) => {
+                    let from = path.iter().position(|(p, _)| *p == n).unwrap_or(0);
+                    let cycle: Vec<&str> = path[from..].iter().map(|(p, _)| *p).chain([n]).collect();
+                    let owner = if hb.get_template(start).is_some() { start.clone() } else { cycle[0].to_string() };
+                    return Err((owner, format!("templates include each other in a loop: {} (hint: a partial may not include itself, directly or through others)", cycle.join(" → "))));
+                }
+                Some(n) if done.contains(n) || !edges.contains_key(n) => {}
+                Some(n) => path.push((n, 0)),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn template_error(e: &handlebars::TemplateError) -> String {
@@ -416,7 +603,7 @@ pub fn compile_all(cfg: &LoadedConfig) -> Vec<RenderError> {
         .channels
         .iter()
         .filter(|(_, c)| c.common().enabled)
-        .filter_map(|(name, c)| ChannelTemplates::load(name, c, &cfg.base_dir).err())
+        .filter_map(|(name, c)| ChannelTemplates::load(name, c, &cfg.base_dir).and_then(|mut t| t.dry_run()).err())
         .collect()
 }
 
@@ -455,4 +642,96 @@ pub fn render_channels(issue: &Issue, cfg: &LoadedConfig, only: &[String]) -> Re
         }
     }
     if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A webhook channel whose template folder holds `files` (name, text).
+    fn webhook(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<ChannelTemplates, RenderError>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (f, t) in files {
+            std::fs::write(dir.path().join(f), t).unwrap();
+        }
+        let cfg: ChannelConfig = toml::from_str(&format!("type = \"webhook\"\nurl = \"https://h.example\"\ntemplate = \"{}\"", dir.path().display())).unwrap();
+        let t = ChannelTemplates::load("hook", &cfg, dir.path());
+        (dir, t)
+    }
+
+    fn load_err(files: &[(&str, &str)]) -> String {
+        match webhook(files).1 {
+            Ok(_) => panic!("loaded"),
+            Err(e) => e.message,
+        }
+    }
+
+    fn dry_err(files: &[(&str, &str)]) -> String {
+        match webhook(files).1.and_then(|mut t| t.dry_run()) {
+            Ok(()) => panic!("rendered"),
+            Err(e) => e.message,
+        }
+    }
+
+    const BODY: (&str, &str) = ("manifest.toml", "kind = \"body\"\n[outputs]\nbody = \"body.json.hbs\"\nextra = \"extra.hbs\"\n");
+
+    #[test]
+    fn include_loops_are_found_before_rendering() {
+        // Each of these overflowed the stack when rendered.
+        let m = load_err(&[BODY, ("body.json.hbs", "{{> body.json.hbs}}"), ("extra.hbs", "x")]);
+        assert!(m.contains("include each other in a loop: body.json.hbs → body.json.hbs"), "{m}");
+        let m = load_err(&[BODY, ("body.json.hbs", "{{#each issue.sections}}{{> extra.hbs}}{{/each}}"), ("extra.hbs", "{{#if x}}{{> body.json.hbs}}{{/if}}")]);
+        assert!(m.contains("in a loop") && m.contains("body.json.hbs") && m.contains("extra.hbs"), "{m}");
+        let m = load_err(&[BODY, ("body.json.hbs", "{{#*inline \"l\"}}{{> l}}{{/inline}}{{> l}}"), ("extra.hbs", "x")]);
+        assert!(m.contains("in a loop: l → l"), "{m}");
+        let m = load_err(&[BODY, ("body.json.hbs", &format!("{}x{}", "{{#if a}}".repeat(3_000), "{{/if}}".repeat(3_000))), ("extra.hbs", "x")]);
+        assert!(m.contains("blocks nested more than 32 deep"), "{m}");
+        // A partial used twice, without a loop, is fine.
+        let (_d, t) = webhook(&[BODY, ("body.json.hbs", "[{{> extra.hbs}}, {{> extra.hbs}}]"), ("extra.hbs", "{{json issue.slug}}")]);
+        t.unwrap().dry_run().unwrap();
+    }
+
+    #[test]
+    fn manifest_outputs_stay_in_their_folder() {
+        for bad in ["../../../../etc/passwd", "/etc/passwd", "a/../../x"] {
+            let m = load_err(&[("manifest.toml", &format!("kind = \"body\"\n[outputs]\nbody = \"{bad}\"\n"))]);
+            assert!(m.contains("leaves the template folder"), "{bad}: {m}");
+        }
+    }
+
+    #[test]
+    fn check_renders_each_template_with_a_sample() {
+        let m = dry_err(&[BODY, ("body.json.hbs", "{\"t\": {{issue.title}}}"), ("extra.hbs", "x")]);
+        assert!(m.contains("did not produce valid JSON"), "{m}");
+        // Strict mode covers helper arguments: this rendered "" before.
+        let m = dry_err(&[BODY, ("body.json.hbs", "{\"t\": \"{{md_text issue.nosuch}}\"}"), ("extra.hbs", "x")]);
+        assert!(m.contains("`md_text`: the argument `issue.nosuch` is not in the context"), "{m}");
+        let m = dry_err(&[BODY, ("body.json.hbs", "{}"), ("extra.hbs", "{{json issue.nosuch}}")]);
+        assert!(m.contains("extra.hbs") && m.contains("`json`: the argument `issue.nosuch`"), "{m}");
+        // Present but null is not missing.
+        let (_d, t) = webhook(&[BODY, ("body.json.hbs", "{\"n\": {{json issue.number}}, \"t\": \"{{md_text issue.intro.markdown}}\"}"), ("extra.hbs", "x")]);
+        t.unwrap().dry_run().unwrap();
+    }
+
+    #[test]
+    fn substack_renders_and_reads_back_at_the_nesting_cap() {
+        use crate::issue::parse::MAX_NESTING;
+        let md = |depth: usize| {
+            format!(
+                "+++\ntitle = \"T\"\nslug = \"s\"\ndate = 2026-01-05\nurl = \"https://e.example/s\"\nsummary = \"H.\"\n+++\nIntro.\n\n## Deep\n\n{}x\n",
+                "- ".repeat(depth)
+            )
+        };
+        let issue = crate::issue::parse_str(Path::new("a.md"), &md(MAX_NESTING)).unwrap();
+        let cfg: ChannelConfig = toml::from_str("type = \"substack\"\napi_base = \"https://s.example\"\ncookie = \"${C}\"").unwrap();
+        let mut t = ChannelTemplates::load("substack", &cfg, Path::new(".")).unwrap();
+        let r = t.render(&issue).unwrap();
+        // The store keeps the rendering as JSON and the Substack adapter reads it back.
+        let stored = serde_json::to_string(&r).unwrap();
+        let back: super::super::Rendering = serde_json::from_str(&stored).expect("reads back at the cap");
+        assert_eq!(back, r);
+        // Well past the cap the same read fails: the cap is what keeps the stages working.
+        let deep = super::super::prosemirror::markdown_to_doc(&format!("{}x\n", "- ".repeat(40)));
+        assert!(serde_json::from_str::<Value>(&serde_json::to_string(&deep).unwrap()).is_err(), "serde_json's limit no longer bites at 40");
+    }
 }

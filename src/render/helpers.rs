@@ -85,8 +85,19 @@ pub fn truncate_graphemes(s: &str, max: usize) -> String {
     format!("{}…", g[..cut].concat().trim_end())
 }
 
+/// Parameter `i` of a helper. Strict mode covers helper arguments too: a path that names
+/// nothing (`{{md_text issue.nosuch}}`) is an error, not an empty string.
+fn param<'h>(h: &'h Helper<'_>, i: usize, name: &'static str) -> Result<&'h handlebars::PathAndJson<'h>, RenderError> {
+    let v = h.param(i).ok_or(RenderErrorReason::ParamNotFoundForIndex(name, i))?;
+    if v.is_value_missing() {
+        let path = v.relative_path().cloned().unwrap_or_default();
+        return Err(RenderErrorReason::Other(format!("`{name}`: the argument `{path}` is not in the context (strict mode)")).into());
+    }
+    Ok(v)
+}
+
 fn param_str(h: &Helper<'_>, i: usize, name: &'static str) -> Result<String, RenderError> {
-    let v = h.param(i).ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(name, i))?;
+    let v = param(h, i, name)?;
     Ok(match v.value() {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => String::new(),
@@ -141,7 +152,7 @@ pub fn register(hb: &mut Handlebars<'static>, utm: Utm, network: Option<Network>
     hb.register_helper(
         "json",
         Box::new(|h: &Helper<'_>, _: &Handlebars<'_>, _: &Context, _: &mut RenderContext<'_, '_>, out: &mut dyn Output| -> HelperResult {
-            let v = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
+            let v = param(h, 0, "json")?;
             out.write(&serde_json::to_string(v.value()).map_err(|e| RenderErrorReason::Other(e.to_string()))?)?;
             Ok(())
         }),
@@ -149,7 +160,7 @@ pub fn register(hb: &mut Handlebars<'static>, utm: Utm, network: Option<Network>
     hb.register_helper(
         "hashtags",
         Box::new(|h: &Helper<'_>, _: &Handlebars<'_>, _: &Context, _: &mut RenderContext<'_, '_>, out: &mut dyn Output| -> HelperResult {
-            let tags = h.param(0).and_then(|v| v.value().as_array().cloned()).unwrap_or_default();
+            let tags = param(h, 0, "hashtags")?.value().as_array().cloned().unwrap_or_default();
             let max = h.param(1).and_then(|v| v.value().as_u64()).unwrap_or(u64::MAX) as usize;
             let s = tags
                 .iter()

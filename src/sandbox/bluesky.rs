@@ -91,6 +91,10 @@ struct BState {
     points_start: Instant,
     points_used: u32,
     counter: u64,
+    /// The account's PDS as its DID document names it (`None`: this server is the PDS).
+    pds: Option<String>,
+    /// Every XRPC call's path, as received (`/pds/xrpc/…` when sent to the PDS).
+    paths: Vec<String>,
 }
 
 type Shared = Arc<Mutex<BState>>;
@@ -124,17 +128,32 @@ impl BlueskyFake {
             points_start: Instant::now(),
             points_used: 0,
             counter: 0,
+            pds: None,
+            paths: Vec::new(),
         }));
         let faults = Arc::new(FaultPlan::default());
-        let app = Router::new()
+        let xrpc = Router::new()
             .route("/xrpc/com.atproto.server.createSession", post(create_session))
             .route("/xrpc/com.atproto.server.refreshSession", post(refresh_session))
             .route("/xrpc/com.atproto.server.getSession", get(get_session))
             .route("/xrpc/com.atproto.repo.createRecord", post(create_record))
             .route("/xrpc/com.atproto.repo.getRecord", get(get_record))
             .route("/xrpc/com.atproto.repo.uploadBlob", post(upload_blob))
-            .route("/xrpc/com.atproto.identity.resolveHandle", get(resolve_handle))
-            .with_state(state.clone());
+            .route("/xrpc/com.atproto.identity.resolveHandle", get(resolve_handle));
+        // The same server answers as the entryway (`/xrpc/…`) and as the account's PDS
+        // (`/pds/xrpc/…`, named in the session's DID document after `set_separate_pds`).
+        let paths = state.clone();
+        let app = xrpc
+            .clone()
+            .nest("/pds", xrpc)
+            .with_state(state.clone())
+            .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let paths = paths.clone();
+                async move {
+                    paths.lock().expect("bluesky fake lock").paths.push(req.uri().path().to_string());
+                    next.run(req).await
+                }
+            }));
         let served = serve(with_faults(app, faults.clone())).await?;
         Ok(Self { base_url: served.base_url.clone(), faults, state, _served: served })
     }
@@ -168,6 +187,16 @@ impl BlueskyFake {
     /// Revoke every refresh JWT (a refresh then fails with `ExpiredToken`).
     pub fn revoke_refresh_tokens(&self) {
         self.lock().tokens.refresh.clear();
+    }
+    /// Name a PDS apart from the entryway in the session's DID document (`{base_url}/pds`), as
+    /// bsky.social does: clients should then send repo calls there.
+    pub fn set_separate_pds(&self) {
+        let pds = format!("{}/pds", self.base_url);
+        self.lock().pds = Some(pds);
+    }
+    /// Every XRPC path received, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.lock().paths.clone()
     }
     /// Make a handle resolvable.
     pub fn add_handle(&self, handle: &str, did: &str) {
@@ -269,7 +298,15 @@ async fn create_session(State(state): State<Shared>, headers: HeaderMap, body: B
     s.logins.push(Instant::now());
     s.login_total += 1;
     let remaining = LOGIN_LIMIT - s.logins.len();
-    let session = new_session(&mut s);
+    let mut session = new_session(&mut s);
+    if let Some(pds) = &s.pds {
+        session["didDoc"] = json!({
+            "@context": ["https://www.w3.org/ns/did/v1"],
+            "id": DID,
+            "alsoKnownAs": [format!("at://{HANDLE}")],
+            "service": [{ "id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": pds }],
+        });
+    }
     rl(axum::Json(session).into_response(), remaining)
 }
 

@@ -6,8 +6,11 @@
 //!   fields → 422). Answers `201` with an empty body and the URN in `x-restli-id`.
 //! - Commentary is "little" text: like LinkedIn, the fake **silently truncates** the stored
 //!   commentary at the first unescaped reserved character (`\ | { } @ [ ] ( ) < > # * _ ~`),
-//!   keeping mentions `@[Name](urn:li:person:…)` and `{hashtag|\#|tag}` templates. Over 3,000
-//!   characters → 422.
+//!   keeping the elements of LinkedIn's little-text page: URLs (taken as written, so an escape
+//!   inside one shows and breaks the link), `#hashtag`s (`\#tag` is plain text), mentions
+//!   `@[Name](urn:li:person:…)` and `{hashtag|\#|tag}` templates. Over 3,000 characters → 422.
+//! - The token belongs to one member ([`PERSON`] unless [`LinkedinFake::set_member`] says
+//!   otherwise), who administers [`ORGANIZATION`]: another `author` → 403 `ACCESS_DENIED`.
 //! - The same author posting the same commentary within 24 h → `422 DUPLICATE_POST` whose
 //!   `message` names the earlier URN.
 //! - `GET /v2/userinfo` for healthchecks.
@@ -55,6 +58,10 @@ pub struct LinkedinPost {
     pub commentary: String,
     /// True when the commentary was cut short.
     pub truncated: bool,
+    /// The URLs LinkedIn would link, as it reads them.
+    pub links: Vec<String>,
+    /// The hashtags LinkedIn would make clickable (without `#`).
+    pub hashtags: Vec<String>,
     /// `content.article`, if any.
     pub article: Option<Value>,
     /// The `LinkedIn-Version` header it came with.
@@ -67,11 +74,72 @@ pub struct LinkedinPost {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Default)]
 struct Inner {
     posts: Vec<LinkedinPost>,
     next: u64,
     requests: Vec<String>,
+    /// The token's member.
+    member: String,
+    /// Organizations the member administers.
+    organizations: Vec<String>,
+    /// Authorization codes from the consent step: code → redirect_uri.
+    codes: std::collections::HashMap<String, String>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self { posts: Vec::new(), next: 0, requests: Vec::new(), member: PERSON.into(), organizations: vec![ORGANIZATION.into()], codes: Default::default() }
+    }
+}
+
+/// The LinkedIn app's client id the OAuth endpoints accept.
+pub const CLIENT_ID: &str = "sandboxlinkedinclient";
+/// Its client secret.
+pub const CLIENT_SECRET: &str = "sandbox-linkedin-client-secret";
+
+/// `GET /oauth/v2/authorization`: consent, granted at once; redirects with `code` and `state`.
+async fn authorization(State(inner): State<Arc<Mutex<Inner>>>, axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>) -> Response {
+    let bad = |e: &str, d: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e, "error_description": d}))).into_response();
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return bad("invalid_request", "response_type must be code");
+    }
+    if q.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return bad("invalid_client", "The passed in client_id is invalid");
+    }
+    let scopes: Vec<&str> = q.get("scope").map(|s| s.split([' ', ',']).collect()).unwrap_or_default();
+    if !scopes.contains(&"w_member_social") {
+        return bad("invalid_scope", "w_member_social is required to post");
+    }
+    let Some(mut to) = q.get("redirect_uri").and_then(|r| url::Url::parse(r).ok()) else { return bad("invalid_request", "redirect_uri is required") };
+    let code = format!("sandbox-linkedin-code-{}", uuid::Uuid::new_v4().simple());
+    inner.lock().expect("fake lock").codes.insert(code.clone(), to.to_string());
+    to.query_pairs_mut().append_pair("code", &code);
+    if let Some(st) = q.get("state") {
+        to.query_pairs_mut().append_pair("state", st);
+    }
+    (StatusCode::FOUND, [("location", to.to_string())]).into_response()
+}
+
+/// `POST /oauth/v2/accessToken` (form): the authorization code grant; a 60-day member token.
+async fn access_token(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let bad = |e: &str, d: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e, "error_description": d}))).into_response();
+    if !header(&headers, "content-type").unwrap_or_default().starts_with("application/x-www-form-urlencoded") {
+        return bad("invalid_request", "Content-Type must be application/x-www-form-urlencoded");
+    }
+    let f: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    if f.get("client_id").map(String::as_str) != Some(CLIENT_ID) || f.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client", "error_description": "Client authentication failed"}))).into_response();
+    }
+    if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return bad("unsupported_grant_type", "grant_type must be authorization_code");
+    }
+    let Some(redirect) = f.get("code").and_then(|c| inner.lock().expect("fake lock").codes.remove(c)) else {
+        return bad("invalid_request", "Unable to retrieve access token: authorization code not found");
+    };
+    if f.get("redirect_uri") != Some(&redirect) {
+        return bad("invalid_redirect_uri", "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization code");
+    }
+    axum::Json(json!({"access_token": ACCESS_TOKEN, "expires_in": 5_184_000, "scope": "email,openid,profile,w_member_social", "token_type": "Bearer"})).into_response()
 }
 
 /// A running LinkedIn fake. Dropping it stops the server.
@@ -93,6 +161,8 @@ impl LinkedinFake {
         let app = Router::new()
             .route("/rest/posts", post(create_post))
             .route("/v2/userinfo", get(userinfo))
+            .route("/oauth/v2/authorization", get(authorization))
+            .route("/oauth/v2/accessToken", post(access_token))
             .with_state(inner.clone());
         let served = serve(with_faults(app, faults.clone())).await?;
         Ok(Self { base_url: served.base_url.clone(), faults, inner, _served: served })
@@ -101,6 +171,17 @@ impl LinkedinFake {
     /// Accepted posts, in order.
     pub fn posts(&self) -> Vec<LinkedinPost> {
         self.inner.lock().expect("fake lock").posts.clone()
+    }
+
+    /// The member the token belongs to (`urn:li:person:…`); an `urn:li:organization:…` is
+    /// added to the organizations that member administers instead.
+    pub fn set_member(&self, urn: &str) {
+        let mut g = self.inner.lock().expect("fake lock");
+        if urn.starts_with("urn:li:organization:") {
+            g.organizations.push(urn.to_string());
+        } else {
+            g.member = urn.to_string();
+        }
     }
 
     /// Every request seen, as `"METHOD /path"` (faulted ones included).
@@ -162,13 +243,69 @@ fn check_version(v: Option<&str>, now: DateTime<Utc>) -> Result<String, Response
 
 /// What LinkedIn displays for a little-text commentary, and whether it was cut short.
 pub fn display_commentary(raw: &str) -> (String, bool) {
+    let d = read_little_text(raw);
+    (d.text, d.truncated)
+}
+
+/// A little-text commentary as LinkedIn reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LittleText {
+    /// What is displayed.
+    pub text: String,
+    /// Cut at an unescaped reserved character.
+    pub truncated: bool,
+    /// URL elements, as written.
+    pub links: Vec<String>,
+    /// Hashtag elements (and templates), without `#`.
+    pub hashtags: Vec<String>,
+}
+
+/// Read a little-text commentary: escapes, URLs, hashtags, mentions, hashtag templates, and the
+/// cut at the first unescaped reserved character. Written from LinkedIn's little-text page,
+/// independently of Herald's escaper.
+pub fn read_little_text(raw: &str) -> LittleText {
     let mention = regex::Regex::new(r"^@\[([^\]]*)\]\(urn:li:(?:person|organization):[^)]+\)").expect("static regex");
     let hashtag = regex::Regex::new(r"^\{hashtag\|\\#\|([^}|]+)\}").expect("static regex");
-    let mut out = String::new();
+    // A URL runs to the next space, backslashes and all (an escape inside a URL is shown);
+    // closing punctuation at its end is not part of it, nor is a `)` it did not open, nor the
+    // backslash escaping that `)`.
+    let url = regex::Regex::new(r"^https?://\S+").expect("static regex");
+    let tag = regex::Regex::new(r"^#([\p{L}\p{N}_]*\p{L}[\p{L}\p{N}_]*)").expect("static regex");
+    let mut d = LittleText::default();
+    let out = &mut d.text;
     let mut i = 0;
     while i < raw.len() {
         let rest = &raw[i..];
         let c = rest.chars().next().expect("non-empty rest");
+        let word_before = out.chars().last().is_some_and(|p| p.is_alphanumeric() || p == '_');
+        if c == 'h' && !word_before
+            && let Some(m) = url.find(rest)
+        {
+            let mut link = m.as_str();
+            loop {
+                let trimmed = link.trim_end_matches(['.', ',', ';', ':', '!', '?', '\'', '"']);
+                let opens = trimmed.matches('(').count();
+                let closes = trimmed.matches(')').count();
+                let t = if trimmed.ends_with(')') && closes > opens { &trimmed[..trimmed.len() - 1] } else { trimmed };
+                let t = t.strip_suffix('\\').unwrap_or(t);
+                if t.len() == link.len() {
+                    break;
+                }
+                link = t;
+            }
+            out.push_str(link);
+            d.links.push(link.to_string());
+            i += link.len();
+            continue;
+        }
+        if c == '#' && !word_before
+            && let Some(m) = tag.captures(rest)
+        {
+            out.push_str(&m[0]);
+            d.hashtags.push(m[1].to_string());
+            i += m[0].len();
+            continue;
+        }
         if c == '\\' {
             match rest[1..].chars().next() {
                 Some(n) => {
@@ -176,7 +313,10 @@ pub fn display_commentary(raw: &str) -> (String, bool) {
                     i += 1 + n.len_utf8();
                     continue;
                 }
-                None => return (out, true),
+                None => {
+                    d.truncated = true;
+                    return d;
+                }
             }
         }
         if c == '@'
@@ -189,16 +329,18 @@ pub fn display_commentary(raw: &str) -> (String, bool) {
             && let Some(m) = hashtag.captures(rest) {
                 out.push('#');
                 out.push_str(&m[1]);
+                d.hashtags.push(m[1].to_string());
                 i += m[0].len();
                 continue;
             }
         if RESERVED.contains(&c) {
-            return (out, true);
+            d.truncated = true;
+            return d;
         }
         out.push(c);
         i += c.len_utf8();
     }
-    (out, false)
+    d
 }
 
 async fn userinfo(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
@@ -309,6 +451,15 @@ async fn create_post(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap,
     }
     let sent = v["commentary"].as_str().unwrap_or("").to_string();
     let mut inner = inner.lock().expect("fake lock");
+    if author != inner.member && !inner.organizations.contains(&author) {
+        // The member behind the token may post as themself or as an organization they
+        // administer (w_organization_social); LinkedIn's wording here is [unverified].
+        return error(
+            403,
+            "ACCESS_DENIED",
+            &format!("Member {} is not permitted to create posts as author {author}", inner.member),
+        );
+    }
     if let Some(earlier) = inner
         .posts
         .iter()
@@ -324,13 +475,15 @@ async fn create_post(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap,
     }
     inner.next += 1;
     let urn = format!("urn:li:share:{}", 7_141_138_937_766_391_808u64 + inner.next);
-    let (commentary, truncated) = display_commentary(&sent);
+    let read = read_little_text(&sent);
     inner.posts.push(LinkedinPost {
         urn: urn.clone(),
         author,
         commentary_sent: sent,
-        commentary,
-        truncated,
+        commentary: read.text,
+        truncated: read.truncated,
+        links: read.links,
+        hashtags: read.hashtags,
         article: v.get("content").map(|c| c["article"].clone()),
         version,
         restli_version: RESTLI.to_string(),
@@ -353,6 +506,17 @@ mod tests {
         assert_eq!(display_commentary(r"a \\ b"), (r"a \ b".into(), false));
         assert_eq!(display_commentary(r"by @[Ana](urn:li:person:1) {hashtag|\#|cx}"), ("by Ana #cx".into(), false));
         assert_eq!(display_commentary("mail me@x.com"), ("mail me".into(), true));
+    }
+
+    #[test]
+    fn little_text_elements() {
+        let d = read_little_text(r"New: https://e.com/i?utm_source=li&x=(1) #news \#not \(see https://en.wikipedia.org/wiki/Rust_(lang)\)");
+        assert!(!d.truncated, "{d:?}");
+        assert_eq!(d.links, vec!["https://e.com/i?utm_source=li&x=(1)", "https://en.wikipedia.org/wiki/Rust_(lang)"]);
+        assert_eq!(d.hashtags, vec!["news"]);
+        assert_eq!(d.text, "New: https://e.com/i?utm_source=li&x=(1) #news #not (see https://en.wikipedia.org/wiki/Rust_(lang))");
+        // An escape inside a URL shows, as on LinkedIn.
+        assert_eq!(read_little_text(r"https://e.com/?utm\_source=li").links, vec![r"https://e.com/?utm\_source=li"]);
     }
 
     #[test]

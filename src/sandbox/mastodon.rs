@@ -56,6 +56,10 @@ struct MState {
     window_start: Instant,
     window_used: u32,
     processing_delay: Duration,
+    /// Registered apps: client_id → (client_secret, redirect_uris, scopes).
+    apps: HashMap<String, (String, String, String)>,
+    /// Codes from the authorize step: code → (client_id, redirect_uri, PKCE challenge).
+    codes: HashMap<String, (String, String, Option<String>)>,
 }
 
 type Shared = Arc<Mutex<MState>>;
@@ -86,12 +90,17 @@ impl MastodonFake {
             window_start: Instant::now(),
             window_used: 0,
             processing_delay: Duration::ZERO,
+            apps: HashMap::new(),
+            codes: HashMap::new(),
         }));
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
             .route("/api/v1/statuses", post(create_status))
             .route("/api/v1/accounts/verify_credentials", get(verify_credentials))
             .route("/api/v2/instance", get(instance))
+            .route("/api/v1/apps", post(create_app))
+            .route("/oauth/authorize", get(oauth_authorize))
+            .route("/oauth/token", post(oauth_token))
             .with_state(state.clone());
         let served = serve(with_faults(app, faults.clone())).await?;
         Ok(Self { base_url: served.base_url.clone(), faults, state, _served: served })
@@ -184,6 +193,105 @@ fn entity(st: &MastodonStatus, base: &str) -> Value {
         "account": account(base),
         "media_attachments": [],
     })
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (status, axum::Json(json!({ "error": error, "error_description": description }))).into_response()
+}
+
+/// Scopes an app may ask for (Mastodon's list, abridged to what a client like Herald uses).
+const SCOPES: &[&str] = &["read", "write", "push", "profile", "read:accounts", "read:statuses", "write:statuses", "write:media"];
+
+/// `POST /api/v1/apps`: register a client; answers its id and secret.
+async fn create_app(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let p = match params(&headers, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let get = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    if get("client_name").is_empty() || get("redirect_uris").is_empty() {
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({ "error": "Validation failed: Application name can't be blank, Redirect URI can't be blank" }))).into_response();
+    }
+    let scopes = if get("scopes").is_empty() { "read".to_string() } else { get("scopes") };
+    if scopes.split(' ').any(|s| !SCOPES.contains(&s)) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({ "error": "Validation failed: Scopes are invalid" }))).into_response();
+    }
+    let mut s = state.lock().expect("mastodon fake lock");
+    let id = format!("sandbox-app-{}", uuid::Uuid::new_v4().simple());
+    let secret = format!("sandbox-app-secret-{}", uuid::Uuid::new_v4().simple());
+    s.apps.insert(id.clone(), (secret.clone(), get("redirect_uris"), scopes.clone()));
+    axum::Json(json!({
+        "id": "5", "name": get("client_name"), "website": p.get("website"), "scopes": scopes.split(' ').collect::<Vec<_>>(),
+        "redirect_uri": get("redirect_uris"), "redirect_uris": [get("redirect_uris")], "client_id": id, "client_secret": secret,
+        "client_secret_expires_at": 0,
+    }))
+    .into_response()
+}
+
+/// `GET /oauth/authorize`: consent, granted at once; redirects with `code` (and `state`).
+async fn oauth_authorize(State(state): State<Shared>, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
+    let mut s = state.lock().expect("mastodon fake lock");
+    let client = q.get("client_id").cloned().unwrap_or_default();
+    let Some((_, redirects, scopes)) = s.apps.get(&client).cloned() else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed due to unknown client");
+    };
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_response_type", "The authorization server does not support this response type.");
+    }
+    let redirect = q.get("redirect_uri").cloned().unwrap_or_default();
+    if !redirects.split('\n').any(|r| r == redirect) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_redirect_uri", "The redirect uri included is not valid.");
+    }
+    let asked = q.get("scope").cloned().unwrap_or_else(|| "read".into());
+    if asked.split(' ').any(|a| !scopes.split(' ').any(|g| g == a)) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "The requested scope is invalid, unknown, or malformed.");
+    }
+    let challenge = q.get("code_challenge").cloned();
+    if challenge.is_some() && q.get("code_challenge_method").map(String::as_str) != Some("S256") {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code_challenge_method must be S256");
+    }
+    let code = format!("sandbox-mastodon-code-{}", uuid::Uuid::new_v4().simple());
+    s.codes.insert(code.clone(), (client, redirect.clone(), challenge));
+    let Ok(mut to) = url::Url::parse(&redirect) else { return oauth_error(StatusCode::BAD_REQUEST, "invalid_redirect_uri", "The redirect uri included is not valid.") };
+    to.query_pairs_mut().append_pair("code", &code);
+    if let Some(st) = q.get("state") {
+        to.query_pairs_mut().append_pair("state", st);
+    }
+    (StatusCode::FOUND, [("location", to.to_string())]).into_response()
+}
+
+/// `POST /oauth/token`: the authorization code grant (with the PKCE verifier when a challenge was given).
+async fn oauth_token(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let p = match params(&headers, &body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let get = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let mut s = state.lock().expect("mastodon fake lock");
+    let Some((secret, _, scopes)) = s.apps.get(&get("client_id")).cloned() else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed due to unknown client");
+    };
+    if get("client_secret") != secret {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
+    }
+    if get("grant_type") != "authorization_code" {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "The authorization grant type is not supported by the authorization server.");
+    }
+    let Some((client, redirect, challenge)) = s.codes.remove(&get("code")) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.");
+    };
+    if client != get("client_id") || redirect != get("redirect_uri") {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The provided authorization grant does not match the redirection URI used in the authorization request, or was issued to another client.");
+    }
+    if let Some(c) = challenge {
+        use sha2::Digest as _;
+        let v = get("code_verifier");
+        let computed = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sha2::Sha256::digest(v.as_bytes()));
+        if computed != c {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The provided authorization grant is invalid (code verifier).");
+        }
+    }
+    axum::Json(json!({ "access_token": ACCESS_TOKEN, "token_type": "Bearer", "scope": scopes, "created_at": chrono::Utc::now().timestamp() })).into_response()
 }
 
 fn authorized(headers: &HeaderMap) -> bool {

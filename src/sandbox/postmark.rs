@@ -7,7 +7,6 @@
 //! accepted message. A [`FaultPlan`] injects 429/5xx answers, delays and dropped connections.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -25,6 +24,9 @@ use super::fault::{FaultPlan, with_faults};
 pub const TOKEN: &str = "sandbox-postmark-server-token";
 /// Most messages in one batch call.
 pub const BATCH_LIMIT: usize = 500;
+/// Postmark takes up to 50 MB per batch call (CHANNELS.md, Postmark); axum's own default of
+/// 2 MB would refuse a full batch of ordinary newsletters.
+pub const BATCH_BYTES: usize = 50 * 1024 * 1024;
 
 /// One header of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -114,15 +116,16 @@ impl Drop for PostmarkFake {
 }
 
 impl PostmarkFake {
-    /// Start on `127.0.0.1:0`.
+    /// Start on `127.0.0.1:0` (or where [`super::fault::bind_in`] says).
     pub async fn start() -> std::io::Result<Self> {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
             .route("/email/batch", post(batch))
-            .with_state(AppState { inner: inner.clone() });
+            .with_state(AppState { inner: inner.clone() })
+            .layer(axum::extract::DefaultBodyLimit::max(BATCH_BYTES));
         let app = with_faults(app, faults.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let listener = tokio::net::TcpListener::bind(super::fault::bind_addr()).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -222,4 +225,31 @@ async fn batch(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> R
         g.accepted.push(Accepted { id, message: m });
     }
     (StatusCode::OK, axum::Json(Value::Array(out))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 500 messages of 10 kB each (5 MB) is a normal full batch: Postmark takes it.
+    #[tokio::test]
+    async fn a_full_batch_of_ordinary_newsletters_is_accepted() {
+        let fake = PostmarkFake::start().await.unwrap();
+        let body = "x".repeat(10_000);
+        let batch: Vec<Value> = (0..BATCH_LIMIT)
+            .map(|i| json!({"From": "news@example.com", "To": format!("r{i}@example.com"), "Subject": "Hi", "TextBody": body, "MessageStream": "broadcast"}))
+            .collect();
+        let res = crate::channel::http::client()
+            .post(format!("{}/email/batch", fake.base_url))
+            .header("X-Postmark-Server-Token", TOKEN)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&batch).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let out: Vec<Value> = res.json().await.unwrap();
+        assert_eq!(out.len(), BATCH_LIMIT);
+        assert!(out.iter().all(|m| m["ErrorCode"] == 0), "{:?}", out.first());
+    }
 }

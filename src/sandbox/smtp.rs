@@ -108,6 +108,8 @@ struct Shared {
     connections: AtomicUsize,
     next_id: AtomicU64,
     message_count: AtomicUsize,
+    /// Where accepted messages are journaled (`sandbox serve`), on disk before the 250.
+    journal: std::sync::OnceLock<Arc<super::journal::Journal>>,
 }
 
 impl Shared {
@@ -140,9 +142,14 @@ impl Drop for SmtpServer {
 }
 
 impl SmtpServer {
-    /// Listen on `127.0.0.1:0`.
+    /// Journal every accepted message to `journal` (on disk before the server answers 250).
+    pub fn set_journal(&self, journal: Arc<super::journal::Journal>) {
+        let _ = self.shared.journal.set(journal);
+    }
+
+    /// Listen on `127.0.0.1:0` (or where [`super::fault::bind_in`] says).
     pub async fn start() -> std::io::Result<Self> {
-        Self::start_on("127.0.0.1:0").await
+        Self::start_on(&super::fault::bind_addr().to_string()).await
     }
 
     /// Listen on the given loopback address (e.g. `127.0.0.1:2525`).
@@ -162,6 +169,7 @@ impl SmtpServer {
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             message_count: AtomicUsize::new(0),
+            journal: std::sync::OnceLock::new(),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -428,6 +436,22 @@ async fn session(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                         Some(reply) if reply.code >= 300 => out.push_str(&reply.line()),
                         _ => {
                             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                            if let Some(j) = shared.journal.get() {
+                                let entry = serde_json::json!({
+                                    "arrived": super::journal::now(),
+                                    "id": id,
+                                    "mail_from": &from,
+                                    "rcpt_to": &txn_done,
+                                    "message_id": header_value(&data, "message-id"),
+                                    "bytes": size,
+                                });
+                                if let Err(error) = j.append(entry, true).await {
+                                    // Not kept, so not accepted: the client may try again.
+                                    tracing::error!(error = %error, "SMTP sandbox journal write failed.");
+                                    out.push_str("451 4.3.0 Sandbox journal write failed\r\n");
+                                    continue;
+                                }
+                            }
                             {
                                 let mut g = shared.lock();
                                 for rcpt in &txn_done {
@@ -501,6 +525,28 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, keep: bool, sh
     };
     shared.data_unfinished.fetch_sub(unfinished, Ordering::Relaxed);
     ended
+}
+
+/// The first `name:` header of a message (case-insensitive, unfolded), if any.
+fn header_value(data: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(data);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut found: Option<String> = None;
+    for line in head.split("\r\n") {
+        if let Some(v) = found.as_mut() {
+            if line.starts_with([' ', '\t']) {
+                v.push_str(line.trim_start());
+                continue;
+            }
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case(name)
+        {
+            found = Some(v.trim().to_string());
+        }
+    }
+    found
 }
 
 #[cfg(test)]

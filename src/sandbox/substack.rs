@@ -109,6 +109,7 @@ impl SubstackFake {
         let inner: St = Arc::new(Mutex::new(Inner::default()));
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
+            .route("/api/v1/user/profile/self", get(profile_self))
             .route("/api/v1/drafts", post(create_draft).get(list_drafts))
             .route("/api/v1/drafts/{id}", get(get_draft).put(put_draft))
             .route("/api/v1/drafts/{id}/prepublish", get(prepublish))
@@ -141,6 +142,14 @@ impl SubstackFake {
 
 fn err(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(json!({"error": msg, "errors": [{"msg": msg}]}))).into_response()
+}
+
+/// `GET /api/v1/user/profile/self`: the signed-in user (what `herald connect` checks the cookie with).
+async fn profile_self(headers: HeaderMap) -> Response {
+    if !cookie_ok(&headers) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "Not authorized" }))).into_response();
+    }
+    axum::Json(json!({ "id": USER_ID, "name": "Herald Sandbox", "handle": "heraldsandbox", "photo_url": null })).into_response()
 }
 
 fn cookie_ok(h: &HeaderMap) -> bool {

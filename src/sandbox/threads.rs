@@ -25,7 +25,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::{Value, json};
 use unicode_segmentation::UnicodeSegmentation;
@@ -123,6 +123,27 @@ struct Inner {
     next_id: u64,
     processing: Duration,
     requests: Vec<String>,
+    /// Long-lived tokens issued by the fake (besides [`ACCESS_TOKEN`]): token → (issued, expires).
+    tokens: BTreeMap<String, (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    /// When [`ACCESS_TOKEN`] was issued and expires (default: 30 days old, 30 days left).
+    sandbox_token: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    /// Successful `refresh_access_token` calls.
+    refreshes: u32,
+    /// Codes from the authorize step: code → redirect_uri.
+    codes: BTreeMap<String, String>,
+    /// Short-lived tokens from the code exchange.
+    short_tokens: Vec<String>,
+}
+
+impl Inner {
+    /// Is `token` a live token of the sandbox account?
+    fn live(&self, token: &str) -> bool {
+        let now = chrono::Utc::now();
+        if token == ACCESS_TOKEN {
+            return self.sandbox_token.is_none_or(|(_, exp)| exp > now);
+        }
+        self.tokens.get(token).is_some_and(|(_, exp)| *exp > now)
+    }
 }
 
 impl Inner {
@@ -165,6 +186,10 @@ impl ThreadsFake {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
+            .route("/refresh_access_token", get(refresh_access_token))
+            .route("/access_token", get(exchange_token))
+            .route("/oauth/authorize", get(authorize_step))
+            .route("/oauth/access_token", post(code_exchange))
             .route("/v1.0/{id}", get(get_object))
             .route("/v1.0/{user}/{edge}", get(get_edge).post(post_edge))
             .with_state(AppState { inner: inner.clone() });
@@ -190,6 +215,17 @@ impl ThreadsFake {
     /// How long new containers stay `IN_PROGRESS`.
     pub fn set_processing(&self, d: Duration) {
         self.inner.lock().expect("fake lock").processing = d;
+    }
+
+    /// Give [`ACCESS_TOKEN`] an age and a time left (a long-lived token lasts 60 days).
+    pub fn set_token_times(&self, age: chrono::Duration, left: chrono::Duration) {
+        let now = chrono::Utc::now();
+        self.inner.lock().expect("fake lock").sandbox_token = Some((now - age, now + left));
+    }
+
+    /// How many `refresh_access_token` calls renewed a token.
+    pub fn refreshes(&self) -> u32 {
+        self.inner.lock().expect("fake lock").refreshes
     }
 
     /// Let 24 hours pass for unpublished containers: they become `EXPIRED`.
@@ -248,12 +284,111 @@ fn params(query: Option<String>, headers: &HeaderMap, body: &[u8]) -> BTreeMap<S
     out
 }
 
-fn authorized(p: &BTreeMap<String, String>, headers: &HeaderMap) -> bool {
+fn authorized(inner: &Inner, p: &BTreeMap<String, String>, headers: &HeaderMap) -> bool {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    p.get("access_token").map(String::as_str) == Some(ACCESS_TOKEN) || bearer == Some(ACCESS_TOKEN)
+    p.get("access_token").map(String::as_str).or(bearer).is_some_and(|t| inner.live(t))
+}
+
+/// The app the fake knows: its id and secret (`[channels.*] app_id` / `app_secret`).
+pub const APP_ID: &str = "990000000000001";
+/// The app secret.
+pub const APP_SECRET: &str = "sandbox-threads-app-secret";
+/// Sixty days, in seconds: a long-lived token's life.
+const LONG_LIVED_SECS: i64 = 5_184_000;
+
+fn oauth_error(message: &str) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, 190, None, message, false)
+}
+
+/// `GET /refresh_access_token?grant_type=th_refresh_token&access_token=…`: a long-lived token
+/// at least 24 hours old and not expired gets a new one, valid 60 days.
+async fn refresh_access_token(State(st): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let p = params(q, &headers, &[]);
+    let mut inner = st.inner.lock().expect("fake lock");
+    inner.requests.push("GET /refresh_access_token".into());
+    if p.get("grant_type").map(String::as_str) != Some("th_refresh_token") {
+        return graph_error(StatusCode::BAD_REQUEST, 100, None, "Unsupported grant_type", false);
+    }
+    let token = p.get("access_token").cloned().unwrap_or_default();
+    if !inner.live(&token) {
+        return oauth_error("Error validating access token: Session has expired");
+    }
+    let issued = if token == ACCESS_TOKEN { inner.sandbox_token.map(|(i, _)| i) } else { inner.tokens.get(&token).map(|(i, _)| *i) };
+    let now = chrono::Utc::now();
+    if issued.is_some_and(|i| now - i < chrono::Duration::hours(24)) {
+        return oauth_error("The access token must be at least 24 hours old to be refreshed");
+    }
+    let new = format!("sandbox-threads-long-{}", uuid::Uuid::new_v4().simple());
+    inner.tokens.insert(new.clone(), (now, now + chrono::Duration::seconds(LONG_LIVED_SECS)));
+    inner.refreshes += 1;
+    axum::Json(json!({ "access_token": new, "token_type": "bearer", "expires_in": LONG_LIVED_SECS })).into_response()
+}
+
+/// `GET /oauth/authorize`: consent, granted at once; redirects with `code` (and `state`).
+async fn authorize_step(RawQuery(q): RawQuery, State(st): State<AppState>) -> Response {
+    let p = params(q, &HeaderMap::new(), &[]);
+    let bad = |m: &str| graph_error(StatusCode::BAD_REQUEST, 100, None, m, false);
+    if p.get("client_id").map(String::as_str) != Some(APP_ID) {
+        return bad("Invalid platform app");
+    }
+    if p.get("response_type").map(String::as_str) != Some("code") {
+        return bad("response_type must be code");
+    }
+    let scope = p.get("scope").cloned().unwrap_or_default();
+    if !scope.split(',').any(|s| s == "threads_basic") || !scope.split(',').any(|s| s == "threads_content_publish") {
+        return bad("scope must include threads_basic,threads_content_publish");
+    }
+    let Some(mut redirect) = p.get("redirect_uri").and_then(|r| url::Url::parse(r).ok()) else { return bad("redirect_uri is required") };
+    let code = format!("sandbox-threads-code-{}", uuid::Uuid::new_v4().simple());
+    st.inner.lock().expect("fake lock").codes.insert(code.clone(), redirect.to_string());
+    redirect.query_pairs_mut().append_pair("code", &code);
+    if let Some(state) = p.get("state") {
+        redirect.query_pairs_mut().append_pair("state", state);
+    }
+    // Threads appends `#_` to the redirect.
+    redirect.set_fragment(Some("_"));
+    (StatusCode::FOUND, [("location", redirect.to_string())]).into_response()
+}
+
+/// `POST /oauth/access_token`: code → short-lived token (1 hour) and the user id.
+async fn code_exchange(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let p = params(None, &headers, &body);
+    let mut inner = st.inner.lock().expect("fake lock");
+    if p.get("client_id").map(String::as_str) != Some(APP_ID) || p.get("client_secret").map(String::as_str) != Some(APP_SECRET) {
+        return oauth_error("Error validating client secret.");
+    }
+    if p.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return oauth_error("Unsupported grant_type");
+    }
+    let Some(redirect) = p.get("code").and_then(|c| inner.codes.remove(c)) else { return oauth_error("Invalid verification code format.") };
+    if p.get("redirect_uri") != Some(&redirect) {
+        return oauth_error("Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request");
+    }
+    let short = format!("sandbox-threads-short-{}", uuid::Uuid::new_v4().simple());
+    inner.short_tokens.push(short.clone());
+    axum::Json(json!({ "access_token": short, "user_id": USER_ID.parse::<u64>().unwrap_or(0) })).into_response()
+}
+
+/// `GET /access_token?grant_type=th_exchange_token&client_secret=…&access_token=<short>`.
+async fn exchange_token(State(st): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    let p = params(q, &headers, &[]);
+    let mut inner = st.inner.lock().expect("fake lock");
+    if p.get("grant_type").map(String::as_str) != Some("th_exchange_token") {
+        return oauth_error("Unsupported grant_type");
+    }
+    if p.get("client_secret").map(String::as_str) != Some(APP_SECRET) {
+        return oauth_error("Error validating client secret.");
+    }
+    let short = p.get("access_token").cloned().unwrap_or_default();
+    let Some(i) = inner.short_tokens.iter().position(|t| *t == short) else { return oauth_error("Invalid OAuth access token") };
+    inner.short_tokens.remove(i);
+    let now = chrono::Utc::now();
+    let long = format!("sandbox-threads-long-{}", uuid::Uuid::new_v4().simple());
+    inner.tokens.insert(long.clone(), (now, now + chrono::Duration::seconds(LONG_LIVED_SECS)));
+    axum::Json(json!({ "access_token": long, "token_type": "bearer", "expires_in": LONG_LIVED_SECS })).into_response()
 }
 
 /// The account in a path: `me`, [`USER_ID`], or any numeric id — the sandbox stands in for
@@ -291,7 +426,7 @@ async fn get_object(
     let p = params(q, &headers, &[]);
     let mut inner = st.inner.lock().expect("fake lock");
     inner.requests.push(format!("GET /v1.0/{id}"));
-    if !authorized(&p, &headers) {
+    if !authorized(&inner, &p, &headers) {
         return bad_token();
     }
     if let Some(c) = inner.containers.get(&id) {
@@ -343,7 +478,7 @@ async fn get_edge(
     let p = params(q, &headers, &[]);
     let mut inner = st.inner.lock().expect("fake lock");
     inner.requests.push(format!("GET /v1.0/{user}/{edge}"));
-    if !authorized(&p, &headers) {
+    if !authorized(&inner, &p, &headers) {
         return bad_token();
     }
     if !known_user(&user) {
@@ -388,7 +523,7 @@ async fn post_edge(
     let p = params(q, &headers, &body);
     let mut inner = st.inner.lock().expect("fake lock");
     inner.requests.push(format!("POST /v1.0/{user}/{edge}"));
-    if !authorized(&p, &headers) {
+    if !authorized(&inner, &p, &headers) {
         return bad_token();
     }
     if !known_user(&user) {

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::fault::{Fault, FaultPlan, drop_connection, status_response};
+use super::fault::{Fault, FaultPlan};
 use crate::channel::webhook::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
 
 /// One accepted request.
@@ -73,9 +73,9 @@ pub struct WebhookFake {
 }
 
 impl WebhookFake {
-    /// Start on `127.0.0.1:0`.
+    /// Start on `127.0.0.1:0` (or where [`super::fault::bind_in`] says).
     pub async fn start() -> std::io::Result<Self> {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+        Self::start_on(super::fault::bind_addr()).await
     }
 
     /// Start on a given loopback address (a test restarting the fake on the same port).
@@ -159,26 +159,11 @@ async fn apply_faults(State((faults, st)): State<(Arc<FaultPlan>, AppState)>, re
         *g.seen.entry(key).or_default() += 1;
     }
     let record = |code: u16| st.inner.lock().expect("fake lock").statuses.push(code);
-    match faults.take(&method, &path) {
-        None => next.run(req).await,
-        Some(Fault::Status { code, body, headers }) => {
-            record(code);
-            status_response(code, body, headers)
-        }
-        Some(Fault::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            next.run(req).await
-        }
-        Some(Fault::Drop) => {
-            record(0);
-            drop_connection()
-        }
-        Some(Fault::AcceptThenDrop) => {
-            let _ = next.run(req).await;
-            record(0);
-            drop_connection()
-        }
+    let fault = faults.take(&method, &path);
+    if let Some(Fault::Status { code, .. } | Fault::Oversized { code, .. }) = &fault {
+        record(*code);
     }
+    super::fault::apply(&faults, fault, req, next, || record(0)).await
 }
 
 async fn receive(State(st): State<AppState>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {

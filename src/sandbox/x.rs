@@ -29,6 +29,11 @@ pub const ACCESS_TOKEN: &str = "sandbox-x-access-token";
 pub const REFRESH_TOKEN: &str = "sandbox-x-refresh-token";
 /// The OAuth 2.0 client id the refresh grant requires.
 pub const CLIENT_ID: &str = "sandbox-x-client-id";
+/// The client secret of the app when the fake plays a confidential client
+/// ([`XFake::set_confidential`]).
+pub const CLIENT_SECRET: &str = "sandbox-x-client-secret";
+/// The scopes `herald connect x` must ask for.
+pub const SCOPES: &[&str] = &["tweet.read", "tweet.write", "users.read", "offline.access"];
 /// The OAuth 1.0a consumer key.
 pub const CONSUMER_KEY: &str = "sandbox-x-consumer-key";
 /// The OAuth 1.0a consumer secret.
@@ -64,13 +69,25 @@ struct XState {
     access_token: String,
     refresh_token: String,
     refreshes: u32,
+    token_calls: u32,
+    client_secret: Option<String>,
+    /// Authorization codes issued by the authorize step: code → (challenge, redirect_uri, scope, issued).
+    codes: std::collections::HashMap<String, (String, String, String, Instant)>,
     create_calls: u32,
     limit: u32,
     window: Duration,
     window_start: Instant,
     window_used: u32,
     reject_replies: bool,
+    reply_refusal: String,
 }
+
+/// X's refusals of a programmatic reply, as X has worded them (CHANNELS.md §1; the second from
+/// gptme-contrib#1302, 2026-07). [`XFake::set_reply_refusal`] picks one.
+pub const REPLY_REFUSALS: [&str; 2] = [
+    "Reply to this conversation is not allowed because you have not been mentioned or otherwise engaged by the author of the post you are replying to.",
+    "You can only reply to or quote posts where you are mentioned or are the author.",
+];
 
 type Shared = Arc<Mutex<XState>>;
 
@@ -95,12 +112,16 @@ impl XFake {
             access_token: ACCESS_TOKEN.into(),
             refresh_token: REFRESH_TOKEN.into(),
             refreshes: 0,
+            token_calls: 0,
+            client_secret: None,
+            codes: Default::default(),
             create_calls: 0,
             limit: 100,
             window: Duration::from_secs(15 * 60),
             window_start: Instant::now(),
             window_used: 0,
             reject_replies: false,
+            reply_refusal: REPLY_REFUSALS[0].into(),
         }));
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
@@ -108,6 +129,7 @@ impl XFake {
             .route("/2/users/me", get(users_me))
             .route("/2/users/{id}/tweets", get(user_tweets))
             .route("/2/oauth2/token", post(token))
+            .route("/i/oauth2/authorize", get(authorize_step))
             .with_state(state.clone());
         let served = serve(with_faults(app, faults.clone())).await?;
         Ok(Self { base_url: served.base_url.clone(), faults, state, _served: served })
@@ -127,6 +149,23 @@ impl XFake {
     pub fn refreshes(&self) -> u32 {
         self.lock().refreshes
     }
+    /// How many requests reached the token endpoint (granted or refused).
+    pub fn token_calls(&self) -> u32 {
+        self.lock().token_calls
+    }
+    /// Play a confidential client ("Web App, Automated App or bot"): the token endpoint then
+    /// requires `Authorization: Basic base64(client_id:client_secret)`.
+    pub fn set_confidential(&self, secret: Option<&str>) {
+        self.lock().client_secret = secret.map(String::from);
+    }
+    /// The refresh token the fake would accept now.
+    pub fn current_refresh_token(&self) -> String {
+        self.lock().refresh_token.clone()
+    }
+    /// The access token the fake would accept now.
+    pub fn current_access_token(&self) -> String {
+        self.lock().access_token.clone()
+    }
     /// Expire the current access token (a new one is only obtainable by refreshing).
     pub fn expire_access_token(&self) {
         self.lock().access_token = format!("expired-{}", oauth1::nonce());
@@ -142,6 +181,12 @@ impl XFake {
     /// Refuse replies with 403, as X does on tiers where the "summon" rule applies.
     pub fn set_reject_replies(&self, reject: bool) {
         self.lock().reject_replies = reject;
+    }
+    /// Refuse replies with 403 and this `detail` (one of [`REPLY_REFUSALS`], or any wording).
+    pub fn set_reply_refusal(&self, detail: &str) {
+        let mut s = self.lock();
+        s.reject_replies = true;
+        s.reply_refusal = detail.to_string();
     }
 }
 
@@ -183,6 +228,25 @@ fn authorize(s: &XState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Res
     params.extend(fields.iter().filter(|(k, _)| k != "oauth_signature").cloned());
     let expected = oauth1::sign(&oauth1::base_string(method.as_str(), &base_url, &params), CONSUMER_SECRET, OAUTH1_TOKEN_SECRET);
     if get("oauth_signature") == Some(expected.as_str()) { Ok("oauth1") } else { Err(unauthorized()) }
+}
+
+/// Distinct cashtags in a post, by twitter-text's rule written out here (not Herald's
+/// counter): `$` after the start or a space, 1–6 letters, optionally `.`/`_` and 1–2 letters,
+/// then the end, a space or punctuation.
+fn cashtags(text: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"(?i)(?:^|\s)[$＄]([a-z]{1,6}(?:[._][a-z]{1,2})?)(?:$|[\s\p{P}])").expect("static regex");
+    let mut out: Vec<String> = Vec::new();
+    // Matches may share the space between them: scan from each match's tag end.
+    let mut at = 0;
+    while let Some(c) = re.captures_at(text, at) {
+        let (Some(m), Some(tag)) = (c.get(0), c.get(1)) else { break };
+        let t = format!("${}", tag.as_str().to_ascii_uppercase());
+        if !out.contains(&t) {
+            out.push(t);
+        }
+        at = tag.end().max(m.start() + 1);
+    }
+    out
 }
 
 /// X rewrites every link to a t.co link of 23 characters.
@@ -247,12 +311,7 @@ async fn create_post(State(state): State<Shared>, method: Method, uri: Uri, head
         Err(r) => r,
         Ok((text, in_reply_to)) => {
             if in_reply_to.is_some() && s.reject_replies {
-                problem(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    "Reply to this conversation is not allowed because you have not been mentioned or otherwise engaged by the author of the post you are replying to.",
-                    "about:blank",
-                )
+                problem(StatusCode::FORBIDDEN, "Forbidden", &s.reply_refusal, "about:blank")
             } else if s.posts.iter().any(|p| p.text == text) {
                 problem(
                     StatusCode::FORBIDDEN,
@@ -293,6 +352,11 @@ fn check_create(s: &XState, headers: &HeaderMap, body: &[u8]) -> Result<(String,
     }
     if let Err(e) = Network::X.check(&text) {
         return Err(invalid(&format!("Post text is too long: {}", e.message)));
+    }
+    let tags = cashtags(&text);
+    if tags.len() > 1 {
+        // X allows one cashtag per post; the exact wording of its refusal is [unverified].
+        return Err(invalid(&format!("Posts may contain only one cashtag; found {}", tags.join(", "))));
     }
     let in_reply_to = match obj.get("reply") {
         None => None,
@@ -378,34 +442,116 @@ async fn user_tweets(
     axum::Json(json!({ "data": data, "meta": meta })).into_response()
 }
 
+/// `GET /i/oauth2/authorize`: the consent page. The fake stands in for the author approving
+/// at once and redirects to `redirect_uri` with `code` and `state`, after checking the request
+/// as X does: `response_type=code`, the app's client id, a loopback or https callback, the
+/// scopes, and a PKCE `S256` challenge.
+async fn authorize_step(State(state): State<Shared>, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let bad = |d: &str| (StatusCode::BAD_REQUEST, format!("Something went wrong: {d}")).into_response();
+    if q.get("response_type").map(String::as_str) != Some("code") {
+        return bad("response_type must be code");
+    }
+    if q.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return bad("unknown client_id");
+    }
+    let Some(redirect) = q.get("redirect_uri").and_then(|r| url::Url::parse(r).ok()) else { return bad("redirect_uri is required") };
+    if !(redirect.scheme() == "https" || redirect.host_str() == Some("127.0.0.1") || redirect.host_str() == Some("localhost")) {
+        return bad("redirect_uri does not match the app's callback URLs");
+    }
+    let scope = q.get("scope").cloned().unwrap_or_default();
+    if scope.split(' ').any(|s| !["tweet.read", "tweet.write", "users.read", "offline.access", "follows.read", "like.write"].contains(&s)) || scope.is_empty() {
+        return bad("invalid scope");
+    }
+    let Some(challenge) = q.get("code_challenge").filter(|c| c.len() >= 43) else { return bad("code_challenge is required") };
+    if q.get("code_challenge_method").map(String::as_str) != Some("S256") {
+        return bad("code_challenge_method must be S256");
+    }
+    let Some(st) = q.get("state").filter(|s| !s.is_empty()) else { return bad("state is required") };
+    let code = format!("sandbox-x-code-{}", oauth1::nonce());
+    state.lock().expect("x fake lock").codes.insert(code.clone(), (challenge.clone(), redirect.to_string(), scope, Instant::now()));
+    let mut to = redirect;
+    to.query_pairs_mut().append_pair("state", st).append_pair("code", &code);
+    (StatusCode::FOUND, [("location", to.to_string())]).into_response()
+}
+
+/// `POST /2/oauth2/token`: the `authorization_code` grant (with the PKCE verifier) and the
+/// `refresh_token` grant. Refresh tokens are single use: each grant returns a new one and the
+/// old one answers 400 `invalid_request`. A confidential client must authenticate with Basic
+/// auth; a public one names its `client_id` in the body.
 async fn token(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut s = state.lock().expect("x fake lock");
+    s.token_calls += 1;
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !ct.starts_with("application/x-www-form-urlencoded") {
         return invalid("Content-Type must be application/x-www-form-urlencoded");
     }
     let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let mut s = state.lock().expect("x fake lock");
     let bad = |d: &str| {
         (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "invalid_request", "error_description": d }))).into_response()
     };
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
-        return bad("Missing or unsupported grant_type");
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match &s.client_secret {
+        Some(secret) => {
+            if basic.as_deref() != Some(format!("{CLIENT_ID}:{secret}").as_str()) {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({ "error": "unauthorized_client", "error_description": "Missing valid authorization header" })),
+                )
+                    .into_response();
+            }
+        }
+        None => {
+            if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+                return bad("Missing required parameter [client_id].");
+            }
+        }
     }
-    if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
-        return bad("Missing required parameter [client_id].");
-    }
-    if form.get("refresh_token") != Some(&s.refresh_token) {
-        return bad("Value passed for the token was invalid.");
-    }
+    let scope = match form.get("grant_type").map(String::as_str) {
+        Some("refresh_token") => {
+            if form.get("refresh_token") != Some(&s.refresh_token) {
+                return bad("Value passed for the token was invalid.");
+            }
+            "tweet.write users.read tweet.read offline.access".to_string()
+        }
+        Some("authorization_code") => {
+            let Some((challenge, redirect, scope, issued)) = form.get("code").and_then(|c| s.codes.remove(c)) else {
+                return bad("Value passed for the authorization code was invalid.");
+            };
+            if issued.elapsed() > Duration::from_secs(30) {
+                return bad("Value passed for the authorization code was invalid.");
+            }
+            if form.get("redirect_uri") != Some(&redirect) {
+                return bad("Value passed for the redirect uri did not match the uri of the authorization code.");
+            }
+            use sha2::{Digest, Sha256};
+            let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+            let computed = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, Sha256::digest(verifier.as_bytes()));
+            if computed != challenge {
+                return bad("Value passed for the code verifier did not match the code challenge.");
+            }
+            scope
+        }
+        _ => return bad("Missing or unsupported grant_type"),
+    };
     s.access_token = format!("sandbox-x-access-{}", oauth1::nonce());
+    let offline = scope.split(' ').any(|x| x == "offline.access");
     s.refresh_token = format!("sandbox-x-refresh-{}", oauth1::nonce());
-    s.refreshes += 1;
-    axum::Json(json!({
+    if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        s.refreshes += 1;
+    }
+    let mut answer = json!({
         "token_type": "bearer",
         "expires_in": 7200,
         "access_token": s.access_token,
-        "scope": "tweet.write users.read tweet.read offline.access",
-        "refresh_token": s.refresh_token,
-    }))
-    .into_response()
+        "scope": scope,
+    });
+    if offline {
+        answer["refresh_token"] = json!(s.refresh_token);
+    }
+    axum::Json(answer).into_response()
 }

@@ -23,6 +23,7 @@ fn adapter(fake: &BlueskyFake, base_dir: &std::path::Path) -> Arc<dyn Adapter> {
         env: Box::new(|k| (k == "BSKY_PASSWORD").then(|| fake::APP_PASSWORD.to_string())),
         base_dir: base_dir.to_path_buf(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     herald::channel::bluesky::build("bsky", &cfg, &ctx).expect("adapter builds")
 }

@@ -325,7 +325,7 @@ async fn metrics_move_with_deliveries_and_status_needs_a_token_beyond_loopback()
     write_issues(db.dir.path(), 0);
     let http = "[http]\nlisten = \"0.0.0.0:0\"\ntoken = \"${HERALD_TEST_HTTP_TOKEN}\"\n";
     let cfg = daemon_config(&db, &fake.url(), &["hook"], 60, http);
-    let d = spawn_daemon(&cfg, &[("HERALD_TEST_HTTP_TOKEN", "s3cret-token")]);
+    let d = spawn_daemon(&cfg, &[("HERALD_TEST_HTTP_TOKEN", "s3cret-token-0123456789-abcdefghijkl")]);
     let port = bound_port(&d).await;
     let base = format!("http://127.0.0.1:{port}");
     let c = herald::channel::http::client();
@@ -334,7 +334,7 @@ async fn metrics_move_with_deliveries_and_status_needs_a_token_beyond_loopback()
     assert_eq!(c.get(format!("{base}/metrics")).send().await.unwrap().status(), 401);
     assert_eq!(c.get(format!("{base}/status")).bearer_auth("wrong").send().await.unwrap().status(), 401);
     let scrape = async || {
-        let r = c.get(format!("{base}/metrics")).bearer_auth("s3cret-token").send().await.unwrap();
+        let r = c.get(format!("{base}/metrics")).bearer_auth("s3cret-token-0123456789-abcdefghijkl").send().await.unwrap();
         assert_eq!(r.status(), 200);
         parse_metrics(&r.text().await.unwrap())
     };
@@ -356,10 +356,10 @@ async fn metrics_move_with_deliveries_and_status_needs_a_token_beyond_loopback()
     assert_eq!(sum(&after, "herald_attempts_total", "outcome=\"sent\""), 1.0);
     assert_eq!(sum(&after, "herald_deliveries_total", "outcome=\"sent\""), 1.0);
     assert_eq!(sum(&after, "herald_attempt_duration_seconds_count", "channel=\"hook\""), 1.0);
-    let page = c.get(format!("{base}/status")).bearer_auth("s3cret-token").send().await.unwrap().text().await.unwrap();
+    let page = c.get(format!("{base}/status")).bearer_auth("s3cret-token-0123456789-abcdefghijkl").send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<table>") && page.contains("minimal") && page.contains("sent"), "{page}");
     let logs = stop(d);
-    assert!(!logs.contains("s3cret-token"), "the token never reaches the logs");
+    assert!(!logs.contains("s3cret-token-0123456789-abcdefghijkl"), "the token never reaches the logs");
     // Every line of a delivery carries the issue, channel, delivery id and attempt.
     let line = logs.lines().find(|l| l.contains("Delivered.")).expect("a delivery log line");
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -377,6 +377,12 @@ fn a_public_listener_without_a_token_refuses_to_start() {
     let o = Command::new(herald_bin()).arg("--config").arg(&cfg).arg("daemon").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("token"), "{}", String::from_utf8_lossy(&o.stderr));
+    // A one-character token is no protection: refused as well, without echoing it.
+    std::fs::write(&cfg, format!("[store]\nurl = \"sqlite://{}/h.db\"\n[http]\nlisten = \"0.0.0.0:0\"\ntoken = \"${{T}}\"\n", dir.path().display())).unwrap();
+    let o = Command::new(herald_bin()).arg("--config").arg(&cfg).arg("daemon").env("T", "Q").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs at least 32") && !err.contains("\"Q\""), "{err}");
 }
 
 /// `docker build` can't run here, so the Dockerfile is checked by reading it.
@@ -442,4 +448,27 @@ async fn a_dropped_in_issue_publishes_at_its_time_with_its_latest_edit_once() {
     tokio::time::sleep(Duration::from_millis(4500)).await;
     stop(d);
     assert_eq!(fake.accepted().len(), 1, "published once");
+}
+
+/// Issue 16 item 2: a client stuck mid-request does not keep the daemon from stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_daemon_promptly_despite_a_stuck_client() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::sqlite().await;
+    let fake = WebhookFake::start().await.unwrap();
+    write_issues(db.dir.path(), 0);
+    let cfg = daemon_config(&db, &fake.url(), &["hook"], 60, "[http]\nlisten = \"127.0.0.1:0\"\n");
+    let d = spawn_daemon(&cfg, &[]);
+    let port = bound_port(&d).await;
+    let mut stuck = Vec::new();
+    for _ in 0..5 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(b"POST /unsubscribe/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n").await.unwrap();
+        stuck.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    stop(d);
+    // The HTTP drain is 3 s; no delivery was in flight, so nothing else waits.
+    assert!(t.elapsed() < Duration::from_secs(8), "SIGTERM to exit took {:?}", t.elapsed());
 }

@@ -33,6 +33,7 @@ fn adapter_with(cfg: &ChannelConfig, token: &str) -> Arc<dyn Adapter> {
         env: Box::new(move |k| (k == TOKEN_ENV).then(|| token.clone())),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     build_adapter("linkedin_me", cfg, &ctx).expect("linkedin adapter builds")
 }
@@ -337,10 +338,58 @@ async fn malformed_author_is_refused() {
     let err = a.deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect_err("bad author");
     assert_eq!(err.kind(), Kind::Permanent);
     assert!(err.message().contains("author"), "{err}");
-    // Any well-formed organization URN posts.
+    // An organization the token's member administers posts.
     let ChannelConfig::Linkedin(mut c) = cfg else { unreachable!() };
     c.author = linkedin::ORGANIZATION.into();
     let org = adapter_with(&ChannelConfig::Linkedin(c), linkedin::ACCESS_TOKEN);
     org.deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect("org post");
     assert_eq!(fake.posts()[0].author, linkedin::ORGANIZATION);
+}
+
+/// Issue 14 item 2: URLs stay links (with `_`, `(` and `)` in them) and `#hashtag`s stay
+/// hashtags; only the text between them is escaped.
+#[tokio::test]
+async fn urls_and_hashtags_survive_as_links_and_hashtags() {
+    let fake = LinkedinFake::start().await.unwrap();
+    let a = adapter(&fake);
+    let original = "New issue (42): https://news.example.com/42?utm_source=linkedin&utm_medium=social and \
+        https://en.wikipedia.org/wiki/Rust_(programming_language) #rustlang #news_letter, not #42";
+    let sent = herald::render::count::linkedin_escape(original);
+    a.deliver(&rendering(&sent, None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect("posted");
+    let p = &fake.posts()[0];
+    assert!(!p.truncated, "{:?}", p.commentary);
+    assert_eq!(p.commentary, original);
+    assert_eq!(
+        p.links,
+        vec![
+            "https://news.example.com/42?utm_source=linkedin&utm_medium=social",
+            "https://en.wikipedia.org/wiki/Rust_(programming_language)"
+        ]
+    );
+    assert_eq!(p.hashtags, vec!["rustlang", "news_letter"]);
+}
+
+/// Issue 14 item 3: an author the token's member may not post as is a policy refusal with
+/// LinkedIn's message and a hint, not "re-authorise".
+#[tokio::test]
+async fn author_mismatch_is_forbidden_with_a_hint() {
+    let fake = LinkedinFake::start().await.unwrap();
+    let ChannelConfig::Linkedin(mut c) = config(&fake, &version(), "") else { unreachable!() };
+    c.author = "urn:li:person:SomeoneElse".into();
+    let a = adapter_with(&ChannelConfig::Linkedin(c), linkedin::ACCESS_TOKEN);
+    let err = a.deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!((err.kind(), err.status()), (Kind::Forbidden, Some(403)), "{err}");
+    assert!(err.message().contains("is not permitted to create posts as author urn:li:person:SomeoneElse"), "{err}");
+    assert!(err.message().contains("/v2/userinfo"), "{err}");
+    assert!(err.message().contains("author = \"urn:li:person:SomeoneElse\""), "{err}");
+    assert!(fake.posts().is_empty());
+    // A missing scope stays an auth problem.
+    fake.faults.push(
+        "POST /rest/posts",
+        Fault::Status { code: 403, body: r#"{"status":403,"serviceErrorCode":100,"code":"ACCESS_DENIED","message":"Not enough permissions to access: partnerApiPostsExternal.CREATE.20261101"}"#.into(), headers: vec![] },
+        1,
+    );
+    let err = adapter(&fake).deliver(&rendering("hi", None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Auth, "{err}");
+    assert!(err.message().contains("w_member_social"), "{err}");
 }

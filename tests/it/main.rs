@@ -19,18 +19,22 @@ macro_rules! both {
 
 mod util;
 
+mod accounts;
 mod bluesky;
+mod chaos;
 mod cli;
 mod config;
 mod count;
 mod daemon;
 mod email;
 mod exec;
+mod hostile;
 mod linkedin;
 mod mastodon;
 mod pipeline;
 mod render;
 mod sandbox;
+mod serve;
 mod substack;
 mod threads;
 mod webhook;

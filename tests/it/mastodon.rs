@@ -23,6 +23,7 @@ fn adapter_at(base_url: &str, timeout_secs: u64) -> Arc<dyn Adapter> {
         env: Box::new(|k| (k == "MASTO_TOKEN").then(|| fake::ACCESS_TOKEN.to_string())),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     herald::channel::mastodon::build("masto", &cfg, &ctx).expect("adapter builds")
 }

@@ -28,6 +28,7 @@ fn adapter(fake: &SubstackFake, cookie: &str, extra: &str) -> Arc<dyn Adapter> {
         env: Box::new(move |k| (k == COOKIE_ENV).then(|| cookie.clone())),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     build_adapter("substack_main", &cfg, &ctx).expect("substack adapter builds")
 }
@@ -273,6 +274,7 @@ async fn wrong_api_base_is_permanent() {
         env: Box::new(|k| (k == COOKIE_ENV).then(|| substack::COOKIE.to_string())),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     let a = build_adapter("substack_main", &cfg, &ctx_b).unwrap();
     let err = a.deliver(&rendering(None), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect_err("404");

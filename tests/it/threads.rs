@@ -22,6 +22,7 @@ fn adapter(fake: &ThreadsFake, token: &str, timeout_secs: u64) -> Arc<dyn Adapte
         env: Box::new(move |k| (k == TOKEN_ENV).then(|| token.clone())),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     build_adapter("threads_main", &cfg, &ctx).expect("threads adapter builds")
 }
@@ -371,7 +372,7 @@ async fn fake_container_goes_in_progress_finished_published() {
 
 #[test]
 fn build_names_a_missing_credential() {
-    let ctx = BuildCtx { env: Box::new(|_| None), base_dir: std::env::temp_dir(), timeout: Duration::from_secs(5) };
+    let ctx = BuildCtx { env: Box::new(|_| None), base_dir: std::env::temp_dir(), timeout: Duration::from_secs(5), vault: None };
     let none: ChannelConfig = toml::from_str("type = \"threads\"\n").unwrap();
     let e = build_adapter("threads_main", &none, &ctx).err().expect("no token").to_string();
     assert!(e.contains("threads_main") && e.contains("access_token"), "{e}");

@@ -130,3 +130,24 @@ async fn transport_errors_never_echo_the_url() {
         assert!(!text.contains(s), "{s} leaked: {text}");
     }
 }
+
+/// Issue 16 item 4: a reply body is read under a cap however it is framed. The fake streams
+/// a chunked body with no `content-length`, far over the caps.
+#[tokio::test]
+async fn an_oversized_chunked_reply_is_bounded() {
+    let fake = WebhookFake::start().await.unwrap();
+    let a = adapter(&format!("type = \"webhook\"\nurl = \"{}\"", fake.url()), &[]).unwrap();
+    // A 2xx answer past 4 MiB: the request may have been applied, the answer is unusable.
+    fake.faults.push("POST /hook", Fault::Oversized { code: 200, bytes: 64 * 1024 * 1024 }, 1);
+    let started = std::time::Instant::now();
+    let e = a.deliver(&body(), &DeliveryCtx::for_test("w1/hook/r1")).await.unwrap_err();
+    assert_eq!((e.kind(), e.status()), (Kind::UnknownOutcome, Some(200)), "{e}");
+    assert!(e.message().contains("larger than 4 MiB"), "{e}");
+    // An error answer past 64 KiB: cut, still classified by its status.
+    fake.faults.push("POST /hook", Fault::Oversized { code: 503, bytes: 64 * 1024 * 1024 }, 1);
+    let e = a.deliver(&body(), &DeliveryCtx::for_test("w1/hook/r2")).await.unwrap_err();
+    assert_eq!((e.kind(), e.status()), (Kind::Retryable, Some(503)), "{e}");
+    assert!(e.message().len() <= herald::channel::error::EXCERPT_MAX + 4);
+    // Neither reply was read to its end (128 MiB would take far longer on loopback).
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}

@@ -38,6 +38,7 @@ fn build(toml: &str) -> Arc<dyn Adapter> {
         }),
         base_dir: std::env::temp_dir(),
         timeout: Duration::from_secs(5),
+        vault: None,
     };
     herald::channel::x::build("x", &cfg, &ctx).expect("adapter builds")
 }
@@ -250,14 +251,90 @@ async fn without_user_id_reconciliation_cannot_check() {
 }
 
 #[tokio::test]
-async fn refused_replies_fail_the_thread_permanently_after_part_one() {
+async fn refused_replies_fail_the_thread_as_forbidden_after_part_one() {
     let fake = XFake::start().await.unwrap();
     fake.set_reject_replies(true);
     let x = with_user(&fake);
     let err = x.deliver(&rendering(&THREAD[..2]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
-    assert_eq!(err.kind(), Kind::Permanent, "{err}");
+    assert_eq!(err.kind(), Kind::Forbidden, "{err}");
     assert!(err.message().contains("format = \"short\""));
     assert_eq!(fake.posts().len(), 1);
+}
+
+/// Issue 14 item 4: every known wording of the refusal is recognised; with the default
+/// `thread_fallback = "stop"` the thread stays partial and the error says which parts are up.
+#[tokio::test]
+async fn every_reply_refusal_wording_stops_the_thread_and_names_the_parts_up() {
+    for wording in fake::REPLY_REFUSALS {
+        let fake = XFake::start().await.unwrap();
+        fake.set_reply_refusal(wording);
+        let x = with_user(&fake);
+        let cp = Arc::new(MemoryCheckpoint::default());
+        let err = x.deliver(&rendering(&THREAD), &ctx(&cp, 1)).await.unwrap_err();
+        assert_eq!((err.kind(), err.status()), (Kind::Forbidden, Some(403)), "{wording}: {err}");
+        assert!(err.message().contains(wording), "X's own message is shown: {err}");
+        let first = &fake.posts()[0].id;
+        assert!(err.message().contains(&format!("1 of 4 parts are up (https://x.com/i/web/status/{first})")), "{err}");
+        assert!(err.message().contains("thread_fallback = \"link\""), "the hint names the option: {err}");
+        assert!(!err.message().contains("re-authorise"), "{err}");
+        assert_eq!(fake.posts().len(), 1, "{wording}");
+    }
+}
+
+/// `thread_fallback = "link"`: the refused rest goes out as one standalone post with the link,
+/// once; a second deliver with the same checkpoint posts nothing more.
+#[tokio::test]
+async fn link_fallback_posts_the_rest_as_one_post_with_the_link() {
+    let fake = XFake::start().await.unwrap();
+    fake.set_reply_refusal(fake::REPLY_REFUSALS[1]);
+    let x = adapter(&fake, &format!("user_id = \"{}\"\nthread_fallback = \"link\"", fake::USER_ID));
+    let parts = ["1/3 Issue 42 is out.", "2/3 Podcasts this week.", "3/3 Read it all: https://example.com/issues/42"];
+    let cp = Arc::new(MemoryCheckpoint::default());
+    let r = x.deliver(&rendering(&parts), &ctx(&cp, 1)).await.unwrap();
+    let posts = fake.posts();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts[1].in_reply_to, None, "the fallback stands alone");
+    assert_eq!(posts[1].text, "The rest of this thread: https://example.com/issues/42");
+    assert_eq!(r.remote_id, posts[0].id);
+    assert!(r.note.as_deref().unwrap_or("").contains(&posts[1].id), "{r:?}");
+    let again = x.deliver(&rendering(&parts), &ctx(&cp, 2)).await.unwrap();
+    assert_eq!(again.remote_id, posts[0].id);
+    assert_eq!(fake.posts().len(), 2, "no second fallback post");
+    // Reconciliation sees the delivery as complete.
+    assert!(matches!(x.find_existing(&rendering(&parts), &ctx(&cp, 3)).await.unwrap(), Reconciled::Found(_)));
+}
+
+/// Issue 14 item 3: X's 402 credits-depleted and 403 "not permitted" are policy refusals with
+/// X's message and a hint, not "re-authorise".
+#[tokio::test]
+async fn credits_depleted_and_not_permitted_are_forbidden_with_a_hint() {
+    let fake = XFake::start().await.unwrap();
+    let x = with_user(&fake);
+    let body = r#"{"title":"CreditsDepleted","detail":"Your enrolled account [1234] does not have any credits to fulfill this request.","type":"https://api.x.com/2/problems/credits-depleted","status":402}"#;
+    fake.faults.push("POST /2/tweets", Fault::Status { code: 402, body: body.into(), headers: vec![] }, 1);
+    let err = x.deliver(&rendering(&THREAD[..1]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!((err.kind(), err.status()), (Kind::Forbidden, Some(402)), "{err}");
+    assert!(err.message().contains("does not have any credits"), "{err}");
+    assert!(err.message().contains("add credits"), "{err}");
+    let body = r#"{"title":"Forbidden","detail":"You are not permitted to perform this action.","type":"about:blank","status":403}"#;
+    fake.faults.push("POST /2/tweets", Fault::Status { code: 403, body: body.into(), headers: vec![] }, 1);
+    let err = x.deliver(&rendering(&THREAD[..1]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!((err.kind(), err.status()), (Kind::Forbidden, Some(403)), "{err}");
+    assert!(err.message().contains("You are not permitted to perform this action."), "{err}");
+    assert!(err.message().contains("Read and Write"), "{err}");
+    assert!(fake.posts().is_empty());
+}
+
+/// The fake refuses a second cashtag, as X does; the renderer's check catches it first.
+#[tokio::test]
+async fn a_second_cashtag_is_refused_by_the_fake_and_by_the_preflight() {
+    let fake = XFake::start().await.unwrap();
+    let x = with_user(&fake);
+    let text = "Compare $TSLA with $AAPL this week";
+    let err = x.deliver(&rendering(&[text]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap_err();
+    assert_eq!((err.kind(), err.status()), (Kind::Permanent, Some(400)), "{err}");
+    assert!(Network::X.check(text).is_err());
+    x.deliver(&rendering(&["Shares of $TSLA, priced at $5"]), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
 }
 
 /// The real renderer's output for every sample issue, short and thread, is accepted by the fake.

@@ -46,6 +46,8 @@ pub(crate) struct Session {
     pub did: String,
     pub handle: String,
     generation: u64,
+    /// The account's PDS, from the session's DID document.
+    pub pds: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +57,8 @@ struct SessionAnswer {
     refresh_jwt: String,
     handle: String,
     did: String,
+    #[serde(default)]
+    did_doc: Option<serde_json::Value>,
 }
 
 /// The client.
@@ -64,6 +68,9 @@ pub(crate) struct BskyClient {
     identifier: String,
     password: SecretString,
     session: Arc<tokio::sync::Mutex<Option<Session>>>,
+    /// Where repo calls go: the account's PDS once known (from the stored credential or the
+    /// session's DID document), else `api_base` (the entryway, which only proxies).
+    service: Mutex<Option<String>>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Session>>>;
@@ -87,29 +94,45 @@ impl BskyClient {
     pub fn new(api_base: &str, timeout: Duration, identifier: String, password: SecretString) -> Self {
         let api_base = api_base.trim_end_matches('/').to_string();
         let session = shared_slot(&api_base, &identifier);
-        Self { api_base, timeout, identifier, password, session }
+        Self { api_base, timeout, identifier, password, session, service: Mutex::new(None) }
     }
 
-    /// `{api_base}/xrpc/{nsid}`.
+    /// Send repo calls to `pds` (as `herald connect` recorded it) from the start.
+    pub fn with_pds(self, pds: Option<String>) -> Self {
+        *self.service.lock().unwrap_or_else(|e| e.into_inner()) = pds.map(|p| p.trim_end_matches('/').to_string());
+        self
+    }
+
+    /// `{pds}/xrpc/{nsid}`: the account's PDS once known, else `{api_base}/xrpc/{nsid}`.
     pub fn url(&self, nsid: &str) -> String {
-        format!("{}/xrpc/{nsid}", self.api_base)
+        let service = self.service.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        format!("{}/xrpc/{nsid}", service.as_deref().unwrap_or(&self.api_base))
+    }
+
+    fn use_session(&self, s: &Session) {
+        if let Some(p) = &s.pds {
+            *self.service.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.trim_end_matches('/').to_string());
+        }
     }
 
     /// The current session, logging in if there is none yet.
     pub async fn session(&self) -> Result<Session, DeliveryError> {
         let mut guard = self.session.lock().await;
         if let Some(s) = guard.as_ref() {
+            self.use_session(s);
             return Ok(s.clone());
         }
         let s = self.create_session(0).await?;
+        self.use_session(&s);
         *guard = Some(s.clone());
         Ok(s)
     }
 
     async fn create_session(&self, generation: u64) -> Result<Session, DeliveryError> {
         let body = serde_json::json!({ "identifier": self.identifier, "password": self.password.expose() });
+        // A login goes to the entryway (`api_base`); the session names the PDS for the rest.
         let res = http::client()
-            .post(self.url("com.atproto.server.createSession"))
+            .post(format!("{}/xrpc/com.atproto.server.createSession", self.api_base))
             .timeout(self.timeout)
             .json(&body)
             .send()
@@ -138,6 +161,7 @@ impl BskyClient {
         Ok(Session {
             access: SecretString::new(a.access_jwt),
             refresh: SecretString::new(a.refresh_jwt),
+            pds: a.did_doc.as_ref().and_then(crate::commands::connect::pds_from_did_doc),
             did: a.did,
             handle: a.handle,
             generation,

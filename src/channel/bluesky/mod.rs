@@ -19,11 +19,12 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     if c.identifier.trim().is_empty() {
         anyhow::bail!("channel {name}: `identifier` must be the account's handle, email or DID, e.g. `you.bsky.social`");
     }
-    let password = ctx.secret(name, "app_password", pick_secret(&c.app_password, &c.app_password_file))?;
+    let password = ctx.stored_or_secret(name, "app_password", pick_secret(&c.app_password, &c.app_password_file))?;
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
     Ok(Arc::new(BlueskyChannel {
         name: name.to_string(),
-        client: client::BskyClient::new(&c.api_base, timeout, c.identifier.clone(), password),
+        client: client::BskyClient::new(&c.api_base, timeout, c.identifier.clone(), password)
+            .with_pds(ctx.stored(name)?.and_then(|l| l.meta("pds"))),
         base_dir: ctx.base_dir.clone(),
     }))
 }

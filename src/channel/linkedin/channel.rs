@@ -87,19 +87,14 @@ impl LinkedinAdapter {
     }
 
     async fn create(&self, body: &Value) -> Result<Created, DeliveryError> {
-        let resp = http::client()
+        let req = http::client()
             .post(format!("{}/rest/posts", self.base))
             .timeout(self.timeout)
             .bearer_auth(self.token.expose())
             .header("LinkedIn-Version", &self.version)
             .header("X-Restli-Protocol-Version", RESTLI_VERSION)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| http::error_from_reqwest(&e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
+            .json(body);
+        let http::Answer { status, headers, body: text } = http::send(req).await?;
         if (200..300).contains(&status) {
             return match headers.get("x-restli-id").and_then(|v| v.to_str().ok()) {
                 Some(urn) if !urn.is_empty() => Ok(Created::New(urn.to_string())),
@@ -113,7 +108,7 @@ impl LinkedinAdapter {
                 None => Err(DeliveryError::unknown_outcome(format!("linkedin: DUPLICATE_POST without a URN: {text}")).with_status(422)),
             };
         }
-        Err(classify(status, &headers, &text))
+        Err(classify(status, &headers, &text).with_author(&self.author))
     }
 
     /// POST, keeping the checkpoint current: the first-POST time before, the URN after.
@@ -169,10 +164,43 @@ pub(super) fn classify(status: u16, headers: &reqwest::header::HeaderMap, body: 
         _ if message.contains("version") && status == 400 => " (check `linkedin_version`)",
         _ => "",
     };
+    if status == 403 && message.to_ascii_lowercase().contains("author") {
+        // The token is fine; the member behind it may not post as this author.
+        return http::forbidden(
+            "linkedin",
+            403,
+            &message,
+            "the token's member may not post as `author`: set author to that member's urn:li:person id (the `sub` of /v2/userinfo), or to an organization they administer with a token that has w_organization_social",
+        );
+    }
+    let hint = if status == 403 && hint.is_empty() {
+        " (the token lacks a permission: re-authorise with the w_member_social scope, or w_organization_social for an organization)"
+    } else {
+        hint
+    };
     let base = http::error_from_response(status, headers, body);
     DeliveryError::new(base.kind(), format!("linkedin: {message}{hint}"))
         .with_status(status)
         .with_retry_after(base.retry_after())
+}
+
+/// Name the configured author in an author refusal.
+trait WithAuthor {
+    fn with_author(self, author: &str) -> Self;
+}
+
+impl WithAuthor for DeliveryError {
+    fn with_author(self, author: &str) -> Self {
+        if self.kind() != crate::channel::Kind::Forbidden {
+            return self;
+        }
+        let status = self.status();
+        let out = DeliveryError::forbidden(format!("{} [author = \"{author}\"]", self.message()));
+        match status {
+            Some(s) => out.with_status(s),
+            None => out,
+        }
+    }
 }
 
 fn single_post(rendering: &Rendering) -> Result<(&Post, Option<&LinkCard>), DeliveryError> {
@@ -214,6 +242,25 @@ pub fn token_expiry_warning(cfg: &LinkedinConfig, now: DateTime<Utc>) -> Option<
         ));
     }
     None
+}
+
+/// LinkedIn sunsets an API version about a year after its release: warn past this age.
+pub const VERSION_WARN_MONTHS: i32 = 10;
+
+/// A warning for `check` when `linkedin_version` is more than [`VERSION_WARN_MONTHS`] months
+/// older than `now` (LinkedIn answers `426 NONEXISTENT_VERSION` once it is sunset).
+pub fn version_age_warning(cfg: &LinkedinConfig, now: DateTime<Utc>) -> Option<String> {
+    use chrono::Datelike;
+    let v = cfg.linkedin_version.trim();
+    let month = v.split('.').next().unwrap_or(v);
+    let (y, m) = (month.get(..4)?.parse::<i32>().ok()?, month.get(4..6)?.parse::<i32>().ok()?);
+    let age = (now.year() - y) * 12 + now.month() as i32 - m;
+    (age > VERSION_WARN_MONTHS).then(|| {
+        format!(
+            "linkedin_version = \"{v}\" is {age} months old; LinkedIn sunsets versions about a year after release, then refuses every post (426): set it to a recent month, e.g. linkedin_version = \"{}\"",
+            now.format("%Y%m")
+        )
+    })
 }
 
 fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
@@ -267,19 +314,11 @@ impl Adapter for LinkedinAdapter {
     /// `GET /v2/userinfo`: 401 means the token is dead. A 403 (token without the `openid`
     /// scope) still proves the token authenticates, so it passes.
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        let resp = http::client()
-            .get(format!("{}/v2/userinfo", self.base))
-            .timeout(self.timeout)
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(|e| http::error_from_reqwest(&e))?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) || status == 403 {
+        let req = http::client().get(format!("{}/v2/userinfo", self.base)).timeout(self.timeout).bearer_auth(self.token.expose());
+        let answer = http::send(req).await?;
+        if answer.is_success() || answer.status == 403 {
             return Ok(());
         }
-        let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
-        Err(classify(status, &headers, &body))
+        Err(classify(answer.status, &answer.headers, &answer.body))
     }
 }

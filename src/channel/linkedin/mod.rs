@@ -15,7 +15,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use channel::{LinkedinAdapter, token_expiry_warning};
+pub use channel::{LinkedinAdapter, VERSION_WARN_MONTHS, token_expiry_warning, version_age_warning};
 
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::{ChannelConfig, pick_secret};
@@ -25,10 +25,12 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     let ChannelConfig::Linkedin(c) = cfg else {
         anyhow::bail!("channel {name}: not a linkedin channel");
     };
-    let token = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
+    let token = ctx.stored_or_secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
+    // `herald connect` read the member's URN from /v2/userinfo: it names the author.
+    let author = ctx.stored(name)?.and_then(|l| l.row.account).unwrap_or_else(|| c.author.clone());
     if let Some(w) = token_expiry_warning(c, chrono::Utc::now()) {
         tracing::warn!(channel = %name, warning = %w, "LinkedIn token needs attention.");
     }
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
-    Ok(Arc::new(LinkedinAdapter::new(name, &c.api_base, &c.author, &c.linkedin_version, token, timeout)))
+    Ok(Arc::new(LinkedinAdapter::new(name, &c.api_base, &author, &c.linkedin_version, token, timeout)))
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 
 use super::channel::{classify, duplicate_urn};
-use super::token_expiry_warning;
+use super::{token_expiry_warning, version_age_warning};
 use crate::channel::Kind;
 use crate::config::LinkedinConfig;
 
@@ -58,4 +58,19 @@ fn token_expiry_warnings() {
     assert!(past.contains("expired") && past.contains("5 days ago"), "{past}");
     let bad = token_expiry_warning(&cfg(Some("next tuesday")), now()).expect("unreadable warns");
     assert!(bad.contains("RFC 3339"), "{bad}");
+}
+
+/// Issue 14 item 8: `check` warns when `linkedin_version` is more than 10 months old.
+#[test]
+fn version_age_warning_after_ten_months() {
+    let at = |v: &str| {
+        let mut c = cfg(None);
+        c.linkedin_version = v.into();
+        version_age_warning(&c, now())
+    };
+    assert_eq!(at("202611"), None);
+    assert_eq!(at("202601"), None, "10 months");
+    let w = at("202512").expect("11 months warns");
+    assert!(w.contains("11 months old") && w.contains("linkedin_version = \"202611\""), "{w}");
+    assert!(at("202401.01").is_some());
 }

@@ -19,7 +19,7 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     if !VISIBILITIES.contains(&c.visibility.as_str()) {
         anyhow::bail!("channel {name}: `visibility` must be one of {}; got `{}`", VISIBILITIES.join(", "), c.visibility);
     }
-    let token = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
+    let token = ctx.stored_or_secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
     Ok(Arc::new(MastodonChannel {
         name: name.to_string(),
         api_base: c.api_base.trim_end_matches('/').to_string(),

@@ -23,7 +23,12 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     let ChannelConfig::Substack(c) = cfg else {
         anyhow::bail!("channel {name}: not a substack channel");
     };
-    let cookie = ctx.secret(name, "cookie", pick_secret(&c.cookie, &c.cookie_file))?;
+    let cookie = ctx.stored_or_secret(name, "cookie", pick_secret(&c.cookie, &c.cookie_file))?;
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
-    Ok(Arc::new(SubstackAdapter::new(name, c, cookie, timeout)))
+    // `herald connect` recorded the author's user id (for the byline) when the config has none.
+    let mut c = c.clone();
+    if c.user_id.is_none() {
+        c.user_id = ctx.stored(name)?.and_then(|l| l.row.account).and_then(|a| a.parse().ok());
+    }
+    Ok(Arc::new(SubstackAdapter::new(name, &c, cookie, timeout)))
 }

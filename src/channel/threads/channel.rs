@@ -31,6 +31,11 @@ impl ThreadsAdapter {
         Self { name: name.to_string(), client: Client::new(api_base, user_id, token, timeout), publish_waits: PUBLISH_WAITS.to_vec() }
     }
 
+    /// An adapter whose token comes from the credential store (see `auth.rs`).
+    pub(super) fn with_source(name: &str, api_base: &str, user_id: &str, token: super::auth::TokenSource, timeout: Duration) -> Self {
+        Self { name: name.to_string(), client: Client::with_source(api_base, user_id, token, timeout), publish_waits: PUBLISH_WAITS.to_vec() }
+    }
+
     /// Replace the in-process waits for the propagation race (tests shorten them).
     pub fn with_publish_waits(mut self, waits: Vec<Duration>) -> Self {
         self.publish_waits = waits;

@@ -120,12 +120,17 @@ pub(super) fn harmless(err: DeliveryError) -> DeliveryError {
 pub(super) struct Client {
     base: String,
     user: String,
-    token: SecretString,
+    token: super::auth::TokenSource,
     timeout: Duration,
 }
 
 impl Client {
     pub(super) fn new(api_base: &str, user: &str, token: SecretString, timeout: Duration) -> Self {
+        Self::with_source(api_base, user, super::auth::TokenSource::fixed(token), timeout)
+    }
+
+    /// A client whose token comes from `token` (the credential store, renewed when due).
+    pub(super) fn with_source(api_base: &str, user: &str, token: super::auth::TokenSource, timeout: Duration) -> Self {
         Self { base: format!("{}/v1.0", api_base.trim_end_matches('/')), user: user.to_string(), token, timeout }
     }
 
@@ -142,14 +147,16 @@ impl Client {
     }
 
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, DeliveryError> {
+        let token = self.token.token().await?;
         let mut q: Vec<(&str, &str)> = query.to_vec();
-        q.push(("access_token", self.token.expose()));
+        q.push(("access_token", token.expose()));
         self.send(http::client().get(format!("{}/{path}", self.base)).query(&q)).await.map_err(harmless)
     }
 
     async fn post(&self, edge: &str, form: &[(&str, &str)]) -> Result<Value, DeliveryError> {
+        let token = self.token.token().await?;
         let mut f: Vec<(&str, &str)> = form.to_vec();
-        f.push(("access_token", self.token.expose()));
+        f.push(("access_token", token.expose()));
         self.send(http::client().post(format!("{}/{}/{edge}", self.base, self.user)).form(&f)).await
     }
 

@@ -5,6 +5,7 @@
 //! done, `FINISHED` means publish it now, `EXPIRED`/`ERROR` means make a new container. An
 //! unpublished container is invisible, so creating another one is always safe.
 
+mod auth;
 mod channel;
 mod client;
 #[cfg(test)]
@@ -23,7 +24,16 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     let ChannelConfig::Threads(c) = cfg else {
         anyhow::bail!("channel {name}: not a threads channel");
     };
-    let token = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
-    Ok(Arc::new(ThreadsAdapter::new(name, &c.api_base, &c.user_id, token, timeout)))
+    let Some(vault) = &ctx.vault else {
+        let token = ctx.secret(name, "access_token", pick_secret(&c.access_token, &c.access_token_file))?;
+        return Ok(Arc::new(ThreadsAdapter::new(name, &c.api_base, &c.user_id, token, timeout)));
+    };
+    // With a credential store the config's token is optional: `herald connect` may have stored one.
+    let token = match pick_secret(&c.access_token, &c.access_token_file) {
+        Some(s) => Some(ctx.secret(name, "access_token", Some(s))?),
+        None => None,
+    };
+    let source = auth::TokenSource::stored(name, &c.api_base, token, vault.clone(), vault.renew_days(), timeout);
+    Ok(Arc::new(ThreadsAdapter::with_source(name, &c.api_base, &c.user_id, source, timeout)))
 }

@@ -58,13 +58,21 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     };
     let mut headers = Vec::new();
     for (k, v) in &c.headers {
-        // A header value may be a secret reference (`Authorization = "${HOOK_TOKEN}"`).
-        let value = match Secret::parse(v) {
-            Ok(s) => ctx.secret(name, &format!("headers.{k}"), Some(s))?,
-            Err(_) => SecretString::new(v.clone()),
+        // A header value may come from a secret: `Authorization = "${HOOK_TOKEN}"`, or
+        // `"Bearer ${HOOK_TOKEN}"`, or `Authorization_file = "/run/secrets/hook"`.
+        let (header, value) = match Secret::header_reference(k, v) {
+            Some((header, prefix, s)) => {
+                let s = match s {
+                    Secret::File(p) if p.is_relative() => Secret::File(ctx.base_dir.join(p)),
+                    other => other,
+                };
+                let value = ctx.secret(name, &format!("headers.{k}"), Some(s))?;
+                (header, SecretString::new(format!("{prefix}{}", value.expose())))
+            }
+            None => (k.clone(), SecretString::new(v.clone())),
         };
-        reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| anyhow::anyhow!("channel {name}: `headers.{k}` is not a valid header name"))?;
-        headers.push((k.clone(), value));
+        reqwest::header::HeaderName::from_bytes(header.as_bytes()).map_err(|_| anyhow::anyhow!("channel {name}: `headers.{k}` is not a valid header name"))?;
+        headers.push((header, value));
     }
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
     Ok(Arc::new(WebhookAdapter { name: name.to_string(), url, headers, secret, timeout }))
@@ -90,17 +98,16 @@ impl Adapter for WebhookAdapter {
         }
         // `without_url`: a webhook URL may carry a token (in its path or userinfo); never echo it.
         let resp = req.body(body).send().await.map_err(|e| http::error_from_reqwest(&e.without_url()))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        if (200..300).contains(&status) || status == 409 {
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        let answer = http::read_answer(resp).await?;
+        let status = answer.status;
+        if answer.is_success() || status == 409 {
+            let v: serde_json::Value = answer.json().unwrap_or(serde_json::Value::Null);
             let remote_id = v.get("id").and_then(json_str).unwrap_or_else(|| ctx.key.clone());
             let url = v.get("url").and_then(json_str);
             let note = (status == 409).then(|| "the receiver already had this key".to_string());
             return Ok(Receipt { remote_id, url, awaiting_confirmation: false, note });
         }
-        Err(http::error_from_response(status, &headers, &text))
+        Err(answer.error())
     }
 
     async fn find_existing(&self, _rendering: &Rendering, _ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {

@@ -7,8 +7,9 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::client::{XClient, XResponse};
 use crate::channel::{
-    Adapter, DeliveryCtx, DeliveryError, PartState, Receipt, Reconciled, ThreadProgress, http,
+    Adapter, DeliveryCtx, DeliveryError, Kind, PartState, Receipt, Reconciled, ThreadProgress, http,
 };
+use crate::config::ThreadFallback;
 use crate::render::{Post, Rendering};
 
 /// How many recent posts reconciliation reads.
@@ -21,6 +22,21 @@ pub struct XChannel {
     pub(crate) name: String,
     pub(crate) client: XClient,
     pub(crate) user_id: Option<String>,
+    pub(crate) fallback: ThreadFallback,
+}
+
+/// The standalone post's text in the saved state of a `thread_fallback = "link"` part.
+fn fallback_text(p: &PartState) -> Option<&str> {
+    p.prepared.get("fallback_text").and_then(|t| t.as_str())
+}
+
+/// The link a `thread_fallback = "link"` post carries: the first URL in the parts not yet up,
+/// else in any part.
+fn thread_link(posts: &[Post], from: usize) -> Option<String> {
+    let later = posts[from..].iter().chain(posts[..from].iter());
+    later
+        .filter_map(|p| crate::render::count::find_urls(&p.text).first().map(|r| p.text[r.clone()].to_string()))
+        .next()
 }
 
 /// A post as read back from the timeline.
@@ -79,7 +95,7 @@ impl XChannel {
     async fn find_part(
         &self,
         user_id: &str,
-        post: &Post,
+        text: &str,
         parent: Option<&str>,
         state: &PartState,
     ) -> Result<Option<String>, DeliveryError> {
@@ -89,7 +105,7 @@ impl XChannel {
             .and_then(|s| s.as_str())
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(|s| s.to_utc());
-        let want = comparable(&post.text);
+        let want = comparable(text);
         let found = self.timeline(user_id).await?.into_iter().find(|p| {
             comparable(&p.text) == want
                 && match (parent, &p.replied_to) {
@@ -113,15 +129,20 @@ impl XChannel {
         progress: &mut ThreadProgress,
         ctx: &DeliveryCtx,
     ) -> Result<bool, DeliveryError> {
-        let Some(user_id) = self.user_id.as_deref() else { return Ok(false) };
+        let stored = self.client.stored_account().await;
+        let Some(user_id) = self.user_id.as_deref().or(stored.as_deref()) else { return Ok(false) };
         // Index loop: each part needs the one before it.
         #[allow(clippy::needless_range_loop)]
         for i in 0..progress.parts.len().min(posts.len()) {
             if progress.parts[i].remote_id.is_some() {
                 continue;
             }
-            let parent = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
-            match self.find_part(user_id, &posts[i], parent.as_deref(), &progress.parts[i]).await? {
+            // A fallback post stands alone; a part replies to the one before it.
+            let (text, parent) = match fallback_text(&progress.parts[i]) {
+                Some(t) => (t.to_string(), None),
+                None => (posts[i].text.clone(), if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() }),
+            };
+            match self.find_part(user_id, &text, parent.as_deref(), &progress.parts[i]).await? {
                 Some(id) => {
                     tracing::info!(channel = %self.name, part = i, remote_id = %id, "Found an unconfirmed X post on the timeline.");
                     progress.parts[i].url = Some(Self::url(&id));
@@ -134,21 +155,93 @@ impl XChannel {
         Ok(true)
     }
 
+    /// `thread_fallback = "link"`: X refused part `from` as a reply, so the rest goes out as one
+    /// standalone post with the link. Its text is saved before the call, so a lost
+    /// answer is reconciled like any part.
+    async fn post_link_fallback(
+        &self,
+        posts: &[Post],
+        from: usize,
+        progress: &mut ThreadProgress,
+        ctx: &DeliveryCtx,
+    ) -> Result<Receipt, DeliveryError> {
+        let Some(link) = thread_link(posts, from) else {
+            return Err(DeliveryError::forbidden(format!(
+                "X refused part {} as a reply, and thread_fallback = \"link\" found no link in the thread to post instead; the thread stays partial",
+                from + 1
+            ))
+            .with_status(403));
+        };
+        let text = format!("The rest of this thread: {link}");
+        progress.parts.truncate(from);
+        progress.parts.push(PartState {
+            prepared: json!({ "started_at": chrono::Utc::now().to_rfc3339(), "fallback_text": text }),
+            ..PartState::default()
+        });
+        ctx.save_state(progress).await?;
+        let res = self.client.send(Method::POST, "/2/tweets", &[], Some(&json!({ "text": text }))).await?;
+        if !res.is_success() {
+            return Err(self.classify(&res, from));
+        }
+        let v: serde_json::Value = serde_json::from_str(&res.body)
+            .map_err(|e| DeliveryError::unknown_outcome(format!("X accepted the link post but the answer is unreadable: {e}")))?;
+        let id = v
+            .pointer("/data/id")
+            .and_then(|id| id.as_str())
+            .ok_or_else(|| DeliveryError::unknown_outcome("X answer for the link post has no data.id"))?
+            .to_string();
+        tracing::info!(channel = %self.name, part = from, remote_id = %id, "X refused a reply; posted the rest as one post with the link.");
+        progress.parts[from].url = Some(Self::url(&id));
+        progress.parts[from].remote_id = Some(id);
+        ctx.save_state(progress).await?;
+        Ok(self.fallback_receipt(progress, from))
+    }
+
+    fn fallback_receipt(&self, progress: &ThreadProgress, from: usize) -> Receipt {
+        let link_post = progress.parts[from].url.clone().unwrap_or_default();
+        Self::receipt(
+            progress,
+            Some(&format!(
+                "X refused part {} as a reply; parts 1–{from} are a thread and the rest went out as one post with the link ({link_post})",
+                from + 1
+            )),
+        )
+    }
+
     fn classify(&self, res: &XResponse, part: usize) -> DeliveryError {
+        let detail = problem_detail(&res.body);
+        if res.status == 402 {
+            // Pay-per-use: the developer project has no credits left. Not the credential.
+            return http::forbidden(
+                "X",
+                402,
+                &detail,
+                "the X developer project's credits are used up: add credits or raise the spend cap in the X Developer Console, then `herald republish`",
+            );
+        }
+        if res.status == 403 && is_reply_refusal(&res.body) {
+            // X's "summon" rule on pay-per-use tiers (CHANNELS.md §1): replies only where the
+            // author mentioned the account. Not a credential problem.
+            return http::forbidden(
+                "X",
+                403,
+                &format!("part {} as a reply: {detail}", part + 1),
+                "this account's API tier does not allow programmatic replies: use format = \"short\", or thread_fallback = \"link\" on this channel",
+            );
+        }
+        if res.status == 403 && detail.to_ascii_lowercase().contains("not permitted") {
+            return http::forbidden(
+                "X",
+                403,
+                &detail,
+                "the app or account may not do this: check that the app has Read and Write permission and the account is not restricted; new tokens won't help",
+            );
+        }
         if res.status == 403 && res.body.contains("duplicate content") {
             // X refuses a text it already has, without saying which post: it is probably ours
             // from an attempt whose answer was lost. Reconcile, don't fail.
             return DeliveryError::unknown_outcome(format!(
                 "X refused part {} as duplicate content: it was probably posted by an earlier attempt",
-                part + 1
-            ))
-            .with_status(403);
-        }
-        if res.status == 403 && part > 0 && res.body.contains("Reply to this conversation is not allowed") {
-            // X's "summon" rule on pay-per-use tiers (CHANNELS.md §1): the account may not reply
-            // to its own post, so threads can't be posted. Not a credential problem.
-            return DeliveryError::permanent(format!(
-                "X refused part {} as a reply: this account's API tier does not allow programmatic replies; use format = \"short\" for this channel",
                 part + 1
             ))
             .with_status(403);
@@ -169,6 +262,50 @@ impl XChannel {
         }
         err
     }
+}
+
+/// `thread_fallback = "stop"`: the refusal, plus which parts are up, for `status`.
+fn partial_thread(err: &DeliveryError, progress: &ThreadProgress, total: usize) -> DeliveryError {
+    let up: Vec<String> = progress.parts.iter().filter_map(|p| p.url.clone()).collect();
+    let out = DeliveryError::forbidden(format!(
+        "{}. The thread stays partial: {} of {total} parts are up ({})",
+        err.message(),
+        up.len(),
+        up.join(", ")
+    ));
+    match err.status() {
+        Some(s) => out.with_status(s),
+        None => out,
+    }
+}
+
+/// Every known wording of X's refusal to post a reply under the 2026 "summon" rule (and the
+/// older per-post reply restriction), lowercased.
+const REPLY_REFUSALS: &[&str] = &[
+    // POST /2/tweets, 2026-02 onwards.
+    "reply to this conversation is not allowed",
+    // POST /2/tweets, seen from 2026-07 (gptme-contrib#1302).
+    "only reply to or quote posts where you are mentioned or are the author",
+    // The author limited who can reply (v1.1 code 433, still seen through v2).
+    "restricted who can reply",
+];
+
+/// True when an X answer refuses a post because it is a reply.
+pub(crate) fn is_reply_refusal(body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    REPLY_REFUSALS.iter().any(|w| b.contains(w))
+}
+
+/// X's own message from an error body: a problem's `detail` (or `title`), an `errors[0].message`,
+/// else the body as it came.
+pub(crate) fn problem_detail(body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return body.trim().to_string() };
+    v.get("detail")
+        .and_then(|d| d.as_str())
+        .or_else(|| v.pointer("/errors/0/message").and_then(|d| d.as_str()))
+        .or_else(|| v.get("title").and_then(|d| d.as_str()))
+        .map(str::to_string)
+        .unwrap_or_else(|| body.trim().to_string())
 }
 
 /// The text as X would give it back, with URLs masked (X rewrites them to t.co links).
@@ -202,8 +339,13 @@ impl Adapter for XChannel {
             self.reconcile(posts, &mut progress, ctx).await?;
         }
         for (i, post) in posts.iter().enumerate() {
-            if progress.parts.get(i).is_some_and(|p| p.remote_id.is_some()) {
-                continue;
+            if let Some(p) = progress.parts.get(i) {
+                match (fallback_text(p).is_some(), p.remote_id.is_some()) {
+                    (true, true) => return Ok(self.fallback_receipt(&progress, i)),
+                    (true, false) => return self.post_link_fallback(posts, i, &mut progress, ctx).await,
+                    (false, true) => continue,
+                    (false, false) => {}
+                }
             }
             let parent = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
             // Record that this part is in flight before the call.
@@ -222,6 +364,15 @@ impl Adapter for XChannel {
             if !res.is_success() {
                 let err = self.classify(&res, i);
                 tracing::warn!(channel = %self.name, part = i, error = %err, "X refused a post.");
+                if i > 0 && err.kind() == Kind::Forbidden && is_reply_refusal(&res.body) {
+                    // Nothing was posted for this part: forget its in-flight marker.
+                    progress.parts.truncate(i);
+                    ctx.save_state(&progress).await?;
+                    return match self.fallback {
+                        ThreadFallback::Stop => Err(partial_thread(&err, &progress, posts.len())),
+                        ThreadFallback::Link => self.post_link_fallback(posts, i, &mut progress, ctx).await,
+                    };
+                }
                 return Err(err);
             }
             let v: serde_json::Value = serde_json::from_str(&res.body)
@@ -249,7 +400,7 @@ impl Adapter for XChannel {
             // Every call is recorded before it is made: no record, no post.
             return Ok(Reconciled::NotFound);
         }
-        if self.user_id.is_none() {
+        if self.user_id.is_none() && self.client.stored_account().await.is_none() {
             return Ok(Reconciled::CannotCheck(
                 "set `user_id` on the x channel so Herald can read the account's recent posts".into(),
             ));
@@ -257,7 +408,9 @@ impl Adapter for XChannel {
         if !self.reconcile(posts, &mut progress, ctx).await? {
             return Ok(Reconciled::NotFound);
         }
-        if progress.parts.len() >= posts.len() {
+        if progress.parts.last().is_some_and(|p| fallback_text(p).is_some() && p.remote_id.is_some()) {
+            Ok(Reconciled::Found(self.fallback_receipt(&progress, progress.parts.len() - 1)))
+        } else if progress.parts.len() >= posts.len() {
             Ok(Reconciled::Found(Self::receipt(&progress, Some("reconciled via the account's recent posts"))))
         } else {
             // Earlier parts are there and recorded; a retry resumes at the next part.
