@@ -580,13 +580,16 @@ async fn bluesky_connect(args: &ConnectArgs, b: &crate::config::BlueskyConfig) -
 async fn substack_connect(args: &ConnectArgs, s: &crate::config::SubstackConfig) -> anyhow::Result<Connected> {
     let _ = args;
     let timeout = timeout_of(&s.common);
-    let base = s.api_base.trim_end_matches('/').to_string();
-    let cookie = read_secret("Paste the `substack.sid` cookie of a signed-in browser session (or the whole Cookie header), then Enter:").await?;
-    let header = if cookie.expose().contains('=') { cookie.expose().to_string() } else { format!("substack.sid={}", cookie.expose()) };
+    let cookie = read_secret(
+        "Paste the `connect.sid` cookie (`substack.sid` on older accounts) of a signed-in browser session, or the whole Cookie header, then Enter:",
+    )
+    .await?;
+    // The same cookie naming, User-Agent and profile address the adapter uses.
+    let header = crate::channel::substack::cookie_header(cookie.expose(), s.cookie_name.as_deref());
     let me = json_answer(
         "Substack",
-        "cookie (profile lookup)",
-        http::client().get(format!("{base}/api/v1/user/profile/self")).header("cookie", &header).timeout(timeout).send().await,
+        "cookie (profile lookup; a 403 may also be the User-Agent, see `user_agent`)",
+        http::client().get(&s.profile_url).header("cookie", &header).header("user-agent", &s.user_agent).timeout(timeout).send().await,
     )
     .await?;
     let id = str_of(&me, "id").ok_or_else(|| anyhow::anyhow!("Substack's profile answer has no id"))?;

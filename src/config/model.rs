@@ -481,6 +481,17 @@ pub struct SubstackConfig {
     /// The author's Substack user id, for the byline (read from `profile_url` when unset).
     #[serde(default)]
     pub user_id: Option<u64>,
+    /// The largest draft request body (bytes) the preflight lets through. Substack documents no
+    /// limit, so this is a setting: the default is an assumption, not a published figure.
+    #[serde(default = "default_substack_max_body")]
+    pub max_body_bytes: usize,
+}
+
+/// The default for `max_body_bytes`: 5 MB (unverified; Substack publishes no figure).
+pub const SUBSTACK_DEFAULT_MAX_BODY: usize = 5_000_000;
+
+fn default_substack_max_body() -> usize {
+    SUBSTACK_DEFAULT_MAX_BODY
 }
 
 /// A current desktop browser's User-Agent: Substack is reported to 403 non-browser ones.

@@ -166,6 +166,7 @@ const SUBSTACK: &[KeySpec] = &[
     opt("audience", Kind::Enum(&["everyone", "only_paid", "founding", "only_free"])),
     opt("send_email", Kind::Bool),
     opt("user_id", Kind::UInt),
+    opt("max_body_bytes", Kind::Range(1_000, 100_000_000)),
 ];
 const LINKEDIN: &[KeySpec] = &[
     opt("api_base", Kind::HttpUrl),

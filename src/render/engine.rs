@@ -613,6 +613,25 @@ pub const POSTMARK_MAX_MESSAGE: usize = 10 * 1024 * 1024;
 
 /// Refuse a rendering the network will surely refuse for its size, before anything is sent.
 fn size_limit(name: &str, c: &crate::config::ChannelConfig, r: Rendering) -> Result<Rendering, RenderError> {
+    if let (crate::config::ChannelConfig::Substack(s), Rendering::Article(a)) = (c, &r) {
+        // The draft request carries the title, the subtitle and the document as a JSON-encoded
+        // string (`draft_body`), so the document's JSON is escaped once more.
+        let doc = match &a.doc {
+            Some(d) => serde_json::to_string(&d.to_string()).map(|s| s.len()).unwrap_or(usize::MAX),
+            None => a.html.len(),
+        };
+        let size = (a.title.len() + a.subtitle.len()).saturating_add(doc);
+        if size > s.max_body_bytes {
+            return Err(RenderError {
+                channel: name.to_string(),
+                message: format!(
+                    "the draft is about {:.1} MB, over the channel's `max_body_bytes` ({} bytes; Substack publishes no limit, so this is a setting); shorten the issue, or raise `max_body_bytes` if your Substack accepts more",
+                    size as f64 / 1e6,
+                    s.max_body_bytes
+                ),
+            });
+        }
+    }
     if let (crate::config::ChannelConfig::EmailApi(_), Rendering::Email(e)) = (c, &r) {
         // Each recipient's copy is at least its subject and both parts.
         let size = e.subject.len() + e.html.len() + e.text.len();
@@ -697,6 +716,20 @@ mod tests {
     }
 
     const BODY: (&str, &str) = ("manifest.toml", "kind = \"body\"\n[outputs]\nbody = \"body.json.hbs\"\nextra = \"extra.hbs\"\n");
+
+    /// Issue 16 item 6: a message over Postmark's 10 MB is refused before anything is sent (an
+    /// issue is capped at 2 MiB, but a template can still grow a message past the limit).
+    #[test]
+    fn postmark_messages_over_10_mb_are_refused() {
+        let cfg: ChannelConfig = toml::from_str(
+            "type = \"email_api\"\nserver_token = \"${T}\"\nfrom = \"a@example.com\"\nunsubscribe_base_url = \"https://x.example/u\"",
+        )
+        .unwrap();
+        let email = |n: usize| Rendering::Email(crate::render::types::EmailRendering { subject: "s".into(), html: "x".repeat(n), text: String::new() });
+        assert!(size_limit("pm", &cfg, email(POSTMARK_MAX_MESSAGE - 10)).is_ok());
+        let e = size_limit("pm", &cfg, email(POSTMARK_MAX_MESSAGE + 1)).unwrap_err();
+        assert!(e.message.contains("over Postmark's 10 MB limit"), "{}", e.message);
+    }
 
     #[test]
     fn include_loops_are_found_before_rendering() {

@@ -308,6 +308,8 @@ async fn oauth_token(State(state): State<Shared>, headers: HeaderMap, body: Byte
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "The provided authorization grant is invalid (code verifier).");
         }
     }
+    // The sandbox has one token: it now carries the scopes this grant gave.
+    s.scopes = scopes.split(' ').map(String::from).collect();
     axum::Json(json!({ "access_token": ACCESS_TOKEN, "token_type": "Bearer", "scope": scopes, "created_at": chrono::Utc::now().timestamp() })).into_response()
 }
 

@@ -157,10 +157,11 @@ fn check_exits_2_on_every_bad_config_and_issue_in_the_corpus() {
     assert!(m >= 5, "the bad-issue corpus has {m} files");
 }
 
-/// Issue 16 item 6: an issue Postmark would refuse for its size (413 per batch, halfway
-/// through a list) fails the preflight: exit 2, nothing stored or sent.
+/// Issue 16 item 6: an issue far too big for Postmark (a 413 per batch, halfway through a list)
+/// fails the preflight: exit 2, nothing stored or sent. The issue cap (2 MiB) stops it first;
+/// the 10 MB message check behind it is unit-tested in `render::engine`.
 #[test]
-fn an_issue_over_postmarks_message_limit_fails_the_preflight() {
+fn an_issue_too_big_for_postmark_fails_the_preflight() {
     let (dir, cfg) = temp_config(&format!(
         "[store]\nurl = \"sqlite://herald.db\"\n\n[channels.postmark]\ntype = \"email_api\"\napi_base = \"http://127.0.0.1:9\"\n\
          server_token = \"${{POSTMARK_SERVER_TOKEN}}\"\nfrom = \"news@example.com\"\nunsubscribe_base_url = \"https://news.example.com/unsubscribe\"\n"
@@ -182,9 +183,33 @@ fn an_issue_over_postmarks_message_limit_fails_the_preflight() {
         let o = herald(dir.path(), &args);
         let (_, se) = out(&o);
         assert_eq!(o.status.code(), Some(2), "{cmd}: {se}");
-        assert!(se.contains("postmark") && se.contains("over Postmark's 10 MB limit"), "{cmd}: {se}");
+        assert!(se.contains("big.md") && se.contains("larger than 2 MiB"), "{cmd}: {se}");
     }
     assert!(!dir.path().join("herald.db").exists(), "nothing stored");
+}
+
+/// Issue 16 item 6: a draft over the Substack channel's `max_body_bytes` fails the preflight
+/// (exit 2, nothing stored); the same issue under the default limit passes `check`.
+#[test]
+fn a_draft_over_substacks_max_body_bytes_fails_the_preflight() {
+    let channel = "[channels.substack]\ntype = \"substack\"\napi_base = \"http://127.0.0.1:9\"\ncookie = \"${SUBSTACK_COOKIE}\"\nuser_id = 1\n";
+    let (dir, cfg) = temp_config(&format!("[store]\nurl = \"sqlite://herald.db\"\n\n{channel}max_body_bytes = 4000\n"));
+    let issue = dir.path().join("long.md");
+    let mut text = std::fs::read_to_string(fixture("issues/minimal.md")).unwrap();
+    for i in 0..40 {
+        text.push_str(&format!("\n\nParagraph {i} says \"something\" worth a quote, twice over."));
+    }
+    std::fs::write(&issue, text).unwrap();
+    for cmd in ["check", "publish"] {
+        let o = herald(dir.path(), &["--config", cfg.to_str().unwrap(), cmd, issue.to_str().unwrap()]);
+        let (_, se) = out(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {se}");
+        assert!(se.contains("substack") && se.contains("max_body_bytes") && se.contains("4000 bytes"), "{cmd}: {se}");
+    }
+    assert!(!dir.path().join("herald.db").exists(), "nothing stored");
+    let (dir, cfg) = temp_config(&format!("[store]\nurl = \"sqlite://herald.db\"\n\n{channel}"));
+    let o = herald(dir.path(), &["--config", cfg.to_str().unwrap(), "check", issue.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o).1);
 }
 
 /// Issue 16 item 6: a webhook header value with a line break is refused by `check`.

@@ -135,14 +135,7 @@ impl SubstackAdapter {
     /// value under `cookie_name`, or, without one, under both names a Substack session uses
     /// (`connect.sid` now, `substack.sid` on older accounts).
     fn cookie_header(&self) -> String {
-        let v = self.cookie.expose();
-        if v.contains('=') {
-            return v.to_string();
-        }
-        match &self.cookie_name {
-            Some(name) => format!("{name}={v}"),
-            None => format!("connect.sid={v}; substack.sid={v}"),
-        }
+        cookie_header(self.cookie.expose(), self.cookie_name.as_deref())
     }
 
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
@@ -359,5 +352,18 @@ impl Adapter for SubstackAdapter {
     /// `GET /api/v1/drafts?limit=1`: the cookie opens the publication.
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         self.get("/api/v1/drafts?offset=0&limit=1").await.map(|_| ())
+    }
+}
+
+/// The `Cookie` header for a pasted cookie: a whole browser cookie string (`name=value; …`) as
+/// given; a bare value under `name`, or, without one, under both names a Substack session uses
+/// (`connect.sid` now, `substack.sid` on older accounts).
+pub fn cookie_header(value: &str, name: Option<&str>) -> String {
+    if value.contains('=') {
+        return value.to_string();
+    }
+    match name {
+        Some(name) => format!("{name}={value}"),
+        None => format!("connect.sid={value}; substack.sid={value}"),
     }
 }

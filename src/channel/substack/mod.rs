@@ -7,6 +7,8 @@
 //! editor URL, for the author to publish by hand.
 
 mod channel;
+
+pub use channel::cookie_header;
 #[cfg(test)]
 mod tests;
 
