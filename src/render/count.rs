@@ -228,6 +228,31 @@ fn urls_with(text: &str, bare: bool) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// X's entities in `text` (URLs, hashtags, mentions, cashtags), as UTF-8 byte ranges: where X
+/// will link them. Found by twitter-text's extractor, as for the count.
+pub fn x_entities(text: &str) -> Vec<crate::render::XEntity> {
+    use twitter_text::entity::Type;
+    let extractor = Extractor::new();
+    let safe = defuse_at_signs(text);
+    let offsets = Utf16ToByte::new(&safe);
+    extractor
+        .extract_entities_with_indices(&safe)
+        .iter()
+        .filter_map(|e| {
+            let start = offsets.byte(usize::try_from(e.get_start()).ok()?)?;
+            let end = offsets.byte(usize::try_from(e.get_end()).ok()?)?;
+            let kind = match e.get_type() {
+                Type::URL => "url",
+                Type::HASHTAG => "hashtag",
+                Type::MENTION => "mention",
+                Type::CASHTAG => "cashtag",
+                Type::FEDERATEDMENTION => return None,
+            };
+            (start < end).then(|| crate::render::XEntity { index: crate::render::ByteSlice { byte_start: start, byte_end: end }, kind: kind.into() })
+        })
+        .collect()
+}
+
 /// Works around a panic in `twitter-text` 0.3.1: at an `@` (or `＠`) whose previous character
 /// rules out a mention (a letter, digit, `_ @ ! # $ % & * = /` or `＠`), its "RT@" check slices the
 /// two bytes before the `@` without looking for a character boundary, and panics when they split a

@@ -316,6 +316,7 @@ impl ChannelTemplates {
             .into_iter()
             .map(|text| Post {
                 facets: if network == Network::Bluesky { facets::detect(&text) } else { Vec::new() },
+                entities: if network == Network::X { super::count::x_entities(&text) } else { Vec::new() },
                 count: network.count(&text),
                 limit: network.limit(),
                 text,

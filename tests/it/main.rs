@@ -32,6 +32,7 @@ mod hostile;
 mod linkedin;
 mod mastodon;
 mod pipeline;
+mod preview;
 mod render;
 mod sandbox;
 mod serve;
