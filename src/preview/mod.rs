@@ -156,9 +156,10 @@ pub fn fill_merge(src: &str, values: &[(String, String)], escape_values: bool) -
     out
 }
 
-/// The preheader an inbox shows: the first ~100 characters of the text part.
-pub fn preheader(text: &str) -> String {
-    let joined = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+/// The preheader an inbox shows: the first ~100 characters of the text part, leaving out lines
+/// the subject already shows.
+pub fn preheader(subject: &str, text: &str) -> String {
+    let joined = text.lines().map(str::trim).filter(|l| !l.is_empty() && !subject.contains(l)).collect::<Vec<_>>().join(" ");
     let mut p: String = joined.chars().take(100).collect();
     if joined.chars().count() > 100 {
         p.push('…');
@@ -239,7 +240,8 @@ header.top h1{margin:0;font-size:20px}
 header.top p{margin:4px 0 0;color:#c9d1d9;font-size:13px}
 nav.toc{padding:8px 20px;background:#fff;border-bottom:1px solid #d0d7de;font-size:13px}
 nav.toc a{margin-right:12px;color:#0b5cad}
-main{padding:16px 20px;display:flex;flex-direction:column;gap:20px}
+main{padding:16px 20px;display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:20px;align-items:start}
+section.email,section.email_api,section.substack{grid-column:1/-1}
 section.channel{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:14px 16px;overflow:hidden}
 section.channel>h2{margin:0 0 10px;font-size:17px}
 section.channel>h2 small{color:#57606a;font-weight:normal}
@@ -248,9 +250,9 @@ section.channel>h2 small{color:#57606a;font-weight:normal}
 .inbox .from{font-weight:600}.inbox .preheader{color:#57606a;overflow:hidden;text-overflow:ellipsis}
 .frames{display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start}
 .frames figure{margin:0}.frames figcaption{font-size:12px;color:#57606a;margin-bottom:4px}
-iframe{box-sizing:content-box;border:1px solid #d0d7de;border-radius:4px;background:#fff;height:720px}
+iframe{box-sizing:content-box;border:1px solid #d0d7de;border-radius:4px;background:#fff;height:560px}
 iframe.w600{width:600px}iframe.w375{width:375px}iframe.article{width:100%;max-width:720px;height:600px}
-pre{white-space:pre-wrap;word-break:break-word;background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:10px;font-size:13px;max-height:480px;overflow:auto}
+pre{white-space:pre-wrap;word-break:break-word;background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:10px;font-size:13px;max-height:300px;overflow:auto}
 .thread{display:flex;flex-direction:column;gap:10px;max-width:600px}
 article.post{border:1px solid #d0d7de;border-radius:10px;padding:10px 12px}
 article.post header{display:flex;gap:8px;align-items:center;margin-bottom:6px}
@@ -262,6 +264,7 @@ article.post footer{display:flex;justify-content:space-between;font-size:12px;co
 .count.near{color:#9a6700;font-weight:600}.count.over{color:#cf222e;font-weight:700}
 .card{border:1px solid #d0d7de;border-radius:8px;overflow:hidden;margin-top:8px;max-width:600px}
 .card .thumb{background:#d0d7de;color:#57606a;font-size:12px;padding:24px;text-align:center}
+.card img.thumb{display:block;width:100%;max-height:300px;object-fit:cover;padding:0}
 .card .body{padding:8px 10px}.card .title{font-weight:600}.card .desc{color:#57606a;font-size:13px}.card .uri{color:#57606a;font-size:12px;word-break:break-all}
 .x article.post{border-radius:0;border-width:0 0 1px 0}
 .bluesky .hl{color:#1083fe;background:none}
@@ -295,9 +298,9 @@ pub fn page(issue: &Issue, cfg: &LoadedConfig, rendered: &[RenderedChannel], opt
     }
     h.push_str("</nav>\n<main>\n");
     for rc in ordered {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<section class=\"channel {kind}\" id=\"ch-{name}\" data-channel=\"{name}\" data-type=\"{kind}\"><h2>{name} <small>({kind})</small></h2>\n",
+            "<section class=\"channel {kind}\" id=\"ch-{name}\" data-channel=\"{name}\" data-type=\"{kind}\"><h2>{name} <small>({kind})</small></h2>",
             name = escape(&rc.channel),
             kind = escape(&rc.kind)
         );
@@ -318,9 +321,9 @@ pub fn page(issue: &Issue, cfg: &LoadedConfig, rendered: &[RenderedChannel], opt
     h.push_str("</main>\n");
     if let Some(v) = opts.reload_version {
         // Poll the server's version; reload when the issue or a template changed.
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<script>(function(){{var v={v};setInterval(function(){{fetch('/version').then(function(r){{return r.text()}}).then(function(t){{if(t.trim()!==String(v))location.reload()}}).catch(function(){{}})}},1000)}})()</script>\n"
+            "<script>(function(){{var v={v};setInterval(function(){{fetch('/version').then(function(r){{return r.text()}}).then(function(t){{if(t.trim()!==String(v))location.reload()}}).catch(function(){{}})}},1000)}})()</script>"
         );
     }
     h.push_str("</body></html>\n");
@@ -344,7 +347,7 @@ fn email(h: &mut String, cfg: &LoadedConfig, rc: &RenderedChannel, e: &EmailRend
          <h3>Text part</h3><pre class=\"text-part\">{}</pre>\n",
         escape(&from),
         escape(&subject),
-        escape(&preheader(&text)),
+        escape(&preheader(&subject, &text)),
         escape(&text),
         name = escape(&rc.channel),
         doc = escape(&html),
@@ -352,9 +355,9 @@ fn email(h: &mut String, cfg: &LoadedConfig, rc: &RenderedChannel, e: &EmailRend
 }
 
 fn article(h: &mut String, a: &ArticleRendering) {
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<h1>{}</h1><p class=\"subtitle\">{}</p><iframe class=\"article\" sandbox=\"\" title=\"article body\" srcdoc=\"{}\"></iframe>\n",
+        "<h1>{}</h1><p class=\"subtitle\">{}</p><iframe class=\"article\" sandbox=\"\" title=\"article body\" srcdoc=\"{}\"></iframe>",
         escape(&a.title),
         escape(&a.subtitle),
         escape(&format!("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><style>body{{font:17px/1.6 Georgia,serif;max-width:680px;margin:12px auto;padding:0 12px}}img{{max-width:100%}}</style></head><body>{}</body></html>", a.html))
@@ -390,7 +393,10 @@ fn posts(h: &mut String, cfg: &LoadedConfig, rc: &RenderedChannel, p: &PostsRend
             && let Some(c) = &p.card
         {
             let thumb = match &c.image {
-                Some(img) => format!("<div class=\"thumb\">thumbnail: {}</div>", escape(img)),
+                Some(img) => match data_uri(img) {
+                    Some(uri) => format!("<img class=\"thumb\" alt=\"thumbnail: {0}\" title=\"{0}\" src=\"{uri}\">", escape(img)),
+                    None => format!("<div class=\"thumb\">thumbnail: {}</div>", escape(img)),
+                },
                 None => String::new(),
             };
             let _ = write!(
@@ -404,6 +410,29 @@ fn posts(h: &mut String, cfg: &LoadedConfig, rc: &RenderedChannel, p: &PostsRend
         h.push_str("</article>\n");
     }
     h.push_str("</div>\n");
+}
+
+/// A local image (PNG, JPEG, GIF, WebP, up to 5 MB) as a `data:` URI, so the page stays
+/// self-contained. URLs and anything else are shown by name only: the page fetches nothing.
+fn data_uri(image: &str) -> Option<String> {
+    use base64::Engine as _;
+    if image.contains("://") {
+        return None;
+    }
+    let path = std::path::Path::new(image);
+    let mime = match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        _ => return None,
+    };
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 5 * 1024 * 1024 {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    Some(format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
 }
 
 #[cfg(test)]

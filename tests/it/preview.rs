@@ -45,11 +45,11 @@ fn browse(file: &Path, width: u32, height: u32, extra: &[String]) -> (String, St
 fn probe_result(dom: &str) -> Value {
     let start = dom.find("PROBE[%7B").expect("the probe ran and wrote its result into the DOM") + 6;
     let end = dom[start..].find("]PROBE").expect("probe end") + start;
-    let enc = dom[start..end].as_bytes();
+    let enc = &dom.as_bytes()[start..end];
     let mut bytes = Vec::with_capacity(enc.len());
     let mut i = 0;
     while i < enc.len() {
-        if enc[i] == b'%' && i + 2 < enc.len() + 1 {
+        if enc[i] == b'%' && i + 2 < enc.len() {
             let hex = std::str::from_utf8(&enc[i + 1..i + 3]).expect("hex");
             bytes.push(u8::from_str_radix(hex, 16).expect("percent escape"));
             i += 3;
@@ -82,7 +82,7 @@ const PAGE_PROBE: &str = r#"
     r.spans[name]=posts;
   });
   document.querySelectorAll('iframe').forEach(function(f){r.iframes.push([f.className,f.getAttribute('sandbox'),f.clientWidth])});
-  document.querySelectorAll('[src],link[href]').forEach(function(e){r.external.push(e.outerHTML.slice(0,120))});
+  document.querySelectorAll('[src],link[href]').forEach(function(e){var u=e.getAttribute('src')||e.getAttribute('href');if(!/^data:/.test(u))r.external.push(e.outerHTML.slice(0,120))});
   var p=document.createElement('pre');p.textContent='PROBE['+encodeURIComponent(JSON.stringify(r))+']PROBE';document.body.appendChild(p);
 })();
 "#;
@@ -230,4 +230,77 @@ fn preview_in_chromium_shows_every_channel_with_exact_spans_and_a_phone_width_em
         }
     }
     assert!(checked_bsky > 0 && checked_x > 0, "the samples exercise Bluesky facets ({checked_bsky}) and X entities ({checked_x})");
+}
+
+/// `--serve` serves on loopback and the page's version moves when the issue file changes, so the
+/// page (which polls `/version`) reloads; the reloaded page shows the edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_serve_reloads_when_the_issue_changes() {
+    use std::io::{BufRead, BufReader};
+    let (dir, cfg) = temp_config(&all_channels_toml("short"));
+    let issue = dir.path().join("issue.md");
+    let original = std::fs::read_to_string(crate::util::fixture("issues/minimal.md")).expect("fixture");
+    std::fs::write(&issue, &original).expect("write issue");
+    let child = Command::new(crate::pipeline::herald_bin())
+        .args(["--config", &cfg.display().to_string(), "preview", &issue.display().to_string(), "--serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("HERALD_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn herald preview --serve");
+    /// Stops the server even when an assertion fails.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(child);
+    let stderr = child.0.stderr.take().expect("stderr");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut l = String::new();
+        BufReader::new(stderr).read_line(&mut l).expect("read stderr");
+        l
+    })
+    .await
+    .expect("join");
+    let base = line.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    let client = herald::channel::http::client();
+    let get = |path: &str| {
+        let url = format!("{base}{}", path.trim_start_matches('/'));
+        let client = client.clone();
+        async move { client.get(url).send().await.expect("GET").text().await.expect("body") }
+    };
+    let v1 = get("/version").await;
+    let page = get("/").await;
+    assert!(page.contains("fetch('/version')") && page.contains(&format!("var v={v1};")), "the served page polls its version");
+    let title = original.lines().find_map(|l| l.strip_prefix("title = ")).expect("title line").trim_matches('"').to_string();
+    std::fs::write(&issue, original.replacen(&title, "Edited &lt;title&gt; <b>now</b>", 1)).expect("edit issue");
+    let mut v2 = v1.clone();
+    for _ in 0..100 {
+        v2 = get("/version").await;
+        if v2 != v1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = get("/").await;
+    drop(child);
+    assert_ne!(v2, v1, "the version moves when the issue file changes");
+    assert!(page.contains("Edited &amp;lt;title&amp;gt; &lt;b&gt;now&lt;/b&gt;"), "the reloaded page shows the edit, escaped");
+}
+
+#[test]
+fn preview_refuses_bad_input_with_exit_2() {
+    let (dir, cfg) = temp_config(&all_channels_toml("short"));
+    let cfg = cfg.display().to_string();
+    let issue = crate::util::fixture("issues/minimal.md").display().to_string();
+    let o = herald(dir.path(), &["--config", &cfg, "preview", &issue, "--serve", "--listen", "0.0.0.0:8044"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o).1);
+    assert!(out(&o).1.contains("loopback only"), "{}", out(&o).1);
+    let page = dir.path().join("p.html");
+    let o = herald(dir.path(), &["--config", &cfg, "preview", &issue, "--channel", "nope", "--out", &page.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(out(&o).1.contains("nope") && !page.exists(), "{}", out(&o).1);
 }
