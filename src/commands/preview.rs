@@ -36,7 +36,8 @@ pub async fn run(g: &Globals, args: PreviewArgs) -> anyhow::Result<ExitStatus> {
         return Err(InputError("--max-thread 0: a thread has at least one post (hint: --max-thread 10)".into()).into());
     }
     let cfg = g.load_config()?;
-    let opts = PreviewOptions { max_thread: args.max_thread, ..PreviewOptions::default() };
+    let (merge, merge_from) = merge_values(&cfg).await;
+    let opts = PreviewOptions { max_thread: args.max_thread, merge, merge_from, ..PreviewOptions::default() };
     if args.serve {
         return serve(cfg, args, opts).await;
     }
@@ -65,6 +66,55 @@ pub async fn run(g: &Globals, args: PreviewArgs) -> anyhow::Result<ExitStatus> {
         None => std::io::stdout().lock().write_all(built.html.as_bytes())?,
     }
     Ok(ExitStatus::Success)
+}
+
+/// Values for `[[merge]]` tags: the first subscriber not suppressed when a store exists (its
+/// name, address and extra columns), the sample values for anything else. `unsubscribe_url`
+/// always stays a sample: a real one needs the signing secret. Never creates a store.
+async fn merge_values(cfg: &LoadedConfig) -> (Vec<(String, String)>, String) {
+    use crate::store::{Store, StoreUrl};
+    let samples = preview::sample_merge_values();
+    let sample = (samples.clone(), "sample values".to_string());
+    let Ok(url) = StoreUrl::parse(&cfg.config.store.url, &cfg.base_dir) else { return sample };
+    if let StoreUrl::Sqlite { path } = &url
+        && !path.exists()
+    {
+        return sample;
+    }
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let store = Store::open(&url).await.ok()?;
+        let rows = store.subscribers_page(0, 100).await.ok();
+        store.close().await;
+        rows?.into_iter().find(|r| r.suppressed.is_none())
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(sub) = first else { return sample };
+    let mut values: Vec<(String, String)> = vec![
+        ("email".into(), sub.email.clone()),
+        ("name".into(), sub.name.clone()),
+        ("first_name".into(), sub.name.split_whitespace().next().unwrap_or_default().to_string()),
+    ];
+    if let Ok(serde_json::Value::Object(extra)) = serde_json::from_str::<serde_json::Value>(&sub.extra) {
+        for (k, v) in extra {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            let k = k.trim().to_lowercase().split_whitespace().collect::<Vec<_>>().join("_");
+            if !values.iter().any(|(have, _)| *have == k) {
+                values.push((k, v));
+            }
+        }
+    }
+    for (k, v) in samples {
+        if !values.iter().any(|(have, _)| *have == k) {
+            values.push((k, v));
+        }
+    }
+    (values, format!("the first subscriber, {}", sub.email))
 }
 
 /// A built page.

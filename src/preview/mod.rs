@@ -21,13 +21,15 @@ pub struct PreviewOptions {
     pub max_thread: usize,
     /// Values for `[[merge]]` tags (normalised names → value). Unknown tags are left as written.
     pub merge: Vec<(String, String)>,
+    /// Where the merge values come from, shown beside the email.
+    pub merge_from: String,
     /// When serving: poll `/version` and reload when it changes. The value is the current version.
     pub reload_version: Option<u64>,
 }
 
 impl Default for PreviewOptions {
     fn default() -> Self {
-        PreviewOptions { max_thread: 10, merge: sample_merge_values(), reload_version: None }
+        PreviewOptions { max_thread: 10, merge: sample_merge_values(), merge_from: "sample values".into(), reload_version: None }
     }
 }
 
@@ -245,6 +247,7 @@ section.email,section.email_api,section.substack{grid-column:1/-1}
 section.channel{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:14px 16px;overflow:hidden}
 section.channel>h2{margin:0 0 10px;font-size:17px}
 section.channel>h2 small{color:#57606a;font-weight:normal}
+.note{font-size:12px;color:#57606a;margin:6px 0}
 .warn{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:6px 10px;margin:6px 0;font-size:13px}
 .inbox{display:flex;gap:10px;align-items:baseline;border:1px solid #d0d7de;border-radius:6px;padding:8px 10px;margin-bottom:10px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .inbox .from{font-weight:600}.inbox .preheader{color:#57606a;overflow:hidden;text-overflow:ellipsis}
@@ -344,10 +347,11 @@ fn email(h: &mut String, cfg: &LoadedConfig, rc: &RenderedChannel, e: &EmailRend
         "<div class=\"inbox\"><span class=\"from\">{}</span><span class=\"subject\">{}</span><span class=\"preheader\">— {}</span></div>\n\
          <div class=\"frames\"><figure><figcaption>Desktop, 600 px</figcaption><iframe class=\"w600\" sandbox=\"\" title=\"{name} at 600 px\" srcdoc=\"{doc}\"></iframe></figure>\
          <figure><figcaption>Phone, 375 px</figcaption><iframe class=\"w375\" sandbox=\"\" title=\"{name} at 375 px\" srcdoc=\"{doc}\"></iframe></figure></div>\n\
-         <h3>Text part</h3><pre class=\"text-part\">{}</pre>\n",
+         <p class=\"note\">Merge tags filled from {}.</p><h3>Text part</h3><pre class=\"text-part\">{}</pre>\n",
         escape(&from),
         escape(&subject),
         escape(&preheader(&subject, &text)),
+        escape(&opts.merge_from),
         escape(&text),
         name = escape(&rc.channel),
         doc = escape(&html),

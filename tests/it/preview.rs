@@ -304,3 +304,28 @@ fn preview_refuses_bad_input_with_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(out(&o).1.contains("nope") && !page.exists(), "{}", out(&o).1);
 }
+
+/// With a store, merge tags come from the first subscriber that is not suppressed; without one,
+/// from sample values, and no store is created.
+#[test]
+fn preview_fills_merge_tags_from_the_first_subscriber() {
+    let (dir, cfg) = temp_config(&all_channels_toml("short"));
+    let cfg = cfg.display().to_string();
+    let issue = crate::util::fixture("issues/2026-week-48.md").display().to_string();
+    let page = dir.path().join("p.html");
+    let page_s = page.display().to_string();
+    let o = herald(dir.path(), &["--config", &cfg, "preview", &issue, "--out", &page_s]);
+    assert!(o.status.success(), "{}", out(&o).1);
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("reader@example.com") && html.contains("Merge tags filled from sample values."), "sample values");
+    assert!(!dir.path().join("herald.db").exists(), "the preview creates no store");
+
+    std::fs::write(dir.path().join("subs.csv"), "email,name,City\nfirst.reader@example.org,Ada Lovelace,London\nsecond@example.org,Bob,Paris\n").expect("csv");
+    let o = herald(dir.path(), &["--config", &cfg, "subscribers", "import", "subs.csv"]);
+    assert!(o.status.success(), "import: {}", out(&o).1);
+    let o = herald(dir.path(), &["--config", &cfg, "preview", &issue, "--out", &page_s]);
+    assert!(o.status.success(), "{}", out(&o).1);
+    let html = std::fs::read_to_string(&page).expect("page");
+    assert!(html.contains("Merge tags filled from the first subscriber, first.reader@example.org."), "subscriber named");
+    assert!(html.contains("first.reader@example.org") && !html.contains("reader@example.com"), "the subscriber's address fills [[email]]");
+}
