@@ -102,6 +102,11 @@ pub fn spans(kind: &str, post: &crate::render::Post) -> Vec<Span> {
                 .into(),
             })
             .collect(),
+        "linkedin" => count::find_urls(&post.text)
+            .into_iter()
+            .map(|r| Span { start: r.start, end: r.end, kind: "link".into() })
+            .chain(count::linkedin_hashtags(&post.text).into_iter().map(|r| Span { start: r.start, end: r.end, kind: "tag".into() }))
+            .collect(),
         "mastodon" => count::find_urls_with_scheme(&post.text).into_iter().map(|r| Span { start: r.start, end: r.end, kind: "link".into() }).collect(),
         _ => count::find_urls(&post.text).into_iter().map(|r| Span { start: r.start, end: r.end, kind: "link".into() }).collect(),
     };
@@ -453,6 +458,20 @@ mod tests {
         let v = vec![("email".to_string(), "a<b@example.com".to_string())];
         assert_eq!(fill_merge("to [[ Email ]] [[x]] [[ open", &v, true), "to a&lt;b@example.com [[x]] [[ open");
         assert_eq!(fill_merge("[[email]]", &v, false), "a<b@example.com");
+    }
+
+    #[test]
+    fn linkedin_hashtags_are_highlighted_beside_links() {
+        let post = crate::render::Post {
+            text: "Read https://e.example.com/#frag now #CommsTech #42".into(),
+            facets: vec![],
+            entities: vec![],
+            count: 0,
+            limit: 3000,
+        };
+        let found = spans("linkedin", &post);
+        let got: Vec<(&str, &str)> = found.iter().map(|s| (s.kind.as_str(), &post.text[s.start..s.end])).collect();
+        assert_eq!(got, vec![("link", "https://e.example.com/#frag"), ("tag", "#CommsTech")]);
     }
 
     #[test]

@@ -382,6 +382,18 @@ fn is_pictographic(c: char) -> bool {
 /// The little-text reserved characters, which LinkedIn wants backslash-escaped everywhere.
 const LINKEDIN_RESERVED: &[char] = &['\\', '|', '{', '}', '@', '[', ']', '(', ')', '<', '>', '#', '*', '_', '~'];
 
+/// Byte ranges of the hashtags LinkedIn links in a post's text (little-text `HashtagElement`s
+/// outside URLs), for the preview.
+pub fn linkedin_hashtags(text: &str) -> Vec<Range<usize>> {
+    let urls = find_urls(text);
+    LINKEDIN_HASHTAG
+        .captures_iter(text)
+        .filter_map(|c| c.get(1))
+        .map(|m| m.range())
+        .filter(|r| !urls.iter().any(|u| u.start < r.end && r.start < u.end))
+        .collect()
+}
+
 /// A little-text `HashtagElement`: `#` after the start or a character that can't end a word,
 /// then letters, digits and `_`, with at least one letter (`#42` stays text).
 static LINKEDIN_HASHTAG: LazyLock<Regex> = LazyLock::new(|| {
