@@ -37,6 +37,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Print exactly what each channel would receive.
     Render(RenderArgs),
+    /// Write (or serve) one HTML page showing every channel as its reader will see it.
+    Preview(PreviewArgs),
     /// Validate the config and templates; with an issue, preflight every channel.
     Check(CheckArgs),
     /// Publish an issue to its channels.
@@ -108,6 +110,31 @@ pub struct RenderArgs {
     #[arg(long = "channel", value_name = "NAME")]
     pub channels: Vec<String>,
     /// Print a JSON array of {channel, type, rendering}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald preview`
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The issue file.
+    pub issue: PathBuf,
+    /// Only these channels (repeatable).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    /// Write the page here (default: stdout, unless --serve).
+    #[arg(long, value_name = "FILE.html")]
+    pub out: Option<PathBuf>,
+    /// Serve the page on loopback and reload it when the issue or a template changes.
+    #[arg(long)]
+    pub serve: bool,
+    /// Where --serve listens (loopback only).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8044", requires = "serve")]
+    pub listen: std::net::SocketAddr,
+    /// Warn when a thread is longer than this many posts.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_thread: usize,
+    /// Print the warnings as JSON instead of writing the page.
     #[arg(long)]
     pub json: bool,
 }

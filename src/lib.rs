@@ -15,6 +15,7 @@ pub mod http;
 pub mod issue;
 pub mod jobs;
 pub mod metrics;
+pub mod preview;
 pub mod render;
 pub mod sandbox;
 pub mod schedule;

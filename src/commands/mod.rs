@@ -6,6 +6,7 @@ pub mod connect;
 pub mod credentials;
 pub mod daemon;
 pub mod log;
+pub mod preview;
 pub mod publish;
 pub mod render;
 pub mod republish;
@@ -67,6 +68,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     let g = Globals { config: cli.config };
     match cli.command {
         Command::Render(a) => render::run(&g, a).await,
+        Command::Preview(a) => preview::run(&g, a).await,
         Command::Check(a) => check::run(&g, a).await,
         Command::Publish(a) => publish::run(&g, a).await,
         Command::Status(a) => status::run(&g, a).await,

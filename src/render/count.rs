@@ -353,6 +353,40 @@ impl Inert {
     }
 }
 
+/// X's entities in `text` (URLs, hashtags, mentions, cashtags), as UTF-8 byte ranges: where X
+/// will link them, found by twitter-text as for the count (`x.example` is no TLD, so not a link).
+pub fn x_entities(text: &str) -> Vec<crate::render::XEntity> {
+    use crate::render::{ByteSlice, XEntity};
+    use twitter_text::entity::Type;
+    let entity = |r: Range<usize>, kind: &str| XEntity { index: ByteSlice { byte_start: r.start, byte_end: r.end }, kind: kind.into() };
+    // URLs as the count finds them (the extractor's combined call misses some, e.g. after a
+    // cashtag); then hashtags, mentions and cashtags that do not overlap a URL.
+    let urls = find_urls(text);
+    let mut out: Vec<XEntity> = urls.iter().map(|r| entity(r.clone(), "url")).collect();
+    let extractor = Extractor::new();
+    let safe = defuse_at_signs(text);
+    let offsets = Utf16ToByte::new(&safe);
+    for e in extractor.extract_entities_with_indices(&safe) {
+        let kind = match e.get_type() {
+            Type::HASHTAG => "hashtag",
+            Type::MENTION => "mention",
+            Type::CASHTAG => "cashtag",
+            Type::URL | Type::FEDERATEDMENTION => continue,
+        };
+        let (Some(start), Some(end)) = (
+            usize::try_from(e.get_start()).ok().and_then(|s| offsets.byte(s)),
+            usize::try_from(e.get_end()).ok().and_then(|s| offsets.byte(s)),
+        ) else {
+            continue;
+        };
+        if start < end && !urls.iter().any(|u| u.start < end && start < u.end) {
+            out.push(entity(start..end, kind));
+        }
+    }
+    out.sort_by_key(|e| e.index.byte_start);
+    out
+}
+
 /// Works around a panic in `twitter-text` 0.3.1: at an `@` (or `＠`) whose previous character
 /// rules out a mention (a letter, digit, `_ @ ! # $ % & * = /` or `＠`), its "RT@" check slices the
 /// two bytes before the `@` without looking for a character boundary, and panics when they split a
@@ -473,6 +507,18 @@ fn is_pictographic(c: char) -> bool {
 /// The little-text reserved characters, which LinkedIn wants backslash-escaped everywhere.
 const LINKEDIN_RESERVED: &[char] = &['\\', '|', '{', '}', '@', '[', ']', '(', ')', '<', '>', '#', '*', '_', '~'];
 
+/// Byte ranges of the hashtags LinkedIn links in a post's text (little-text `HashtagElement`s
+/// outside URLs), for the preview.
+pub fn linkedin_hashtags(text: &str) -> Vec<Range<usize>> {
+    let urls = find_urls(text);
+    LINKEDIN_HASHTAG
+        .captures_iter(text)
+        .filter_map(|c| c.get(1))
+        .map(|m| m.range())
+        .filter(|r| !urls.iter().any(|u| u.start < r.end && r.start < u.end))
+        .collect()
+}
+
 /// A little-text `HashtagElement`: `#` after the start or a character that can't end a word,
 /// then letters, digits and `_`, with at least one letter (`#42` stays text).
 static LINKEDIN_HASHTAG: LazyLock<Regex> = LazyLock::new(|| {
@@ -582,6 +628,19 @@ mod tests {
     use super::*;
 
     /// The trial table of CHANNELS.md §1 (twitter-text 3.1.0 under node).
+    #[test]
+    fn x_entities_are_byte_ranges_of_what_x_links() {
+        let text = "日本 #CommsTech by @herald_news on $TWLO: example.com/a and https://news.example.com/b?c=1 or x.example 🎉";
+        let entities = x_entities(text);
+        let got: Vec<(&str, &str)> = entities.iter().map(|e| (e.kind.as_str(), &text[e.index.byte_start..e.index.byte_end])).collect();
+        assert_eq!(
+            got,
+            vec![("hashtag", "#CommsTech"), ("mention", "@herald_news"), ("cashtag", "$TWLO"), ("url", "example.com/a"), ("url", "https://news.example.com/b?c=1")]
+        );
+        // An at sign that cannot start a mention (the twitter-text panic case) yields nothing.
+        assert!(x_entities("日a@b").is_empty());
+    }
+
     #[test]
     fn x_matches_the_twitter_text_trials() {
         let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";

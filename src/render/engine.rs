@@ -317,6 +317,7 @@ impl ChannelTemplates {
             .into_iter()
             .map(|text| Post {
                 facets: if network == Network::Bluesky { facets::detect(&text) } else { Vec::new() },
+                entities: if network == Network::X { super::count::x_entities(&text) } else { Vec::new() },
                 count: rules.count(&text),
                 limit: rules.limit(),
                 text,

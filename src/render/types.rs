@@ -70,6 +70,10 @@ pub struct Post {
     /// Bluesky rich-text facets (UTF-8 byte offsets). Empty elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub facets: Vec<Facet>,
+    /// X entities (URLs, hashtags, mentions, cashtags) where X will link them, as UTF-8 byte
+    /// ranges found by twitter-text. Empty elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<XEntity>,
     /// Length as the network counts it.
     pub count: usize,
     /// The network's limit.
@@ -117,6 +121,16 @@ pub enum FacetFeature {
         /// DID (or the handle, before resolution).
         did: String,
     },
+}
+
+/// An X entity: what twitter-text (and so X) turns into a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XEntity {
+    /// Byte range in the UTF-8 text.
+    pub index: ByteSlice,
+    /// `url`, `hashtag`, `mention` or `cashtag`.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// A link card (Bluesky `app.bsky.embed.external`, LinkedIn article).

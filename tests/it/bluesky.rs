@@ -37,7 +37,7 @@ fn post(text: &str, marks: &[(&str, FacetFeature)]) -> Post {
             Facet { index: ByteSlice { byte_start: start, byte_end: start + needle.len() }, features: vec![feature.clone()] }
         })
         .collect();
-    Post { text: text.into(), facets, count: text.graphemes(true).count(), limit: 300 }
+    Post { text: text.into(), facets, entities: vec![], count: text.graphemes(true).count(), limit: 300 }
 }
 
 fn plain(texts: &[&str]) -> Rendering {

@@ -67,7 +67,7 @@ fn escape(s: &str) -> String {
 
 fn rendering(text: &str, card: Option<LinkCard>) -> Rendering {
     Rendering::Posts(PostsRendering {
-        posts: vec![Post { text: text.to_string(), facets: vec![], count: text.chars().count(), limit: 3000 }],
+        posts: vec![Post { text: text.to_string(), facets: vec![], entities: vec![], count: text.chars().count(), limit: 3000 }],
         card,
     })
 }
@@ -282,8 +282,8 @@ async fn two_posts_are_refused_before_any_call() {
     let a = adapter(&fake);
     let two = Rendering::Posts(PostsRendering {
         posts: vec![
-            Post { text: "a".into(), facets: vec![], count: 1, limit: 3000 },
-            Post { text: "b".into(), facets: vec![], count: 1, limit: 3000 },
+            Post { text: "a".into(), facets: vec![], entities: vec![], count: 1, limit: 3000 },
+            Post { text: "b".into(), facets: vec![], entities: vec![], count: 1, limit: 3000 },
         ],
         card: None,
     });

@@ -32,7 +32,7 @@ fn rendering(texts: &[&str]) -> Rendering {
     Rendering::Posts(PostsRendering {
         posts: texts
             .iter()
-            .map(|t| Post { text: t.to_string(), facets: vec![], count: status_length(t), limit: 500 })
+            .map(|t| Post { text: t.to_string(), facets: vec![], entities: vec![], count: status_length(t), limit: 500 })
             .collect(),
         card: None,
     })

@@ -46,7 +46,7 @@ fn rendering(texts: &[&str]) -> Rendering {
     Rendering::Posts(PostsRendering {
         posts: texts
             .iter()
-            .map(|t| Post { text: t.to_string(), facets: vec![], count: t.chars().count(), limit: 500 })
+            .map(|t| Post { text: t.to_string(), facets: vec![], entities: vec![], count: t.chars().count(), limit: 500 })
             .collect(),
         card: None,
     })

@@ -51,7 +51,7 @@ fn rendering(texts: &[&str]) -> Rendering {
     Rendering::Posts(PostsRendering {
         posts: texts
             .iter()
-            .map(|t| Post { text: t.to_string(), facets: vec![], count: Network::X.count(t), limit: 280 })
+            .map(|t| Post { text: t.to_string(), facets: vec![], entities: vec![], count: Network::X.count(t), limit: 280 })
             .collect(),
         card: None,
     })
