@@ -570,7 +570,14 @@ async fn substack_connect_checks_the_cookie_and_records_the_user_id() {
     use herald::sandbox::substack::{self as sfake, SubstackFake};
     let db = TestDb::sqlite().await;
     let s = SubstackFake::start().await.unwrap();
-    let cfg = write_cfg(&db, &format!("[channels.stack]\ntype = \"substack\"\napi_base = \"{}\"\nmode = \"draft\"\ntimeout_secs = 5\n", s.base_url));
+    // The profile lives on substack.com, apart from the publication (`api_base`): both at the fake.
+    let cfg = write_cfg(
+        &db,
+        &format!(
+            "[channels.stack]\ntype = \"substack\"\napi_base = \"{0}\"\nprofile_url = \"{0}/api/v1/user/profile/self\"\nmode = \"draft\"\ntimeout_secs = 5\n",
+            s.base_url
+        ),
+    );
     let key = test_key(24);
     for (cookie, want) in [("not-the-cookie", 2), (sfake::COOKIE, 0)] {
         let mut c = herald_env(&cfg, &key, &[]);

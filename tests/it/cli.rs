@@ -194,6 +194,7 @@ fn an_issue_too_big_for_postmark_fails_the_preflight() {
 fn a_draft_over_substacks_max_body_bytes_fails_the_preflight() {
     let channel = "[channels.substack]\ntype = \"substack\"\napi_base = \"http://127.0.0.1:9\"\ncookie = \"${SUBSTACK_COOKIE}\"\nuser_id = 1\n";
     let (dir, cfg) = temp_config(&format!("[store]\nurl = \"sqlite://herald.db\"\n\n{channel}max_body_bytes = 4000\n"));
+    std::fs::create_dir(dir.path().join("issues")).unwrap();
     let issue = dir.path().join("long.md");
     let mut text = std::fs::read_to_string(fixture("issues/minimal.md")).unwrap();
     for i in 0..40 {
@@ -208,6 +209,7 @@ fn a_draft_over_substacks_max_body_bytes_fails_the_preflight() {
     }
     assert!(!dir.path().join("herald.db").exists(), "nothing stored");
     let (dir, cfg) = temp_config(&format!("[store]\nurl = \"sqlite://herald.db\"\n\n{channel}"));
+    std::fs::create_dir(dir.path().join("issues")).unwrap();
     let o = herald(dir.path(), &["--config", cfg.to_str().unwrap(), "check", issue.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o).1);
 }
