@@ -60,29 +60,14 @@ async fn publish_with(cfg: Arc<crate::config::LoadedConfig>, args: &PublishArgs,
     if rendered.is_empty() {
         return Err(InputError("no channel to publish to (every channel is disabled or skipped by the issue)".into()).into());
     }
-    // The remote limits a rendering surely breaks (an SMTP server's SIZE), before anything is
-    // stored. A channel whose adapter needs the credential store to build is checked below.
-    let mut too_big = Vec::new();
-    for rc in &rendered {
-        if let Some(c) = cfg.config.channels.get(&rc.channel)
-            && let Ok(a) = crate::channel::build_adapter(&rc.channel, c, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone()))
-            && let Err(e) = a.preflight(&rc.rendering).await
-        {
-            too_big.push(format!("  {e}"));
-        }
-    }
-    if !too_big.is_empty() {
-        return Err(InputError(format!("preflight failed; nothing was sent:\n{}", too_big.join("\n"))).into());
-    }
     let p = Arc::new(Pipeline::open(cfg.clone()).await?);
     if let Some(sb) = sandbox {
         sb.seed(&p.store).await?;
     }
-    // The credential preflight every trigger shares: each adapter builds (its secrets resolve,
-    // named, never printed), none has expired, and a stored credential opens with the key.
-    let names: Vec<String> = rendered.iter().map(|r| r.channel.clone()).collect();
-    let mut missing = crate::jobs::preflight::check_channels(&names, &cfg, chrono::Utc::now(), &|n| p.build_ctx(n));
-    missing.extend(crate::credentials::preflight(&p.vault, &cfg, &names).await);
+    // The preflight every CLI trigger shares: each adapter builds (its secrets resolve, named,
+    // never printed), none has expired, a stored credential opens with the key, and the
+    // rendering fits the remote's surely-known limits.
+    let missing = crate::jobs::preflight::check_renderings(&p, &rendered, chrono::Utc::now()).await;
     if !missing.is_empty() {
         p.close().await;
         let lines: Vec<String> = missing.iter().map(|m| format!("  {m}")).collect();

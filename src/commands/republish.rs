@@ -34,9 +34,7 @@ pub async fn run(g: &Globals, args: RepublishArgs) -> anyhow::Result<ExitStatus>
         let lines: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
         InputError(format!("preflight failed; nothing was sent:\n{}", lines.join("\n")))
     })?;
-    let names: Vec<String> = rendered.iter().map(|rc| rc.channel.clone()).collect();
-    let mut problems = crate::jobs::preflight::check_channels(&names, &cfg, chrono::Utc::now(), &|n| p.build_ctx(n));
-    problems.extend(crate::credentials::preflight(&p.vault, &cfg, &names).await);
+    let problems = crate::jobs::preflight::check_renderings(&p, &rendered, chrono::Utc::now()).await;
     let problems: Vec<String> = problems.into_iter().map(|m| format!("  {m}")).collect();
     if !problems.is_empty() {
         return Err(InputError(format!("preflight failed; nothing was sent:\n{}", problems.join("\n"))).into());

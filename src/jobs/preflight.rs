@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use super::Pipeline;
 use crate::channel::{Adapter, BuildCtx, DeliveryError};
 use crate::config::ChannelConfig;
+use crate::render::engine::RenderedChannel;
 
 /// What Herald knows about a channel's credential without calling the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,18 +67,28 @@ pub fn require(name: &str, cfg: &ChannelConfig, now: DateTime<Utc>) -> Result<()
     }
 }
 
-/// For the CLI triggers: every channel's credential resolves (building the adapter resolves its
-/// secrets, naming, never printing, what is missing) and has not expired. One line per problem.
-pub fn check_channels(channels: &[String], cfg: &crate::config::LoadedConfig, now: DateTime<Utc>, ctx: &dyn Fn(&str) -> BuildCtx) -> Vec<String> {
+/// For the CLI triggers (`publish`, `republish`): the one preflight, run before anything about
+/// the issue is stored. Each channel's adapter is built once, with the credential store (its
+/// secrets resolve, named, never printed); its credential has not expired; a stored credential
+/// opens with the key; and the rendering fits what the remote surely accepts (an SMTP server's
+/// `SIZE`, Substack's body cap). One line per problem; the caller exits 2.
+pub async fn check_renderings(p: &Pipeline, rendered: &[RenderedChannel], now: DateTime<Utc>) -> Vec<String> {
     let mut problems = Vec::new();
-    for name in channels {
-        let Some(c) = cfg.config.channels.get(name) else { continue };
-        if let Err(e) = crate::channel::build_adapter(name, c, &ctx(name)) {
-            problems.push(format!("{e:#}"));
-        } else if let Err(e) = require(name, c, now) {
-            problems.push(e.message().to_string());
+    for rc in rendered {
+        let Some(c) = p.config.config.channels.get(&rc.channel) else { continue };
+        match crate::channel::build_adapter(&rc.channel, c, &p.build_ctx(&rc.channel)) {
+            Err(e) => problems.push(format!("{e:#}")),
+            Ok(adapter) => {
+                if let Err(e) = require(&rc.channel, c, now) {
+                    problems.push(e.message().to_string());
+                } else if let Err(e) = adapter.preflight(&rc.rendering).await {
+                    problems.push(e.to_string());
+                }
+            }
         }
     }
+    let names: Vec<String> = rendered.iter().map(|r| r.channel.clone()).collect();
+    problems.extend(crate::credentials::preflight(&p.vault, &p.config, &names).await);
     problems
 }
 
