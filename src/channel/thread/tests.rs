@@ -55,6 +55,8 @@ struct Fake<const LOOK_FIRST: bool> {
     /// Whether lookups work (X without a user id, Mastodon past the key's hour can't look).
     checkable: bool,
     before_first: Mutex<usize>,
+    /// The part that stands for the rest of the thread (X's link post), if any.
+    ends_at: Option<usize>,
 }
 
 impl<const L: bool> Fake<L> {
@@ -63,7 +65,7 @@ impl<const L: bool> Fake<L> {
         for (part, f) in faults {
             net.faults.entry(*part).or_default().push(*f);
         }
-        Self { net: Mutex::new(net), checkable, before_first: Mutex::new(0) }
+        Self { net: Mutex::new(net), checkable, before_first: Mutex::new(0), ends_at: None }
     }
     fn posts(&self) -> Vec<NetPost> {
         self.net.lock().unwrap().posts.clone()
@@ -87,7 +89,11 @@ impl<const L: bool> ThreadNetwork for Fake<L> {
         if earlier.get("key").is_some() {
             return if L { Some(earlier.clone()) } else { None };
         }
-        Some(json!({ "key": format!("k{index}-{}", uuid::Uuid::new_v4().simple()) }))
+        let mut m = json!({ "key": format!("k{index}-{}", uuid::Uuid::new_v4().simple()) });
+        if self.ends_at == Some(index) {
+            m["ends"] = json!(true);
+        }
+        Some(m)
     }
 
     async fn post_part(&self, part: &mut PartCall<'_>) -> Result<Posted, DeliveryError> {
@@ -134,6 +140,10 @@ impl<const L: bool> ThreadNetwork for Fake<L> {
     async fn before_first(&self, _posts: &[Post]) -> Result<(), DeliveryError> {
         *self.before_first.lock().unwrap() += 1;
         Ok(())
+    }
+
+    fn ends_thread(&self, part: &PartState) -> bool {
+        part.prepared["ends"] == json!(true)
     }
 
     fn note(&self, _progress: &ThreadProgress, _total: usize, reconciled: bool) -> Option<String> {
@@ -399,4 +409,29 @@ async fn the_first_part_check_runs_before_anything_is_posted() {
     // Part 1's marker is saved: the checkpoint is no longer empty, so the check is not repeated.
     deliver(&fake, &posts(2), &ctx(&cp)).await.expect("delivered");
     assert_eq!(*fake.before_first.lock().unwrap(), 1);
+}
+
+/// A part that stands for the rest (X's `thread_fallback = "link"` post) ends the thread: nothing
+/// after it is posted, a retry posts nothing more, and reconciling a lost answer for it finds
+/// the thread complete.
+#[tokio::test]
+async fn a_part_that_ends_the_thread_is_the_last() {
+    for drop in [false, true] {
+        let faults: &[(usize, Fault)] = if drop { &[(1, Fault::DropAnswer)] } else { &[] };
+        let mut fake = Fake::<true>::new(true, faults);
+        fake.ends_at = Some(1);
+        let cp = Arc::new(MemoryCheckpoint::default());
+        let posts = posts(4);
+        let first = deliver(&fake, &posts, &ctx(&cp)).await;
+        assert_eq!(first.is_err(), drop, "{first:?}");
+        if drop {
+            match find_existing(&fake, &posts, &ctx(&cp)).await.unwrap() {
+                Reconciled::Found(r) => assert_eq!(r.remote_id, fake.posts()[0].id),
+                other => panic!("the ended thread is complete: {other:?}"),
+            }
+        }
+        deliver(&fake, &posts, &ctx(&cp)).await.expect("nothing more to post");
+        assert_eq!(fake.net.lock().unwrap().calls, [0, 1], "drop = {drop}: parts 3 and 4 are never posted");
+        assert_eq!(fake.posts().len(), 2);
+    }
 }
