@@ -6,15 +6,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::client::BskyClient;
 use super::tid;
-use crate::channel::{
-    Adapter, DeliveryCtx, DeliveryError, PartState, Receipt, Reconciled, ThreadProgress, http,
-};
+use crate::channel::thread::{self, Lookup, PartCall, PartView, Posted, Settle, ThreadNetwork};
+use crate::channel::{Adapter, DeliveryCtx, DeliveryError, PartState, Receipt, Reconciled, ThreadProgress, http};
 use crate::render::{FacetFeature, LinkCard, Post, Rendering};
 
 const POST_NSID: &str = "app.bsky.feed.post";
@@ -76,32 +76,8 @@ impl BlueskyChannel {
         Err(http::error_from_response(status, &headers, &body))
     }
 
-    /// Settle every part whose rkey was saved but whose answer never came. Returns false when
-    /// one of them is not on the network (so it is still owed).
-    async fn reconcile(&self, progress: &mut ThreadProgress, ctx: &DeliveryCtx) -> Result<bool, DeliveryError> {
-        let session = self.client.session().await?;
-        for i in 0..progress.parts.len() {
-            if progress.parts[i].remote_id.is_some() {
-                continue;
-            }
-            let Some(mut p) = prepared(&progress.parts[i]) else { return Ok(false) };
-            match self.get_record(&session.did, &p.rkey).await? {
-                Some((uri, cid)) => {
-                    tracing::info!(channel = %self.name, part = i, rkey = %p.rkey, "Found an unconfirmed Bluesky post by its rkey.");
-                    p.cid = Some(cid);
-                    progress.parts[i].prepared = json!(p);
-                    progress.parts[i].url = Some(Self::web_url(&session.handle, &p.rkey));
-                    progress.parts[i].remote_id = Some(uri);
-                    ctx.save_state(progress).await?;
-                }
-                None => return Ok(false),
-            }
-        }
-        Ok(true)
-    }
-
     /// Facets with mention handles resolved to DIDs; unresolvable mentions are dropped.
-    async fn facets(&self, post: &Post, cache: &mut HashMap<String, Option<String>>) -> Result<Vec<Value>, DeliveryError> {
+    async fn facets(&self, post: &Post, cache: &Mutex<HashMap<String, Option<String>>>) -> Result<Vec<Value>, DeliveryError> {
         let mut out = Vec::new();
         for facet in &post.facets {
             let mut f = facet.clone();
@@ -110,11 +86,16 @@ impl BlueskyChannel {
                 match feature {
                     FacetFeature::Mention { did } if !did.starts_with("did:") => {
                         let handle = did.trim_start_matches('@').to_string();
-                        if !cache.contains_key(&handle) {
-                            let resolved = self.resolve_handle(&handle).await?;
-                            cache.insert(handle.clone(), resolved);
-                        }
-                        match cache.get(&handle).cloned().flatten() {
+                        let known = cache.lock().expect("handle cache").get(&handle).cloned();
+                        let resolved = match known {
+                            Some(r) => r,
+                            None => {
+                                let r = self.resolve_handle(&handle).await?;
+                                cache.lock().expect("handle cache").insert(handle.clone(), r.clone());
+                                r
+                            }
+                        };
+                        match resolved {
                             Some(did) => features.push(FacetFeature::Mention { did }),
                             None => tracing::warn!(channel = %self.name, handle = %handle, "Dropping a mention Bluesky can't resolve."),
                         }
@@ -225,11 +206,6 @@ impl BlueskyChannel {
         };
         Ok((bytes, mime))
     }
-
-    fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
-        let first = progress.parts.first().cloned().unwrap_or_default();
-        Receipt { remote_id: first.remote_id.unwrap_or_default(), url: first.url, awaiting_confirmation: false, note: note.map(Into::into), warning: None }
-    }
 }
 
 /// Every known form of a PDS's "a record with this rkey exists" answer to createRecord
@@ -256,118 +232,129 @@ fn strong_ref(state: &PartState) -> Value {
     json!({ "uri": state.remote_id, "cid": prepared(state).and_then(|p| p.cid) })
 }
 
+/// One delivery's thread: the card goes on the first part, and a mention's DID is resolved
+/// once per delivery.
+struct BskyThread<'a> {
+    ch: &'a BlueskyChannel,
+    card: Option<LinkCard>,
+    handles: Mutex<HashMap<String, Option<String>>>,
+}
+
+impl BskyThread<'_> {
+    /// `getRecord` for the part's rkey: the post as Herald records it, if it exists.
+    async fn adopt(&self, prep: &Prepared) -> Result<Option<Posted>, DeliveryError> {
+        let session = self.ch.client.session().await?;
+        Ok(self.ch.get_record(&session.did, &prep.rkey).await?.map(|(uri, cid)| {
+            let mut prep = prep.clone();
+            prep.cid = Some(cid);
+            Posted { id: uri, url: Some(BlueskyChannel::web_url(&session.handle, &prep.rkey)), prepared: Some(json!(prep)) }
+        }))
+    }
+}
+
+/// Before each part is created its TID rkey (and `createdAt`) is saved, so a lost answer is
+/// settled with `getRecord` before anything is created again.
+#[async_trait]
+impl ThreadNetwork for BskyThread<'_> {
+    const SETTLE: Settle = Settle::LookFirst;
+
+    fn network(&self) -> &'static str {
+        "Bluesky"
+    }
+
+    /// Reuse the rkey saved by an earlier attempt (getRecord said it is not there), or choose
+    /// one now.
+    fn marker(&self, _index: usize, earlier: &Value) -> Option<Value> {
+        let prep = serde_json::from_value::<Prepared>(earlier.clone()).unwrap_or_else(|_| Prepared {
+            rkey: tid::next(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            cid: None,
+        });
+        Some(json!(prep))
+    }
+
+    async fn post_part(&self, part: &mut PartCall<'_>) -> Result<Posted, DeliveryError> {
+        let v = part.view();
+        let (i, post) = (v.index, v.post());
+        let prep = prepared(v.state()).ok_or_else(|| DeliveryError::permanent("corrupt checkpoint: a Bluesky part without its rkey"))?;
+        let session = self.ch.client.session().await?;
+        let mut record = json!({ "$type": POST_NSID, "text": post.text, "createdAt": prep.created_at });
+        let facets = self.ch.facets(post, &self.handles).await?;
+        if !facets.is_empty() {
+            record["facets"] = json!(facets);
+        }
+        if i == 0 {
+            if let Some(card) = &self.card {
+                record["embed"] = self.ch.embed(card).await?;
+            }
+        } else {
+            let earlier = v.earlier();
+            record["reply"] = json!({ "root": strong_ref(&earlier[0]), "parent": strong_ref(&earlier[i - 1]) });
+        }
+        let body = json!({ "repo": session.did, "collection": POST_NSID, "rkey": prep.rkey, "record": record });
+        let res = self
+            .ch
+            .client
+            .call(|token| http::client().post(self.ch.client.url("com.atproto.repo.createRecord")).bearer_auth(token).json(&body))
+            .await?;
+        if !res.is_success() && is_duplicate_rkey(res.status, res.error_name().as_deref(), &res.body) {
+            // Newer PDSes say so explicitly: our rkey is taken, so an earlier attempt wrote
+            // this part after all (a read before it missed it). Adopt it from getRecord.
+            return match self.adopt(&prep).await? {
+                Some(posted) => {
+                    tracing::info!(channel = %self.ch.name, part = i, rkey = %prep.rkey, "Bluesky says the rkey exists; adopting the earlier post.");
+                    Ok(posted)
+                }
+                None => Err(DeliveryError::unknown_outcome(format!(
+                    "Bluesky says part {}'s record already exists but getRecord can't read it yet; reconcile with getRecord",
+                    i + 1
+                ))
+                .with_status(res.status)),
+            };
+        }
+        if !res.is_success() {
+            // The rkey stays in the checkpoint: the next attempt asks getRecord first, so
+            // even a 5xx that did write is never posted twice.
+            return Err(res.to_error());
+        }
+        let v: Value = serde_json::from_str(&res.body).map_err(|e| {
+            DeliveryError::unknown_outcome(format!("Bluesky accepted part {} but the answer is unreadable: {e}", i + 1))
+        })?;
+        let (Some(uri), Some(cid)) = (v["uri"].as_str(), v["cid"].as_str()) else {
+            return Err(DeliveryError::unknown_outcome(format!("Bluesky answer for part {} lacks uri/cid", i + 1)));
+        };
+        let mut prep = prep;
+        prep.cid = Some(cid.to_string());
+        Ok(Posted { id: uri.to_string(), url: Some(BlueskyChannel::web_url(&session.handle, &prep.rkey)), prepared: Some(json!(prep)) })
+    }
+
+    /// `getRecord` for the saved rkey: found → adopt it; `RecordNotFound` → create again with
+    /// the same rkey (a second create with an existing rkey fails, it never duplicates).
+    async fn find_part(&self, part: PartView<'_>) -> Result<Lookup, DeliveryError> {
+        let Some(prep) = prepared(part.state()) else { return Ok(Lookup::NotThere) };
+        Ok(match self.adopt(&prep).await? {
+            Some(posted) => Lookup::Found(posted),
+            None => Lookup::NotThere,
+        })
+    }
+
+    fn note(&self, _progress: &ThreadProgress, _total: usize, reconciled: bool) -> Option<String> {
+        reconciled.then(|| "reconciled via getRecord".to_string())
+    }
+}
+
 #[async_trait]
 impl Adapter for BlueskyChannel {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
         let posts = posts(rendering)?;
+        // The session first: a login that fails leaves nothing in the checkpoint.
+        self.client.session().await?;
         let card = rendering.posts().and_then(|p| p.card.clone());
-        let mut progress: ThreadProgress = ctx.load_state().await?;
-        progress.parts.truncate(posts.len());
-        // Parts whose answer was lost: look them up by rkey before creating anything.
-        if progress.parts.iter().any(|p| p.remote_id.is_none()) {
-            self.reconcile(&mut progress, ctx).await?;
-        }
-        let session = self.client.session().await?;
-        let mut handles = HashMap::new();
-        for (i, post) in posts.iter().enumerate() {
-            if progress.parts.get(i).is_some_and(|p| p.remote_id.is_some()) {
-                continue;
-            }
-            // Reuse the rkey saved by an earlier attempt (getRecord said it is not there),
-            // or choose one now and save it before the call.
-            let prep = progress.parts.get(i).and_then(prepared).unwrap_or_else(|| Prepared {
-                rkey: tid::next(),
-                created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                cid: None,
-            });
-            progress.parts.truncate(i);
-            progress.parts.push(PartState { prepared: json!(prep), ..PartState::default() });
-            ctx.save_state(&progress).await?;
-
-            let mut record = json!({ "$type": POST_NSID, "text": post.text, "createdAt": prep.created_at });
-            let facets = self.facets(post, &mut handles).await?;
-            if !facets.is_empty() {
-                record["facets"] = json!(facets);
-            }
-            if i == 0 {
-                if let Some(card) = &card {
-                    record["embed"] = self.embed(card).await?;
-                }
-            } else {
-                record["reply"] = json!({ "root": strong_ref(&progress.parts[0]), "parent": strong_ref(&progress.parts[i - 1]) });
-            }
-            let body = json!({ "repo": session.did, "collection": POST_NSID, "rkey": prep.rkey, "record": record });
-            let res = self
-                .client
-                .call(|token| http::client().post(self.client.url("com.atproto.repo.createRecord")).bearer_auth(token).json(&body))
-                .await?;
-            if !res.is_success() && is_duplicate_rkey(res.status, res.error_name().as_deref(), &res.body) {
-                // Newer PDSes say so explicitly: our rkey is taken, so an earlier attempt wrote
-                // this part after all (a read before it missed it). Adopt it from getRecord.
-                match self.get_record(&session.did, &prep.rkey).await? {
-                    Some((uri, cid)) => {
-                        tracing::info!(channel = %self.name, part = i, rkey = %prep.rkey, "Bluesky says the rkey exists; adopting the earlier post.");
-                        let mut prep = prep;
-                        prep.cid = Some(cid);
-                        progress.parts[i] = PartState {
-                            remote_id: Some(uri),
-                            url: Some(Self::web_url(&session.handle, &prep.rkey)),
-                            prepared: json!(prep),
-                        };
-                        ctx.save_state(&progress).await?;
-                        continue;
-                    }
-                    None => {
-                        return Err(DeliveryError::unknown_outcome(format!(
-                            "Bluesky says part {}'s record already exists but getRecord can't read it yet; reconcile with getRecord",
-                            i + 1
-                        ))
-                        .with_status(res.status));
-                    }
-                }
-            }
-            if !res.is_success() {
-                // The rkey stays in the checkpoint: the next attempt asks getRecord first, so
-                // even a 5xx that did write is never posted twice.
-                let err = res.to_error();
-                tracing::warn!(channel = %self.name, part = i, rkey = %prep.rkey, error = %err, "Bluesky refused a post.");
-                return Err(err);
-            }
-            let v: Value = serde_json::from_str(&res.body).map_err(|e| {
-                DeliveryError::unknown_outcome(format!("Bluesky accepted part {} but the answer is unreadable: {e}", i + 1))
-            })?;
-            let (Some(uri), Some(cid)) = (v["uri"].as_str(), v["cid"].as_str()) else {
-                return Err(DeliveryError::unknown_outcome(format!("Bluesky answer for part {} lacks uri/cid", i + 1)));
-            };
-            tracing::info!(channel = %self.name, part = i, uri = %uri, "Bluesky post created.");
-            let mut prep = prep;
-            prep.cid = Some(cid.to_string());
-            progress.parts[i] = PartState {
-                remote_id: Some(uri.to_string()),
-                url: Some(Self::web_url(&session.handle, &prep.rkey)),
-                prepared: json!(prep),
-            };
-            ctx.save_state(&progress).await?;
-        }
-        Ok(Self::receipt(&progress, None))
+        thread::deliver(&BskyThread { ch: self, card, handles: Mutex::default() }, posts, ctx).await
     }
 
     async fn find_existing(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
-        let posts = posts(rendering)?;
-        let mut progress: ThreadProgress = ctx.load_state().await?;
-        if progress.parts.is_empty() {
-            // The rkey is saved before every create: nothing saved, nothing created.
-            return Ok(Reconciled::NotFound);
-        }
-        if !self.reconcile(&mut progress, ctx).await? {
-            return Ok(Reconciled::NotFound);
-        }
-        if progress.parts.len() >= posts.len() {
-            Ok(Reconciled::Found(Self::receipt(&progress, Some("reconciled via getRecord"))))
-        } else {
-            // Earlier parts are recorded; a retry resumes at the next one.
-            Ok(Reconciled::NotFound)
-        }
+        thread::find_existing(&BskyThread { ch: self, card: None, handles: Mutex::default() }, posts(rendering)?, ctx).await
     }
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {

@@ -6,9 +6,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::channel::{
-    Adapter, DeliveryCtx, DeliveryError, PartState, Receipt, Reconciled, ThreadProgress, http,
-};
+use crate::channel::thread::{self, Lookup, PartCall, PartView, Posted, Settle, ThreadNetwork};
+use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Receipt, Reconciled, ThreadProgress, http};
 use crate::config::SecretString;
 use crate::render::{Post, Rendering};
 
@@ -38,8 +37,8 @@ struct Status {
     uri: Option<String>,
 }
 
-fn prepared_at(state: &PartState) -> Option<chrono::DateTime<chrono::Utc>> {
-    let s = state.prepared.get("prepared_at")?.as_str()?;
+fn prepared_at(prepared: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = prepared.get("prepared_at")?.as_str()?;
     Some(chrono::DateTime::parse_from_rfc3339(s).ok()?.to_utc())
 }
 
@@ -120,22 +119,6 @@ impl MastodonChannel {
         }
         Ok(())
     }
-
-    fn record(progress: &mut ThreadProgress, i: usize, status: Status) {
-        progress.parts[i].url = status.url.or(status.uri);
-        progress.parts[i].remote_id = Some(status.id);
-    }
-
-    fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
-        let first = progress.parts.first().cloned().unwrap_or_default();
-        Receipt {
-            remote_id: first.remote_id.unwrap_or_default(),
-            url: first.url,
-            awaiting_confirmation: false,
-            note: note.map(Into::into),
-            warning: None,
-        }
-    }
 }
 
 fn posts(rendering: &Rendering) -> Result<&[Post], DeliveryError> {
@@ -146,82 +129,66 @@ fn posts(rendering: &Rendering) -> Result<&[Post], DeliveryError> {
     Ok(p)
 }
 
+/// A part's `Idempotency-Key` holds for an hour from its first send: within it, sending the
+/// part again is how a lost answer is settled, so a resend is the reconciliation.
 #[async_trait]
-impl Adapter for MastodonChannel {
-    async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
-        let posts = posts(rendering)?;
-        let mut progress: ThreadProgress = ctx.load_state().await?;
-        if progress.parts.is_empty() {
-            self.preflight(posts).await?;
+impl ThreadNetwork for MastodonChannel {
+    const SETTLE: Settle = Settle::PostAgain;
+
+    fn network(&self) -> &'static str {
+        "Mastodon"
+    }
+
+    /// The key's hour starts at the first send; past it, the key protects nothing, so a resend
+    /// (which the pipeline only makes after reconciling or by operator choice) opens a new window.
+    fn marker(&self, _index: usize, earlier: &serde_json::Value) -> Option<serde_json::Value> {
+        let now = chrono::Utc::now();
+        match prepared_at(earlier) {
+            Some(t) if now - t <= KEY_WINDOW => None,
+            _ => Some(json!({ "prepared_at": now.to_rfc3339() })),
         }
-        for (i, post) in posts.iter().enumerate() {
-            if progress.parts.get(i).is_some_and(|p| p.remote_id.is_some()) {
-                continue;
-            }
-            let parent = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
-            progress.parts.truncate(i + 1);
-            if progress.parts.len() == i {
-                progress.parts.push(PartState::default());
-            }
-            // The key's hour starts at the first send; past it, the key protects nothing, so a
-            // resend (which the pipeline only makes after reconciling or by operator choice)
-            // opens a new window.
-            let now = chrono::Utc::now();
-            if prepared_at(&progress.parts[i]).is_none_or(|t| now - t > KEY_WINDOW) {
-                progress.parts[i].prepared = json!({ "prepared_at": now.to_rfc3339() });
-            }
-            ctx.save_state(&progress).await?;
-            let status = match self.post_status(ctx, i, post, parent.as_deref()).await {
-                Ok(s) => s,
-                Err(err) => {
-                    // The error is logged (redacted) by the pipeline; its text may echo the request.
-                    tracing::warn!(channel = %self.name, part = i, kind = err.kind().as_str(), "Mastodon refused a status.");
-                    return Err(err);
-                }
-            };
-            tracing::info!(channel = %self.name, part = i, remote_id = %status.id, "Mastodon status created.");
-            Self::record(&mut progress, i, status);
-            ctx.save_state(&progress).await?;
-        }
-        Ok(Self::receipt(&progress, None))
+    }
+
+    async fn post_part(&self, part: &mut PartCall<'_>) -> Result<Posted, DeliveryError> {
+        let v = part.view();
+        let status = self.post_status(v.ctx, v.index, v.post(), v.parent_id()).await?;
+        Ok(Posted::new(status.id, status.url.or(status.uri)))
     }
 
     /// Resending with the same `Idempotency-Key` returns the original status if it exists (and
-    /// creates it if not), so reconciliation is a resend of each unconfirmed part prepared
-    /// within the hour. Past the hour the key is gone and a resend could post twice.
+    /// creates it if not), so reconciliation is a resend of the part prepared within the hour.
+    /// Past the hour the key is gone and a resend could post twice.
+    async fn find_part(&self, part: PartView<'_>) -> Result<Lookup, DeliveryError> {
+        match prepared_at(&part.state().prepared) {
+            Some(t) if chrono::Utc::now() - t <= KEY_WINDOW => {}
+            _ => {
+                return Ok(Lookup::CannotCheck(format!(
+                    "part {} was sent more than an hour ago; Mastodon keeps an Idempotency-Key for one hour, so a resend could post twice. Check the account, then retry or cancel",
+                    part.index + 1
+                )));
+            }
+        }
+        let status = self.post_status(part.ctx, part.index, part.post(), part.parent_id()).await?;
+        Ok(Lookup::Found(Posted::new(status.id, status.url.or(status.uri))))
+    }
+
+    async fn before_first(&self, posts: &[Post]) -> Result<(), DeliveryError> {
+        self.preflight(posts).await
+    }
+
+    fn note(&self, _progress: &ThreadProgress, _total: usize, reconciled: bool) -> Option<String> {
+        reconciled.then(|| "reconciled by resending with the same Idempotency-Key".to_string())
+    }
+}
+
+#[async_trait]
+impl Adapter for MastodonChannel {
+    async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
+        thread::deliver(self, posts(rendering)?, ctx).await
+    }
+
     async fn find_existing(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
-        let posts = posts(rendering)?;
-        let mut progress: ThreadProgress = ctx.load_state().await?;
-        if progress.parts.is_empty() {
-            return Ok(Reconciled::NotFound);
-        }
-        let now = chrono::Utc::now();
-        // Index loop: each part needs the one before it.
-        #[allow(clippy::needless_range_loop)]
-        for i in 0..progress.parts.len().min(posts.len()) {
-            if progress.parts[i].remote_id.is_some() {
-                continue;
-            }
-            match prepared_at(&progress.parts[i]) {
-                Some(t) if now - t <= KEY_WINDOW => {}
-                _ => {
-                    return Ok(Reconciled::CannotCheck(format!(
-                        "part {} was sent more than an hour ago; Mastodon keeps an Idempotency-Key for one hour, so a resend could post twice. Check the account, then retry or cancel",
-                        i + 1
-                    )));
-                }
-            }
-            let parent = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
-            let status = self.post_status(ctx, i, &posts[i], parent.as_deref()).await?;
-            tracing::info!(channel = %self.name, part = i, remote_id = %status.id, "Mastodon status reconciled by its Idempotency-Key.");
-            Self::record(&mut progress, i, status);
-            ctx.save_state(&progress).await?;
-        }
-        if progress.parts.len() >= posts.len() && progress.parts.iter().all(|p| p.remote_id.is_some()) {
-            Ok(Reconciled::Found(Self::receipt(&progress, Some("reconciled by resending with the same Idempotency-Key"))))
-        } else {
-            Ok(Reconciled::NotFound)
-        }
+        thread::find_existing(self, posts(rendering)?, ctx).await
     }
 
     /// `GET /api/v1/apps/verify_credentials`: any valid token passes, so a token with only

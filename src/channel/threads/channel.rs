@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::client::{Client, LINK_LIMIT_CODE, Status, is_not_ready};
+use crate::channel::thread::{self, Lookup, PartCall, PartView, Posted, Settle, ThreadNetwork};
 use crate::channel::{Adapter, DeliveryCtx, DeliveryError, PartState, Receipt, Reconciled, ThreadProgress};
 use crate::config::SecretString;
 use crate::render::{Post, Rendering};
@@ -101,54 +102,6 @@ impl ThreadsAdapter {
             })
             .map(|m| m.id))
     }
-
-    /// Send part `i`: reuse its saved container when it is still good, else make one (saved
-    /// before publishing), then publish.
-    async fn send_part(
-        &self,
-        ctx: &DeliveryCtx,
-        progress: &mut ThreadProgress,
-        i: usize,
-        text: &str,
-        reply_to: Option<&str>,
-    ) -> Result<String, DeliveryError> {
-        if let Some(cid) = container_of(&progress.parts[i]) {
-            match self.client.status(&cid).await? {
-                Status::Published => {
-                    return match self.find_media(i, text, reply_to).await? {
-                        Some(id) => Ok(id),
-                        None => Err(DeliveryError::unknown_outcome(format!(
-                            "threads: container {cid} of part {} is published but the post is not in the account's list",
-                            i + 1
-                        ))),
-                    };
-                }
-                Status::Finished | Status::InProgress => {
-                    tracing::info!(channel = %self.name, part = i + 1, container_id = %cid, "Resuming with the saved Threads container.");
-                    return self.publish(&cid).await;
-                }
-                Status::Expired | Status::Error(_) => {
-                    tracing::info!(channel = %self.name, part = i + 1, container_id = %cid, "Saved Threads container is unusable; creating a new one.");
-                }
-            }
-        }
-        let cid = self.client.create_container(text, reply_to).await?;
-        progress.parts[i].prepared = json!({ "container_id": cid });
-        ctx.save_state(progress).await?;
-        tracing::info!(channel = %self.name, part = i + 1, container_id = %cid, "Created Threads container.");
-        self.publish(&cid).await
-    }
-
-    fn receipt(&self, progress: &ThreadProgress, n: usize) -> Receipt {
-        let first = &progress.parts[0];
-        Receipt {
-            remote_id: first.remote_id.clone().unwrap_or_default(),
-            url: first.url.clone(),
-            awaiting_confirmation: false,
-            note: (n > 1).then(|| format!("thread of {n} posts")),
-            warning: None,
-        }
-    }
 }
 
 /// Unique links in a text (trailing punctuation is not part of a link).
@@ -189,83 +142,95 @@ fn preflight(posts: &[Post], link_limit: usize) -> Result<(), DeliveryError> {
     Ok(())
 }
 
+/// Every container id is saved before it is published, so a part in flight is settled by its
+/// container's status; an unpublished container is invisible, so nothing is saved before one
+/// is made.
+#[async_trait]
+impl ThreadNetwork for ThreadsAdapter {
+    const SETTLE: Settle = Settle::PostAgain;
+
+    fn network(&self) -> &'static str {
+        "Threads"
+    }
+
+    fn marker(&self, _index: usize, _earlier: &serde_json::Value) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Reuse the part's saved container when it is still good, else make one (saved before
+    /// publishing), then publish.
+    async fn post_part(&self, part: &mut PartCall<'_>) -> Result<Posted, DeliveryError> {
+        let v = part.view();
+        let (i, text, reply_to) = (v.index, v.post().text.clone(), v.parent_id().map(str::to_string));
+        if let Some(cid) = container_of(v.state()) {
+            match self.client.status(&cid).await? {
+                Status::Published => {
+                    return match self.find_media(i, &text, reply_to.as_deref()).await? {
+                        Some(id) => Ok(Posted::new(id, None)),
+                        None => Err(DeliveryError::unknown_outcome(format!(
+                            "threads: container {cid} of part {} is published but the post is not in the account's list",
+                            i + 1
+                        ))),
+                    };
+                }
+                Status::Finished | Status::InProgress => {
+                    tracing::info!(channel = %self.name, part = i + 1, container_id = %cid, "Resuming with the saved Threads container.");
+                    return Ok(Posted::new(self.publish(&cid).await?, None));
+                }
+                Status::Expired | Status::Error(_) => {
+                    tracing::info!(channel = %self.name, part = i + 1, container_id = %cid, "Saved Threads container is unusable; creating a new one.");
+                }
+            }
+        }
+        let cid = self.client.create_container(&text, reply_to.as_deref()).await?;
+        part.save_marker(json!({ "container_id": cid })).await?;
+        tracing::info!(channel = %self.name, part = i + 1, container_id = %cid, "Created Threads container.");
+        Ok(Posted::new(self.publish(&cid).await?, None))
+    }
+
+    /// `PUBLISHED` → found by its text among the account's recent posts or replies; a container
+    /// `FINISHED`, `EXPIRED`, `ERROR` or never made → not there (a retry resumes there).
+    async fn find_part(&self, part: PartView<'_>) -> Result<Lookup, DeliveryError> {
+        let Some(cid) = container_of(part.state()) else { return Ok(Lookup::NotThere) };
+        if self.client.status(&cid).await? != Status::Published {
+            return Ok(Lookup::NotThere);
+        }
+        Ok(match self.find_media(part.index, &part.post().text, part.parent_id()).await? {
+            Some(id) => Lookup::Found(Posted::new(id, None)),
+            None => Lookup::CannotCheck(format!(
+                "container {cid} of part {} is published, but the post is not among the account's recent posts",
+                part.index + 1
+            )),
+        })
+    }
+
+    /// The first part's permalink, for the status page (best effort: the post exists either way).
+    async fn url_of(&self, index: usize, id: &str) -> Option<String> {
+        if index != 0 {
+            return None;
+        }
+        self.client.permalink(id).await.ok().flatten()
+    }
+
+    fn note(&self, _progress: &ThreadProgress, total: usize, reconciled: bool) -> Option<String> {
+        if reconciled {
+            Some("reconciled via container status".into())
+        } else {
+            (total > 1).then(|| format!("thread of {total} posts"))
+        }
+    }
+}
+
 #[async_trait]
 impl Adapter for ThreadsAdapter {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
         let posts = posts(rendering)?;
         preflight(posts, self.link_limit)?;
-        let mut progress: ThreadProgress = ctx.load_state().await?;
-        for i in 0..posts.len() {
-            if progress.parts.len() <= i {
-                progress.parts.push(PartState::default());
-            }
-            if progress.parts[i].remote_id.is_some() {
-                continue;
-            }
-            let reply_to = match i {
-                0 => None,
-                _ => progress.parts[i - 1].remote_id.clone(),
-            };
-            let media = self.send_part(ctx, &mut progress, i, &posts[i].text, reply_to.as_deref()).await?;
-            progress.parts[i].remote_id = Some(media.clone());
-            ctx.save_state(&progress).await?;
-            tracing::info!(channel = %self.name, part = i + 1, of = posts.len(), media_id = %media, "Published Threads post.");
-            if i == 0 {
-                // Best effort: the URL is for the status page; the post exists either way.
-                if let Ok(Some(url)) = self.client.permalink(&media).await {
-                    progress.parts[0].url = Some(url);
-                    ctx.save_state(&progress).await?;
-                }
-            }
-        }
-        Ok(self.receipt(&progress, posts.len()))
+        thread::deliver(self, posts, ctx).await
     }
 
-    /// Settled by the saved containers: every part `PUBLISHED` → found; a part whose container
-    /// is `FINISHED`, `EXPIRED`, `ERROR` or was never made → not found (a retry resumes there).
-    /// A published part's media id is saved, so the retry does not repeat it.
     async fn find_existing(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
-        let posts = posts(rendering)?;
-        let mut progress: ThreadProgress = ctx.load_state().await?;
-        if progress.parts.is_empty() {
-            return Ok(Reconciled::NotFound);
-        }
-        for (i, post) in posts.iter().enumerate() {
-            let Some(part) = progress.parts.get(i) else {
-                return Ok(Reconciled::NotFound);
-            };
-            if part.remote_id.is_some() {
-                continue;
-            }
-            let Some(cid) = container_of(part) else {
-                return Ok(Reconciled::NotFound);
-            };
-            if self.client.status(&cid).await? != Status::Published {
-                return Ok(Reconciled::NotFound);
-            }
-            let reply_to = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
-            match self.find_media(i, &post.text, reply_to.as_deref()).await? {
-                Some(id) => {
-                    progress.parts[i].remote_id = Some(id);
-                    ctx.save_state(&progress).await?;
-                }
-                None => {
-                    return Ok(Reconciled::CannotCheck(format!(
-                        "container {cid} of part {} is published, but the post is not among the account's recent posts",
-                        i + 1
-                    )));
-                }
-            }
-        }
-        if progress.parts[0].url.is_none()
-            && let Some(id) = progress.parts[0].remote_id.clone()
-                && let Ok(Some(url)) = self.client.permalink(&id).await {
-                    progress.parts[0].url = Some(url);
-                    ctx.save_state(&progress).await?;
-                }
-        let mut r = self.receipt(&progress, posts.len());
-        r.note = Some("reconciled via container status".into());
-        Ok(Reconciled::Found(r))
+        thread::find_existing(self, posts(rendering)?, ctx).await
     }
 
     /// The token works (`threads_basic`), may publish (`threads_content_publish`, through the

@@ -6,9 +6,8 @@ use serde_json::json;
 use unicode_normalization::UnicodeNormalization;
 
 use super::client::{XClient, XResponse};
-use crate::channel::{
-    Adapter, DeliveryCtx, DeliveryError, Kind, PartState, Receipt, Reconciled, ThreadProgress, http,
-};
+use crate::channel::thread::{self, Lookup, PartCall, PartView, Posted, Settle, ThreadNetwork};
+use crate::channel::{Adapter, DeliveryCtx, DeliveryError, Kind, PartState, Receipt, Reconciled, ThreadProgress, http};
 use crate::config::ThreadFallback;
 use crate::render::{Post, Rendering};
 
@@ -52,11 +51,6 @@ impl XChannel {
         format!("https://x.com/i/web/status/{id}")
     }
 
-    fn receipt(progress: &ThreadProgress, note: Option<&str>) -> Receipt {
-        let first = progress.parts.first().and_then(|p| p.remote_id.clone()).unwrap_or_default();
-        Receipt { url: Some(Self::url(&first)), remote_id: first, awaiting_confirmation: false, note: note.map(Into::into), warning: None }
-    }
-
     /// Read the account's recent posts, newest first.
     async fn timeline(&self, user_id: &str) -> Result<Vec<TimelinePost>, DeliveryError> {
         let query = [
@@ -92,7 +86,7 @@ impl XChannel {
     }
 
     /// Look for part `i` on the timeline. `Ok(None)`: not there.
-    async fn find_part(
+    async fn find_on_timeline(
         &self,
         user_id: &str,
         text: &str,
@@ -121,64 +115,18 @@ impl XChannel {
         Ok(found.map(|p| p.id))
     }
 
-    /// Reconcile every started-but-unconfirmed part. Returns false when one is not there
-    /// (or can't be checked), leaving it unconfirmed.
-    async fn reconcile(
-        &self,
-        posts: &[Post],
-        progress: &mut ThreadProgress,
-        ctx: &DeliveryCtx,
-    ) -> Result<bool, DeliveryError> {
-        let stored = self.client.stored_account().await;
-        let Some(user_id) = self.user_id.as_deref().or(stored.as_deref()) else { return Ok(false) };
-        // Index loop: each part needs the one before it.
-        #[allow(clippy::needless_range_loop)]
-        for i in 0..progress.parts.len().min(posts.len()) {
-            if progress.parts[i].remote_id.is_some() {
-                continue;
-            }
-            // A fallback post stands alone; a part replies to the one before it.
-            let (text, parent) = match fallback_text(&progress.parts[i]) {
-                Some(t) => (t.to_string(), None),
-                None => (posts[i].text.clone(), if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() }),
-            };
-            match self.find_part(user_id, &text, parent.as_deref(), &progress.parts[i]).await? {
-                Some(id) => {
-                    tracing::info!(channel = %self.name, part = i, remote_id = %id, "Found an unconfirmed X post on the timeline.");
-                    progress.parts[i].url = Some(Self::url(&id));
-                    progress.parts[i].remote_id = Some(id);
-                    ctx.save_state(progress).await?;
-                }
-                None => return Ok(false),
-            }
+    /// The account whose timeline reconciliation reads.
+    async fn account(&self) -> Option<String> {
+        match &self.user_id {
+            Some(id) => Some(id.clone()),
+            None => self.client.stored_account().await,
         }
-        Ok(true)
     }
 
-    /// `thread_fallback = "link"`: X refused part `from` as a reply, so the rest goes out as one
-    /// standalone post with the link. Its text is saved before the call, so a lost
-    /// answer is reconciled like any part.
-    async fn post_link_fallback(
-        &self,
-        posts: &[Post],
-        from: usize,
-        progress: &mut ThreadProgress,
-        ctx: &DeliveryCtx,
-    ) -> Result<Receipt, DeliveryError> {
-        let Some(link) = thread_link(posts, from) else {
-            return Err(DeliveryError::forbidden(format!(
-                "X refused part {} as a reply, and thread_fallback = \"link\" found no link in the thread to post instead; the thread stays partial",
-                from + 1
-            ))
-            .with_status(403));
-        };
-        let text = format!("The rest of this thread: {link}");
-        progress.parts.truncate(from);
-        progress.parts.push(PartState {
-            prepared: json!({ "started_at": chrono::Utc::now().to_rfc3339(), "fallback_text": text }),
-            ..PartState::default()
-        });
-        ctx.save_state(progress).await?;
+    /// `thread_fallback = "link"`: the rest of the thread as one standalone post with the
+    /// issue's link. Its text is in the part's marker, saved before the call, so a lost answer
+    /// is reconciled like any part.
+    async fn post_link_fallback(&self, text: &str, from: usize) -> Result<Posted, DeliveryError> {
         let res = self.client.send(Method::POST, "/2/tweets", &[], Some(&json!({ "text": text }))).await?;
         if !res.is_success() {
             return Err(self.classify(&res, from));
@@ -191,21 +139,7 @@ impl XChannel {
             .ok_or_else(|| DeliveryError::unknown_outcome("X answer for the link post has no data.id"))?
             .to_string();
         tracing::info!(channel = %self.name, part = from, remote_id = %id, "X refused a reply; posted the rest as one post with the link.");
-        progress.parts[from].url = Some(Self::url(&id));
-        progress.parts[from].remote_id = Some(id);
-        ctx.save_state(progress).await?;
-        Ok(self.fallback_receipt(progress, from))
-    }
-
-    fn fallback_receipt(&self, progress: &ThreadProgress, from: usize) -> Receipt {
-        let link_post = progress.parts[from].url.clone().unwrap_or_default();
-        Self::receipt(
-            progress,
-            Some(&format!(
-                "X refused part {} as a reply; parts 1–{from} are a thread and the rest went out as one post with the link ({link_post})",
-                from + 1
-            )),
-        )
+        Ok(Posted::new(id.clone(), Some(Self::url(&id))))
     }
 
     fn classify(&self, res: &XResponse, part: usize) -> DeliveryError {
@@ -323,100 +257,134 @@ pub(crate) fn comparable(text: &str) -> String {
     out.trim().to_string()
 }
 
+/// A part in flight is looked up on the account's recent posts before it is posted again
+/// (by its text, reply parent and start time): X has no idempotency key.
+#[async_trait]
+impl ThreadNetwork for XChannel {
+    const SETTLE: Settle = Settle::LookFirst;
+
+    fn network(&self) -> &'static str {
+        "X"
+    }
+
+    /// The part's start time (the timeline lookup ignores older posts); a link post keeps its
+    /// text.
+    fn marker(&self, _index: usize, earlier: &serde_json::Value) -> Option<serde_json::Value> {
+        let mut m = json!({ "started_at": chrono::Utc::now().to_rfc3339() });
+        if let Some(t) = earlier.get("fallback_text") {
+            m["fallback_text"] = t.clone();
+        }
+        Some(m)
+    }
+
+    async fn post_part(&self, part: &mut PartCall<'_>) -> Result<Posted, DeliveryError> {
+        let v = part.view();
+        let (i, total) = (v.index, v.posts.len());
+        if let Some(text) = fallback_text(v.state()) {
+            // The link post of an earlier attempt that X did not confirm (nor the timeline show).
+            let text = text.to_string();
+            return self.post_link_fallback(&text, i).await;
+        }
+        let mut body = json!({ "text": v.post().text });
+        if let Some(parent) = v.parent_id() {
+            body["reply"] = json!({ "in_reply_to_tweet_id": parent });
+        }
+        let res = self.client.send(Method::POST, "/2/tweets", &[], Some(&body)).await?;
+        if !res.is_success() {
+            let err = self.classify(&res, i);
+            if i > 0 && err.kind() == Kind::Forbidden && is_reply_refusal(&res.body) {
+                // Nothing was posted for this part: forget its in-flight marker.
+                part.forget().await?;
+                return match self.fallback {
+                    ThreadFallback::Stop => Err(partial_thread(&err, part.view().progress, total)),
+                    ThreadFallback::Link => {
+                        let Some(link) = thread_link(part.view().posts, i) else {
+                            return Err(DeliveryError::forbidden(format!(
+                                "X refused part {} as a reply, and thread_fallback = \"link\" found no link in the thread to post instead; the thread stays partial",
+                                i + 1
+                            ))
+                            .with_status(403));
+                        };
+                        let text = format!("The rest of this thread: {link}");
+                        part.save_marker(json!({ "started_at": chrono::Utc::now().to_rfc3339(), "fallback_text": text }))
+                            .await?;
+                        self.post_link_fallback(&text, i).await
+                    }
+                };
+            }
+            return Err(err);
+        }
+        let parsed: serde_json::Value = serde_json::from_str(&res.body)
+            .map_err(|e| DeliveryError::unknown_outcome(format!("X accepted part {} but the answer is unreadable: {e}", i + 1)))?;
+        let id = parsed
+            .pointer("/data/id")
+            .and_then(|id| id.as_str())
+            .ok_or_else(|| DeliveryError::unknown_outcome(format!("X answer for part {} has no data.id", i + 1)))?
+            .to_string();
+        Ok(Posted::new(id.clone(), Some(Self::url(&id))))
+    }
+
+    /// On the timeline: a link post stands alone; a part replies to the one before it.
+    async fn find_part(&self, part: PartView<'_>) -> Result<Lookup, DeliveryError> {
+        let Some(user_id) = self.account().await else {
+            return Ok(Lookup::CannotCheck(NO_USER_ID.into()));
+        };
+        let (text, parent) = match fallback_text(part.state()) {
+            Some(t) => (t, None),
+            None => (part.post().text.as_str(), part.parent_id()),
+        };
+        Ok(match self.find_on_timeline(&user_id, text, parent, part.state()).await? {
+            Some(id) => Lookup::Found(Posted::new(id.clone(), Some(Self::url(&id)))),
+            None => Lookup::NotThere,
+        })
+    }
+
+    async fn cannot_check(&self) -> Option<String> {
+        match self.account().await {
+            Some(_) => None,
+            None => Some(NO_USER_ID.into()),
+        }
+    }
+
+    /// A link post is the last part: nothing after it goes out.
+    fn ends_thread(&self, part: &PartState) -> bool {
+        fallback_text(part).is_some()
+    }
+
+    fn note(&self, progress: &ThreadProgress, _total: usize, reconciled: bool) -> Option<String> {
+        match progress.parts.last() {
+            Some(last) if fallback_text(last).is_some() && last.remote_id.is_some() => {
+                let from = progress.parts.len() - 1;
+                Some(format!(
+                    "X refused part {} as a reply; parts 1–{from} are a thread and the rest went out as one post with the link ({})",
+                    from + 1,
+                    last.url.clone().unwrap_or_default()
+                ))
+            }
+            _ => reconciled.then(|| "reconciled via the account's recent posts".to_string()),
+        }
+    }
+}
+
+/// Why reconciliation can't read the timeline.
+const NO_USER_ID: &str = "set `user_id` on the x channel so Herald can read the account's recent posts";
+
+fn posts(rendering: &Rendering) -> Result<&[Post], DeliveryError> {
+    Ok(&rendering.posts().ok_or_else(|| DeliveryError::permanent("the x channel needs a posts rendering"))?.posts)
+}
+
 #[async_trait]
 impl Adapter for XChannel {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
-        let posts = &rendering
-            .posts()
-            .ok_or_else(|| DeliveryError::permanent("the x channel needs a posts rendering"))?
-            .posts;
+        let posts = posts(rendering)?;
         if posts.is_empty() {
             return Err(DeliveryError::permanent("the rendering has no posts"));
         }
-        let mut progress: ThreadProgress = ctx.load_state().await?;
-        // A part started by an earlier attempt whose answer was lost: look before resending.
-        if progress.parts.iter().any(|p| p.remote_id.is_none()) {
-            self.reconcile(posts, &mut progress, ctx).await?;
-        }
-        for (i, post) in posts.iter().enumerate() {
-            if let Some(p) = progress.parts.get(i) {
-                match (fallback_text(p).is_some(), p.remote_id.is_some()) {
-                    (true, true) => return Ok(self.fallback_receipt(&progress, i)),
-                    (true, false) => return self.post_link_fallback(posts, i, &mut progress, ctx).await,
-                    (false, true) => continue,
-                    (false, false) => {}
-                }
-            }
-            let parent = if i == 0 { None } else { progress.parts[i - 1].remote_id.clone() };
-            // Record that this part is in flight before the call.
-            progress.parts.truncate(i);
-            progress.parts.push(PartState {
-                prepared: json!({ "started_at": chrono::Utc::now().to_rfc3339() }),
-                ..PartState::default()
-            });
-            ctx.save_state(&progress).await?;
-
-            let mut body = json!({ "text": post.text });
-            if let Some(parent) = &parent {
-                body["reply"] = json!({ "in_reply_to_tweet_id": parent });
-            }
-            let res = self.client.send(Method::POST, "/2/tweets", &[], Some(&body)).await?;
-            if !res.is_success() {
-                let err = self.classify(&res, i);
-                // The error is logged (redacted) by the pipeline; its text may echo the request.
-                tracing::warn!(channel = %self.name, part = i, kind = err.kind().as_str(), "X refused a post.");
-                if i > 0 && err.kind() == Kind::Forbidden && is_reply_refusal(&res.body) {
-                    // Nothing was posted for this part: forget its in-flight marker.
-                    progress.parts.truncate(i);
-                    ctx.save_state(&progress).await?;
-                    return match self.fallback {
-                        ThreadFallback::Stop => Err(partial_thread(&err, &progress, posts.len())),
-                        ThreadFallback::Link => self.post_link_fallback(posts, i, &mut progress, ctx).await,
-                    };
-                }
-                return Err(err);
-            }
-            let v: serde_json::Value = serde_json::from_str(&res.body)
-                .map_err(|e| DeliveryError::unknown_outcome(format!("X accepted part {} but the answer is unreadable: {e}", i + 1)))?;
-            let id = v
-                .pointer("/data/id")
-                .and_then(|id| id.as_str())
-                .ok_or_else(|| DeliveryError::unknown_outcome(format!("X answer for part {} has no data.id", i + 1)))?
-                .to_string();
-            tracing::info!(channel = %self.name, part = i, remote_id = %id, "X post created.");
-            progress.parts[i].url = Some(Self::url(&id));
-            progress.parts[i].remote_id = Some(id);
-            ctx.save_state(&progress).await?;
-        }
-        Ok(Self::receipt(&progress, None))
+        thread::deliver(self, posts, ctx).await
     }
 
     async fn find_existing(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
-        let posts = &rendering
-            .posts()
-            .ok_or_else(|| DeliveryError::permanent("the x channel needs a posts rendering"))?
-            .posts;
-        let mut progress: ThreadProgress = ctx.load_state().await?;
-        if progress.parts.is_empty() {
-            // Every call is recorded before it is made: no record, no post.
-            return Ok(Reconciled::NotFound);
-        }
-        if self.user_id.is_none() && self.client.stored_account().await.is_none() {
-            return Ok(Reconciled::CannotCheck(
-                "set `user_id` on the x channel so Herald can read the account's recent posts".into(),
-            ));
-        }
-        if !self.reconcile(posts, &mut progress, ctx).await? {
-            return Ok(Reconciled::NotFound);
-        }
-        if progress.parts.last().is_some_and(|p| fallback_text(p).is_some() && p.remote_id.is_some()) {
-            Ok(Reconciled::Found(self.fallback_receipt(&progress, progress.parts.len() - 1)))
-        } else if progress.parts.len() >= posts.len() {
-            Ok(Reconciled::Found(Self::receipt(&progress, Some("reconciled via the account's recent posts"))))
-        } else {
-            // Earlier parts are there and recorded; a retry resumes at the next part.
-            Ok(Reconciled::NotFound)
-        }
+        thread::find_existing(self, posts(rendering)?, ctx).await
     }
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
