@@ -1,0 +1,67 @@
+//! `type = "exec"`: the channel's config table and its registration ([`ChannelType`]): the keys
+//! the validator accepts come from here (a test checks them against the struct), with the type's
+//! own checks, its secrets for the redactor, and its build.
+
+#![allow(unused_imports)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
+use crate::channel::{Adapter, BuildCtx};
+use crate::config::keys::{KeySpec, Kind, opt, req};
+use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+
+/// `type = "exec"`
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub struct ExecConfig {
+    /// Shared keys.
+    #[serde(flatten)]
+    pub common: Common,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Environment variables passed on to the plugin, by name. Its environment is otherwise
+    /// cleared to `PATH`, `HOME`, `LANG` and the `HERALD_*` delivery variables.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Run the plugin for real under `publish --sandbox`; without it the channel is skipped there.
+    #[serde(default)]
+    pub run_in_sandbox: bool,
+    /// Optional reconciliation program: it gets the delivery's variables, like `command`, and
+    /// prints the earlier post's JSON receipt, or `absent`.
+    #[serde(default)]
+    pub check_command: Option<Vec<String>>,
+}
+
+/// The `exec` type: an external plugin program.
+pub struct Exec;
+
+impl ChannelType for Exec {
+    const TYPE: &'static str = "exec";
+    const ALIASES: &'static [&'static str] = &["plugin", "command", "script"];
+    const KEYS: &'static [KeySpec] = &[
+        req("command", Kind::Command),
+        opt("check_command", Kind::Command),
+        opt("env", Kind::EnvNames),
+        opt("run_in_sandbox", Kind::Bool),
+    ];
+    type Config = ExecConfig;
+
+    fn common(c: &Self::Config) -> &Common {
+        &c.common
+    }
+    fn common_mut(c: &mut Self::Config) -> &mut Common {
+        &mut c.common
+    }
+    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
+        super::build(name, cfg, ctx)
+    }
+    fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
+        // What the plugin is given, it may print.
+        out.plain.extend(c.env.iter().filter_map(|k| (_ctx.env)(k)));
+    }
+}

@@ -1,0 +1,64 @@
+//! `type = "webhook"`: the channel's config table and its registration ([`ChannelType`]): the keys
+//! the validator accepts come from here (a test checks them against the struct), with the type's
+//! own checks, its secrets for the redactor, and its build.
+
+#![allow(unused_imports)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
+use crate::channel::{Adapter, BuildCtx};
+use crate::config::keys::{KeySpec, Kind, opt, req};
+use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+
+/// `type = "webhook"`
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub struct WebhookConfig {
+    /// Shared keys.
+    #[serde(flatten)]
+    pub common: Common,
+    /// Target URL.
+    pub url: String,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// HMAC-SHA256 key; the signature goes in `X-Herald-Signature: sha256=<hex>`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// The key from a file.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// The `webhook` type: a signed JSON POST.
+pub struct Webhook;
+
+impl ChannelType for Webhook {
+    const TYPE: &'static str = "webhook";
+    const ALIASES: &'static [&'static str] = &["http", "https", "hook"];
+    const KEYS: &'static [KeySpec] = &[
+        req("url", Kind::HttpUrl),
+        opt("headers", Kind::StrMap),
+        opt("secret", Kind::Secret),
+        opt("secret_file", Kind::Path),
+    ];
+    type Config = WebhookConfig;
+
+    fn common(c: &Self::Config) -> &Common {
+        &c.common
+    }
+    fn common_mut(c: &mut Self::Config) -> &mut Common {
+        &mut c.common
+    }
+    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
+        super::build(name, cfg, ctx)
+    }
+    fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
+        out.refs.push(pick_secret(&c.secret, &c.secret_file));
+    }
+}
