@@ -20,6 +20,7 @@ use crate::config::keys::KeySpec;
 use crate::config::{Common, PostOptions, Secret};
 use crate::render::Rendering;
 use crate::render::count::{Network, Rules};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx};
 
 pub use crate::config::validate::ChannelCheck;
 
@@ -87,6 +88,12 @@ pub trait ChannelType {
     fn size_limit(_c: &Self::Config, _r: &Rendering) -> Result<(), String> {
         Ok(())
     }
+    /// `publish --sandbox`: start the type's contract fake (under `src/sandbox/`) and point the
+    /// channel at it: its endpoint, account ids, and every secret as a file from `ctx`.
+    fn sandbox(c: &mut Self::Config, ctx: &SandboxCtx<'_>) -> impl Future<Output = anyhow::Result<Fake>> + Send;
+    /// `sandbox serve`'s config fragment: write what [`ChannelType::sandbox`] changed (the
+    /// endpoint, the ids, the secrets) into the channel's table.
+    fn sandbox_fragment(c: &Self::Config, t: &mut FragmentTable<'_>);
 }
 
 /// What the validator needs of a type, by its name (it runs before there is a typed config).
@@ -181,6 +188,14 @@ macro_rules! registry {
             /// The folder of its default templates under `channels/`.
             pub fn template_kind(&self) -> &'static str {
                 match self { $( Self::$variant(_) => <$t as ChannelType>::templates(), )* }
+            }
+            /// Start the channel's sandbox fake and point the channel at it.
+            pub async fn sandbox(&mut self, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+                match self { $( Self::$variant(c) => <$t as ChannelType>::sandbox(c, ctx).await, )* }
+            }
+            /// Write the sandboxed endpoint and secrets into `sandbox serve`'s fragment.
+            pub fn sandbox_fragment(&self, t: &mut FragmentTable<'_>) {
+                match self { $( Self::$variant(c) => <$t as ChannelType>::sandbox_fragment(c, t), )* }
             }
             /// Refuse a rendering the network surely refuses for its size.
             pub fn size_limit(&self, r: &Rendering) -> Result<(), String> {

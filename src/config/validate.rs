@@ -50,6 +50,7 @@ const SCHEDULE: &[KeySpec] = &[
 ];
 
 /// Keys every channel accepts (besides `type`).
+#[cfg(test)]
 pub(crate) const COMMON_KEYS: &[KeySpec] = COMMON;
 const COMMON: &[KeySpec] = &[
     opt("template", Kind::Path),
@@ -59,6 +60,7 @@ const COMMON: &[KeySpec] = &[
     opt("utm", Kind::Bool),
 ];
 /// Keys the post networks add.
+#[cfg(test)]
 pub(crate) const POST_KEYS: &[KeySpec] = POST;
 const POST: &[KeySpec] = &[opt("format", Kind::Enum(&["short", "thread"])), opt("counter", Kind::Bool)];
 

@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "bluesky"`
 #[derive(Debug, Clone, Deserialize)]
@@ -72,5 +73,32 @@ impl ChannelType for Bluesky {
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.app_password, &c.app_password_file));
+    }
+    async fn sandbox(b: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        use crate::sandbox::bluesky::{self as fake, BlueskyFake};
+        let f = BlueskyFake::start().await?;
+        b.api_base = f.base_url.clone();
+        b.identifier = fake::HANDLE.into();
+        b.app_password = ctx.secret("app_password", fake::APP_PASSWORD)?;
+        b.app_password_file = None;
+        Ok(Fake::Http(Box::new(f)))
+    }
+    fn sandbox_fragment(b: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("api_base", &b.api_base);
+        t.set("identifier", &b.identifier);
+        t.secret_file("app_password", &b.app_password);
+    }
+}
+
+/// The sandbox's pointer to the type's contract fake.
+impl HttpFake for crate::sandbox::bluesky::BlueskyFake {
+    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
+        &self.faults
+    }
+    fn address(&self) -> String {
+        self.base_url.clone()
+    }
+    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        listed(self.posts(), "post(s)")
     }
 }

@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "email"`
 #[derive(Debug, Clone, Deserialize)]
@@ -127,5 +128,12 @@ impl ChannelType for Email {
                 );
             }
         }
+    }
+    async fn sandbox(e: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        Ok(Fake::Email(crate::sandbox::email_fakes::EmailFake::start_smtp(ctx.name, e, ctx.dir).await?))
+    }
+    fn sandbox_fragment(e: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("smtp_url", &e.smtp_url);
+        t.secret_file("unsubscribe_secret", &e.unsubscribe_secret);
     }
 }

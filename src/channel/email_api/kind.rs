@@ -15,6 +15,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "email_api"` (Postmark batch).
 #[derive(Debug, Clone, Deserialize)]
@@ -121,5 +122,13 @@ impl ChannelType for EmailApi {
             }
         }
         Ok(())
+    }
+    async fn sandbox(e: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        Ok(Fake::Email(crate::sandbox::email_fakes::EmailFake::start_postmark(ctx.name, e, ctx.dir).await?))
+    }
+    fn sandbox_fragment(e: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("api_base", &e.api_base);
+        t.secret_file("server_token", &e.server_token);
+        t.secret_file("unsubscribe_secret", &e.unsubscribe_secret);
     }
 }

@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "exec"`
 #[derive(Debug, Clone, Deserialize)]
@@ -63,5 +64,28 @@ impl ChannelType for Exec {
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         // What the plugin is given, it may print.
         out.plain.extend(c.env.iter().filter_map(|k| (_ctx.env)(k)));
+    }
+    async fn sandbox(e: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        if !e.run_in_sandbox {
+            // A plugin is real code with real effects: it runs only on the author's say.
+            e.common.enabled = false;
+            return Ok(Fake::Skipped);
+        }
+        // The plugin runs for real; point its output (and anything else that honours these
+        // variables) into the run folder, never the author's.
+        let out = ctx.dir.join(ctx.name);
+        let wrap = |cmd: &mut Vec<String>| {
+            let mut w = vec!["env".to_string(), "HERALD_SANDBOX=1".into(), format!("HERALD_PLUGIN_DIR={}", out.display())];
+            w.append(cmd);
+            *cmd = w;
+        };
+        wrap(&mut e.command);
+        if let Some(c) = e.check_command.as_mut() {
+            wrap(c);
+        }
+        Ok(Fake::Local(out))
+    }
+    fn sandbox_fragment(e: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set_value("command", toml::Value::Array(e.command.iter().map(|a| toml::Value::String(a.clone())).collect()));
     }
 }

@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "linkedin"`
 #[derive(Debug, Clone, Deserialize)]
@@ -87,5 +88,32 @@ impl ChannelType for Linkedin {
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.access_token, &c.access_token_file));
+    }
+    async fn sandbox(l: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        use crate::sandbox::linkedin::{self as fake, LinkedinFake};
+        let f = LinkedinFake::start().await?;
+        // The sandbox token stands in for the configured author's member.
+        f.set_member(&l.author);
+        l.api_base = f.base_url.clone();
+        l.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
+        l.access_token_file = None;
+        Ok(Fake::Http(Box::new(f)))
+    }
+    fn sandbox_fragment(l: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("api_base", &l.api_base);
+        t.secret_file("access_token", &l.access_token);
+    }
+}
+
+/// The sandbox's pointer to the type's contract fake.
+impl HttpFake for crate::sandbox::linkedin::LinkedinFake {
+    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
+        &self.faults
+    }
+    fn address(&self) -> String {
+        self.base_url.clone()
+    }
+    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        listed(self.posts(), "post(s)")
     }
 }

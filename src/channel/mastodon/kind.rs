@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "mastodon"`
 #[derive(Debug, Clone, Deserialize)]
@@ -83,5 +84,30 @@ impl ChannelType for Mastodon {
     }
     fn rules(c: &Self::Config, r: &mut crate::render::count::Rules) {
         r.limit = c.max_characters.unwrap_or(r.limit);
+    }
+    async fn sandbox(m: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        use crate::sandbox::mastodon::{self as fake, MastodonFake};
+        let f = MastodonFake::start().await?;
+        m.api_base = f.base_url.clone();
+        m.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
+        m.access_token_file = None;
+        Ok(Fake::Http(Box::new(f)))
+    }
+    fn sandbox_fragment(m: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("api_base", &m.api_base);
+        t.secret_file("access_token", &m.access_token);
+    }
+}
+
+/// The sandbox's pointer to the type's contract fake.
+impl HttpFake for crate::sandbox::mastodon::MastodonFake {
+    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
+        &self.faults
+    }
+    fn address(&self) -> String {
+        self.base_url.clone()
+    }
+    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        listed(self.statuses(), "status(es)")
     }
 }

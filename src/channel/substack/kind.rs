@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// Substack publishing mode.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -144,5 +145,36 @@ impl ChannelType for Substack {
             }
         }
         Ok(())
+    }
+    async fn sandbox(s: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        use crate::sandbox::substack::{self as fake, SubstackFake};
+        let f = SubstackFake::start().await?;
+        s.api_base = f.base_url.clone();
+        s.cookie = ctx.secret("cookie", fake::COOKIE)?;
+        s.cookie_file = None;
+        s.user_id = Some(fake::USER_ID);
+        s.profile_url = format!("{}/api/v1/user/profile/self", f.base_url);
+        Ok(Fake::Http(Box::new(f)))
+    }
+    fn sandbox_fragment(st: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("api_base", &st.api_base);
+        if let Some(u) = st.user_id {
+            t.set_value("user_id", toml::Value::Integer(i64::try_from(u).unwrap_or(i64::MAX)));
+        }
+        t.secret_file("cookie", &st.cookie);
+    }
+}
+
+/// The sandbox's pointer to the type's contract fake.
+impl HttpFake for crate::sandbox::substack::SubstackFake {
+    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
+        &self.faults
+    }
+    fn address(&self) -> String {
+        self.base_url.clone()
+    }
+    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        let (d, p) = (self.drafts(), self.published());
+        Ok((serde_json::json!({"drafts": d, "published": p}), format!("{} draft(s), {} published", d.len(), p.len())))
     }
 }

@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "threads"`
 #[derive(Debug, Clone, Deserialize)]
@@ -98,5 +99,32 @@ impl ChannelType for Threads {
     }
     fn rules(c: &Self::Config, r: &mut crate::render::count::Rules) {
         r.max_links = c.max_links;
+    }
+    async fn sandbox(t: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        use crate::sandbox::threads::{self as fake, ThreadsFake};
+        let f = ThreadsFake::start().await?;
+        t.api_base = f.base_url.clone();
+        t.user_id = fake::USER_ID.into();
+        t.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
+        t.access_token_file = None;
+        Ok(Fake::Http(Box::new(f)))
+    }
+    fn sandbox_fragment(th: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("api_base", &th.api_base);
+        t.set("user_id", &th.user_id);
+        t.secret_file("access_token", &th.access_token);
+    }
+}
+
+/// The sandbox's pointer to the type's contract fake.
+impl HttpFake for crate::sandbox::threads::ThreadsFake {
+    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
+        &self.faults
+    }
+    fn address(&self) -> String {
+        self.base_url.clone()
+    }
+    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        listed(self.posts(), "post(s)")
     }
 }

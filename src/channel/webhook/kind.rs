@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "webhook"`
 #[derive(Debug, Clone, Deserialize)]
@@ -60,5 +61,37 @@ impl ChannelType for Webhook {
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.secret, &c.secret_file));
+    }
+    async fn sandbox(w: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        let f = crate::sandbox::webhook::WebhookFake::start().await?;
+        w.url = f.url();
+        if w.secret.is_some() || w.secret_file.is_some() {
+            w.secret = ctx.secret("secret", WEBHOOK_SECRET)?;
+            w.secret_file = None;
+            f.set_secret(WEBHOOK_SECRET);
+        }
+        Ok(Fake::Http(Box::new(f)))
+    }
+    fn sandbox_fragment(w: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("url", &w.url);
+        t.secret_file("secret", &w.secret);
+    }
+}
+
+/// The signing secret the sandbox gives webhook channels.
+const WEBHOOK_SECRET: &str = "sandbox-webhook-secret";
+
+/// The sandbox's pointer to the type's contract fake.
+impl HttpFake for crate::sandbox::webhook::WebhookFake {
+    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
+        &self.faults
+    }
+    fn address(&self) -> String {
+        self.url()
+    }
+    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        let a = self.accepted();
+        let bodies: Vec<_> = a.iter().map(|r| serde_json::json!({"id": r.id, "idempotency_key": r.key, "body": r.body})).collect();
+        Ok((serde_json::Value::Array(bodies), format!("{} request(s)", a.len())))
     }
 }

@@ -14,6 +14,7 @@ use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// X authentication flavour.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -150,5 +151,57 @@ impl ChannelType for X {
         if (c.has("refresh_token") || c.has("refresh_token_file")) && !c.has("client_id") {
             c.problem("client_id", "is required to refresh the OAuth 2.0 token".into(), Some("the client id of your X app, e.g. `client_id = \"abc123\"`".into()));
         }
+    }
+    async fn sandbox(x: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        use crate::sandbox::x::{self as fake, XFake};
+        let f = XFake::start().await?;
+        x.api_base = f.base_url.clone();
+        x.user_id = Some(fake::USER_ID.into());
+        (x.access_token_file, x.refresh_token_file) = (None, None);
+        match x.auth {
+            XAuth::Oauth2 => {
+                x.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
+                x.refresh_token = ctx.secret("refresh_token", fake::REFRESH_TOKEN)?;
+                x.client_id = Some(fake::CLIENT_ID.into());
+                (x.client_secret, x.client_secret_file) = (None, None);
+            }
+            XAuth::Oauth1 => {
+                x.consumer_key = ctx.secret("consumer_key", fake::CONSUMER_KEY)?;
+                x.consumer_secret = ctx.secret("consumer_secret", fake::CONSUMER_SECRET)?;
+                x.access_token = ctx.secret("access_token", fake::OAUTH1_TOKEN)?;
+                x.access_token_secret = ctx.secret("access_token_secret", fake::OAUTH1_TOKEN_SECRET)?;
+            }
+        }
+        Ok(Fake::Http(Box::new(f)))
+    }
+    fn sandbox_fragment(x: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("api_base", &x.api_base);
+        if let Some(u) = &x.user_id {
+            t.set("user_id", u);
+        }
+        if let Some(id) = &x.client_id {
+            t.set("client_id", id);
+        }
+        t.secret_file("access_token", &x.access_token);
+        t.secret_file("refresh_token", &x.refresh_token);
+        // The X fake's app is a public client: no secret.
+        t.secret_file("client_secret", &None);
+        // The OAuth 1.0a keys have no `_file` form.
+        t.secret_env("consumer_key", &x.consumer_key);
+        t.secret_env("consumer_secret", &x.consumer_secret);
+        t.secret_env("access_token_secret", &x.access_token_secret);
+    }
+}
+
+/// The sandbox's pointer to the type's contract fake.
+impl HttpFake for crate::sandbox::x::XFake {
+    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
+        &self.faults
+    }
+    fn address(&self) -> String {
+        self.base_url.clone()
+    }
+    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        listed(self.posts(), "post(s)")
     }
 }
