@@ -1,18 +1,15 @@
 //! `type = "mastodon"`: the channel's config table and its registration ([`ChannelType`]): the keys
 //! the validator accepts come from here (a test checks them against the struct), with the type's
-//! own checks, its secrets for the redactor, and its build.
+//! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
-#![allow(unused_imports)]
-
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
+use crate::channel::registry::{ChannelType, Secrets};
 use crate::channel::{Adapter, BuildCtx};
-use crate::config::keys::{KeySpec, Kind, opt, req};
+use crate::config::keys::{KeySpec, Kind, opt};
 use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
 use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
