@@ -15,6 +15,7 @@
 //! - `HERALD_PIE=plain`: the toolchain's default PIE, for an older toolchain or libc.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    embed_channel_templates();
     println!("cargo:rerun-if-env-changed=HERALD_PIE");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
@@ -26,4 +27,27 @@ fn main() {
         Ok(_) => println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs"),
         Err(_) => println!("cargo:rustc-link-arg-bins=-no-pie"),
     }
+}
+
+/// Every file under `channels/<type>/` as a `(type, file, include_str!(…))` row for
+/// `src/render/templates.rs`, so a new channel type's default templates need no list kept by hand.
+fn embed_channel_templates() {
+    let root = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("channels");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut rows = Vec::new();
+    for kind in std::fs::read_dir(&root).expect("channels/ is readable") {
+        let kind = kind.expect("channels/ entry");
+        if !kind.path().is_dir() {
+            continue;
+        }
+        println!("cargo:rerun-if-changed={}", kind.path().display());
+        for f in std::fs::read_dir(kind.path()).expect("channels/<type>/ is readable") {
+            let f = f.expect("template entry");
+            let (k, n) = (kind.file_name().into_string().expect("UTF-8 name"), f.file_name().into_string().expect("UTF-8 name"));
+            rows.push(format!("({k:?}, {n:?}, include_str!({:?})),\n", f.path().display().to_string()));
+        }
+    }
+    rows.sort();
+    let out = std::path::Path::new(&std::env::var("OUT_DIR").expect("cargo sets it")).join("channel_templates.rs");
+    std::fs::write(out, format!("&[\n{}]\n", rows.concat())).expect("OUT_DIR is writable");
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod recording;
 pub mod redact;
+pub mod registry;
 pub(crate) mod thread;
 
 pub mod bluesky;

@@ -1,6 +1,7 @@
 //! Configuration: discovery, the TOML model, secrets, and a validation that reports every error.
 
 pub mod check;
+pub mod keys;
 pub mod model;
 pub mod secret;
 pub mod validate;

@@ -184,3 +184,15 @@ impl<'de> Deserialize<'de> for Secret {
         Secret::parse(&s).map_err(serde::de::Error::custom)
     }
 }
+
+/// For the registry's drift test only (it lists a config struct's fields by serializing it):
+/// the reference as written, never a value.
+#[cfg(test)]
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Secret::Env(n) => s.serialize_str(&format!("${{{n}}}")),
+            Secret::File(p) => s.serialize_str(&p.display().to_string()),
+        }
+    }
+}

@@ -12,80 +12,12 @@ use std::str::FromStr;
 
 use toml_edit::{Document, Item, TableLike, Value};
 
-use super::model::{CHANNEL_TYPES, Config};
+use super::model::Config;
+use crate::channel::registry::{self, type_alias};
 use super::secret::Secret;
 use super::{ConfigError, ConfigErrors};
 
-/// What a key's value must be.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    /// A non-blank string.
-    NonEmptyStr,
-    /// `true` or `false`.
-    Bool,
-    /// An integer ≥ 0.
-    UInt,
-    /// An integer from 0 to the bound.
-    UIntUpTo(i64),
-    /// An integer from the first bound to the second (a count or a duration Herald does
-    /// arithmetic on: bounded so that no timer, date or allocation can overflow).
-    Range(i64, i64),
-    /// A number in `0..1`.
-    Fraction,
-    /// A non-empty list of integers ≥ 0 (a retry schedule, in seconds).
-    Schedule,
-    /// A list of strings.
-    StrList,
-    /// A non-empty list of non-blank strings (a command line).
-    Command,
-    /// A list of environment variable names (`[A-Za-z_][A-Za-z0-9_]*`).
-    EnvNames,
-    /// A file or folder path.
-    Path,
-    /// `"${ENV_VAR}"`.
-    Secret,
-    /// An absolute `http(s)` URL.
-    HttpUrl,
-    /// `smtp://` or `smtps://`, or a `${ENV}` secret holding one.
-    SmtpUrl,
-    /// A mailbox: `ana@example.com` or `Ana <ana@example.com>`.
-    Mailbox,
-    /// `mailto:` URL or a bare address.
-    Mailto,
-    /// One of a fixed set of words.
-    Enum(&'static [&'static str]),
-    /// A table of string values (HTTP headers).
-    StrMap,
-    /// An RFC 3339 time with an offset.
-    Rfc3339,
-    /// `host:port`.
-    Listen,
-    /// `sqlite://…` or `postgres://…`.
-    StoreUrl,
-    /// A cron expression with a seconds field.
-    Cron,
-    /// An IANA time zone.
-    TimeZone,
-    /// `urn:li:person:…` or `urn:li:organization:…`.
-    LinkedinUrn,
-    /// `YYYYMM`.
-    YearMonth,
-}
-
-/// One key a section accepts.
-#[derive(Debug, Clone, Copy)]
-struct KeySpec {
-    name: &'static str,
-    kind: Kind,
-    required: bool,
-}
-
-const fn opt(name: &'static str, kind: Kind) -> KeySpec {
-    KeySpec { name, kind, required: false }
-}
-const fn req(name: &'static str, kind: Kind) -> KeySpec {
-    KeySpec { name, kind, required: true }
-}
+pub use super::keys::{KeySpec, Kind, opt, req};
 
 /// The longest delay Herald accepts anywhere (a retry delay, a rate-limit wait): 30 days.
 pub const MAX_DELAY_SECS: i64 = 30 * 86_400;
@@ -118,6 +50,8 @@ const SCHEDULE: &[KeySpec] = &[
 ];
 
 /// Keys every channel accepts (besides `type`).
+#[cfg(test)]
+pub(crate) const COMMON_KEYS: &[KeySpec] = COMMON;
 const COMMON: &[KeySpec] = &[
     opt("template", Kind::Path),
     opt("enabled", Kind::Bool),
@@ -126,152 +60,14 @@ const COMMON: &[KeySpec] = &[
     opt("utm", Kind::Bool),
 ];
 /// Keys the post networks add.
+#[cfg(test)]
+pub(crate) const POST_KEYS: &[KeySpec] = POST;
 const POST: &[KeySpec] = &[opt("format", Kind::Enum(&["short", "thread"])), opt("counter", Kind::Bool)];
 
-const EMAIL: &[KeySpec] = &[
-    req("smtp_url", Kind::SmtpUrl),
-    req("from", Kind::Mailbox),
-    opt("reply_to", Kind::Mailbox),
-    opt("subscribers", Kind::NonEmptyStr),
-    req("unsubscribe_base_url", Kind::HttpUrl),
-    opt("unsubscribe_mailto", Kind::Mailto),
-    opt("unsubscribe_secret", Kind::Secret),
-    opt("unsubscribe_secret_file", Kind::Path),
-    opt("concurrency", Kind::Range(1, MAX_CONCURRENCY)),
-    opt("max_per_second", Kind::Range(1, 100_000)),
-    opt("batch_size", Kind::Range(1, 100_000)),
-    opt("allow_insecure", Kind::Bool),
-];
-const EMAIL_API: &[KeySpec] = &[
-    opt("api_base", Kind::HttpUrl),
-    opt("server_token", Kind::Secret),
-    opt("server_token_file", Kind::Path),
-    req("from", Kind::Mailbox),
-    opt("reply_to", Kind::Mailbox),
-    opt("message_stream", Kind::NonEmptyStr),
-    opt("subscribers", Kind::NonEmptyStr),
-    req("unsubscribe_base_url", Kind::HttpUrl),
-    opt("unsubscribe_secret", Kind::Secret),
-    opt("unsubscribe_secret_file", Kind::Path),
-    opt("concurrency", Kind::Range(1, MAX_CONCURRENCY)),
-];
-const SUBSTACK: &[KeySpec] = &[
-    req("api_base", Kind::HttpUrl),
-    opt("cookie", Kind::Secret),
-    opt("cookie_file", Kind::Path),
-    opt("cookie_name", Kind::Enum(&["connect.sid", "substack.sid"])),
-    opt("user_agent", Kind::NonEmptyStr),
-    opt("profile_url", Kind::HttpUrl),
-    opt("mode", Kind::Enum(&["publish", "draft"])),
-    opt("audience", Kind::Enum(&["everyone", "only_paid", "founding", "only_free"])),
-    opt("send_email", Kind::Bool),
-    opt("user_id", Kind::UInt),
-    opt("max_body_bytes", Kind::Range(1_000, 100_000_000)),
-];
-const LINKEDIN: &[KeySpec] = &[
-    opt("api_base", Kind::HttpUrl),
-    opt("access_token", Kind::Secret),
-    opt("access_token_file", Kind::Path),
-    opt("token_expires_at", Kind::Rfc3339),
-    opt("client_id", Kind::NonEmptyStr),
-    opt("client_secret", Kind::Secret),
-    opt("client_secret_file", Kind::Path),
-    req("author", Kind::LinkedinUrn),
-    opt("linkedin_version", Kind::YearMonth),
-];
-const X: &[KeySpec] = &[
-    opt("api_base", Kind::HttpUrl),
-    opt("auth", Kind::Enum(&["oauth2", "oauth1"])),
-    opt("user_id", Kind::NonEmptyStr),
-    opt("client_id", Kind::NonEmptyStr),
-    opt("client_secret", Kind::Secret),
-    opt("client_secret_file", Kind::Path),
-    opt("access_token", Kind::Secret),
-    opt("access_token_file", Kind::Path),
-    opt("refresh_token", Kind::Secret),
-    opt("refresh_token_file", Kind::Path),
-    opt("consumer_key", Kind::Secret),
-    opt("consumer_secret", Kind::Secret),
-    opt("access_token_secret", Kind::Secret),
-    opt("thread_fallback", Kind::Enum(&["stop", "link"])),
-];
-const BLUESKY: &[KeySpec] = &[
-    opt("api_base", Kind::HttpUrl),
-    req("identifier", Kind::NonEmptyStr),
-    opt("app_password", Kind::Secret),
-    opt("app_password_file", Kind::Path),
-];
-const MASTODON: &[KeySpec] = &[
-    opt("api_base", Kind::HttpUrl),
-    opt("access_token", Kind::Secret),
-    opt("access_token_file", Kind::Path),
-    opt("visibility", Kind::Enum(&["public", "unlisted", "private", "direct"])),
-    opt("max_characters", Kind::Range(1, 100_000)),
-];
-const THREADS: &[KeySpec] = &[
-    opt("api_base", Kind::HttpUrl),
-    opt("user_id", Kind::NonEmptyStr),
-    opt("access_token", Kind::Secret),
-    opt("access_token_file", Kind::Path),
-    opt("app_id", Kind::NonEmptyStr),
-    opt("app_secret", Kind::Secret),
-    opt("app_secret_file", Kind::Path),
-    opt("max_links", Kind::Range(1, 100)),
-];
-const WEBHOOK: &[KeySpec] = &[
-    req("url", Kind::HttpUrl),
-    opt("headers", Kind::StrMap),
-    opt("secret", Kind::Secret),
-    opt("secret_file", Kind::Path),
-];
-const EXEC: &[KeySpec] = &[
-    req("command", Kind::Command),
-    opt("check_command", Kind::Command),
-    opt("env", Kind::EnvNames),
-    opt("run_in_sandbox", Kind::Bool),
-];
-
-/// The keys of one channel type beyond [`COMMON`]: its own, and the post options if it has them.
+/// The keys of one channel type beyond [`COMMON`]: its own (from its folder, through the
+/// registry), and the post options if it takes them.
 fn type_keys(ty: &str) -> Option<(&'static [KeySpec], bool)> {
-    Some(match ty {
-        "email" => (EMAIL, false),
-        "email_api" => (EMAIL_API, false),
-        "substack" => (SUBSTACK, false),
-        "linkedin" => (LINKEDIN, false),
-        "x" => (X, true),
-        "bluesky" => (BLUESKY, true),
-        "mastodon" => (MASTODON, true),
-        "threads" => (THREADS, true),
-        "webhook" => (WEBHOOK, false),
-        "exec" => (EXEC, false),
-        _ => return None,
-    })
-}
-
-/// Credentials a channel type cannot work without: (key, applies when `auth` is one of these).
-fn required_secrets(ty: &str, auth: &str) -> &'static [&'static str] {
-    match (ty, auth) {
-        // Substack, LinkedIn, Mastodon, Threads, Bluesky and X (OAuth 2.0) may instead have a
-        // credential from `herald connect` in the store: `publish` and `check` look for one.
-        ("email_api", _) => &["server_token"],
-        ("x", "oauth1") => &["consumer_key", "consumer_secret", "access_token", "access_token_secret"],
-        _ => &[],
-    }
-}
-
-/// Names people reach for that mean one of our types.
-fn type_alias(s: &str) -> Option<&'static str> {
-    Some(match s.to_ascii_lowercase().as_str() {
-        "twitter" => "x",
-        "smtp" | "mail" | "newsletter" => "email",
-        "postmark" | "emailapi" | "email-api" | "esp" => "email_api",
-        "meta" | "instagram" => "threads",
-        "bsky" | "atproto" => "bluesky",
-        "fediverse" => "mastodon",
-        "plugin" | "command" | "script" => "exec",
-        "http" | "https" | "hook" => "webhook",
-        _ => return None,
-    })
+    registry::type_info(ty).map(|t| (t.keys, t.post))
 }
 
 const SECRET_SYNTAX: &str = "write `key = \"${ENV_VAR}\"` or `key_file = \"/path/to/file\"`";
@@ -390,7 +186,7 @@ impl<'a> Validator<'a> {
                     }
                 }
                 other => {
-                    let hint = if CHANNEL_TYPES.contains(&other) || type_alias(other).is_some() {
+                    let hint = if registry::type_info(other).is_some() || type_alias(other).is_some() {
                         Some(format!("channels go under `[channels.<name>]` with `type = \"{}\"`", type_alias(other).unwrap_or(other)))
                     } else {
                         key_hint(other, TOP_KEYS)
@@ -408,12 +204,12 @@ impl<'a> Validator<'a> {
             return None;
         };
         let table_line = self.table_line(item).or(line);
-        self.keys(t, path, keys, &[], table_line, None);
+        self.keys(t, path, keys, &[], table_line, None, &[]);
         Some(t)
     }
 
     /// Check the keys of a table: unknown ones, required ones, and each value.
-    fn keys(&mut self, t: &dyn TableLike, path: &str, specs: &[KeySpec], extra: &[&str], table_line: Option<usize>, ty: Option<&str>) {
+    fn keys(&mut self, t: &dyn TableLike, path: &str, specs: &[KeySpec], extra: &[&str], table_line: Option<usize>, ty: Option<&str>, examples: &[(&str, &str)]) {
         for (key, item) in t.iter() {
             let line = self.key_line(t, key, table_line);
             let dotted = format!("{path}.{key}");
@@ -431,7 +227,7 @@ impl<'a> Validator<'a> {
         }
         for spec in specs.iter().filter(|s| s.required) {
             if !t.contains_key(spec.name) {
-                self.push(table_line, format!("{path}.{}", spec.name), "is required".into(), Some(example_for(spec)));
+                self.push(table_line, format!("{path}.{}", spec.name), "is required".into(), Some(example_for(spec, examples)));
             }
         }
     }
@@ -608,7 +404,7 @@ impl<'a> Validator<'a> {
         for (i, (tline, t)) in tables.into_iter().enumerate() {
             let path = format!("schedule[{i}]");
             let tline = tline.or(line);
-            self.keys(t, &path, SCHEDULE, &[], tline, None);
+            self.keys(t, &path, SCHEDULE, &[], tline, None, &[]);
             if let Some(name) = t.get("name").and_then(Item::as_str) {
                 let l = self.key_line(t, "name", tline);
                 if let Some(first) = names.get(name) {
@@ -645,25 +441,26 @@ impl<'a> Validator<'a> {
             return;
         };
         let tline = self.table_line(item).or(line);
+        let types = registry::CHANNEL_TYPES;
         let ty = match t.get("type") {
             None => {
-                let hint = match CHANNEL_TYPES.iter().find(|t| **t == name).copied().or_else(|| type_alias(name)) {
-                    Some(t) => format!("add `type = \"{t}\"`; types: {}", CHANNEL_TYPES.join(", ")),
-                    None => format!("one of: {}", CHANNEL_TYPES.join(", ")),
+                let hint = match types.iter().find(|t| **t == name).copied().or_else(|| type_alias(name)) {
+                    Some(t) => format!("add `type = \"{t}\"`; types: {}", types.join(", ")),
+                    None => format!("one of: {}", types.join(", ")),
                 };
                 self.push(tline, format!("{path}.type"), "is required".into(), Some(hint));
                 return;
             }
             Some(i) => match i.as_str() {
-                Some(s) if CHANNEL_TYPES.contains(&s) => s,
+                Some(s) if registry::type_info(s).is_some() => registry::type_info(s).expect("registered"),
                 other => {
                     let l = self.key_line(t, "type", tline);
                     let message = match other {
                         Some(s) => format!("unknown channel type `{s}`"),
                         None => format!("must be a string, found {}", type_of(i)),
                     };
-                    let mut hint = format!("valid types: {}", CHANNEL_TYPES.join(", "));
-                    if let Some(s) = other.and_then(|s| type_alias(s).or_else(|| suggest(s, CHANNEL_TYPES))) {
+                    let mut hint = format!("valid types: {}", types.join(", "));
+                    if let Some(s) = other.and_then(|s| type_alias(s).or_else(|| suggest(s, types))) {
                         hint = format!("did you mean `{s}`? {hint}");
                     }
                     self.push(l, format!("{path}.type"), message, Some(hint));
@@ -671,41 +468,64 @@ impl<'a> Validator<'a> {
                 }
             },
         };
-        let (own, post) = type_keys(ty).unwrap_or((&[], false));
+        let info = ty;
+        let ty = info.name;
         let mut specs: Vec<KeySpec> = COMMON.to_vec();
-        if post {
+        if info.post {
             specs.extend_from_slice(POST);
         }
-        specs.extend_from_slice(own);
-        self.keys(t, &path, &specs, &["type"], tline, Some(ty));
+        specs.extend_from_slice(info.keys);
+        self.keys(t, &path, &specs, &["type"], tline, Some(ty), info.examples);
         let secrets: Vec<&str> = specs.iter().filter(|s| matches!(s.kind, Kind::Secret)).map(|s| s.name).collect();
         self.secret_pairs(t, &path, &secrets, tline);
-        let auth = t.get("auth").and_then(Item::as_str).unwrap_or("oauth2");
-        for k in required_secrets(ty, auth) {
-            if !t.contains_key(k) && !t.contains_key(&format!("{k}_file")) {
-                let env = format!("{}_{}", name, k).replace('-', "_").to_ascii_uppercase();
-                let why = if ty == "x" { format!(" (auth = \"{auth}\")") } else { String::new() };
-                self.push(tline, format!("{path}.{k}"), format!("is required for a `{ty}` channel{why}"), Some(format!("write `{k} = \"${{{env}}}\"` or `{k}_file = \"/path/to/file\"`")));
-            }
-        }
-        if ty == "x" && (t.contains_key("refresh_token") || t.contains_key("refresh_token_file")) && !t.contains_key("client_id") {
-            self.push(tline, format!("{path}.client_id"), "is required to refresh the OAuth 2.0 token".into(), Some("the client id of your X app, e.g. `client_id = \"abc123\"`".into()));
-        }
-        if ty == "email" {
-            // Plain SMTP (or STARTTLS that can be stripped) beyond loopback sends the list in
-            // clear text.
-            if let Some(u) = t.get("smtp_url").and_then(Item::as_str).and_then(|s| url::Url::parse(s).ok()) {
-                let insecure = t.get("allow_insecure").and_then(Item::as_bool).unwrap_or(false);
-                if !super::smtp_url_tls_ok(&u, insecure) {
-                    let l = self.key_line(t, "smtp_url", tline);
-                    self.push(
-                        l,
-                        format!("{path}.smtp_url"),
-                        "plain SMTP to a host beyond loopback (or STARTTLS without `?tls=required`, which can be stripped)".into(),
-                        Some("use `smtps://host` or `smtp://host:587?tls=required`, or set `allow_insecure = true`".into()),
-                    );
-                }
-            }
+        (info.check)(&mut ChannelCheck { v: self, t, name, path, tline, ty });
+    }
+}
+
+/// A channel type's own checks on its raw table ([`registry::ChannelType::check`]): what it
+/// reports keeps the file, the line (of the key, else of the table) and the dotted key.
+pub struct ChannelCheck<'v, 'a> {
+    v: &'v mut Validator<'a>,
+    t: &'v dyn TableLike,
+    name: &'v str,
+    path: String,
+    tline: Option<usize>,
+    ty: &'static str,
+}
+
+impl ChannelCheck<'_, '_> {
+    /// The channel's table, as written.
+    pub fn table(&self) -> &dyn TableLike {
+        self.t
+    }
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+    /// A string value of the table.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.t.get(key).and_then(Item::as_str)
+    }
+    /// Whether the table sets `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.t.contains_key(key)
+    }
+    /// A problem with `key`, on the key's line (the table's when it is missing).
+    pub fn problem_at(&mut self, key: &str, message: String, hint: Option<String>) {
+        let l = self.v.key_line(self.t, key, self.tline);
+        self.v.push(l, format!("{}.{key}", self.path), message, hint);
+    }
+    /// A problem with the table as a whole (a missing key), on the table's line.
+    pub fn problem(&mut self, key: &str, message: String, hint: Option<String>) {
+        self.v.push(self.tline, format!("{}.{key}", self.path), message, hint);
+    }
+    /// A credential the type cannot work without: `key` or `key_file` must be set. `why` is
+    /// appended to the message (e.g. ` (auth = "oauth1")`).
+    pub fn require_secret(&mut self, key: &str, why: &str) {
+        if !self.has(key) && !self.has(&format!("{key}_file")) {
+            let env = format!("{}_{}", self.name, key).replace('-', "_").to_ascii_uppercase();
+            let ty = self.ty;
+            self.problem(key, format!("is required for a `{ty}` channel{why}"), Some(format!("write `{key} = \"${{{env}}}\"` or `{key}_file = \"/path/to/file\"`")));
         }
     }
 }
@@ -868,11 +688,11 @@ fn unknown_key_hint(key: &str, names: &[&str], ty: Option<&str>) -> String {
         return format!("secrets come from the environment as `{stem} = \"${{ENV_VAR}}\"`");
     }
     if let Some(ty) = ty {
-        let others: Vec<&str> = CHANNEL_TYPES
+        let others: Vec<&str> = registry::TYPES
             .iter()
-            .copied()
-            .filter(|t| *t != ty)
-            .filter(|t| type_keys(t).is_some_and(|(own, post)| own.iter().any(|s| s.name == key) || (post && POST.iter().any(|s| s.name == key))))
+            .filter(|t| t.name != ty)
+            .filter(|t| t.keys.iter().any(|s| s.name == key) || (t.post && POST.iter().any(|s| s.name == key)))
+            .map(|t| t.name)
             .collect();
         if !others.is_empty() {
             return format!("`{key}` belongs to {} channels, not `{ty}`; valid keys here: {}", others.join(", "), names.join(", "));
@@ -956,21 +776,20 @@ fn is_env_name(s: &str) -> bool {
     c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
-/// An example line for a missing required key.
-fn example_for(spec: &KeySpec) -> String {
+/// An example line for a missing required key: the channel type's own example, else one for
+/// the key's kind.
+fn example_for(spec: &KeySpec, examples: &[(&str, &str)]) -> String {
+    let own = examples.iter().find(|(k, _)| *k == spec.name).map(|(_, e)| *e);
     let v = match (spec.name, spec.kind) {
         (_, Kind::Cron) => "\"0 0 9 * * Mon\"",
-        ("smtp_url", _) => "\"smtp://127.0.0.1:2525\"",
         (_, Kind::Mailbox) => "\"Ana Lima <ana@example.com>\"",
-        ("unsubscribe_base_url", _) => "\"https://news.example.com/unsubscribe\"",
-        ("api_base", _) => "\"https://yourpub.substack.com\"",
         (_, Kind::HttpUrl) => "\"https://example.com/hook\"",
         (_, Kind::LinkedinUrn) => "\"urn:li:person:AbC123\"",
         (_, Kind::Command) => "[\"python3\", \"examples/plugin.py\"]",
-        ("identifier", _) => "\"you.bsky.social\"",
         ("name", _) => "\"weekly\"",
         _ => "\"…\"",
     };
+    let v = own.unwrap_or(v);
     format!("add `{} = {v}`", spec.name)
 }
 

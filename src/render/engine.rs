@@ -115,11 +115,7 @@ impl ChannelTemplates {
     /// so compile-time checks (`herald check` without an issue) use a neutral one.
     pub fn load(name: &str, cfg: &ChannelConfig, base_dir: &Path) -> Result<Self, RenderError> {
         let err = |m: String| RenderError { channel: name.to_string(), message: m };
-        let kind = match cfg {
-            // email_api shares the email templates unless overridden.
-            ChannelConfig::EmailApi(_) => "email_api",
-            other => other.type_name(),
-        };
+        let kind = cfg.template_kind();
         let override_dir: Option<PathBuf> = cfg.common().template.as_ref().map(|p| if p.is_absolute() { p.clone() } else { base_dir.join(p) });
         if let Some(d) = &override_dir
             && !d.is_dir() {
@@ -614,39 +610,7 @@ pub const POSTMARK_MAX_MESSAGE: usize = 10 * 1024 * 1024;
 
 /// Refuse a rendering the network will surely refuse for its size, before anything is sent.
 fn size_limit(name: &str, c: &crate::config::ChannelConfig, r: Rendering) -> Result<Rendering, RenderError> {
-    if let (crate::config::ChannelConfig::Substack(s), Rendering::Article(a)) = (c, &r) {
-        // The draft request carries the title, the subtitle and the document as a JSON-encoded
-        // string (`draft_body`), so the document's JSON is escaped once more.
-        let doc = match &a.doc {
-            Some(d) => serde_json::to_string(&d.to_string()).map(|s| s.len()).unwrap_or(usize::MAX),
-            None => a.html.len(),
-        };
-        let size = (a.title.len() + a.subtitle.len()).saturating_add(doc);
-        if size > s.max_body_bytes {
-            return Err(RenderError {
-                channel: name.to_string(),
-                message: format!(
-                    "the draft is about {:.1} MB, over the channel's `max_body_bytes` ({} bytes; Substack publishes no limit, so this is a setting); shorten the issue, or raise `max_body_bytes` if your Substack accepts more",
-                    size as f64 / 1e6,
-                    s.max_body_bytes
-                ),
-            });
-        }
-    }
-    if let (crate::config::ChannelConfig::EmailApi(_), Rendering::Email(e)) = (c, &r) {
-        // Each recipient's copy is at least its subject and both parts.
-        let size = e.subject.len() + e.html.len() + e.text.len();
-        if size > POSTMARK_MAX_MESSAGE {
-            return Err(RenderError {
-                channel: name.to_string(),
-                message: format!(
-                    "the message is {:.1} MB, over Postmark's {} MB limit per message; shorten the issue or link to the long parts",
-                    size as f64 / 1048576.0,
-                    POSTMARK_MAX_MESSAGE / 1048576
-                ),
-            });
-        }
-    }
+    c.size_limit(&r).map_err(|message| RenderError { channel: name.to_string(), message })?;
     Ok(r)
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::postmark::{self, PostmarkFake};
 use super::smtp::SmtpServer;
-use crate::config::{ChannelConfig, Secret};
+use crate::config::{EmailApiConfig, EmailConfig};
 use crate::store::Store;
 use crate::store::email::SubscriberUpsert;
 
@@ -25,32 +25,26 @@ pub enum EmailFake {
 }
 
 impl EmailFake {
-    /// Start the fake for channel `name` and point the channel at it.
-    pub async fn start(name: &str, c: &mut ChannelConfig, dir: &Path) -> anyhow::Result<Self> {
-        let secret_file = |key: &str, value: &str| -> anyhow::Result<Option<Secret>> {
-            let p = dir.join("secrets").join(format!("{name}.{key}"));
-            std::fs::write(&p, value)?;
-            Ok(Some(Secret::File(p)))
-        };
-        match c {
-            ChannelConfig::Email(e) => {
-                let s = SmtpServer::start().await?;
-                e.smtp_url = s.url();
-                e.unsubscribe_secret = secret_file("unsubscribe_secret", UNSUB_SECRET)?;
-                e.unsubscribe_secret_file = None;
-                Ok(Self::Smtp(s, e.subscribers.clone()))
-            }
-            ChannelConfig::EmailApi(e) => {
-                let f = PostmarkFake::start().await?;
-                e.api_base = f.base_url.clone();
-                e.server_token = secret_file("server_token", postmark::TOKEN)?;
-                e.server_token_file = None;
-                e.unsubscribe_secret = secret_file("unsubscribe_secret", UNSUB_SECRET)?;
-                e.unsubscribe_secret_file = None;
-                Ok(Self::Postmark(f, e.subscribers.clone()))
-            }
-            other => anyhow::bail!("channel {name}: {} is not an email channel", other.type_name()),
-        }
+    /// Start an SMTP server for `email` channel `name` and point the channel at it.
+    pub async fn start_smtp(name: &str, e: &mut EmailConfig, dir: &Path) -> anyhow::Result<Self> {
+        let ctx = super::wiring::SandboxCtx { name, dir };
+        let s = SmtpServer::start().await?;
+        e.smtp_url = s.url();
+        e.unsubscribe_secret = ctx.secret("unsubscribe_secret", UNSUB_SECRET)?;
+        e.unsubscribe_secret_file = None;
+        Ok(Self::Smtp(s, e.subscribers.clone()))
+    }
+
+    /// Start the Postmark fake for `email_api` channel `name` and point the channel at it.
+    pub async fn start_postmark(name: &str, e: &mut EmailApiConfig, dir: &Path) -> anyhow::Result<Self> {
+        let ctx = super::wiring::SandboxCtx { name, dir };
+        let f = PostmarkFake::start().await?;
+        e.api_base = f.base_url.clone();
+        e.server_token = ctx.secret("server_token", postmark::TOKEN)?;
+        e.server_token_file = None;
+        e.unsubscribe_secret = ctx.secret("unsubscribe_secret", UNSUB_SECRET)?;
+        e.unsubscribe_secret_file = None;
+        Ok(Self::Postmark(f, e.subscribers.clone()))
     }
 
     /// Seed the sample subscribers into the channel's list (only into an empty sandbox store).

@@ -15,4 +15,5 @@ pub mod smtp;
 pub mod substack;
 pub mod threads;
 pub mod webhook;
+pub mod wiring;
 pub mod x;

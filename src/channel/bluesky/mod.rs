@@ -1,6 +1,9 @@
 //! The `bluesky` adapter: AT Protocol posts and threads with Herald-chosen rkeys, one cached
 //! session per process, mention resolution and link cards with thumbnails.
 
+pub mod kind;
+pub use kind::Bluesky;
+
 mod channel;
 mod client;
 pub mod tid;

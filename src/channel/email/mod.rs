@@ -8,6 +8,9 @@
 //! - [`engine`]: the batched, windowed send loop shared with `email_api`.
 //! - [`unsubscribe`]: the HTTP routes the daemon mounts; [`import`]: CSV subscriber import.
 
+pub mod kind;
+pub use kind::Email;
+
 mod channel;
 pub mod compose;
 pub mod direct;

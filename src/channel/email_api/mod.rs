@@ -5,6 +5,9 @@
 //! fails and suppresses the address, any other code fails it. HTTP 401/422/429/5xx go through
 //! the shared classification and stop the pass; the recipients of that call stay owed.
 
+pub mod kind;
+pub use kind::EmailApi;
+
 mod channel;
 
 use std::sync::Arc;

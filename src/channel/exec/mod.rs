@@ -17,6 +17,9 @@
 //! An optional `check_command` reconciles after an unknown outcome: run with the same
 //! variables, it prints the earlier post's receipt, or `absent` when there is none.
 
+pub mod kind;
+pub use kind::Exec;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};

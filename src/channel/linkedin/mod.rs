@@ -8,6 +8,9 @@
 //! that did. Past the 24 h window the probe is no longer safe, so `find_existing` answers
 //! `CannotCheck` and the delivery waits for the operator.
 
+pub mod kind;
+pub use kind::Linkedin;
+
 mod channel;
 #[cfg(test)]
 mod tests;

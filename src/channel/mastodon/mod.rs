@@ -1,5 +1,8 @@
 //! The `mastodon` adapter: `POST /api/v1/statuses` with a per-part `Idempotency-Key`.
 
+pub mod kind;
+pub use kind::Mastodon;
+
 mod channel;
 
 use std::sync::Arc;

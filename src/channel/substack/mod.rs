@@ -6,6 +6,9 @@
 //! `mode = "draft"` stops after the draft and returns `awaiting_confirmation` with the
 //! editor URL, for the author to publish by hand.
 
+pub mod kind;
+pub use kind::Substack;
+
 mod channel;
 
 pub use channel::cookie_header;

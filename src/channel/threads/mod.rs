@@ -5,6 +5,9 @@
 //! done, `FINISHED` means publish it now, `EXPIRED`/`ERROR` means make a new container. An
 //! unpublished container is invisible, so creating another one is always safe.
 
+pub mod kind;
+pub use kind::Threads;
+
 mod auth;
 mod channel;
 mod client;

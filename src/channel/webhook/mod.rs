@@ -7,6 +7,9 @@
 //! therefore a resend with the same key: a receiver that dedups on `Idempotency-Key` either
 //! accepts it (it never saw it) or answers 409 (it did). Resending cannot post twice.
 
+pub mod kind;
+pub use kind::Webhook;
+
 use std::sync::Arc;
 use std::time::Duration;
 

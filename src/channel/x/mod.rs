@@ -1,6 +1,9 @@
 //! The `x` adapter: X API v2 posts and threads, OAuth 2.0 (rotations kept in the credential
 //! store) or OAuth 1.0a.
 
+pub mod kind;
+pub use kind::X;
+
 mod channel;
 pub(crate) mod client;
 pub mod oauth1;
