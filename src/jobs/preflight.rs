@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::Pipeline;
-use crate::channel::{Adapter, BuildCtx, DeliveryError};
+use crate::channel::{Adapter, DeliveryError};
 use crate::config::ChannelConfig;
 use crate::render::engine::RenderedChannel;
 
