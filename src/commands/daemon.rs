@@ -184,6 +184,7 @@ impl StatusSource for StoreStatus {
                     last_status: d.last_status,
                     timeline,
                     timeline_omitted: omitted,
+                    in_flight_since: d.attempt_started_at.filter(|_| state == crate::store::State::Sending).map(fmt_ms),
                     issue: d.issue,
                     channel: d.channel,
                     revision: d.revision,

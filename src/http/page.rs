@@ -83,6 +83,8 @@ pub struct DeliveryRow {
     pub timeline: Vec<AttemptRow>,
     /// Older attempts left out of `timeline`.
     pub timeline_omitted: usize,
+    /// When the attempt in flight started (RFC 3339): it has no row until it ends.
+    pub in_flight_since: Option<String>,
 }
 
 /// One attempt row.
@@ -435,7 +437,9 @@ fn timelines(h: &mut String, s: &Snapshot) {
     ));
     for d in &s.deliveries {
         let (mark, class) = state_mark(&d.state);
-        let open = if d.state == "sent" || d.state == "cancelled" { "" } else { " open" };
+        // Folded once settled at the first try; open while anything is left to see.
+        let settled = matches!(d.state.as_str(), "sent" | "cancelled") && d.timeline.len() <= 1;
+        let open = if settled { "" } else { " open" };
         h.push_str(&format!(
             "<details id=\"{a}\" class=\"timeline\" data-key=\"{k}\"{open}><summary>{k} \u{2014} <span class=\"{class}\">{mark} {st}</span>, {n} attempt{pl}</summary>",
             a = esc(&anchor(&d.key)),
@@ -444,7 +448,7 @@ fn timelines(h: &mut String, s: &Snapshot) {
             n = d.attempts,
             pl = if d.attempts == 1 { "" } else { "s" }
         ));
-        if d.timeline.is_empty() {
+        if d.timeline.is_empty() && d.in_flight_since.is_none() {
             h.push_str("<p class=\"note\">No attempt yet.</p>");
         } else {
             h.push_str(&format!(
@@ -475,6 +479,14 @@ fn timelines(h: &mut String, s: &Snapshot) {
                     e = opt(&a.error),
                 ));
             }
+            if let Some(since) = &d.in_flight_since {
+                h.push_str(&format!(
+                    "<tr class=\"inflight\"><td class=\"num\">{}</td><td><time datetime=\"{t}\">{t}</time></td><td></td><td class=\"busy\">\u{25b6} in flight</td>\
+<td></td><td></td><td class=\"note\">no outcome yet: its row is written when it ends</td><td></td></tr>",
+                    d.timeline.last().map_or(1, |a| a.n + 1),
+                    t = esc(since)
+                ));
+            }
             h.push_str("</tbody></table>");
         }
         let mut now = Vec::new();
@@ -483,7 +495,9 @@ fn timelines(h: &mut String, s: &Snapshot) {
         {
             now.push(format!("last error / reason: <span class=\"err\">{}</span>", esc(e)));
         }
-        if let Some(n) = &d.next_attempt_at {
+        if let Some(n) = &d.next_attempt_at
+            && matches!(d.state.as_str(), "queued" | "retrying" | "scheduled" | "unconfirmed")
+        {
             now.push(format!("next attempt at <time datetime=\"{0}\">{0}</time>", esc(n)));
         }
         if let Some(u) = &d.remote_url {
@@ -649,6 +663,23 @@ mod tests {
         assert!(html.contains("\u{21bb} retrying</a>"), "the cell says its state in words too");
         assert!(html.contains("content=\"5\""), "a retrying delivery makes the page reload every 5 s");
         assert!(!html.contains(" src=\"") && !html.contains("<link") && !html.contains("url("), "no external fetch");
+    }
+
+    /// A sending delivery's attempt in flight is on its timeline, numbered after the last row;
+    /// a stale next-attempt time is not shown while it sends.
+    #[test]
+    fn the_attempt_in_flight_is_on_the_timeline() {
+        let mut s = hostile();
+        s.deliveries[0].state = "sending".into();
+        s.deliveries[0].in_flight_since = Some("2026-12-06T10:00:05Z".into());
+        s.deliveries[0].next_attempt_at = Some("2026-12-06T09:00:00Z".into());
+        let html = render(&s);
+        assert!(html.contains("<tr class=\"inflight\"><td class=\"num\">2</td><td><time datetime=\"2026-12-06T10:00:05Z\">"), "{html}");
+        assert!(!html.contains("next attempt at"), "no next attempt while one is in flight");
+        s.deliveries[0].state = "retrying".into();
+        s.deliveries[0].in_flight_since = None;
+        let html = render(&s);
+        assert!(!html.contains("class=\"inflight\"") && html.contains("next attempt at"), "a retrying delivery says when it goes next");
     }
 
     #[test]

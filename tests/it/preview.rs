@@ -32,7 +32,10 @@ pub(crate) fn browse(file: &Path, width: u32, height: u32, extra: &[String]) -> 
 /// flags; returns (stdout, stderr).
 pub(crate) fn browse_url(url: &str, width: u32, height: u32, extra: &[String]) -> (String, String) {
     let profile = tempfile::tempdir().expect("profile dir");
-    let o = Command::new(chromium())
+    // A page that blocks (an alert() that escaped its escaping) must fail the test, not hang it.
+    let o = Command::new("timeout")
+        .arg("180")
+        .arg(chromium())
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions", "--hide-scrollbars"])
         .arg("--enable-logging=stderr")
         .arg("--v=0")

@@ -22,6 +22,9 @@ use crate::util::root;
 const N: usize = 5000;
 const TITLE: &str = "Week <script>alert(\"title\")</script> & more";
 const REFUSAL: &str = "<script>alert('err')</script> busy";
+/// A LinkedIn channel's token in the config: its expiry is shown, never the token.
+const LI_TOKEN_ENV: &str = "HERALD_IT_STATUS_LI_TOKEN";
+const LI_TOKEN: &str = "li-secret-token-never-shown-4f1c";
 
 /// Reads what the page shows: mailings, timelines, the matrix's row headers, scripts and
 /// anything fetched from elsewhere.
@@ -36,6 +39,7 @@ const STATUS_PROBE: &str = r#"
     r.timelines[d.getAttribute('data-key')]=rows;
   });
   document.querySelectorAll('#matrix tbody th').forEach(function(t){r.rows.push(t.textContent)});
+  r.creds=[];document.querySelectorAll('#credentials tbody tr').forEach(function(t){var c=t.querySelectorAll('th,td');r.creds.push([c[0].textContent,c[5].textContent,c[6].textContent,c[7].textContent])});
   document.querySelectorAll('[src],link[href]').forEach(function(e){r.external.push(e.outerHTML.slice(0,120))});
   var p=document.createElement('pre');p.textContent='PROBE['+encodeURIComponent(JSON.stringify(r))+']PROBE';document.body.appendChild(p);
 })();
@@ -52,7 +56,15 @@ fn progress_in(dom: &str) -> (u64, u64) {
 }
 
 fn herald(cfg: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(herald_bin()).arg("--config").arg(cfg).args(args).env_remove("HERALD_CONFIG").env(SECRET_ENV, SECRET).output().expect("run herald");
+    let o = Command::new(herald_bin())
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("HERALD_CONFIG")
+        .env(SECRET_ENV, SECRET)
+        .env(LI_TOKEN_ENV, LI_TOKEN)
+        .output()
+        .expect("run herald");
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
@@ -77,10 +89,13 @@ async fn status_in_chromium_shows_a_mailing_moving_and_every_attempt_of_a_delive
         &cfg,
         format!(
             "[store]\nurl = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[retry]\nschedule_secs = [0, 0, 0, 0]\njitter = 0.0\nrate_limit_floor_secs = 1\nrate_limit_ceiling_secs = 30\n\n\
-             [channels.newsletter]\n{}\n[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\ntimeout_secs = 5\n",
+             [channels.newsletter]\n{}\n[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\ntimeout_secs = 5\n\n\
+             [channels.linkedin]\ntype = \"linkedin\"\napi_base = \"http://127.0.0.1:9\"\naccess_token = \"${{{LI_TOKEN_ENV}}}\"\n\
+             token_expires_at = \"{}\"\nauthor = \"urn:li:person:StatusPage01\"\n",
             db.url,
             email_toml(&smtp.url(), "concurrency = 2\nbatch_size = 100"),
-            hook.url()
+            hook.url(),
+            (chrono::Utc::now() + chrono::Duration::hours(60)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
     )
     .expect("config");
@@ -98,9 +113,10 @@ async fn status_in_chromium_shows_a_mailing_moving_and_every_attempt_of_a_delive
     )
     .expect("issue");
 
-    let d = spawn_daemon(&cfg, &[(SECRET_ENV, SECRET)]);
+    let d = spawn_daemon(&cfg, &[(SECRET_ENV, SECRET), (LI_TOKEN_ENV, LI_TOKEN)]);
     let base = format!("http://127.0.0.1:{}", bound_port(&d).await);
-    let (code, out, err) = herald(&cfg, &["publish", issue.to_str().expect("path")]);
+    // LinkedIn is configured (its credential is on the page) but not published to.
+    let (code, out, err) = herald(&cfg, &["publish", issue.to_str().expect("path"), "--channel", "newsletter", "--channel", "hook"]);
     assert_eq!(code, 0, "{out}\n{err}");
 
     // Running: two loads in the browser, a few seconds apart, and the bar has moved.
@@ -160,6 +176,11 @@ async fn status_in_chromium_shows_a_mailing_moving_and_every_attempt_of_a_delive
     assert_eq!(r["captions"], r["tables"], "every table has a caption");
     assert!(r["rows"].as_array().expect("rows").iter().any(|t| t.as_str().is_some_and(|t| t.contains(TITLE))), "the title, as text: {}", r["rows"]);
     assert_eq!(r["mailings"][0], serde_json::json!(["week-49/newsletter/r1", N, N, N, 0, 0]), "the settled mailing");
+    // LinkedIn's token expires in 60 hours: three days left (rounded up), expiring, what to do.
+    let li = r["creds"].as_array().expect("credentials").iter().find(|c| c[0] == "linkedin").unwrap_or_else(|| panic!("linkedin's credential: {}", r["creds"]));
+    assert_eq!((li[1].as_str(), li[2].as_str()), (Some("3"), Some("expiring")), "{li}");
+    assert!(li[3].as_str().is_some_and(|n| n.contains("herald connect linkedin")), "{li}");
+    assert!(!html.contains(LI_TOKEN) && !json.to_string().contains(LI_TOKEN), "never a secret on the page or in the JSON");
 
     // Every attempt of `herald log --json`, per delivery, in order, with its outcome, status
     // and error; and nothing else.
@@ -189,5 +210,62 @@ async fn status_in_chromium_shows_a_mailing_moving_and_every_attempt_of_a_delive
     assert_eq!(hook["timeline"].as_array().map(Vec::len), Some(3));
     assert!(hook["remote_url"].as_str().is_some_and(|u| u.starts_with("http://")), "{hook}");
     assert_eq!(json["mailings"][0]["sent"], N);
-    assert!(json["credentials"].is_array() && json["page"] == 1 && json["pages"] == 1 && json["issues_total"] == 1, "{json}");
+    assert_eq!(json["credentials"][0]["status"], "expiring", "{json}");
+    assert!(json["page"] == 1 && json["pages"] == 1 && json["issues_total"] == 1, "{json}");
+}
+
+/// With more issues than a page holds, `/status` shows 20, newest first, and links to the
+/// older ones; `/status.json?page=2` has the rest. The page stays the same size however many
+/// issues the store holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_pages_hold_twenty_issues_each_newest_first() {
+    const ISSUES: usize = 23;
+    let db = TestDb::sqlite().await;
+    let hook = WebhookFake::start().await.expect("webhook fake");
+    let cfg = db.dir.path().join("herald.toml");
+    std::fs::write(&cfg, crate::pipeline::config_toml(&db.url, &hook.url(), &["hook"], "")).expect("config");
+    let d = spawn_daemon(&cfg, &[]);
+    let base = format!("http://127.0.0.1:{}", bound_port(&d).await);
+    for i in 0..ISSUES {
+        let issue = db.dir.path().join(format!("issue-{i:02}.md"));
+        std::fs::write(
+            &issue,
+            format!("+++\ntitle = \"Issue {i}\"\nslug = \"issue-{i:02}\"\ndate = 2026-01-{:02}\nurl = \"https://news.example.com/{i}\"\nsummary = \"Number {i}.\"\n+++\nHello {i}.\n\n## One\n\nA section.\n", i + 1),
+        )
+        .expect("issue");
+        let (code, out, err) = herald(&cfg, &["publish", issue.to_str().expect("path")]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let end = Instant::now() + Duration::from_secs(120);
+    while hook.accepted().len() < ISSUES {
+        assert!(Instant::now() < end, "{} of {ISSUES} delivered", hook.accepted().len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let get = async |path: &str| -> String {
+        herald::channel::http::client().get(format!("{base}{path}")).send().await.expect("GET").text().await.expect("body")
+    };
+    let slugs = |v: &Value| -> Vec<String> {
+        let mut s: Vec<String> = v["deliveries"].as_array().expect("deliveries").iter().map(|d| d["issue"].as_str().expect("issue").to_string()).collect();
+        s.dedup();
+        s
+    };
+    let p1: Value = serde_json::from_str(&get("/status.json").await).expect("JSON");
+    let p2: Value = serde_json::from_str(&get("/status.json?page=2").await).expect("JSON");
+    let page1 = get("/status").await;
+    let page2 = get("/status?page=2").await;
+    stop(d);
+    assert_eq!((p1["issues_total"].as_u64(), p1["pages"].as_u64(), p1["page"].as_u64()), (Some(ISSUES as u64), Some(2), Some(1)), "{p1}");
+    let want1: Vec<String> = (ISSUES - 20..ISSUES).rev().map(|i| format!("issue-{i:02}")).collect();
+    let want2: Vec<String> = (0..ISSUES - 20).rev().map(|i| format!("issue-{i:02}")).collect();
+    assert_eq!(slugs(&p1), want1, "page 1: the 20 newest, newest first");
+    assert_eq!(slugs(&p2), want2, "page 2: the rest");
+    assert_eq!(page1.matches("<tr><th scope=\"row\">").count(), 20, "20 rows in page 1's matrix");
+    assert!(page1.contains("issues 1\u{2013}20 of 23") && page1.contains("href=\"?page=2\"") && !page1.contains("href=\"?page=0\""), "page 1 links to older issues");
+    assert!(page2.contains("issues 21\u{2013}23 of 23") && page2.contains("href=\"?page=1\"") && !page2.contains("href=\"?page=3\""), "page 2 links back");
+    let matrix = |page: &str| -> String {
+        let at = page.find("<section id=\"matrix\"").expect("matrix");
+        page[at..at + page[at..].find("</section>").expect("end")].to_string()
+    };
+    assert!(matrix(&page2).contains("issue-00") && !matrix(&page2).contains("issue-22"), "page 2's matrix holds the oldest");
+    assert!(matrix(&page1).contains("issue-22") && !matrix(&page1).contains("issue-02"), "page 1's the newest");
 }
