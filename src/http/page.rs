@@ -433,7 +433,7 @@ fn matrix(h: &mut String, s: &Snapshot) {
 fn timelines(h: &mut String, s: &Snapshot) {
     h.push_str(&format!(
         "<section id=\"timelines\" aria-labelledby=\"h-timelines\"><h2 id=\"h-timelines\">Attempt timelines</h2>\
-<p class=\"note\">Every attempt of each delivery on this page (the newest {TIMELINE_CAP}; <code>herald log ISSUE --channel NAME</code> lists all). Settled deliveries are folded.</p>"
+<p class=\"note\">Every attempt of each delivery on this page (the newest {TIMELINE_CAP}; <code>herald log ISSUE --channel NAME</code> lists all). Deliveries settled at their first attempt are folded.</p>"
     ));
     for d in &s.deliveries {
         let (mark, class) = state_mark(&d.state);
