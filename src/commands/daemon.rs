@@ -114,24 +114,90 @@ struct StoreStatus(Arc<Pipeline>);
 #[async_trait]
 impl StatusSource for StoreStatus {
     async fn snapshot(&self) -> anyhow::Result<page::Snapshot> {
+        self.snapshot_page(page::Query::default()).await
+    }
+
+    /// One page of issues (newest first) with their deliveries, timelines and mailings; the
+    /// recent attempts, fires and credentials, whatever the page.
+    async fn snapshot_page(&self, q: page::Query) -> anyhow::Result<page::Snapshot> {
         let store = &self.0.store;
-        let deliveries = store
-            .list_deliveries(None, &[])
-            .await?
-            .into_iter()
-            .map(|d| page::DeliveryRow {
-                state: d.state().as_str().to_string(),
-                issue: d.issue,
-                channel: d.channel,
-                revision: d.revision,
-                attempts: d.attempts,
-                remote_url: d.remote_url.or(d.remote_id),
-                last_error: d.last_error,
-                next_attempt_at: d.next_attempt_at.map(fmt_ms),
-            })
-            .collect();
+        let now = crate::store::now_ms();
+        let per = page::ISSUES_PER_PAGE;
+        let (slugs, total) = store.status_issues(per as i64, ((q.page - 1) * per) as i64).await?;
+        let total = usize::try_from(total).unwrap_or(0);
+        let mut deliveries = Vec::new();
+        let mut mailings = Vec::new();
+        for slug in &slugs {
+            let title = store.latest_issue(slug).await?.map(|i| i.title);
+            let mut rows = store.list_deliveries(Some(slug), &[]).await?;
+            rows.sort_by(|a, b| a.channel.cmp(&b.channel).then(a.revision.cmp(&b.revision)));
+            for d in rows {
+                let state = d.state();
+                let attempts = if matches!(state, crate::store::State::Scheduled) { Vec::new() } else { store.attempts(d.id).await? };
+                let omitted = attempts.len().saturating_sub(page::TIMELINE_CAP);
+                let timeline = attempts
+                    .into_iter()
+                    .skip(omitted)
+                    .map(|a| page::AttemptRow {
+                        at: fmt_ms(a.started_at),
+                        issue: d.issue.clone(),
+                        channel: d.channel.clone(),
+                        n: a.n,
+                        outcome: a.outcome,
+                        status: a.status_code,
+                        error: a.error,
+                        key: d.delivery_key.clone(),
+                        duration_ms: a.duration_ms,
+                        trigger: a.triggered_by,
+                        remote_id: a.remote_id,
+                    })
+                    .collect();
+                if matches!(d.channel_type.as_str(), "email" | "email_api") {
+                    let c = store.send_counts(d.id).await?;
+                    if c.seeded {
+                        let running = !state.is_final();
+                        // The rate over the last minute, or since this attempt began if later.
+                        let since = (now - 60_000).max(d.attempt_started_at.unwrap_or(0));
+                        let (recent, _) = store.settled_since(d.id, since).await?;
+                        let rate = running.then(|| recent as f64 / ((now - since).max(1000) as f64 / 1000.0));
+                        mailings.push(page::MailingRow {
+                            key: d.delivery_key.clone(),
+                            issue: d.issue.clone(),
+                            channel: d.channel.clone(),
+                            state: state.as_str().to_string(),
+                            running,
+                            total: c.total,
+                            sent: c.sent,
+                            failed: c.failed,
+                            skipped: c.skipped,
+                            owed: c.pending,
+                            rate_per_sec: rate,
+                            eta_secs: rate.filter(|r| *r > 0.0).map(|r| (c.pending as f64 / r).ceil() as i64),
+                        });
+                    }
+                }
+                deliveries.push(page::DeliveryRow {
+                    state: state.as_str().to_string(),
+                    key: d.delivery_key,
+                    title: title.clone(),
+                    channel_type: d.channel_type,
+                    last_status: d.last_status,
+                    timeline,
+                    timeline_omitted: omitted,
+                    in_flight_since: d.attempt_started_at.filter(|_| state == crate::store::State::Sending).map(fmt_ms),
+                    issue: d.issue,
+                    channel: d.channel,
+                    revision: d.revision,
+                    attempts: d.attempts,
+                    remote_url: d.remote_url.or(d.remote_id),
+                    last_error: d.last_error,
+                    next_attempt_at: d.next_attempt_at.map(fmt_ms),
+                });
+            }
+        }
+        mailings.sort_by_key(|m| !m.running);
         let attempts: Vec<page::AttemptRow> = store
-            .recent_log(200)
+            .recent_log(page::RECENT_ATTEMPTS as i64)
             .await?
             .into_iter()
             .map(|a| page::AttemptRow {
@@ -142,15 +208,31 @@ impl StatusSource for StoreStatus {
                 outcome: a.outcome,
                 status: a.status_code,
                 error: a.error,
+                key: a.delivery_key,
+                duration_ms: a.duration_ms,
+                trigger: a.triggered_by,
+                remote_id: a.remote_id,
             })
             .collect();
         let fires = store
-            .fires(None, 100)
+            .fires(None, page::FIRES_CAP as i64)
             .await?
             .into_iter()
-            .map(|f| page::FireRow { schedule: f.schedule, fire_at: fmt_ms(f.fire_at), result: f.result })
+            .map(|f| page::FireRow { schedule: f.schedule, fire_at: fmt_ms(f.fire_at), result: f.result, issue: f.issue, detail: f.detail })
             .collect();
-        Ok(page::Snapshot { deliveries, attempts, fires })
+        let credentials = crate::credentials::view::views(&self.0.config, store, now).await?;
+        Ok(page::Snapshot {
+            deliveries,
+            attempts,
+            fires,
+            generated_at: fmt_ms(now),
+            mailings,
+            credentials,
+            page: q.page,
+            pages: total.div_ceil(per).max(1),
+            issues_total: total,
+            issues_per_page: per,
+        })
     }
 
     async fn healthy(&self) -> bool {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -23,8 +23,13 @@ use crate::config::SecretString;
 /// Where `/status` and `/healthz` get their answers (the daemon implements it over the store).
 #[async_trait]
 pub trait StatusSource: Send + Sync {
-    /// The status page's rows.
+    /// The status page's rows (its first page).
     async fn snapshot(&self) -> anyhow::Result<page::Snapshot>;
+    /// The rows of the page `q` asks for. By default, [`StatusSource::snapshot`].
+    async fn snapshot_page(&self, q: page::Query) -> anyhow::Result<page::Snapshot> {
+        let _ = q;
+        self.snapshot().await
+    }
     /// True when the store answers.
     async fn healthy(&self) -> bool;
     /// What is wrong, for `/healthz`: None when healthy. By default, the store.
@@ -93,15 +98,15 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-async fn status_page(State(s): State<HttpState>) -> Response {
-    match s.status.snapshot().await {
+async fn status_page(State(s): State<HttpState>, RawQuery(q): RawQuery) -> Response {
+    match s.status.snapshot_page(page::Query::parse(q.as_deref())).await {
         Ok(snap) => Html(page::render(&snap)).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("status unavailable: {e}")).into_response(),
     }
 }
 
-async fn status_json(State(s): State<HttpState>) -> Response {
-    match s.status.snapshot().await {
+async fn status_json(State(s): State<HttpState>, RawQuery(q): RawQuery) -> Response {
+    match s.status.snapshot_page(page::Query::parse(q.as_deref())).await {
         Ok(snap) => axum::Json(snap).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("status unavailable: {e}")).into_response(),
     }

@@ -37,9 +37,9 @@ fn daemon_config(db: &TestDb, hook: &str, channels: &[&str], catch_up: u64, http
 }
 
 /// A daemon child; its JSON log goes to a file (a pipe nobody reads would fill and block it).
-struct Daemon {
-    child: Child,
-    log: PathBuf,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Drop for Daemon {
@@ -50,7 +50,7 @@ impl Drop for Daemon {
     }
 }
 
-fn spawn_daemon(cfg: &Path, env: &[(&str, &str)]) -> Daemon {
+pub(crate) fn spawn_daemon(cfg: &Path, env: &[(&str, &str)]) -> Daemon {
     let log = cfg.with_file_name(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
     let mut c = Command::new(herald_bin());
     c.arg("--config").arg(cfg).args(["--log-format", "json", "-v", "daemon", "--concurrency", "2"]).env_remove("HERALD_CONFIG");
@@ -61,7 +61,7 @@ fn spawn_daemon(cfg: &Path, env: &[(&str, &str)]) -> Daemon {
     Daemon { child, log }
 }
 
-fn stop(mut d: Daemon) -> String {
+pub(crate) fn stop(mut d: Daemon) -> String {
     // A signal before the daemon has installed its handlers ends it by the default action, not
     // by its clean shutdown (which is what this checks): wait until it says it started.
     let up = Instant::now() + Duration::from_secs(30);
@@ -303,7 +303,7 @@ fn sum(samples: &[(String, f64)], prefix: &str, must: &str) -> f64 {
 }
 
 /// The port the daemon bound, from its JSON start line.
-async fn bound_port(d: &Daemon) -> u16 {
+pub(crate) async fn bound_port(d: &Daemon) -> u16 {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(&d.log).unwrap_or_default();
@@ -333,6 +333,9 @@ async fn metrics_move_with_deliveries_and_status_needs_a_token_beyond_loopback()
     assert_eq!(c.get(format!("{base}/status")).send().await.unwrap().status(), 401);
     assert_eq!(c.get(format!("{base}/metrics")).send().await.unwrap().status(), 401);
     assert_eq!(c.get(format!("{base}/status")).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    // A browser, which sends no token, gets the refusal and nothing of the page.
+    let (dom, _) = crate::preview::browse_url(&format!("{base}/status"), 800, 600, &["--dump-dom".to_string()]);
+    assert!(dom.contains("a bearer token is required") && !dom.contains("<table") && !dom.contains("Herald status"), "{dom}");
     let scrape = async || {
         let r = c.get(format!("{base}/metrics")).bearer_auth("s3cret-token-0123456789-abcdefghijkl").send().await.unwrap();
         assert_eq!(r.status(), 200);

@@ -37,6 +37,7 @@ mod preview;
 mod render;
 mod sandbox;
 mod serve;
+mod status;
 mod substack;
 mod threads;
 mod webhook;

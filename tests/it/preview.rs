@@ -12,7 +12,7 @@ use crate::util::{all_channels_toml, herald, out, root, sample_issues, temp_conf
 
 /// The chromium binary; the test fails (it does not skip) when it is missing: `.ci/run`
 /// installs it.
-fn chromium() -> PathBuf {
+pub(crate) fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser"] {
         if let Ok(o) = Command::new("sh").args(["-c", &format!("command -v {name}")]).output()
             && o.status.success()
@@ -24,9 +24,18 @@ fn chromium() -> PathBuf {
 }
 
 /// Run headless chromium on `file` with `extra` flags; returns (stdout, stderr).
-fn browse(file: &Path, width: u32, height: u32, extra: &[String]) -> (String, String) {
+pub(crate) fn browse(file: &Path, width: u32, height: u32, extra: &[String]) -> (String, String) {
+    browse_url(&format!("file://{}", file.display()), width, height, extra)
+}
+
+/// Run headless chromium on `url` (a `file://` page or a live `http://` one) with `extra`
+/// flags; returns (stdout, stderr).
+pub(crate) fn browse_url(url: &str, width: u32, height: u32, extra: &[String]) -> (String, String) {
     let profile = tempfile::tempdir().expect("profile dir");
-    let o = Command::new(chromium())
+    // A page that blocks (an alert() that escaped its escaping) must fail the test, not hang it.
+    let o = Command::new("timeout")
+        .arg("180")
+        .arg(chromium())
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions", "--hide-scrollbars"])
         .arg("--enable-logging=stderr")
         .arg("--v=0")
@@ -34,15 +43,15 @@ fn browse(file: &Path, width: u32, height: u32, extra: &[String]) -> (String, St
         .arg(format!("--window-size={width},{height}"))
         .arg("--virtual-time-budget=3000")
         .args(extra)
-        .arg(format!("file://{}", file.display()))
+        .arg(url)
         .output()
         .expect("run chromium");
-    assert!(o.status.success(), "chromium failed on {}: {}", file.display(), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "chromium failed on {url}: {}", String::from_utf8_lossy(&o.stderr));
     out(&o)
 }
 
 /// The percent-encoded JSON the probe wrote between `PROBE[` and `]PROBE`.
-fn probe_result(dom: &str) -> Value {
+pub(crate) fn probe_result(dom: &str) -> Value {
     let start = dom.find("PROBE[%7B").expect("the probe ran and wrote its result into the DOM") + 6;
     let end = dom[start..].find("]PROBE").expect("probe end") + start;
     let enc = &dom.as_bytes()[start..end];
@@ -62,7 +71,7 @@ fn probe_result(dom: &str) -> Value {
 }
 
 /// Insert `script` before `</body>` (and an error trap at the top of `<head>`).
-fn with_probe(html: &str, script: &str) -> String {
+pub(crate) fn with_probe(html: &str, script: &str) -> String {
     let trap = "<script>window.__errors=[];window.addEventListener('error',function(e){window.__errors.push(String(e.message))});</script>";
     let html = html.replacen("<head>", &format!("<head>{trap}"), 1);
     let i = html.rfind("</body>").expect("page has </body>");
@@ -137,7 +146,7 @@ fn dom_spans(v: &Value) -> Vec<Vec<(u64, u64, String)>> {
         .collect()
 }
 
-fn no_console_errors(stderr: &str, probe: &Value, what: &str) {
+pub(crate) fn no_console_errors(stderr: &str, probe: &Value, what: &str) {
     assert_eq!(probe["errors"], serde_json::json!([]), "{what}: script errors on the page");
     for line in stderr.lines() {
         let l = line.to_lowercase();

@@ -14,7 +14,7 @@ struct Empty;
 #[async_trait]
 impl StatusSource for Empty {
     async fn snapshot(&self) -> anyhow::Result<page::Snapshot> {
-        Ok(page::Snapshot { deliveries: vec![], attempts: vec![], fires: vec![] })
+        Ok(page::Snapshot::default())
     }
     async fn healthy(&self) -> bool {
         true
