@@ -422,6 +422,14 @@ pub struct EmailApiConfig {
     /// Batch calls in flight.
     #[serde(default = "default_api_concurrency")]
     pub concurrency: usize,
+    /// Seconds past the call's timeout before Postmark's message search is trusted to show a
+    /// batch whose outcome is unknown (its index may lag).
+    #[serde(default = "default_reconcile_settle_secs")]
+    pub reconcile_settle_secs: u64,
+}
+
+fn default_reconcile_settle_secs() -> u64 {
+    crate::channel::email_api::DEFAULT_SETTLE_SECS
 }
 
 fn default_postmark() -> String {

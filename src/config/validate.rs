@@ -154,6 +154,7 @@ const EMAIL_API: &[KeySpec] = &[
     opt("unsubscribe_secret", Kind::Secret),
     opt("unsubscribe_secret_file", Kind::Path),
     opt("concurrency", Kind::Range(1, MAX_CONCURRENCY)),
+    opt("reconcile_settle_secs", Kind::UIntUpTo(600)),
 ];
 const SUBSTACK: &[KeySpec] = &[
     req("api_base", Kind::HttpUrl),
