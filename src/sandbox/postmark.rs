@@ -376,4 +376,79 @@ mod tests {
         assert_eq!(out.len(), BATCH_LIMIT);
         assert!(out.iter().all(|m| m["ErrorCode"] == 0), "{:?}", out.first());
     }
+
+    async fn send_tagged(fake: &PostmarkFake, tag: &str, n: usize, from: usize) {
+        let batch: Vec<Value> = (from..from + n)
+            .map(|i| json!({"From": "news@example.com", "To": format!("Reader {i} <r{i}@example.com>"), "Subject": "Hi", "TextBody": "x", "Tag": tag}))
+            .collect();
+        let res = crate::channel::http::client()
+            .post(format!("{}/email/batch", fake.base_url))
+            .header("X-Postmark-Server-Token", TOKEN)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
+    async fn search(fake: &PostmarkFake, query: &str, token: Option<&str>, accept: bool) -> (u16, Value) {
+        let mut req = crate::channel::http::client().get(format!("{}/messages/outbound?{query}", fake.base_url));
+        if let Some(t) = token {
+            req = req.header("X-Postmark-Server-Token", t);
+        }
+        if accept {
+            req = req.header("Accept", "application/json");
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The outbound search as Postmark documents it: server token and `Accept` required,
+    /// `count` ≤ 500 and `offset` required, `count + offset` ≤ 10,000, filtered by tag, paged.
+    #[tokio::test]
+    async fn the_outbound_search_filters_by_tag_pages_and_refuses_what_postmark_refuses() {
+        let fake = PostmarkFake::start().await.unwrap();
+        send_tagged(&fake, "batch-a", 3, 0).await;
+        send_tagged(&fake, "batch-b", 2, 3).await;
+        let (st, v) = search(&fake, "count=500&offset=0&tag=batch-a", None, true).await;
+        assert_eq!((st, v["ErrorCode"].as_i64()), (401, Some(10)));
+        let (st, _) = search(&fake, "count=500&offset=0&tag=batch-a", Some("wrong"), true).await;
+        assert_eq!(st, 401);
+        let (st, _) = search(&fake, "count=500&offset=0&tag=batch-a", Some(TOKEN), false).await;
+        assert_eq!(st, 406, "Accept: application/json is required");
+        for bad in ["offset=0&tag=batch-a", "count=500&tag=batch-a", "count=501&offset=0", "count=0&offset=0", "count=500&offset=9501", "count=x&offset=0"] {
+            let (st, v) = search(&fake, bad, Some(TOKEN), true).await;
+            assert_eq!(st, 422, "{bad}");
+            assert!(v["ErrorCode"].as_i64().is_some_and(|c| c != 0) && v["Message"].is_string(), "{bad}: {v}");
+        }
+        let (st, v) = search(&fake, "count=500&offset=9500&tag=batch-a", Some(TOKEN), true).await;
+        assert_eq!(st, 200, "count + offset = 10,000 is allowed: {v}");
+        let (st, v) = search(&fake, "count=500&offset=0&tag=batch-a", Some(TOKEN), true).await;
+        assert_eq!(st, 200);
+        assert_eq!(v["TotalCount"], 3);
+        let mut got: Vec<&str> = v["Messages"].as_array().unwrap().iter().map(|m| m["Recipients"][0].as_str().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, ["r0@example.com", "r1@example.com", "r2@example.com"]);
+        let m = &v["Messages"][0];
+        assert_eq!(m["Tag"], "batch-a");
+        assert!(m["MessageID"].is_string() && m["To"][0]["Email"].is_string() && m["Status"] == "Sent", "{m}");
+        // Paging: two of three, then the third.
+        let (_, p1) = search(&fake, "count=2&offset=0&tag=batch-a", Some(TOKEN), true).await;
+        let (_, p2) = search(&fake, "count=2&offset=2&tag=batch-a", Some(TOKEN), true).await;
+        assert_eq!((p1["Messages"].as_array().unwrap().len(), p2["Messages"].as_array().unwrap().len(), p2["TotalCount"].as_u64()), (2, 1, Some(3)));
+        // An index behind: nothing shows until the lag has passed.
+        fake.set_search_lag(std::time::Duration::from_secs(3600));
+        let (_, v) = search(&fake, "count=500&offset=0&tag=batch-b", Some(TOKEN), true).await;
+        assert_eq!((v["TotalCount"].as_u64(), v["Messages"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    }
+
+    #[tokio::test]
+    async fn a_tag_longer_than_postmark_takes_fails_its_message() {
+        let fake = PostmarkFake::start().await.unwrap();
+        let batch = json!([{"From": "news@example.com", "To": "r@example.com", "Subject": "Hi", "TextBody": "x", "Tag": "t".repeat(TAG_MAX + 1)}]);
+        let res = crate::channel::http::client().post(format!("{}/email/batch", fake.base_url)).header("X-Postmark-Server-Token", TOKEN).json(&batch).send().await.unwrap();
+        let out: Vec<Value> = res.json().await.unwrap();
+        assert_eq!(out[0]["ErrorCode"], 300);
+        assert!(fake.accepted().is_empty());
+    }
 }
