@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::channel::email::{Outcome, RecipientLedger, RecipientResult};
-use crate::channel::{DeliveryError, http};
+use crate::channel::{DeliveryError, Kind, http};
 use crate::config::SecretString;
 use crate::store::Store;
 use crate::store::postmark::OpenBatchRow;
@@ -141,11 +141,14 @@ impl Reconciler {
                 .header("Accept", "application/json")
                 .header("X-Postmark-Server-Token", self.token.expose())
                 .timeout(self.timeout);
-            let answer = http::send(req).await?;
+            // A search changes nothing: a lost answer is a plain retry, never an unknown outcome.
+            let answer = http::send(req).await.map_err(|e| match e.kind() {
+                Kind::UnknownOutcome => DeliveryError::retryable(format!("Postmark's message search: {}", e.message())),
+                _ => e,
+            })?;
             if !answer.is_success() {
                 return Err(answer.error());
             }
-            // A search changes nothing: an unreadable answer is retried, not an unknown outcome.
             let page: SearchPage = answer
                 .json()
                 .map_err(|e| DeliveryError::retryable(format!("Postmark's message search answered an unreadable body: {e}")))?;
