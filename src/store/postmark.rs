@@ -62,9 +62,20 @@ impl Store {
         Ok(())
     }
 
-    /// The delivery's `open` batches that still have pending recipients, oldest first. (A batch
-    /// whose answer was recorded has none: its rows are `sent` or `failed`.)
+    /// The delivery's `open` batches that still have pending recipients, oldest first. Open
+    /// batches with none (their answer was recorded: every row is `sent` or `failed`) are first
+    /// marked `answered`, so each pass looks only at the batches sent since the last one.
     pub async fn open_postmark_batches(&self, delivery_id: i64) -> anyhow::Result<Vec<OpenBatchRow>> {
+        sqlx::query(
+            "UPDATE postmark_batches SET state = 'answered', updated_at = $2 \
+             WHERE delivery_id = $1 AND state = 'open' AND NOT EXISTS (SELECT 1 FROM postmark_batch_members m \
+             JOIN recipient_sends r ON r.id = m.send_id WHERE m.tag = postmark_batches.tag AND r.state = 'pending')",
+        )
+        .bind(delivery_id)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await
+        .context("sweeping answered Postmark batches")?;
         let rows = sqlx::query(
             "SELECT b.tag, b.opened_at, r.id, r.email FROM postmark_batches b \
              JOIN postmark_batch_members m ON m.tag = b.tag JOIN recipient_sends r ON r.id = m.send_id \

@@ -132,6 +132,13 @@ async fn a_batch_taken_then_timed_out_or_reset_is_found_by_tag_and_not_sent_agai
     assert_eq!(found_by_search(&store, 7, 1200).await, 1000, "the two batches in doubt were found by their tags");
     assert!(fake.searches() >= 2, "one search per batch in doubt: {}", fake.searches());
     assert!(waits >= 1, "the search was trusted only after the settle time");
+    // The store: the two batches in doubt reconciled; the others swept to `answered` once their
+    // outcomes were recorded, so later passes look at nothing.
+    assert!(store.open_postmark_batches(7).await.unwrap().is_empty());
+    let states: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM postmark_batches GROUP BY state ORDER BY state").fetch_all(store.pool()).await.unwrap();
+    let count = |s: &str| states.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+    assert_eq!((count("reconciled"), count("open")), (2, 0), "{states:?}");
+    assert!(count("answered") >= 1, "{states:?}");
     // Every accepted message carried a tag unique to its batch.
     let mut tags: HashMap<String, usize> = HashMap::new();
     for m in fake.accepted() {

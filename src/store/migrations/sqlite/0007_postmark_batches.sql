@@ -7,9 +7,11 @@
 CREATE TABLE postmark_batches (
     tag         TEXT   PRIMARY KEY,
     delivery_id BIGINT NOT NULL,
-    -- open: the call may have reached Postmark; refused: Postmark answered an error for the
-    -- whole call (nothing sent); reconciled: the search was trusted, its findings recorded.
-    state       TEXT   NOT NULL CHECK (state IN ('open','refused','reconciled')),
+    -- open: the call may have reached Postmark; answered: every recipient's outcome is recorded
+    -- (swept at the start of a pass, so later passes skip it); refused: Postmark answered an
+    -- error for the whole call (nothing sent); reconciled: the search was trusted, its findings
+    -- recorded.
+    state       TEXT   NOT NULL CHECK (state IN ('open','answered','refused','reconciled')),
     opened_at   BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
