@@ -288,19 +288,15 @@ async fn outbound_search(State(st): State<AppState>, headers: HeaderMap, RawQuer
     }
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
     let param = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
-    let number = |k: &str| -> Result<u64, Response> {
+    let number = |k: &str| -> Result<u64, String> {
         match param(k) {
-            None => Err(api_error(StatusCode::UNPROCESSABLE_ENTITY, 1, &format!("The '{k}' parameter is required."))),
-            Some(v) => v.trim().parse::<u64>().map_err(|_| api_error(StatusCode::UNPROCESSABLE_ENTITY, 1, &format!("The '{k}' parameter must be a number."))),
+            None => Err(format!("The '{k}' parameter is required.")),
+            Some(v) => v.trim().parse::<u64>().map_err(|_| format!("The '{k}' parameter must be a number.")),
         }
     };
-    let count = match number("count") {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let offset = match number("offset") {
-        Ok(o) => o,
-        Err(r) => return r,
+    let (count, offset) = match (number("count"), number("offset")) {
+        (Ok(c), Ok(o)) => (c, o),
+        (Err(m), _) | (_, Err(m)) => return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1, &m),
     };
     if count == 0 || count > SEARCH_COUNT_MAX {
         return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1, &format!("Count must be between 1 and {SEARCH_COUNT_MAX}."));
