@@ -999,6 +999,16 @@ mod tests {
     }
 
     #[test]
+    fn postmark_reconcile_settle_secs_is_bounded() {
+        let base = "[channels.p]\ntype = \"email_api\"\nserver_token = \"${T}\"\nfrom = \"a@example.com\"\nunsubscribe_base_url = \"https://e.example/u\"\n";
+        let e = errs(&format!("{base}reconcile_settle_secs = 601\n"));
+        assert_eq!(e.iter().map(|e| (e.key.as_str(), e.line)).collect::<Vec<_>>(), vec![("channels.p.reconcile_settle_secs", Some(6))], "{e:#?}");
+        assert!(e[0].message.contains("from 0 to 600, found 601"), "{}", e[0]);
+        validate(Path::new("t.toml"), &format!("{base}reconcile_settle_secs = 600\n")).unwrap();
+        validate(Path::new("t.toml"), &format!("{base}reconcile_settle_secs = 0\n")).unwrap();
+    }
+
+    #[test]
     fn durations_and_counts_are_bounded() {
         // Each of these panicked, wrapped or aborted at run time (issue 15 §3).
         let e = errs(&format!(

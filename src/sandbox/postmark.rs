@@ -5,6 +5,17 @@
 //! request order, even when some fail: ErrorCode 0 "OK" with a MessageID, 300 for an invalid
 //! message (bad From/To, no Subject, no body), 406 for a recipient marked inactive. Keeps every
 //! accepted message. A [`FaultPlan`] injects 429/5xx answers, delays and dropped connections.
+//!
+//! `GET /messages/outbound` is the Messages API's outbound search (postmarkapp.com/developer/
+//! api/messages-api): `X-Postmark-Server-Token` (401, ErrorCode 10) and `Accept:
+//! application/json` required; `count` (1..=500) and `offset` required integers with
+//! `count + offset` ≤ 10,000, else 422 (Postmark's messages: "Count + Offset cannot exceed
+//! 10000 messages."; the ErrorCode of a bad query parameter is not documented, so the fake
+//! answers a non-zero one, 1, and clients must not depend on it). Filters `tag` (exact, case-
+//! insensitive), `recipient`; newest first; answers `{TotalCount, Messages: [{MessageID, Tag,
+//! To: [{Email, Name}], Recipients, Status, Subject, From, ReceivedAt, MessageStream,
+//! Metadata}]}`. [`PostmarkFake::set_search_lag`] hides messages accepted less than that long
+//! ago, like an index that has not caught up.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -14,7 +25,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::extract::RawQuery;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -24,6 +36,12 @@ use super::fault::{FaultPlan, with_faults};
 pub const TOKEN: &str = "sandbox-postmark-server-token";
 /// Most messages in one batch call.
 pub const BATCH_LIMIT: usize = 500;
+/// Longest `Tag` Postmark takes.
+pub const TAG_MAX: usize = 1000;
+/// Most messages one search page returns.
+pub const SEARCH_COUNT_MAX: u64 = 500;
+/// `count + offset` may not exceed this.
+pub const SEARCH_WINDOW: u64 = 10_000;
 /// Postmark takes up to 50 MB per batch call (CHANNELS.md, Postmark); axum's own default of
 /// 2 MB would refuse a full batch of ordinary newsletters.
 pub const BATCH_BYTES: usize = 50 * 1024 * 1024;
@@ -69,6 +87,9 @@ pub struct PmMessage {
     /// Metadata.
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// Tag (Postmark: one per message, at most 1,000 characters).
+    #[serde(default)]
+    pub tag: Option<String>,
 }
 
 impl PmMessage {
@@ -85,6 +106,10 @@ pub struct Accepted {
     pub id: String,
     /// The message.
     pub message: PmMessage,
+    /// When it was accepted (RFC 3339).
+    pub received_at: String,
+    /// When it was accepted, for the search lag.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -92,6 +117,8 @@ struct Inner {
     accepted: Vec<Accepted>,
     inactive: HashSet<String>,
     batch_sizes: Vec<usize>,
+    search_lag: std::time::Duration,
+    searches: usize,
 }
 
 #[derive(Clone)]
@@ -122,6 +149,7 @@ impl PostmarkFake {
         let faults = Arc::new(FaultPlan::default());
         let app = Router::new()
             .route("/email/batch", post(batch))
+            .route("/messages/outbound", get(outbound_search))
             .with_state(AppState { inner: inner.clone() })
             .layer(axum::extract::DefaultBodyLimit::max(BATCH_BYTES));
         let app = with_faults(app, faults.clone());
@@ -151,6 +179,16 @@ impl PostmarkFake {
     pub fn accepted_for(&self, email: &str) -> usize {
         let e = email.to_lowercase();
         self.lock().accepted.iter().filter(|a| a.message.to.to_lowercase().contains(&e)).count()
+    }
+
+    /// Hide messages accepted less than `lag` ago from the outbound search (an index behind).
+    pub fn set_search_lag(&self, lag: std::time::Duration) {
+        self.lock().search_lag = lag;
+    }
+
+    /// How many outbound searches were answered 200.
+    pub fn searches(&self) -> usize {
+        self.lock().searches
     }
 
     /// The size of every batch call that reached the handler, in order.
@@ -197,6 +235,8 @@ async fn batch(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> R
             Some("Provide a subject for the message.".to_string())
         } else if m.html_body.as_deref().unwrap_or("").is_empty() && m.text_body.as_deref().unwrap_or("").is_empty() {
             Some("Provide either email TextBody or HtmlBody or both.".to_string())
+        } else if m.tag.as_deref().is_some_and(|t| t.chars().count() > TAG_MAX) {
+            Some(format!("Tag must be at most {TAG_MAX} characters."))
         } else {
             None
         };
@@ -222,9 +262,89 @@ async fn batch(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> R
         }
         let id = uuid::Uuid::new_v4().to_string();
         out.push(json!({ "ErrorCode": 0, "Message": "OK", "MessageID": id, "SubmittedAt": now, "To": to }));
-        g.accepted.push(Accepted { id, message: m });
+        g.accepted.push(Accepted { id, message: m, received_at: now.clone(), at: std::time::Instant::now() });
     }
     (StatusCode::OK, axum::Json(Value::Array(out))).into_response()
+}
+
+/// The address inside `Name <addr>` (or the bare address), lowercase.
+fn bare_address(t: &str) -> String {
+    let t = t.trim();
+    t.rsplit('<').next().unwrap_or(t).trim_end_matches('>').trim().to_lowercase()
+}
+
+async fn outbound_search(State(st): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let token = headers.get("x-postmark-server-token").and_then(|v| v.to_str().ok());
+    if token != Some(TOKEN) {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            10,
+            "Request does not contain a valid Server token. Please check that you are sending the correct value in the 'X-Postmark-Server-Token' HTTP header.",
+        );
+    }
+    let accept = headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !accept.to_ascii_lowercase().contains("application/json") {
+        return api_error(StatusCode::NOT_ACCEPTABLE, 1, "The Accept header must be application/json.");
+    }
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let param = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+    let number = |k: &str| -> Result<u64, String> {
+        match param(k) {
+            None => Err(format!("The '{k}' parameter is required.")),
+            Some(v) => v.trim().parse::<u64>().map_err(|_| format!("The '{k}' parameter must be a number.")),
+        }
+    };
+    let (count, offset) = match (number("count"), number("offset")) {
+        (Ok(c), Ok(o)) => (c, o),
+        (Err(m), _) | (_, Err(m)) => return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1, &m),
+    };
+    if count == 0 || count > SEARCH_COUNT_MAX {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1, &format!("Count must be between 1 and {SEARCH_COUNT_MAX}."));
+    }
+    if count + offset > SEARCH_WINDOW {
+        return api_error(StatusCode::UNPROCESSABLE_ENTITY, 1, "Count + Offset cannot exceed 10000 messages.");
+    }
+    let tag = param("tag");
+    let recipient = param("recipient").map(|r| r.trim().to_lowercase());
+    let mut g = st.inner.lock().unwrap_or_else(|e| e.into_inner());
+    let lag = g.search_lag;
+    let matching: Vec<&Accepted> = g
+        .accepted
+        .iter()
+        .rev()
+        .filter(|a| a.at.elapsed() >= lag)
+        .filter(|a| tag.as_deref().is_none_or(|t| a.message.tag.as_deref().is_some_and(|mt| mt.eq_ignore_ascii_case(t))))
+        .filter(|a| recipient.as_deref().is_none_or(|r| a.message.to.split(',').any(|t| bare_address(t) == r)))
+        .collect();
+    let total = matching.len();
+    let messages: Vec<Value> = matching
+        .iter()
+        .skip(offset as usize)
+        .take(count as usize)
+        .map(|a| {
+            let to: Vec<String> = a.message.to.split(',').map(bare_address).collect();
+            json!({
+                "Tag": a.message.tag.clone().unwrap_or_default(),
+                "MessageID": a.id,
+                "MessageStream": a.message.message_stream.clone().unwrap_or_else(|| "outbound".into()),
+                "To": to.iter().map(|e| json!({ "Email": e, "Name": null })).collect::<Vec<_>>(),
+                "Cc": [],
+                "Bcc": [],
+                "Recipients": to,
+                "ReceivedAt": a.received_at,
+                "From": a.message.from,
+                "Subject": a.message.subject,
+                "Attachments": [],
+                "Status": "Sent",
+                "TrackOpens": false,
+                "TrackLinks": "None",
+                "Metadata": a.message.metadata.clone().unwrap_or_else(|| json!({})),
+                "Sandboxed": false,
+            })
+        })
+        .collect();
+    g.searches += 1;
+    (StatusCode::OK, axum::Json(json!({ "TotalCount": total, "Messages": messages }))).into_response()
 }
 
 #[cfg(test)]
@@ -251,5 +371,80 @@ mod tests {
         let out: Vec<Value> = res.json().await.unwrap();
         assert_eq!(out.len(), BATCH_LIMIT);
         assert!(out.iter().all(|m| m["ErrorCode"] == 0), "{:?}", out.first());
+    }
+
+    async fn send_tagged(fake: &PostmarkFake, tag: &str, n: usize, from: usize) {
+        let batch: Vec<Value> = (from..from + n)
+            .map(|i| json!({"From": "news@example.com", "To": format!("Reader {i} <r{i}@example.com>"), "Subject": "Hi", "TextBody": "x", "Tag": tag}))
+            .collect();
+        let res = crate::channel::http::client()
+            .post(format!("{}/email/batch", fake.base_url))
+            .header("X-Postmark-Server-Token", TOKEN)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+
+    async fn search(fake: &PostmarkFake, query: &str, token: Option<&str>, accept: bool) -> (u16, Value) {
+        let mut req = crate::channel::http::client().get(format!("{}/messages/outbound?{query}", fake.base_url));
+        if let Some(t) = token {
+            req = req.header("X-Postmark-Server-Token", t);
+        }
+        if accept {
+            req = req.header("Accept", "application/json");
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The outbound search as Postmark documents it: server token and `Accept` required,
+    /// `count` ≤ 500 and `offset` required, `count + offset` ≤ 10,000, filtered by tag, paged.
+    #[tokio::test]
+    async fn the_outbound_search_filters_by_tag_pages_and_refuses_what_postmark_refuses() {
+        let fake = PostmarkFake::start().await.unwrap();
+        send_tagged(&fake, "batch-a", 3, 0).await;
+        send_tagged(&fake, "batch-b", 2, 3).await;
+        let (st, v) = search(&fake, "count=500&offset=0&tag=batch-a", None, true).await;
+        assert_eq!((st, v["ErrorCode"].as_i64()), (401, Some(10)));
+        let (st, _) = search(&fake, "count=500&offset=0&tag=batch-a", Some("wrong"), true).await;
+        assert_eq!(st, 401);
+        let (st, _) = search(&fake, "count=500&offset=0&tag=batch-a", Some(TOKEN), false).await;
+        assert_eq!(st, 406, "Accept: application/json is required");
+        for bad in ["offset=0&tag=batch-a", "count=500&tag=batch-a", "count=501&offset=0", "count=0&offset=0", "count=500&offset=9501", "count=x&offset=0"] {
+            let (st, v) = search(&fake, bad, Some(TOKEN), true).await;
+            assert_eq!(st, 422, "{bad}");
+            assert!(v["ErrorCode"].as_i64().is_some_and(|c| c != 0) && v["Message"].is_string(), "{bad}: {v}");
+        }
+        let (st, v) = search(&fake, "count=500&offset=9500&tag=batch-a", Some(TOKEN), true).await;
+        assert_eq!(st, 200, "count + offset = 10,000 is allowed: {v}");
+        let (st, v) = search(&fake, "count=500&offset=0&tag=batch-a", Some(TOKEN), true).await;
+        assert_eq!(st, 200);
+        assert_eq!(v["TotalCount"], 3);
+        let mut got: Vec<&str> = v["Messages"].as_array().unwrap().iter().map(|m| m["Recipients"][0].as_str().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, ["r0@example.com", "r1@example.com", "r2@example.com"]);
+        let m = &v["Messages"][0];
+        assert_eq!(m["Tag"], "batch-a");
+        assert!(m["MessageID"].is_string() && m["To"][0]["Email"].is_string() && m["Status"] == "Sent", "{m}");
+        // Paging: two of three, then the third.
+        let (_, p1) = search(&fake, "count=2&offset=0&tag=batch-a", Some(TOKEN), true).await;
+        let (_, p2) = search(&fake, "count=2&offset=2&tag=batch-a", Some(TOKEN), true).await;
+        assert_eq!((p1["Messages"].as_array().unwrap().len(), p2["Messages"].as_array().unwrap().len(), p2["TotalCount"].as_u64()), (2, 1, Some(3)));
+        // An index behind: nothing shows until the lag has passed.
+        fake.set_search_lag(std::time::Duration::from_secs(3600));
+        let (_, v) = search(&fake, "count=500&offset=0&tag=batch-b", Some(TOKEN), true).await;
+        assert_eq!((v["TotalCount"].as_u64(), v["Messages"].as_array().map(Vec::len)), (Some(0), Some(0)));
+    }
+
+    #[tokio::test]
+    async fn a_tag_longer_than_postmark_takes_fails_its_message() {
+        let fake = PostmarkFake::start().await.unwrap();
+        let batch = json!([{"From": "news@example.com", "To": "r@example.com", "Subject": "Hi", "TextBody": "x", "Tag": "t".repeat(TAG_MAX + 1)}]);
+        let res = crate::channel::http::client().post(format!("{}/email/batch", fake.base_url)).header("X-Postmark-Server-Token", TOKEN).json(&batch).send().await.unwrap();
+        let out: Vec<Value> = res.json().await.unwrap();
+        assert_eq!(out[0]["ErrorCode"], 300);
+        assert!(fake.accepted().is_empty());
     }
 }

@@ -16,6 +16,7 @@ pub mod email;
 pub mod fires;
 pub mod lease;
 pub mod models;
+pub mod postmark;
 pub mod status;
 mod queries;
 pub mod walsync;

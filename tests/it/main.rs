@@ -33,6 +33,7 @@ mod linkedin;
 mod mastodon;
 mod pipeline;
 mod redact;
+mod postmark_batches;
 mod preview;
 mod render;
 mod sandbox;

@@ -118,6 +118,13 @@ pub trait RecipientLedger: Send + Sync {
 
     /// The pass is over: let go of anything held for recording (the store's writer connection).
     async fn release(&self) {}
+
+    /// Where a batch API records its calls before making them (`email_api`: Postmark batches,
+    /// reconciled by tag after an unknown outcome). `None`: this ledger keeps no batches, and a
+    /// batch with an unknown outcome is sent again.
+    fn batches(&self) -> Option<&dyn crate::channel::email_api::BatchLedger> {
+        None
+    }
 }
 
 /// Whether an unsubscribe changed anything.

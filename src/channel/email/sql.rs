@@ -121,6 +121,10 @@ impl RecipientLedger for Store {
     async fn release(&self) {
         self.release_writer().await;
     }
+
+    fn batches(&self) -> Option<&dyn crate::channel::email_api::BatchLedger> {
+        Some(self)
+    }
 }
 
 #[async_trait]

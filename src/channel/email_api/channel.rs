@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::BATCH_LIMIT;
+use super::batches::{Reconcile, Reconciler, batch_tag};
 use crate::channel::email::compose::{Composer, LIST_UNSUBSCRIBE_POST, Mailing, format_mailbox};
 use crate::channel::email::engine::{self, EngineOptions, Gate, Transport};
 use crate::channel::email::{Outcome, Recipient, RecipientLedger};
@@ -23,16 +24,21 @@ pub struct EmailApiAdapter {
     opts: EngineOptions,
     sender: Arc<PostmarkSender>,
     ledger: Option<Arc<dyn RecipientLedger>>,
+    reconciler: Reconciler,
 }
 
 impl EmailApiAdapter {
-    /// An adapter over `sender`.
-    pub fn new(opts: EngineOptions, sender: PostmarkSender) -> Self {
-        Self { opts, sender: Arc::new(sender), ledger: None }
+    /// An adapter over `sender`; `reconciler` looks up batches whose outcome is unknown.
+    pub fn new(opts: EngineOptions, sender: PostmarkSender, reconciler: Reconciler) -> Self {
+        Self { opts, sender: Arc::new(sender), ledger: None, reconciler }
     }
 
-    /// Give it the recipient ledger.
+    /// Give it the recipient ledger (and, when the ledger keeps batches, the sender too: it
+    /// records each batch there before the call).
     pub fn with_ledger(mut self, ledger: Arc<dyn RecipientLedger>) -> Self {
+        if let Some(sender) = Arc::get_mut(&mut self.sender) {
+            sender.ledger = Some(ledger.clone());
+        }
         self.ledger = Some(ledger);
         self
     }
@@ -52,6 +58,14 @@ impl Adapter for EmailApiAdapter {
     }
 
     async fn deliver_step(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Delivered, DeliveryError> {
+        // Batches in doubt first: nobody in one is sent again before Postmark's search says
+        // whether it took them.
+        if let Some(ledger) = &self.ledger
+            && let Some(batches) = ledger.batches()
+            && let Reconcile::Wait(after, note) = self.reconciler.reconcile(ledger.as_ref(), batches, ctx.delivery_id, engine::now_ms()).await?
+        {
+            return Ok(Delivered::Continue { after: Some(after), note });
+        }
         engine::deliver("email_api", &self.opts, self.ledger.as_ref(), self.sender.clone(), rendering, ctx).await
     }
 
@@ -67,12 +81,14 @@ pub struct PostmarkSender {
     stream: String,
     composer: Composer,
     timeout: Duration,
+    /// Where each batch is recorded before its call (the store's ledger, when it keeps batches).
+    ledger: Option<Arc<dyn RecipientLedger>>,
 }
 
 impl PostmarkSender {
     /// A sender to `api_base` (e.g. `https://api.postmarkapp.com`).
     pub fn new(api_base: &str, token: SecretString, stream: &str, composer: Composer, timeout: Duration) -> Self {
-        Self { url: format!("{}/email/batch", api_base.trim_end_matches('/')), token, stream: stream.to_string(), composer, timeout }
+        Self { url: format!("{}/email/batch", api_base.trim_end_matches('/')), token, stream: stream.to_string(), composer, timeout, ledger: None }
     }
 }
 
@@ -96,6 +112,7 @@ impl Transport for PostmarkSender {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; recipients.len()];
         let mut body = Vec::with_capacity(recipients.len());
         let mut index = Vec::with_capacity(recipients.len());
+        let tag = batch_tag(&mailing.key_hash, recipients.first().map_or(0, |r| r.id));
         for (i, r) in recipients.iter().enumerate() {
             let personal = self.composer.personalize(mailing, r).and_then(|p| {
                 let from = format_mailbox(&self.composer.from)?;
@@ -117,6 +134,7 @@ impl Transport for PostmarkSender {
                             { "Name": "List-Unsubscribe-Post", "Value": LIST_UNSUBSCRIBE_POST },
                             { "Name": "X-Herald-Message-ID", "Value": p.message_id },
                         ],
+                        "Tag": tag,
                         "Metadata": { "herald_key": mailing.key },
                     });
                     if let Some(rt) = reply_to {
@@ -131,14 +149,38 @@ impl Transport for PostmarkSender {
         if !body.is_empty() {
             // The call may reach recipients: the worker's previous batch must be recorded first.
             gate.wait().await?;
+            // Recorded before the call: if its outcome is lost, the tag finds what Postmark took.
+            let batches = self.ledger.as_ref().and_then(|l| l.batches());
+            if let Some(b) = batches {
+                let ids: Vec<i64> = index.iter().map(|&i| recipients[i].id).collect();
+                b.open_batch(&tag, &ids).await?;
+            }
             let req = http::client()
                 .post(&self.url)
                 .header("Accept", "application/json")
                 .header("X-Postmark-Server-Token", self.token.expose())
                 .timeout(self.timeout)
                 .json(&body);
-            let answer = http::send(req).await?;
+            let answer = match http::send(req).await {
+                Ok(a) => a,
+                Err(e) => {
+                    // Nothing reached Postmark (no connection): no need to search for it.
+                    if e.kind() != crate::channel::Kind::UnknownOutcome
+                        && let Some(b) = batches
+                    {
+                        close_quietly(b, &tag, "refused").await;
+                    }
+                    return Err(e);
+                }
+            };
             if !answer.is_success() {
+                // A 4xx refuses the whole call before anything is sent; a 5xx may come from a
+                // server that took part of it: that batch stays open, to be searched.
+                if (400..500).contains(&answer.status)
+                    && let Some(b) = batches
+                {
+                    close_quietly(b, &tag, "refused").await;
+                }
                 return Err(answer.error());
             }
             let results: Vec<BatchResult> = answer.json()
@@ -162,5 +204,13 @@ impl Transport for PostmarkSender {
             }
         }
         Ok(outcomes.into_iter().map(|o| o.expect("every recipient has an outcome")).collect())
+    }
+}
+
+/// Close a batch whose call was refused; if the store fails, the batch stays open and is
+/// searched (and found empty) before its recipients are sent again.
+async fn close_quietly(b: &dyn super::BatchLedger, tag: &str, state: &str) {
+    if let Err(e) = b.close_batch(tag, state).await {
+        tracing::warn!(error = %e, tag, "Could not close a Postmark batch; it will be searched before a resend.");
     }
 }

@@ -52,8 +52,15 @@ pub struct EmailApiConfig {
     /// Batch calls in flight.
     #[serde(default = "default_api_concurrency")]
     pub concurrency: usize,
+    /// Seconds past the call's timeout before Postmark's message search is trusted to show a
+    /// batch whose outcome is unknown (its index may lag).
+    #[serde(default = "default_reconcile_settle_secs")]
+    pub reconcile_settle_secs: u64,
 }
 
+fn default_reconcile_settle_secs() -> u64 {
+    super::DEFAULT_SETTLE_SECS
+}
 fn default_postmark() -> String {
     "https://api.postmarkapp.com".into()
 }
@@ -82,6 +89,7 @@ impl ChannelType for EmailApi {
         opt("unsubscribe_secret", Kind::Secret),
         opt("unsubscribe_secret_file", Kind::Path),
         opt("concurrency", Kind::Range(1, crate::config::validate::MAX_CONCURRENCY)),
+        opt("reconcile_settle_secs", Kind::UIntUpTo(600)),
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("unsubscribe_base_url", "\"https://news.example.com/unsubscribe\"")];
     type Config = EmailApiConfig;

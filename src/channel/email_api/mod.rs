@@ -4,7 +4,12 @@
 //! A 200 answer carries one result per message: ErrorCode 0 is sent, 406 (inactive recipient)
 //! fails and suppresses the address, any other code fails it. HTTP 401/422/429/5xx go through
 //! the shared classification and stop the pass; the recipients of that call stay owed.
+//!
+//! Each batch carries its own `Tag` and is recorded before the call; a batch whose outcome is
+//! unknown is reconciled through Postmark's message search before anyone in it is sent again
+//! ([`batches`]).
 
+mod batches;
 pub mod kind;
 pub use kind::EmailApi;
 
@@ -13,6 +18,7 @@ mod channel;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use batches::{BatchLedger, DEFAULT_SETTLE_SECS, MAX_SETTLE_SECS, Reconcile, Reconciler, batch_tag};
 pub use channel::PostmarkSender;
 
 use crate::channel::email::{self, EngineOptions, RecipientLedger};
@@ -55,6 +61,7 @@ pub fn adapter(name: &str, c: &EmailApiConfig, ctx: &BuildCtx) -> anyhow::Result
         recipient_retry: email::engine::DEFAULT_RECIPIENT_RETRY.to_vec(),
         pass_budget: Some(email::engine::pass_budget_for(timeout)),
     };
+    let reconciler = Reconciler::new(&c.api_base, token.clone(), timeout, Duration::from_secs(c.reconcile_settle_secs.min(MAX_SETTLE_SECS)));
     let sender = PostmarkSender::new(&c.api_base, token, &c.message_stream, composer, timeout);
-    Ok(channel::EmailApiAdapter::new(opts, sender))
+    Ok(channel::EmailApiAdapter::new(opts, sender, reconciler))
 }
