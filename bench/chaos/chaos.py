@@ -745,6 +745,8 @@ def main() -> int:
         notsent = [n for n, r in t["channels"].items() if r.get("state") != "sent"]
         log(f"{mode} #{i}{' (' + t['target'] + ')' if t.get('target') else ''}: {t['seconds']} s, kills at {t['kills']}; {'clean' if not bad else bad}{'; not sent: ' + ', '.join(notsent) if notsent else ''}")
         trials.append(t)
+        # Kept after every trial: `--report-from` can report on a run cut short.
+        (work / "trials.json").write_text(json.dumps(trials, indent=1))
     summary = summarise(trials)
     tot = totals(summary)
     report = markdown(summary, trials, a)
