@@ -110,8 +110,9 @@ class Herald:
     def __init__(self, binary: Path, config: Path, workdir: Path):
         self.binary, self.config, self.workdir = binary, config, workdir
         self.configs = [config]
-        # (spawned, killed) wall-clock times of every process this trial SIGKILLed.
-        self.killed: list[tuple[float, float]] = []
+        # (spawned, killed, pid): wall-clock times and process id of every process this trial
+        # SIGKILLed.
+        self.killed: list[tuple[float, float, int]] = []
 
     def cmd(self, *args: str) -> list[str]:
         return [str(self.binary), "--config", str(self.config), *args]
@@ -296,10 +297,27 @@ def analyse_trial(trial_dir: Path, fakes: list[dict], attempts: list[dict], rend
     """Per channel: what its fake's journal shows against what it should have received."""
     expected = expected_posts(render)
     windows = collections.defaultdict(list)
+    # The `interrupted` rows, stretched to the SIGKILL that interrupted them (see below).
+    stretched = collections.defaultdict(list)
     for a in attempts:
         start = ts(a["started_at"])
         # `started_at` is printed to the second: the attempt began within that second.
-        windows[a["channel"]].append((start - 0.001, start + 1.0 + (a.get("duration_ms") or 0) / 1000 + 0.001))
+        end = start + 1.0 + (a.get("duration_ms") or 0) / 1000 + 0.001
+        windows[a["channel"]].append((start - 0.001, end))
+        if a.get("outcome") == "interrupted":
+            # An `interrupted` row is the attempt a process was making when it died: a later
+            # process found its lease dead and wrote the row for it. Its `duration_ms` runs to
+            # the last activity the store recorded (Herald cannot know when the process died),
+            # but the process went on sending until the SIGKILL. The harness knows that moment:
+            # the row covers its process's requests up to the kill (plus the grace for what
+            # the fake handled late). The row names the dead process (`the process holding it
+            # (host:pid:start) is gone`); only a process this harness killed is stretched to
+            # its kill.
+            m = re.search(r"the process holding it \(([^):]*):(\d+)[^)]*\) is gone", a.get("error") or "")
+            pid = m.group(2) if m else None
+            kills = [k[1] for k in killed if len(k) > 2 and str(k[2]) == pid and k[0] - 1.0 <= start <= k[1]]
+            if kills:
+                stretched[a["channel"]].append((start - 0.001, kills[0] + KILL_GRACE))
     per = {}
     for f in fakes:
         name, ctype = f["channel"], f["type"]
@@ -312,14 +330,17 @@ def analyse_trial(trial_dir: Path, fakes: list[dict], attempts: list[dict], rend
         # Requests that changed something (or may have), outside every logged attempt.
         writes = [e for e in journal if e.get("method", "POST") != "GET"]
         outside = [e for e in writes if not any(a <= ts(e["arrived"]) <= b for a, b in windows.get(name, []))]
+        row["in_interrupted"] = sum(1 for e in outside if any(a <= ts(e["arrived"]) <= b for a, b in stretched.get(name, [])))
+        outside = [e for e in outside if not any(a <= ts(e["arrived"]) <= b for a, b in stretched.get(name, []))]
         row["requests"] = len(journal)
         row["outside_attempts"] = len(outside)
-        # Of those, the ones a process that was then SIGKILLed could have made: the attempt in
-        # flight at a kill is never logged (issue 15 §4.2). The rest have no excuse.
+        # Of those, the ones a process that was then SIGKILLed could have made but that no
+        # attempt row (not even an `interrupted` one) covers: an attempt in flight at a kill
+        # left unlogged (issue 15 §4.2). The rest have no excuse.
         # A request the killed process had already written is still read and handled by the
         # fake after the process died: allow `--kill-grace` seconds (on a loaded 2-core machine
         # the fake ran up to ~3 s behind).
-        row["outside_killed"] = sum(1 for e in outside if any(a <= ts(e["arrived"]) <= b + KILL_GRACE for a, b in killed))
+        row["outside_killed"] = sum(1 for e in outside if any(k[0] <= ts(e["arrived"]) <= k[1] + KILL_GRACE for k in killed))
         row["outside_unexplained"] = len(outside) - row["outside_killed"]
         if ctype in ("email", "email_api"):
             mails = emails_of(ctype, journal)
@@ -329,7 +350,17 @@ def analyse_trial(trial_dir: Path, fakes: list[dict], attempts: list[dict], rend
             row["duplicates"] = sum(c - 1 for c in counts.values() if c > 1)
             set_bound(row, journal, attempts, name, crashes, bound.get(name, 1))
         else:
-            posts = posts_of(ctype, journal)
+            answered = posts_of(ctype, journal)
+            # One post per id the network gave. A 2xx that names an id it already gave is the
+            # network answering a repeat with the original: Mastodon answers a resend with the
+            # same `Idempotency-Key` (how Herald reconciles a part it sent but never recorded)
+            # with the status that key created, and creates nothing. It is counted apart.
+            posts, seen = [], set()
+            for p in answered:
+                if p["id"] not in seen:
+                    seen.add(p["id"])
+                    posts.append(p)
+            row["replays"] = len(answered) - len(posts)
             texts = collections.Counter(p["text"] for p in posts)
             want = expected.get(name, 1)
             row["expected"] = want
@@ -409,7 +440,11 @@ def run_trial(i: int, mode: str, a, rng: random.Random, work: Path, all_duration
         use_daemon = mode == "pg" or (mode == "kill" and i % 3 == 2)
         # Kill somewhere in a whole run: the median trial so far, or a guess for the first.
         est = sorted(durations)[len(durations) // 2] if durations else (a.first_estimate or 5 + a.recipients / 400)
-        if use_daemon:
+        if mode == "window":
+            target = window_target(i, channels, a)
+            journal = next(Path(f["journal"]) for f in info["fakes"] if f["channel"] == target)
+            crashes, kills = window_trial(h, issue, target, channels[target]["type"], journal, a)
+        elif use_daemon:
             crashes, kills = daemon_trial(h, issue, mode, rng, est, a)
         else:
             # The faults mode proves the retry path on its own: no kills there.
@@ -437,7 +472,7 @@ def run_trial(i: int, mode: str, a, rng: random.Random, work: Path, all_duration
         for n, row in per.items():
             row["state"] = states.get(n)
         durations.append(elapsed)
-        return {"trial": i, "mode": mode, "daemon": use_daemon, "kills": kills, "killed_windows": h.killed, "crashes": crashes, "seconds": round(elapsed, 1), "channels": per}
+        return {"trial": i, "mode": mode, "daemon": use_daemon, "target": target if mode == "window" else None, "kills": kills, "killed_windows": h.killed, "crashes": crashes, "seconds": round(elapsed, 1), "channels": per}
     finally:
         serve.send_signal(signal.SIGTERM)
         try:
@@ -464,12 +499,71 @@ def publish_trial(h: Herald, issue: Path, rng: random.Random, est: float, a, kil
         except subprocess.TimeoutExpired:
             kill9(p)
             kills.append(round(at, 2))
-            h.killed.append((started, time.time()))
+            h.killed.append((started, time.time(), p.pid))
     for _ in range(5):
         r = h.run("publish", str(issue), "--wait", "--timeout", str(a.settle_timeout), timeout=a.settle_timeout + 60)
         (h.workdir / "publish.log").open("a").write(r.stdout + r.stderr)
         if r.returncode in (0, 1) and settled(h):
             break
+    return len(kills), kills
+
+
+# The request that makes a post, per network: the window trials kill Herald the moment its
+# fake has journaled this one (fsynced before the answer goes out), so the network has acted and
+# Herald cannot have recorded what it answered.
+POST_ROUTES = {
+    "x": ("POST", r"/2/tweets"),
+    "bluesky": ("POST", r"/xrpc/com\.atproto\.repo\.createRecord"),
+    "mastodon": ("POST", r"/api/v1/statuses"),
+    "threads": ("POST", r".*/threads_publish"),
+    "linkedin": ("POST", r"/rest/posts"),
+    "substack": ("POST", r"/api/v1/drafts/\d+/publish"),
+    "webhook": ("POST", r".*"),
+}
+EMAIL_TYPES = ("email", "email_api")
+
+
+def window_target(i: int, channels: dict, a) -> str:
+    """The channel window trial `i` aims at: the post channels in turn (or `--window-channels`)."""
+    names = [n for n, c in channels.items() if c["type"] in POST_ROUTES]
+    if a.window_channels:
+        # An email channel may be named too: killed mid-mailing (see `window_trial`).
+        names = [n for n in channels if n in a.window_channels and (channels[n]["type"] in POST_ROUTES or channels[n]["type"] in EMAIL_TYPES)]
+        if not names:
+            raise SystemExit(f"--window-channels {','.join(a.window_channels)}: none of them is a channel of config/herald.toml")
+    return names[i % len(names)]
+
+
+def window_trial(h: Herald, issue: Path, name: str, ctype: str, journal: Path, a) -> tuple[int, list[float]]:
+    """`publish --wait`, SIGKILLed the moment `name`'s fake journals the request that makes its
+    first post: the narrowest window there is, after the network acted and before Herald could
+    record its answer. Then the rerun must find that post (reconcile), not make it again."""
+    started = time.time()
+    p = h.spawn("publish", str(issue), "--wait", log_name="publish.log")
+    size, kills = 0, []
+    while p.poll() is None:
+        try:
+            now = journal.stat().st_size
+        except FileNotFoundError:
+            now = 0
+        if now != size:
+            size = now
+            if ctype in EMAIL_TYPES:
+                # A mailing: killed once a quarter of it is journaled, mid-mailing.
+                hit = sum(len(e.get("rcpt_to") or e.get("request") or []) for e in read_journal(journal) if not e.get("torn") and e.get("method", "POST") == "POST") >= a.recipients // 4
+            else:
+                method, route = POST_ROUTES[ctype]
+                hit = any(e.get("method") == method and re.fullmatch(route, e.get("path", "")) for e in read_journal(journal) if not e.get("torn"))
+            if hit:
+                kill9(p)
+                kills.append(round(time.time() - started, 2))
+                h.killed.append((started, time.time(), p.pid))
+                break
+        time.sleep(0.0005)
+    p.wait()
+    if not kills:
+        log(f"window: {name} posted nothing before `publish --wait` ended; no kill")
+    publish_trial(h, issue, random.Random(0), 0, a, kill=False)
     return len(kills), kills
 
 
@@ -490,7 +584,7 @@ def daemon_trial(h: Herald, issue: Path, mode: str, rng: random.Random, est: flo
             j = rng.randrange(n)
             kill9(daemons[j])
             kills.append(round(at, 2))
-            h.killed.append((started[j], time.time()))
+            h.killed.append((started[j], time.time(), daemons[j].pid))
             started[j] = time.time()
             daemons[j] = h.spawn("daemon", log_name=f"daemon{j}.log", config=h.configs[j])
         deadline = time.time() + a.settle_timeout
@@ -517,7 +611,7 @@ def summarise(trials: list[dict]) -> dict:
         for name, row in t["channels"].items():
             c = per[(t["mode"], name)]
             c["trials"] += 1
-            for k in ("lost", "duplicates", "broken_chains", "outside_attempts", "outside_killed", "outside_unexplained", "torn_lines", "requests"):
+            for k in ("lost", "duplicates", "broken_chains", "outside_attempts", "outside_killed", "outside_unexplained", "torn_lines", "requests", "replays", "in_interrupted"):
                 c[k] += int(row.get(k) or 0)
             c["sent"] += row.get("state") == "sent"
             if "bound" in row:
@@ -538,7 +632,7 @@ def totals(summary: dict) -> dict:
     t = collections.Counter()
     for mode in summary.values():
         for c in mode.values():
-            for k in ("lost", "duplicates", "broken_chains", "outside_attempts", "outside_unexplained", "over_bound", "torn_lines"):
+            for k in ("lost", "duplicates", "broken_chains", "outside_attempts", "outside_unexplained", "over_bound", "torn_lines", "in_interrupted", "replays"):
                 t[k] += c.get(k, 0)
             t["deliveries"] += c["trials"]
             t["sent"] += c["sent"]
@@ -559,6 +653,12 @@ def markdown(summary: dict, trials: list[dict], a) -> str:
                  "plus accept-then-reset faults on that fake. *Requests outside attempts*: state-changing requests a fake received "
                  "outside every attempt `herald log --json` shows, split into those made while a process that was then SIGKILLed "
                  f"was running (or up to {KILL_GRACE:g} s after the kill: what it had written still reaches the fake), and the rest. "
+                 "An attempt logged `interrupted` (written by the process that found the killed one's lease dead) covers its "
+                 "process's requests from its start to the SIGKILL (+ the grace): its `duration_ms` can only run to the last "
+                 "activity the store recorded, while the process went on sending until it was killed; those requests are counted "
+                 "in their own column and not as outside. *Duplicated*: posts with the same text under different ids; "
+                 "*replays*: a 2xx naming an id the network had already given (Mastodon answers a resent `Idempotency-Key` with "
+                 "the original status), which is one post, not two. "
                  "Email bound incidents: SIGKILLs, accept-then-reset faults, and attempts logged `unknown_outcome`.")
     lines.append("")
     for mode, chans in summary.items():
@@ -566,10 +666,15 @@ def markdown(summary: dict, trials: list[dict], a) -> str:
         kills = sum(t["crashes"] for t in ts_)
         lines.append(f"## {mode}: {len(ts_)} trial(s), {kills} SIGKILL(s), {sum(t['daemon'] for t in ts_)} with a daemon, median {sorted(t['seconds'] for t in ts_)[len(ts_)//2]:.0f} s")
         lines.append("")
-        lines.append("| channel | sent | lost | duplicated | broken chains | requests outside attempts (during a killed run / other) | email dups over bound | max email dups per crash |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        if mode == "window":
+            aimed = collections.Counter(t.get("target") for t in ts_)
+            lines.append("Killed the moment the fake had journaled the post (" + ", ".join(f"{n} ×{c}" for n, c in aimed.items()) + ").")
+            lines.append("")
+        lines.append("| channel | sent | lost | duplicated | replays answered with the original | broken chains | requests outside attempts (during a killed run / other) | in an interrupted attempt, to its kill | email dups over bound | max email dups per crash |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for name, c in chans.items():
-            lines.append(f"| {name} | {c['sent']}/{c['trials']} | {c.get('lost',0)} | {c.get('duplicates',0)} | {c.get('broken_chains',0)} | {c.get('outside_attempts',0)} ({c.get('outside_killed',0)} / {c.get('outside_unexplained',0)}) | {c.get('over_bound','-')} | {c.get('max_dups_per_crash','-')} |")
+            replays = '-' if 'over_bound' in c else c.get('replays', 0)
+            lines.append(f"| {name} | {c['sent']}/{c['trials']} | {c.get('lost',0)} | {c.get('duplicates',0)} | {replays} | {c.get('broken_chains',0)} | {c.get('outside_attempts',0)} ({c.get('outside_killed',0)} / {c.get('outside_unexplained',0)}) | {c.get('in_interrupted',0)} | {c.get('over_bound','-')} | {c.get('max_dups_per_crash','-')} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -581,6 +686,8 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=int(os.environ.get("CHAOS_TRIALS", 50)), help="kill trials (default $CHAOS_TRIALS or 50)")
     ap.add_argument("--fault-trials", type=int, default=None, help="trials at --fault-rate (default: trials/5, at least 1)")
     ap.add_argument("--pg-trials", type=int, default=None, help="PostgreSQL two-daemon trials (default: trials/5, at least 1)")
+    ap.add_argument("--window-trials", type=int, default=0, help="trials killed the moment a post channel's fake has journaled its post, before Herald can record the answer (the post channels in turn)")
+    ap.add_argument("--window-channels", type=lambda s: [x for x in s.split(",") if x], default=None, help="the channels window trials aim at (default: every post channel)")
     ap.add_argument("--recipients", type=int, default=int(os.environ.get("CHAOS_RECIPIENTS", 10_000)))
     ap.add_argument("--fault-rate", type=int, default=30, help="percent of requests faulted in faults mode")
     ap.add_argument("--timeout", type=int, default=3, help="per-request timeout (s) in faults mode; hangs last 2 s longer")
@@ -628,16 +735,18 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     nf = a.fault_trials if a.fault_trials is not None else max(1, a.trials // 5)
     npg = a.pg_trials if a.pg_trials is not None else max(1, a.trials // 5)
-    log(f"seed {seed}; {a.trials} kill, {nf} fault, {npg} PostgreSQL trial(s); {a.recipients} recipients; work in {work}")
+    log(f"seed {seed}; {a.trials} kill, {a.window_trials} window, {nf} fault, {npg} PostgreSQL trial(s); {a.recipients} recipients; work in {work}")
     trials, durations = [], {}
-    plan = [("kill", i) for i in range(a.trials)] + [("faults", i) for i in range(nf)] + [("pg", i) for i in range(npg)]
+    plan = [("kill", i) for i in range(a.trials)] + [("window", i) for i in range(a.window_trials)] + [("faults", i) for i in range(nf)] + [("pg", i) for i in range(npg)]
     for mode, i in plan:
         t = run_trial(i, mode, a, rng, work, durations)
         bad = {n: {k: r[k] for k in ("lost", "duplicates", "broken_chains", "outside_attempts") if r.get(k)} for n, r in t["channels"].items()}
         bad = {n: b for n, b in bad.items() if b}
         notsent = [n for n, r in t["channels"].items() if r.get("state") != "sent"]
-        log(f"{mode} #{i}: {t['seconds']} s, kills at {t['kills']}; {'clean' if not bad else bad}{'; not sent: ' + ', '.join(notsent) if notsent else ''}")
+        log(f"{mode} #{i}{' (' + t['target'] + ')' if t.get('target') else ''}: {t['seconds']} s, kills at {t['kills']}; {'clean' if not bad else bad}{'; not sent: ' + ', '.join(notsent) if notsent else ''}")
         trials.append(t)
+        # Kept after every trial: `--report-from` can report on a run cut short.
+        (work / "trials.json").write_text(json.dumps(trials, indent=1))
     summary = summarise(trials)
     tot = totals(summary)
     report = markdown(summary, trials, a)

@@ -3,7 +3,9 @@
 # config/herald.toml but the exec plugin, and a 10,000-recipient mailing on both email
 # channels) against `herald sandbox serve` in another process.
 #
-#   bench/chaos/run.sh                         # 50 kill trials, 10 at 30 % faults, 10 on PostgreSQL
+#   bench/chaos/run.sh                         # 50 kill trials, 7 window trials, 10 at 30 % faults,
+#                                              # 10 on PostgreSQL
+#   CHAOS_WINDOW_TRIALS=14 bench/chaos/run.sh  # each post channel's window twice
 #   CHAOS_TRIALS=5 bench/chaos/run.sh          # the CI-sized run (1 fault, 1 PostgreSQL trial)
 #   CHAOS_RECIPIENTS=2000 bench/chaos/run.sh   # a smaller mailing
 #   HERALD_BIN=target/debug/herald bench/chaos/run.sh   # skip the release build
@@ -12,6 +14,9 @@
 # Modes (each trial starts a fresh `sandbox serve` and a fresh store):
 #   kill    `herald publish --wait` (every third trial: `herald daemon`) killed with SIGKILL at
 #           a random moment, in ~30 % of trials the rerun killed again, then run to completion.
+#   window  `herald publish --wait` killed the moment one post channel's fake has journaled its
+#           post (the network acted, Herald has not recorded the answer), the post channels in
+#           turn; then run to completion: the rerun must reconcile, not post again.
 #   faults  every HTTP fake answers 30 % of requests with 500, 503, 429 + Retry-After, a hang
 #           past the timeout, or accept-then-reset; no kills.
 #   pg      PostgreSQL store, two daemons, one killed at random mid-work (sometimes twice).
@@ -29,6 +34,9 @@ TRIALS=${CHAOS_TRIALS:-50}
 RECIPIENTS=${CHAOS_RECIPIENTS:-10000}
 FAULT_TRIALS=${CHAOS_FAULT_TRIALS:-$(( TRIALS / 5 > 0 ? TRIALS / 5 : 1 ))}
 PG_TRIALS=${CHAOS_PG_TRIALS:-$(( TRIALS / 5 > 0 ? TRIALS / 5 : 1 ))}
+# One per post channel of config/herald.toml (x, bluesky, mastodon, threads, linkedin, substack,
+# webhook).
+WINDOW_TRIALS=${CHAOS_WINDOW_TRIALS:-7}
 
 if [ -z "${HERALD_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release --bin herald)
@@ -37,7 +45,7 @@ fi
 
 exec python3 "$ROOT/bench/chaos/chaos.py" \
     --herald "$HERALD_BIN" \
-    --trials "$TRIALS" --fault-trials "$FAULT_TRIALS" --pg-trials "$PG_TRIALS" \
+    --trials "$TRIALS" --window-trials "$WINDOW_TRIALS" --fault-trials "$FAULT_TRIALS" --pg-trials "$PG_TRIALS" \
     --recipients "$RECIPIENTS" \
     --out "$ROOT/bench/chaos/RESULTS.md" \
     "$@"
