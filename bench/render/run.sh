@@ -49,6 +49,8 @@ unsubscribe_base_url = "https://news.example.com/unsubscribe"
 type = "substack"
 api_base = "https://signalnoise.substack.com"
 cookie = "${BENCH_COOKIE}"
+# 10,000 sections make a 7 MB draft: over the 5 MB default, which is a setting.
+max_body_bytes = 50000000
 [channels.x]
 type = "x"
 access_token = "${BENCH_TOKEN}"
