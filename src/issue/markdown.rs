@@ -11,20 +11,36 @@ pub(crate) fn options() -> Options {
 
 /// Markdown to HTML.
 pub fn to_html(md: &str) -> String {
-    let mut out = String::with_capacity(md.len() * 3 / 2);
-    html::push_html(&mut out, Parser::new_ext(md, options()));
+    html_of(md.len(), Parser::new_ext(md, options()))
+}
+
+/// HTML from parsed events (of `len` bytes of Markdown).
+fn html_of<'a>(len: usize, events: impl Iterator<Item = Event<'a>>) -> String {
+    let mut out = String::with_capacity(len * 3 / 2);
+    html::push_html(&mut out, events);
     out
 }
 
 /// Markdown to readable plain text: paragraphs separated by blank lines, list items with
 /// `- `, links as `text (url)` unless the text is the URL.
 pub fn to_text(md: &str) -> String {
+    text_of(Parser::new_ext(md, options()))
+}
+
+/// [`to_html`] and [`to_text`] of the same Markdown, parsed once.
+pub fn to_html_and_text(md: &str) -> (String, String) {
+    let events: Vec<Event<'_>> = Parser::new_ext(md, options()).collect();
+    (html_of(md.len(), events.iter().cloned()), text_of(events.into_iter()))
+}
+
+/// Plain text from parsed events.
+fn text_of<'a>(events: impl Iterator<Item = Event<'a>>) -> String {
     let mut out = String::new();
     let mut link_stack: Vec<(String, usize)> = Vec::new();
     let mut list_depth = 0usize;
     // Per open list: the next item number (ordered) or None (bullets).
     let mut numbers: Vec<Option<u64>> = Vec::new();
-    for ev in Parser::new_ext(md, options()) {
+    for ev in events {
         match ev {
             Event::Text(t) | Event::Code(t) => out.push_str(&t),
             Event::SoftBreak => out.push(' '),
@@ -94,9 +110,15 @@ fn ensure_blank(out: &mut String) {
 
 /// Links, in order of appearance, deduplicated by URL. Autolinks count.
 pub fn links(md: &str) -> Vec<Link> {
+    links_of(Parser::new_ext(md, options()))
+}
+
+fn links_of<'a>(events: impl Iterator<Item = Event<'a>>) -> Vec<Link> {
     let mut found: Vec<Link> = Vec::new();
+    // URLs already found: a linear scan per link was quadratic in a block's links.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut current: Option<(String, String)> = None;
-    for ev in Parser::new_ext(md, options()) {
+    for ev in events {
         match ev {
             Event::Start(Tag::Link { dest_url, .. }) => current = Some((dest_url.to_string(), String::new())),
             Event::Text(t) | Event::Code(t) => {
@@ -106,7 +128,7 @@ pub fn links(md: &str) -> Vec<Link> {
             }
             Event::End(TagEnd::Link) => {
                 if let Some((url, text)) = current.take()
-                    && !url.starts_with('#') && !found.iter().any(|l| l.url == url) {
+                    && !url.starts_with('#') && seen.insert(url.clone()) {
                         found.push(Link { url, text });
                     }
             }
@@ -118,9 +140,13 @@ pub fn links(md: &str) -> Vec<Link> {
 
 /// The first paragraph as plain text.
 pub fn first_paragraph(md: &str) -> String {
+    first_paragraph_of(Parser::new_ext(md, options()))
+}
+
+fn first_paragraph_of<'a>(events: impl Iterator<Item = Event<'a>>) -> String {
     let mut in_para = false;
     let mut buf = String::new();
-    for ev in Parser::new_ext(md, options()) {
+    for ev in events {
         match ev {
             Event::Start(Tag::Paragraph) => in_para = true,
             Event::End(TagEnd::Paragraph) if in_para => return buf.trim().to_string(),
@@ -132,14 +158,15 @@ pub fn first_paragraph(md: &str) -> String {
     buf.trim().to_string()
 }
 
-/// All derived forms of one stretch of Markdown.
+/// All derived forms of one stretch of Markdown, from one parse.
 pub fn block(md: &str) -> Block {
+    let events: Vec<Event<'_>> = Parser::new_ext(md, options()).collect();
     Block {
         markdown: md.trim().to_string(),
-        html: to_html(md),
-        text: to_text(md),
-        first_paragraph: first_paragraph(md),
-        links: links(md),
+        html: html_of(md.len(), events.iter().cloned()),
+        text: text_of(events.iter().cloned()),
+        first_paragraph: first_paragraph_of(events.iter().cloned()),
+        links: links_of(events.into_iter()),
     }
 }
 

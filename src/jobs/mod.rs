@@ -83,6 +83,9 @@ pub struct Pipeline {
     pub stopping: std::sync::atomic::AtomicBool,
     /// The credential store (stored and rotated tokens), on `store`.
     pub vault: Arc<crate::credentials::Vault>,
+    /// The most parsing and rendering one issue may take ([`publish::RENDER_BUDGET`] unless a
+    /// test sets less).
+    pub render_budget: Duration,
     adapters: Mutex<HashMap<String, Arc<dyn Adapter>>>,
 }
 
@@ -108,7 +111,7 @@ impl Pipeline {
             tracing::debug!("Renewed credentials before building adapters.");
         }
         vault.preload().await?;
-        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, scheduler_beat: Arc::default(), stopping: Default::default(), adapters: Mutex::new(HashMap::new()) })
+        Ok(Self { store, queue, config, lease: DEFAULT_LEASE, vault, render_budget: publish::RENDER_BUDGET, scheduler_beat: Arc::default(), stopping: Default::default(), adapters: Mutex::new(HashMap::new()) })
     }
 
     /// Renew the credentials that are due, reread the store, and rebuild the adapters whose

@@ -118,7 +118,7 @@ enum Unprepared {
 }
 
 /// Parse `source` and render it for `channels` (all when empty) off the async runtime,
-/// within [`RENDER_BUDGET`].
+/// within the pipeline's `render_budget` ([`RENDER_BUDGET`]).
 async fn prepare(p: &Pipeline, path: PathBuf, source: String, channels: Vec<String>) -> Result<(Issue, Vec<RenderedChannel>), Unprepared> {
     let config = p.config.clone();
     let shown = path.display().to_string();
@@ -127,14 +127,23 @@ async fn prepare(p: &Pipeline, path: PathBuf, source: String, channels: Vec<Stri
         let rendered = render_channels(&issue, &config, &channels).map_err(Unprepared::Render)?;
         Ok((issue, rendered))
     });
-    match tokio::time::timeout(RENDER_BUDGET, work).await {
+    let budget = p.render_budget;
+    match tokio::time::timeout(budget, work).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(Unprepared::Budget(format!("{shown}: parsing and rendering failed: {e}"))),
         Err(_) => {
-            tracing::error!(issue = %shown, budget_secs = RENDER_BUDGET.as_secs(), "Parsing and rendering the issue ran past its budget; refused.");
-            Err(Unprepared::Budget(format!("{shown}: parsing and rendering took more than {} s; the issue is refused (hint: split it, or check it with `herald check`)", RENDER_BUDGET.as_secs())))
+            tracing::error!(issue = %shown, budget_ms = budget.as_millis() as u64, "Parsing and rendering the issue ran past its budget; refused.");
+            Err(Unprepared::Budget(format!(
+                "{shown}: parsing and rendering took more than {}; the issue is refused (hint: split it, or check it with `herald check`)",
+                shown_budget(budget)
+            )))
         }
     }
+}
+
+/// A budget for messages: whole seconds as "30 s", less as milliseconds.
+fn shown_budget(d: Duration) -> String {
+    if d.subsec_nanos() == 0 { format!("{} s", d.as_secs()) } else { format!("{} ms", d.as_millis()) }
 }
 
 /// Why a file could not be published.

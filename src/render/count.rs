@@ -185,7 +185,18 @@ impl Rules {
     /// These are the rules a shorter text can satisfy, which is what the splitter needs;
     /// [`Network::check`] adds the ones no split can fix.
     pub fn over(self, text: &str) -> Option<String> {
+        self.measure(text).1
+    }
+
+    /// [`Rules::count`] and [`Rules::over`] at once: the splitter needs both, and counting is
+    /// the costly part.
+    pub fn measure(self, text: &str) -> (usize, Option<String>) {
         let n = self.count(text);
+        (n, self.over_counted(text, n))
+    }
+
+    /// [`Rules::over`] for a text already counted (`n`).
+    fn over_counted(self, text: &str, n: usize) -> Option<String> {
         if n > self.limit {
             return Some(format!("{n} of {} {}", self.limit, self.network.unit()));
         }
@@ -253,6 +264,11 @@ pub fn find_urls_with_scheme(text: &str) -> Vec<Range<usize>> {
 
 /// URL byte ranges found by twitter-text's extractor; `bare` includes scheme-less domains.
 fn urls_with(text: &str, bare: bool) -> Vec<Range<usize>> {
+    // twitter-text finds a URL only at a domain with a TLD, after an ASCII dot: a text without
+    // one (most thread posts) needs no extractor pass.
+    if !text.contains('.') {
+        return Vec::new();
+    }
     let mut extractor = Extractor::new();
     extractor.set_extract_url_without_protocol(bare);
     // Long words that cannot hold a URL are shortened first (the extractor is quadratic in a
@@ -363,6 +379,10 @@ pub fn x_entities(text: &str) -> Vec<crate::render::XEntity> {
     // cashtag); then hashtags, mentions and cashtags that do not overlap a URL.
     let urls = find_urls(text);
     let mut out: Vec<XEntity> = urls.iter().map(|r| entity(r.clone(), "url")).collect();
+    // Hashtags, mentions and cashtags each start at a sign (`#`, `＃`, `@`, `＠`, `$`).
+    if !text.contains(['#', '\u{FF03}', '@', '\u{FF20}', '$']) {
+        return out;
+    }
     let extractor = Extractor::new();
     let safe = defuse_at_signs(text);
     let offsets = Utf16ToByte::new(&safe);

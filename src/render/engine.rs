@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::count::{Network, Rules};
 use super::helpers::{self, Utm};
-use super::split::{SplitOptions, split_thread};
+use super::split::{SplitOptions, split_thread_counted};
 use super::templates;
 use super::{ArticleRendering, BodyRendering, EmailRendering, LinkCard, Post, PostsRendering, Rendering, facets};
 use crate::config::{ChannelConfig, LoadedConfig, PostFormat};
@@ -207,32 +207,38 @@ impl ChannelTemplates {
 
     /// Render this channel for `issue`.
     pub fn render(&mut self, issue: &Issue) -> Result<Rendering, RenderError> {
+        self.render_shared(issue, &Shared::new(issue))
+    }
+
+    /// Render this channel for `issue`, whose blocks `shared` has converted for every channel.
+    pub fn render_shared(&mut self, issue: &Issue, shared: &Shared) -> Result<Rendering, RenderError> {
         let name = self.name.clone();
         let err = |m: String| RenderError { channel: name.clone(), message: m };
         let type_name = self.cfg.type_name();
         let utm = self.utm(issue);
         self.registries(&utm);
-        let ctx = context(issue, &self.name, type_name, self.manifest.network, &utm);
+        // One context for every output: `Context::from` takes the value, never a copy per output.
+        let c = Context::from(context_shared(issue, shared, &self.name, type_name, self.manifest.network, &utm));
         let over = issue.meta.channels.get(&self.name).cloned().unwrap_or_default();
         match self.manifest.kind.as_str() {
             "email" => {
                 let subject = match &over.subject {
                     Some(s) => s.clone(),
-                    None => self.render_output("subject", &ctx)?,
+                    None => self.render_with("subject", &c)?,
                 };
                 let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
                 if subject.is_empty() {
                     return Err(err("the subject is empty".into()));
                 }
-                let html = self.render_output("html", &ctx)?;
+                let html = self.render_with("html", &c)?;
                 let html = css_inline::inline(&html).map_err(|e| err(format!("CSS inlining failed: {e}")))?;
-                let text = tidy_text(&self.render_output("text", &ctx)?);
+                let text = tidy_text(&self.render_with("text", &c)?);
                 Ok(Rendering::Email(EmailRendering { subject, html, text }))
             }
             "article" => {
-                let title = over.subject.clone().map(Ok).unwrap_or_else(|| self.render_output("title", &ctx))?.trim().to_string();
-                let subtitle = over.subtitle.clone().map(Ok).unwrap_or_else(|| self.render_output("subtitle", &ctx))?.trim().to_string();
-                let body_md = self.render_output("body", &ctx)?;
+                let title = over.subject.clone().map(Ok).unwrap_or_else(|| self.render_with("title", &c))?.trim().to_string();
+                let subtitle = over.subtitle.clone().map(Ok).unwrap_or_else(|| self.render_with("subtitle", &c))?.trim().to_string();
+                let body_md = self.render_with("body", &c)?;
                 Ok(Rendering::Article(ArticleRendering {
                     title,
                     subtitle,
@@ -243,10 +249,10 @@ impl ChannelTemplates {
             }
             "posts" => {
                 let network = self.manifest.network.ok_or_else(|| err("a posts manifest needs `network`".into()))?;
-                self.render_posts(issue, network, &ctx, &over, &utm)
+                self.render_posts(issue, network, c, &over, &utm)
             }
             "body" => {
-                let text = self.render_output("body", &ctx)?;
+                let text = self.render_with("body", &c)?;
                 let body = parse_body(&text).map_err(err)?;
                 Ok(Rendering::Body(BodyRendering { body }))
             }
@@ -254,7 +260,7 @@ impl ChannelTemplates {
         }
     }
 
-    fn render_posts(&self, issue: &Issue, network: Network, ctx: &Value, over: &crate::issue::ChannelOverride, utm: &Utm) -> Result<Rendering, RenderError> {
+    fn render_posts(&self, issue: &Issue, network: Network, mut c: Context, over: &crate::issue::ChannelOverride, utm: &Utm) -> Result<Rendering, RenderError> {
         let err = |m: String| RenderError { channel: self.name.clone(), message: m };
         let rules = self.cfg.rules(network);
         let opts = self.cfg.post_options().cloned().unwrap_or_default();
@@ -270,11 +276,12 @@ impl ChannelTemplates {
             let t = tidy_text(t);
             if network == Network::Linkedin { super::count::linkedin_escape(&t) } else { t }
         };
-        let texts: Vec<String> = match format {
+        // Each post with its count, when the splitter has measured it already.
+        let texts: Vec<(String, Option<usize>)> = match format {
             PostFormat::Short => {
                 let t = match &over.text {
                     Some(t) => finish(t),
-                    None => self.fit_short(rules, ctx, &issue.meta.summary, finish)?,
+                    None => self.fit_short(rules, c, &issue.meta.summary, finish)?,
                 };
                 if let Err(e) = rules.check(&t) {
                     return Err(err(format!(
@@ -282,20 +289,18 @@ impl ChannelTemplates {
                         e.message, t, self.name
                     )));
                 }
-                vec![t]
+                vec![(t, None)]
             }
             PostFormat::Thread => {
                 let parts: Vec<String> = match &over.posts {
                     Some(p) => p.iter().map(|s| tidy_text(s)).collect(),
                     None => {
-                        let mut parts = vec![tidy_text(&self.render_output("thread_intro", ctx)?)];
+                        let mut parts = vec![tidy_text(&self.render_with("thread_intro", &c)?)];
                         let total = issue.sections.len();
-                        // One context for every section, changed in place: linear in sections.
-                        let sections = ctx["issue"]["sections"].as_array().cloned().unwrap_or_default();
-                        let mut c = Context::from(ctx.clone());
-                        for (i, s) in sections.into_iter().enumerate() {
+                        // The channel's one context, changed in place per section: linear in sections.
+                        for i in 0..c.data()["issue"]["sections"].as_array().map_or(0, Vec::len) {
                             let data = c.data_mut();
-                            data["section"] = s;
+                            data["section"] = data["issue"]["sections"][i].clone();
                             data["index"] = json!(i + 1);
                             data["total"] = json!(total);
                             parts.push(tidy_text(&self.render_with("thread_section", &c)?));
@@ -304,17 +309,21 @@ impl ChannelTemplates {
                     }
                 };
                 let parts: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-                split_thread(&parts, rules, SplitOptions { counter: opts.counter }).map_err(|e| {
-                    err(format!("a post cannot be split to fit {} ({} max): the unbreakable text {:?} is longer than the limit", network_name(network), e.limit, e.offending))
-                })?
+                split_thread_counted(&parts, rules, SplitOptions { counter: opts.counter })
+                    .map_err(|e| {
+                        err(format!("a post cannot be split to fit {} ({} max): the unbreakable text {:?} is longer than the limit", network_name(network), e.limit, e.offending))
+                    })?
+                    .into_iter()
+                    .map(|(t, n)| (t, Some(n)))
+                    .collect()
             }
         };
         let posts = texts
             .into_iter()
-            .map(|text| Post {
+            .map(|(text, count)| Post {
                 facets: if network == Network::Bluesky { facets::detect(&text) } else { Vec::new() },
                 entities: if network == Network::X { super::count::x_entities(&text) } else { Vec::new() },
-                count: rules.count(&text),
+                count: count.unwrap_or_else(|| rules.count(&text)),
                 limit: rules.limit(),
                 text,
             })
@@ -333,11 +342,10 @@ impl ChannelTemplates {
     /// Render the short with `issue.hook` = the summary, shortening the hook by grapheme until
     /// the post fits. The author's own words elsewhere are never cut: if the rest of the post is
     /// already too long, the caller reports it.
-    fn fit_short(&self, network: Rules, ctx: &Value, summary: &str, finish: impl Fn(&str) -> String) -> Result<String, RenderError> {
+    fn fit_short(&self, network: Rules, mut ctx: Context, summary: &str, finish: impl Fn(&str) -> String) -> Result<String, RenderError> {
         use unicode_segmentation::UnicodeSegmentation;
         let total = summary.graphemes(true).count();
         let mut keep = total;
-        let mut ctx = Context::from(ctx.clone());
         loop {
             ctx.data_mut()["issue"]["hook"] = json!(helpers::truncate_graphemes(summary, keep));
             let t = finish(&self.render_with("short", &ctx)?);
@@ -546,26 +554,88 @@ fn render_error(e: &handlebars::RenderError) -> String {
     s
 }
 
-fn block_json(b: &Block, utm: &Utm) -> Value {
-    let md = utm.tag_markdown(&b.markdown);
+/// What every channel's context shares, computed once per issue: each block's HTML and text
+/// from its own (untagged) Markdown, and which blocks and links UTM tagging changes at all.
+/// Tagging only ever touches links to the issue's own site, and which links those are does not
+/// depend on the channel (only the tag's `utm_source` does), so a block without one renders the
+/// same for every channel: it is converted once, not once per channel.
+pub struct Shared {
+    intro: SharedBlock,
+    sections: Vec<SharedBlock>,
+    /// Per issue link: whether tagging changes it.
+    links: Vec<bool>,
+}
+
+struct SharedBlock {
+    html: String,
+    text: String,
+    /// Whether tagging changes this block's Markdown.
+    tagged: bool,
+    /// Per link: whether tagging changes it.
+    links: Vec<bool>,
+}
+
+impl Shared {
+    /// Convert every block of `issue` once.
+    pub fn new(issue: &Issue) -> Self {
+        // Any enabled tagger for the issue's site finds the same links to tag.
+        let probe = Utm {
+            source: String::new(),
+            medium: "",
+            campaign: String::new(),
+            host: url::Url::parse(&issue.meta.url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default(),
+            enabled: true,
+        };
+        let tags = |url: &str| probe.tag(url) != url;
+        let block = |b: &Block| {
+            let (html, text) = markdown::to_html_and_text(&b.markdown);
+            SharedBlock { html, text, tagged: probe.tag_markdown(&b.markdown) != b.markdown, links: b.links.iter().map(|l| tags(&l.url)).collect() }
+        };
+        Shared { intro: block(&issue.intro), sections: issue.sections.iter().map(|s| block(&s.body)).collect(), links: issue.links.iter().map(|l| tags(&l.url)).collect() }
+    }
+}
+
+/// `url` tagged for this channel, when tagging changes it (`tags`, from [`Shared`]).
+fn tag_known(utm: &Utm, url: &str, tags: bool) -> String {
+    if tags { utm.tag(url) } else { url.to_string() }
+}
+
+fn links_json(links: &[crate::issue::Link], tags: &[bool], utm: &Utm) -> Value {
+    Value::Array(links.iter().zip(tags).map(|(l, &t)| json!({"url": tag_known(utm, &l.url, t), "text": l.text})).collect())
+}
+
+fn block_json(b: &Block, shared: &SharedBlock, utm: &Utm) -> Value {
+    let (md, html, text) = if utm.enabled && shared.tagged {
+        let md = utm.tag_markdown(&b.markdown);
+        let (html, text) = markdown::to_html_and_text(&md);
+        (md, html, text)
+    } else {
+        (b.markdown.clone(), shared.html.clone(), shared.text.clone())
+    };
     json!({
         "markdown": md,
-        "html": markdown::to_html(&md),
-        "text": markdown::to_text(&md),
+        "html": html,
+        "text": text,
         "first_paragraph": b.first_paragraph,
-        "links": b.links.iter().map(|l| json!({"url": utm.tag(&l.url), "text": l.text})).collect::<Vec<_>>(),
+        "links": links_json(&b.links, &shared.links, utm),
     })
 }
 
 /// The template context: `issue`, `channel`, and per thread section `section`, `index`, `total`.
 pub fn context(issue: &Issue, channel: &str, type_name: &str, network: Option<Network>, utm: &Utm) -> Value {
+    context_shared(issue, &Shared::new(issue), channel, type_name, network, utm)
+}
+
+/// [`context`], with the issue's blocks converted once for every channel.
+pub fn context_shared(issue: &Issue, shared: &Shared, channel: &str, type_name: &str, network: Option<Network>, utm: &Utm) -> Value {
     let m = &issue.meta;
     let link = utm.tag(&m.url);
     let sections: Vec<Value> = issue
         .sections
         .iter()
-        .map(|s| {
-            let mut v = block_json(&s.body, utm);
+        .zip(&shared.sections)
+        .map(|(s, sh)| {
+            let mut v = block_json(&s.body, sh, utm);
             v["title"] = json!(s.title);
             v["anchor"] = json!(s.anchor);
             v["url"] = json!(format!("{link}#{}", s.anchor));
@@ -587,9 +657,9 @@ pub fn context(issue: &Issue, channel: &str, type_name: &str, network: Option<Ne
             "tags": m.tags,
             "hashtags": m.tags.iter().map(|t| helpers::hashtag(t)).filter(|t| t.len() > 1).collect::<Vec<_>>().join(" "),
             "image": m.image,
-            "intro": block_json(&issue.intro, utm),
+            "intro": block_json(&issue.intro, &shared.intro, utm),
             "sections": sections,
-            "links": issue.links.iter().map(|l| json!({"url": utm.tag(&l.url), "text": l.text})).collect::<Vec<_>>(),
+            "links": links_json(&issue.links, &shared.links, utm),
         },
         "channel": { "name": channel, "type": type_name, "network": network },
     })
@@ -633,6 +703,7 @@ pub fn render_channels(issue: &Issue, cfg: &LoadedConfig, only: &[String]) -> Re
         }
     }
     let mut out = Vec::new();
+    let shared = Shared::new(issue);
     for (name, c) in &cfg.config.channels {
         if !only.is_empty() && !only.contains(name) {
             continue;
@@ -643,7 +714,7 @@ pub fn render_channels(issue: &Issue, cfg: &LoadedConfig, only: &[String]) -> Re
         if issue.meta.channels.get(name).is_some_and(|o| o.skip) {
             continue;
         }
-        match ChannelTemplates::load(name, c, &cfg.base_dir).and_then(|mut t| t.render(issue)).and_then(|r| size_limit(name, c, r)) {
+        match ChannelTemplates::load(name, c, &cfg.base_dir).and_then(|mut t| t.render_shared(issue, &shared)).and_then(|r| size_limit(name, c, r)) {
             Ok(rendering) => out.push(RenderedChannel { channel: name.clone(), kind: c.type_name().to_string(), rendering }),
             Err(e) => errors.push(e),
         }

@@ -14,6 +14,7 @@
 //! Cuts drop only the whitespace they happen at: joining the posts (without counters) with one
 //! space gives back the parts, up to runs of whitespace.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use unicode_segmentation::UnicodeSegmentation;
@@ -66,6 +67,12 @@ const MAX_COUNTER_ROUNDS: usize = 32;
 /// Empty (or whitespace-only) parts give no post. Fails only on a single word or URL that alone
 /// (with its counter, if any) is over the limit.
 pub fn split_thread(parts: &[String], rules: impl Into<Rules>, opts: SplitOptions) -> Result<Vec<String>, SplitError> {
+    Ok(split_thread_counted(parts, rules, opts)?.into_iter().map(|(p, _)| p).collect())
+}
+
+/// [`split_thread`], with each post's count ([`Rules::count`]) as the splitter measured it: a
+/// caller that reports counts need not count every post again.
+pub fn split_thread_counted(parts: &[String], rules: impl Into<Rules>, opts: SplitOptions) -> Result<Vec<(String, usize)>, SplitError> {
     let network: Rules = rules.into();
     let plain = split_all(parts, network, None)?;
     if !opts.counter || plain.len() <= 1 {
@@ -77,10 +84,19 @@ pub fn split_thread(parts: &[String], rules: impl Into<Rules>, opts: SplitOption
         let posts = split_all(parts, network, Some(total))?;
         let n = posts.len();
         if n <= total {
-            let numbered: Vec<String> =
-                posts.iter().enumerate().map(|(i, p)| with_counter(p, i + 1, Some(n))).collect();
             // Fewer posts than budgeted means shorter counters than measured; confirm anyway.
-            if numbered.iter().all(|p| network.over(p).is_none()) {
+            let numbered: Option<Vec<(String, usize)>> = posts
+                .iter()
+                .enumerate()
+                .map(|(i, (p, _))| {
+                    let p = with_counter(p, i + 1, Some(n)).into_owned();
+                    match network.measure(&p) {
+                        (count, None) => Some((p, count)),
+                        (_, Some(_)) => None,
+                    }
+                })
+                .collect();
+            if let Some(numbered) = numbered {
                 return Ok(numbered);
             }
             total += 1;
@@ -93,15 +109,16 @@ pub fn split_thread(parts: &[String], rules: impl Into<Rules>, opts: SplitOption
 }
 
 /// `post i/n`, or `post` alone without a total.
-fn with_counter(post: &str, index: usize, total: Option<usize>) -> String {
+fn with_counter(post: &str, index: usize, total: Option<usize>) -> Cow<'_, str> {
     match total {
-        Some(n) => format!("{post} {index}/{n}"),
-        None => post.to_string(),
+        Some(n) => Cow::Owned(format!("{post} {index}/{n}")),
+        None => Cow::Borrowed(post),
     }
 }
 
-/// Split every part, numbering posts across the whole thread when `total` is given.
-fn split_all(parts: &[String], network: Rules, total: Option<usize>) -> Result<Vec<String>, SplitError> {
+/// Split every part, numbering posts across the whole thread when `total` is given. Each post
+/// comes with its count as measured (with its counter when `total` is given).
+fn split_all(parts: &[String], network: Rules, total: Option<usize>) -> Result<Vec<(String, usize)>, SplitError> {
     let mut posts = Vec::new();
     for part in parts {
         split_part(trim_graphemes(part), network, total, &mut posts)?;
@@ -110,7 +127,7 @@ fn split_all(parts: &[String], network: Rules, total: Option<usize>) -> Result<V
 }
 
 /// Split one part into `posts`. `text` holds no leading or trailing whitespace grapheme.
-fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<String>) -> Result<(), SplitError> {
+fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<(String, usize)>) -> Result<(), SplitError> {
     if text.is_empty() {
         return Ok(());
     }
@@ -119,12 +136,18 @@ fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<
     let mut next_cut = 0; // first cut at or after `start`
     loop {
         let index = posts.len() + 1;
-        let fits = |s: &str| network.over(&with_counter(s, index, total)).is_none();
+        // The count of `s` as posted (with its counter), if it fits.
+        let fits = |s: &str| match network.measure(&with_counter(s, index, total)) {
+            (n, None) => Some(n),
+            (_, Some(_)) => None,
+        };
         // What is left is short and fits whole (the common case, a short section): one count, not
         // one per word. A long rest is never counted whole here (once per post, that was quadratic).
         let rest = &text[start..];
-        if rest.len() <= 8 * network.limit() && fits(rest) {
-            posts.push(rest.to_string());
+        if rest.len() <= 8 * network.limit()
+            && let Some(n) = fits(rest)
+        {
+            posts.push((rest.to_string(), n));
             return Ok(());
         }
         // Every cut whose prefix fits, in order; stop at the first that does not (longer prefixes
@@ -134,14 +157,15 @@ fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<
         let mut over = false;
         for (i, cut) in cuts.iter().enumerate().skip(next_cut) {
             let prefix = &text[start..cut.gap.start];
-            if !fits(prefix) {
+            let Some(n) = fits(prefix) else {
                 over = true;
                 break;
-            }
-            feasible.push((i, network.count(prefix)));
+            };
+            // Breaks are chosen on the prefix's own count, without its counter.
+            feasible.push((i, if total.is_none() { n } else { network.count(prefix) }));
         }
-        if !over && fits(rest) {
-            posts.push(rest.to_string());
+        if !over && let Some(n) = fits(rest) {
+            posts.push((rest.to_string(), n));
             return Ok(());
         }
         let Some(&(_, longest)) = feasible.last() else {
@@ -151,12 +175,12 @@ fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<
         let chosen = [Break::Paragraph, Break::Sentence]
             .into_iter()
             .find_map(|level| {
-                feasible.iter().rev().find(|&&(i, n)| cuts[i].kind >= level && n * 2 >= longest).map(|&(i, _)| i)
+                feasible.iter().rev().find(|&&(i, n)| cuts[i].kind >= level && n * 2 >= longest).copied()
             })
-            .unwrap_or(feasible[feasible.len() - 1].0);
-        posts.push(text[start..cuts[chosen].gap.start].to_string());
-        start = cuts[chosen].gap.end;
-        next_cut = chosen + 1;
+            .unwrap_or(feasible[feasible.len() - 1]);
+        posts.push((text[start..cuts[chosen.0].gap.start].to_string(), chosen.1));
+        start = cuts[chosen.0].gap.end;
+        next_cut = chosen.0 + 1;
     }
 }
 

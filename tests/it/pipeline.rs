@@ -1246,3 +1246,43 @@ async fn a_missing_credential_ends_needs_auth_before_any_call(db: TestDb) {
     assert!(fake.requests().is_empty(), "no call");
     p.close().await;
 }
+
+/// Issue 15 §3: the daemon parses and renders an issue off the runtime within a time budget
+/// (`Pipeline::render_budget`, 30 s by default). Past it, `publish` refuses the file with the
+/// reason and stores nothing, and a stored issue's Publish job ends `Failed` with the reason on
+/// the issue row and no delivery. Without the budget both would go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parsing_and_rendering_past_the_budget_is_refused() {
+    let db = TestDb::sqlite().await;
+    let text = config_toml(&db.url, "http://127.0.0.1:9/hook", &["hook"], "");
+    let (_, cfg) = write_config(&db, &text);
+    // 5,000 sections: well within the default budget, far past a millisecond (the parse alone).
+    let mut md = String::from("+++\ntitle = \"Big\"\nslug = \"big\"\ndate = 2026-01-05\nurl = \"https://news.example.com/big\"\nsummary = \"Big.\"\n+++\nIntro.\n\n");
+    for i in 1..=5_000 {
+        md.push_str(&format!("## Section {i}\n\nSome *text* with a [link](https://example.org/{i}).\n\n"));
+    }
+    let path = db.dir.path().join("big.md");
+    std::fs::write(&path, &md).unwrap();
+    let mut p = Pipeline::open(cfg).await.unwrap();
+    let tight = Duration::from_millis(1);
+
+    p.render_budget = tight;
+    let e = publish::publish_file(&p, &path, &[]).await.expect_err("refused past its budget");
+    assert!(matches!(e, publish::PublishFileError::Input(_)), "{e:?}");
+    assert!(e.to_string().contains("parsing and rendering took more than 1 ms; the issue is refused"), "{e}");
+    assert!(p.store.unpublished_issues().await.unwrap().is_empty(), "nothing stored");
+    assert!(p.store.list_deliveries(None, &[]).await.unwrap().is_empty());
+
+    // Stored within the default budget; its Publish job then runs with the tight one.
+    p.render_budget = publish::RENDER_BUDGET;
+    let issue = publish::publish_file(&p, &path, &[]).await.expect("stored within the default budget");
+    p.render_budget = tight;
+    match publish::run(&p, "big", &issue.version).await.unwrap() {
+        publish::PublishOutcome::Failed(m) => assert!(m.contains("took more than 1 ms"), "{m}"),
+        other => panic!("published past the budget: {other:?}"),
+    }
+    let row = p.store.get_issue("big", &issue.version).await.unwrap().expect("stored");
+    assert!(row.publish_error.as_deref().is_some_and(|m| m.contains("took more than 1 ms")), "{:?}", row.publish_error);
+    assert!(row.published_at.is_none() && p.store.list_deliveries(None, &[]).await.unwrap().is_empty(), "no delivery");
+    p.close().await;
+}
