@@ -265,11 +265,14 @@ pub enum SubscribersCommand {
         #[arg(long, default_value = "all")]
         list: String,
     },
-    /// List subscribers.
+    /// List subscribers (or, with `--suppressed`, every suppressed address with its reason and source).
     List {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// List the suppression list instead: address, kind, source, reason, when.
+        #[arg(long)]
+        suppressed: bool,
     },
     /// Count subscribers (and suppressions).
     Count,

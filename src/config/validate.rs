@@ -108,6 +108,24 @@ const RETRY: &[KeySpec] = &[
 const HTTP: &[KeySpec] = &[opt("listen", Kind::Listen), opt("token", Kind::Secret), opt("token_file", Kind::Path)];
 const CREDENTIALS: &[KeySpec] =
     &[opt("key", Kind::Secret), opt("key_file", Kind::Path), opt("renew_days", Kind::Range(1, 365)), opt("warn_days", Kind::UIntUpTo(365))];
+/// The longest soft-bounce window: a year.
+pub const MAX_SOFT_BOUNCE_DAYS: i64 = 365;
+const BOUNCES: &[KeySpec] = &[
+    opt("soft_bounce_limit", Kind::Range(1, 100)),
+    opt("soft_bounce_days", Kind::Range(1, MAX_SOFT_BOUNCE_DAYS)),
+    opt("webhook_user", Kind::NonEmptyStr),
+    opt("webhook_password", Kind::Secret),
+    opt("webhook_password_file", Kind::Path),
+    opt("webhook_path_secret", Kind::Secret),
+    opt("webhook_path_secret_file", Kind::Path),
+    opt("imap_url", Kind::NonEmptyStr),
+    opt("imap_user", Kind::NonEmptyStr),
+    opt("imap_password", Kind::Secret),
+    opt("imap_password_file", Kind::Path),
+    opt("imap_mailbox", Kind::NonEmptyStr),
+    opt("imap_done_mailbox", Kind::NonEmptyStr),
+    opt("poll_secs", Kind::Range(5, 86_400)),
+];
 const SCHEDULE: &[KeySpec] = &[
     req("name", Kind::NonEmptyStr),
     req("cron", Kind::Cron),
@@ -135,6 +153,7 @@ const EMAIL: &[KeySpec] = &[
     opt("subscribers", Kind::NonEmptyStr),
     req("unsubscribe_base_url", Kind::HttpUrl),
     opt("unsubscribe_mailto", Kind::Mailto),
+    opt("bounce_domain", Kind::NonEmptyStr),
     opt("unsubscribe_secret", Kind::Secret),
     opt("unsubscribe_secret_file", Kind::Path),
     opt("concurrency", Kind::Range(1, MAX_CONCURRENCY)),
@@ -378,6 +397,12 @@ impl<'a> Validator<'a> {
                         self.secret_pairs(t, "credentials", &["key"], line);
                     }
                 }
+                "bounces" => {
+                    if let Some(t) = self.section(item, "bounces", BOUNCES, line) {
+                        self.secret_pairs(t, "bounces", &["webhook_password", "webhook_path_secret", "imap_password"], line);
+                        self.bounces(t, line);
+                    }
+                }
                 "issues_dir" => self.value(item, "issues_dir", Kind::Path, line),
                 "publish_at_catch_up_secs" => self.value(item, "publish_at_catch_up_secs", Kind::UIntUpTo(MAX_CATCH_UP_SECS), line),
                 "schedule" => self.schedules(item, line, &channel_names),
@@ -583,6 +608,37 @@ impl<'a> Validator<'a> {
     }
 
     /// A secret may come from `key` or `key_file`, not both.
+    /// `[bounces]`: the IMAP mailbox needs its URL, user and password together, and TLS
+    /// beyond loopback.
+    fn bounces(&mut self, t: &dyn TableLike, line: Option<usize>) {
+        let has = |k: &str| t.contains_key(k);
+        if has("imap_url") || has("imap_user") || has("imap_password") || has("imap_password_file") {
+            for (k, hint) in [("imap_url", "e.g. `imap_url = \"imaps://mail.example.com\"`"), ("imap_user", "the login of the bounce mailbox")] {
+                if !has(k) {
+                    self.push(line, format!("bounces.{k}"), "is required when the bounce mailbox is configured".into(), Some(hint.into()));
+                }
+            }
+            if !has("imap_password") && !has("imap_password_file") {
+                self.push(line, "bounces.imap_password".into(), "is required when the bounce mailbox is configured".into(), Some(SECRET_SYNTAX.into()));
+            }
+        }
+        if let Some(u) = t.get("imap_url").and_then(|i| i.as_str()) {
+            let l = self.key_line(t, "imap_url", line);
+            match url::Url::parse(u) {
+                Ok(p) if p.scheme() == "imaps" => {}
+                Ok(p) if p.scheme() == "imap" && crate::config::is_loopback_host(p.host()) => {}
+                Ok(p) if p.scheme() == "imap" => self.push(
+                    l,
+                    "bounces.imap_url".into(),
+                    format!("plain IMAP to {} would send the password in clear", p.host_str().unwrap_or("?")),
+                    Some("use `imaps://host` (TLS); plain `imap://` is accepted on loopback only".into()),
+                ),
+                Ok(p) => self.push(l, "bounces.imap_url".into(), format!("unknown scheme `{}`", p.scheme()), Some("write `imaps://host[:port]`".into())),
+                Err(e) => self.push(l, "bounces.imap_url".into(), format!("not a URL ({e})"), Some("write `imaps://host[:port]`".into())),
+            }
+        }
+    }
+
     fn secret_pairs(&mut self, t: &dyn TableLike, path: &str, keys: &[&str], line: Option<usize>) {
         for k in keys {
             let file = format!("{k}_file");
@@ -721,7 +777,7 @@ fn bound_hint(key: &str, max: i64) -> Option<String> {
 }
 
 /// The keys of the file's root table.
-const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs", "credentials"];
+const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs", "credentials", "bounces"];
 
 /// Header names that carry credentials.
 fn is_credential_header(name: &str) -> bool {
