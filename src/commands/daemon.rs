@@ -84,6 +84,7 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
         let list: Arc<dyn crate::channel::email::ledger::SuppressionList> = Arc::new(p.store.clone());
         crate::channel::email::unsubscribe_routes(crate::channel::email::unsubscribe::UnsubscribeState::new(keys, list))
     };
+    let public = public.merge(postmark_webhook(&cfg).await?);
     let app = http::router(state, public);
     let server = tokio::spawn(http::serve(listener, app, stopped()));
     let gauge = {
@@ -166,4 +167,24 @@ impl StatusSource for StoreStatus {
         }
         None
     }
+}
+
+/// `POST /webhooks/postmark`, when `[bounces]` gives it a secret; no route otherwise.
+async fn postmark_webhook(cfg: &crate::config::LoadedConfig) -> anyhow::Result<axum::Router> {
+    let b = &cfg.config.bounces;
+    let ctx = crate::channel::BuildCtx::from_env(cfg.base_dir.clone());
+    let resolve = |key: &str, s: &Option<crate::config::Secret>, f: &Option<std::path::PathBuf>| -> anyhow::Result<Option<crate::config::SecretString>> {
+        match crate::config::pick_secret(s, &f.as_ref().map(|f| cfg.base_dir.join(f))) {
+            None => Ok(None),
+            Some(s) => ctx.secret("[bounces]", key, Some(s)).map(Some).map_err(|e| InputError(format!("{e:#}")).into()),
+        }
+    };
+    let password = resolve("webhook_password", &b.webhook_password, &b.webhook_password_file)?;
+    let path = resolve("webhook_path_secret", &b.webhook_path_secret, &b.webhook_path_secret_file)?;
+    if password.is_none() && path.is_none() {
+        return Ok(axum::Router::new());
+    }
+    let intake = std::sync::Arc::new(super::bounces::intake(cfg).await?);
+    let state = crate::bounces::webhook::WebhookState::new(intake, b.webhook_user.clone(), password, path).map_err(|e| InputError(format!("{e:#}")))?;
+    Ok(crate::bounces::webhook::postmark_routes(state))
 }

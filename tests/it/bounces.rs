@@ -1,5 +1,7 @@
 //! Issue 17: asynchronous bounces, complaints and unsubscribes, one suppression list.
 
+use std::sync::Arc;
+
 use herald::bounces::{Kind, Policy, Report, Source};
 use herald::store::bounces::BounceRecorded;
 use herald::store::email::SubscriberUpsert;
@@ -69,6 +71,240 @@ mod policy {
         assert!(rows[0].reason.contains("hard_bounce (import)"), "{:?}", rows[0]);
         // The next mailing skips every suppressed subscriber.
         assert_eq!(store.seed_recipients(99, "all").await.unwrap(), 1, "only reader3 (delays only) is mailed");
+        store.close().await;
+    }
+}
+
+/// A mailing to subscribers 0..n: a delivery row `issue-1/newsletter/r1`, its ledger seeded and
+/// every row marked sent (Postmark's MessageID `pm-<i>` as the reply). Returns the delivery id.
+pub async fn mailing(store: &Store, n: usize) -> i64 {
+    import(store, "all", 0..n).await;
+    let now = herald::store::now_ms();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO deliveries (issue, version, channel, channel_type, revision, delivery_key, state, created_at, updated_at) \
+         VALUES ('issue-1', 'v1', 'newsletter', 'email', 1, 'issue-1/newsletter/r1', 'sent', $1, $1) RETURNING id",
+    )
+    .bind(now)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    store.seed_recipients(id, "all").await.unwrap();
+    for i in 0..n {
+        sqlx::query("UPDATE recipient_sends SET state = 'sent', smtp_code = 0, smtp_reply = $1 WHERE delivery_id = $2 AND email = $3")
+            .bind(format!("pm-{i}"))
+            .bind(id)
+            .bind(addr(i))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    id
+}
+
+/// The ledger row of (mailing, address).
+pub async fn row(store: &Store, delivery: i64, email: &str) -> i64 {
+    sqlx::query_scalar("SELECT id FROM recipient_sends WHERE delivery_id = $1 AND email = $2").bind(delivery).bind(email).fetch_one(store.pool()).await.unwrap()
+}
+
+pub const SECRET: &str = "bounce-test-secret-0123456789";
+
+pub fn key() -> herald::channel::email::TokenKey {
+    herald::channel::email::TokenKey::new(&herald::config::SecretString::new(SECRET))
+}
+
+pub fn intake(store: &Store) -> herald::bounces::intake::Intake {
+    herald::bounces::intake::Intake { store: store.clone(), policy: Policy::default(), keys: vec![key()], unsubscribe_addresses: vec!["unsubscribe@news.example.com".into()] }
+}
+
+/// A DSN (RFC 3464) as a relay would mail it to the Return-Path `to`.
+pub fn dsn(to: &str, recipient: &str, action: &str, status: &str, original_id: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@relay.example.net\r\nTo: {to}\r\nSubject: Delivery Status Notification\r\nMessage-ID: <dsn-{action}-{recipient}-{status}@relay.example.net>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example.net\r\n\r\n\
+         Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\nDiagnostic-Code: smtp; 550 no such user\r\n\r\n\
+         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@example.com\r\nTo: {recipient}\r\nMessage-ID: {original_id}\r\nSubject: Issue 1\r\n\r\n--B--\r\n"
+    )
+}
+
+/// An ARF complaint (RFC 5965) whose Original-Mail-From is the message's Return-Path.
+pub fn arf(return_path: &str, recipient: &str) -> String {
+    format!(
+        "From: feedback@isp.example.net\r\nTo: abuse@example.com\r\nSubject: FW: Issue 1\r\nMessage-ID: <arf-{recipient}@isp.example.net>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n\
+         --F\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n\
+         --F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: ISP-FBL/1.0\r\nVersion: 1\r\nOriginal-Mail-From: <{return_path}>\r\nOriginal-Rcpt-To: <{recipient}>\r\n\r\n\
+         --F\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@example.com\r\nTo: {recipient}\r\nSubject: Issue 1\r\n\r\n--F--\r\n"
+    )
+}
+
+/// What a mail client sends for `List-Unsubscribe: <mailto:unsubscribe@news.example.com?subject=unsubscribe>`.
+pub fn mailto_unsubscribe(from: &str) -> String {
+    format!("From: {from}\r\nTo: unsubscribe@news.example.com\r\nSubject: unsubscribe\r\nMessage-ID: <u-{from}>\r\n\r\n\r\n")
+}
+
+/// A delivery-status report with no Status field.
+pub fn malformed(to: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@relay.example.net\r\nTo: {to}\r\nSubject: failure\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example.net\r\n\r\n\
+         Final-Recipient: rfc822; somebody@example.org\r\nAction: failed\r\n\r\n--B--\r\n"
+    )
+}
+
+mod mail {
+    use herald::bounces::intake::Handled;
+    use herald::bounces::verp;
+    use herald::channel::email::compose::short_hash;
+
+    use super::*;
+
+    both!(dsns_arf_and_mailto_tie_to_their_message_and_apply_once);
+    async fn dsns_arf_and_mailto_tie_to_their_message_and_apply_once(db: TestDb) {
+        let store = open(&db).await;
+        let d = mailing(&store, 8).await;
+        let intake = intake(&store);
+        let st = &store;
+        let rp = move |i: usize| async move { verp::return_path(&key(), row(st, d, &addr(i)).await, &addr(i), "bounces.example.com") };
+        let mid = |i: usize| format!("<{}.{}@example.com>", short_hash("issue-1/newsletter/r1"), short_hash(&addr(i)));
+        let none = "<unrelated@elsewhere>";
+        let mails = vec![
+            dsn(&rp(0).await, &addr(0), "failed", "5.1.1", none),  // hard, by VERP
+            dsn(&rp(1).await, &addr(1), "failed", "4.2.2", none),  // soft: one is not enough
+            dsn(&rp(2).await, &addr(2), "delayed", "4.4.7", none), // delayed: ignored
+            dsn("news@example.com", &addr(3), "failed", "5.1.1", &mid(3)), // hard, by Message-ID
+            arf(&rp(4).await, &addr(4)),                            // complaint
+            mailto_unsubscribe(&addr(5)),
+        ];
+        let mut kinds = Vec::new();
+        for m in &mails {
+            match intake.mail(m.as_bytes(), Source::Import).await.unwrap() {
+                Handled::Applied(v) => kinds.extend(v.into_iter().map(|(e, k, _)| (e, k.as_str().to_string()))),
+                other => panic!("{other:?}\n{m}"),
+            }
+        }
+        assert_eq!(
+            kinds,
+            vec![
+                (addr(0), "hard_bounce".into()),
+                (addr(1), "soft_bounce".into()),
+                (addr(2), "delayed".into()),
+                (addr(3), "hard_bounce".into()),
+                (addr(4), "complaint".into()),
+                (addr(5), "mailto_unsubscribe".into()),
+            ]
+        );
+        // A malformed report is reported, changes nothing.
+        assert!(matches!(intake.mail(malformed(&rp(6).await).as_bytes(), Source::Import).await.unwrap(), Handled::Malformed(m) if m.contains("Status")));
+        // A report that names no message of ours (no VERP token, a foreign Message-ID), and one
+        // whose VERP token was made for reader 6 but edited to name reader 7's row: not applied.
+        assert!(matches!(intake.mail(dsn("x@example.com", &addr(7), "failed", "5.1.1", none).as_bytes(), Source::Import).await.unwrap(), Handled::Unmatched(_)));
+        let forged = verp::return_path(&key(), row(&store, d, &addr(7)).await, &addr(6), "bounces.example.com");
+        assert!(matches!(intake.mail(dsn(&forged, &addr(7), "failed", "5.1.1", none).as_bytes(), Source::Import).await.unwrap(), Handled::Unmatched(_)));
+        let expected = vec![
+            (addr(0), "hard_bounce".to_string(), "import".to_string()),
+            (addr(3), "hard_bounce".into(), "import".into()),
+            (addr(4), "complaint".into(), "import".into()),
+            (addr(5), "mailto_unsubscribe".into(), "import".into()),
+        ];
+        assert_eq!(suppressed(&store).await, expected);
+        // The same files again change nothing.
+        for m in &mails {
+            let Handled::Applied(v) = intake.mail(m.as_bytes(), Source::Import).await.unwrap() else { panic!() };
+            assert!(v.iter().all(|(_, _, r)| *r == BounceRecorded::Duplicate), "{v:?}");
+        }
+        assert_eq!(suppressed(&store).await, expected);
+        // `status`: bounced later counts the mailing's bounces and complaints (0, 1, 3, 4).
+        assert_eq!(store.bounced_later(d).await.unwrap(), 4);
+        store.close().await;
+    }
+}
+
+mod postmark_webhook {
+    use herald::bounces::postmark::{BOUNCE_TYPES, kind_of};
+    use herald::bounces::webhook::{WebhookState, postmark_routes};
+    use herald::config::SecretString;
+
+    use super::*;
+
+    fn bounce(id: usize, ty: &str, email: &str, message_id: &str) -> serde_json::Value {
+        // The shape of Postmark's documented Bounce webhook.
+        serde_json::json!({
+            "RecordType": if ty == "SpamComplaint" { "SpamComplaint" } else { "Bounce" },
+            "MessageStream": "outbound", "ID": 4_000_000 + id, "Type": ty, "TypeCode": 1,
+            "Name": ty, "Tag": "", "MessageID": message_id, "Metadata": {}, "ServerID": 23,
+            "Description": "The server was unable to deliver your message", "Details": "smtp;550 5.1.1 unknown",
+            "Email": email, "From": "news@example.com", "BouncedAt": "2026-12-06T10:00:00Z",
+            "DumpAvailable": true, "Inactive": false, "CanActivate": true, "Subject": "Issue 1",
+        })
+    }
+
+    both!(every_documented_type_and_a_wrong_secret);
+    async fn every_documented_type_and_a_wrong_secret(db: TestDb) {
+        let store = open(&db).await;
+        let n = BOUNCE_TYPES.len() + 3;
+        let d = mailing(&store, n).await;
+        let state = WebhookState::new(Arc::new(intake(&store)), "postmark".into(), Some(SecretString::new("webhook-pass-0123")), Some(SecretString::new("pathsecret0123456789"))).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, postmark_routes(state)).await.unwrap() });
+        let http = herald::channel::http::client();
+
+        // A wrong or missing secret: 401, nothing changed.
+        let hard = bounce(0, "HardBounce", &addr(0), "pm-0");
+        for req in [
+            http.post(format!("{base}/webhooks/postmark")).json(&hard),
+            http.post(format!("{base}/webhooks/postmark")).basic_auth("postmark", Some("wrong")).json(&hard),
+            http.post(format!("{base}/webhooks/postmark/wrongsecret0123456")).basic_auth("postmark", Some("webhook-pass-0123")).json(&hard),
+            http.post(format!("{base}/webhooks/postmark/pathsecret0123456789")).json(&hard),
+        ] {
+            assert_eq!(req.send().await.unwrap().status(), 401);
+        }
+        assert!(suppressed(&store).await.is_empty());
+        assert_eq!(store.bounce_counts().await.unwrap(), vec![]);
+
+        // Every documented type, as Postmark posts it.
+        let mut expected = Vec::new();
+        for (i, ty) in BOUNCE_TYPES.iter().enumerate() {
+            let r = http.post(format!("{base}/webhooks/postmark")).basic_auth("postmark", Some("webhook-pass-0123")).json(&bounce(i, ty, &addr(i), &format!("pm-{i}"))).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{ty}");
+            let k = kind_of(ty).unwrap();
+            if matches!(k, Kind::HardBounce | Kind::Complaint | Kind::Unsubscribe) {
+                expected.push((addr(i), k.as_str().to_string(), "postmark_webhook".to_string()));
+            }
+        }
+        // SubscriptionChange: suppressed by the recipient; a reactivation lifts nothing.
+        let i = BOUNCE_TYPES.len();
+        let change = |email: String, suppress: bool| {
+            serde_json::json!({"RecordType": "SubscriptionChange", "MessageID": "pm-x", "ServerID": 23, "MessageStream": "outbound",
+                "ChangedAt": "2026-12-06T10:00:00Z", "Recipient": email, "Origin": "Recipient", "SuppressSending": suppress,
+                "SuppressionReason": if suppress { serde_json::json!("ManualSuppression") } else { serde_json::Value::Null }, "Tag": "", "Metadata": {}})
+        };
+        for body in [change(addr(i), true), change(addr(0), false)] {
+            assert_eq!(http.post(format!("{base}/webhooks/postmark/pathsecret0123456789")).basic_auth("postmark", Some("webhook-pass-0123")).json(&body).send().await.unwrap().status(), 200);
+        }
+        expected.push((addr(i), "unsubscribe".into(), "postmark_webhook".into()));
+        // A record type Herald does not take: 200 (Postmark stops retrying), nothing changed.
+        let open_event = serde_json::json!({"RecordType": "Open", "MessageID": "pm-1", "Recipient": addr(i + 1)});
+        assert_eq!(http.post(format!("{base}/webhooks/postmark")).basic_auth("postmark", Some("webhook-pass-0123")).json(&open_event).send().await.unwrap().status(), 200);
+        // Not a Postmark record: 400.
+        assert_eq!(http.post(format!("{base}/webhooks/postmark")).basic_auth("postmark", Some("webhook-pass-0123")).body("{}").send().await.unwrap().status(), 400);
+        expected.sort();
+        assert_eq!(suppressed(&store).await, expected);
+        // A retried webhook changes nothing; soft bounces of one address suppress at the third.
+        assert_eq!(http.post(format!("{base}/webhooks/postmark")).basic_auth("postmark", Some("webhook-pass-0123")).json(&hard).send().await.unwrap().status(), 200);
+        let soft_addr = addr(i + 2);
+        for k in 0..3 {
+            let b = bounce(100 + k, "SoftBounce", &soft_addr, "pm-none");
+            assert_eq!(http.post(format!("{base}/webhooks/postmark")).basic_auth("postmark", Some("webhook-pass-0123")).json(&b).send().await.unwrap().status(), 200);
+            assert_eq!(suppressed(&store).await.iter().any(|(e, _, _)| *e == soft_addr), k == 2, "after {} soft bounces", k + 1);
+        }
+        // Tied to the mailing by Postmark's MessageID.
+        assert!(store.bounced_later(d).await.unwrap() > 0);
+        // The next mailing skips every suppressed subscriber.
+        let mailed = store.seed_recipients(d + 1000, "all").await.unwrap() as usize;
+        assert_eq!(mailed, n - expected.len() - 1);
         store.close().await;
     }
 }

@@ -24,8 +24,11 @@ pub struct Composer {
     pub unsubscribe_base: String,
     /// `mailto:` address (without the scheme) for List-Unsubscribe, if configured.
     pub unsubscribe_mailto: Option<String>,
-    /// Signs unsubscribe tokens.
+    /// Signs unsubscribe tokens (and VERP Return-Paths).
     pub key: TokenKey,
+    /// VERP: the domain of each message's own Return-Path `bounces+<token>@domain`
+    /// (`bounce_domain`); `None`: the Return-Path is `from`.
+    pub bounce_domain: Option<String>,
 }
 
 /// The rendering, parsed once for a mailing.
@@ -213,8 +216,17 @@ impl Composer {
             .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(part(&mailing.html_8bit, &mailing.html_qp, true)));
         // The envelope, given: lettre would otherwise parse it back out of the From and To
         // headers it has just formatted, for every copy.
-        let envelope = Envelope::new(Some(self.from.email.clone()), vec![c.to.email.clone()]).map_err(|e| format!("cannot build the message: {e}"))?;
+        let envelope = Envelope::new(Some(self.return_path(r)?), vec![c.to.email.clone()]).map_err(|e| format!("cannot build the message: {e}"))?;
         self.headers(c.to, c.subject, c.message_id, c.list_unsubscribe).envelope(envelope).multipart(body).map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    /// The envelope sender (the Return-Path the receiving server writes): the message's own
+    /// VERP address when `bounce_domain` is set, else `from`.
+    pub fn return_path(&self, r: &Recipient) -> Result<Address, String> {
+        match &self.bounce_domain {
+            Some(d) => crate::bounces::verp::return_path(&self.key, r.id, &r.email, d).parse().map_err(|e| format!("the VERP Return-Path for `{d}` is not an address: {e}")),
+            None => Ok(self.from.email.clone()),
+        }
     }
 
     fn headers(&self, to: Mailbox, subject: String, message_id: String, list_unsubscribe: String) -> lettre::message::MessageBuilder {
@@ -296,6 +308,7 @@ mod tests {
             unsubscribe_base: "https://news.example.com/unsubscribe".into(),
             unsubscribe_mailto: mailto.map(str::to_string),
             key: TokenKey::new(&SecretString::new("k")),
+            bounce_domain: None,
         }
     }
 
