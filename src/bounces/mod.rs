@@ -13,6 +13,7 @@
 pub mod policy;
 pub mod verp;
 pub mod dsn;
+pub mod imap;
 pub mod intake;
 pub mod webhook;
 pub mod matcher;

@@ -62,6 +62,7 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
 
     // One signal, three listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let imap_stop = stop_rx.clone();
     tokio::spawn(async move {
         signalled.await;
         let _ = stop_tx.send(true);
@@ -85,6 +86,9 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
         crate::channel::email::unsubscribe_routes(crate::channel::email::unsubscribe::UnsubscribeState::new(keys, list))
     };
     let public = public.merge(postmark_webhook(&cfg).await?);
+    if let Some(poller) = bounce_mailbox(&cfg, imap_stop).await? {
+        tokio::spawn(poller);
+    }
     let app = http::router(state, public);
     let server = tokio::spawn(http::serve(listener, app, stopped()));
     let gauge = {
@@ -187,4 +191,17 @@ async fn postmark_webhook(cfg: &crate::config::LoadedConfig) -> anyhow::Result<a
     let intake = std::sync::Arc::new(super::bounces::intake(cfg).await?);
     let state = crate::bounces::webhook::WebhookState::new(intake, b.webhook_user.clone(), password, path).map_err(|e| InputError(format!("{e:#}")))?;
     Ok(crate::bounces::webhook::postmark_routes(state))
+}
+
+/// The bounce mailbox poller, when `[bounces] imap_url` is set.
+async fn bounce_mailbox(cfg: &crate::config::LoadedConfig, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Option<impl std::future::Future<Output = ()> + use<>>> {
+    let b = &cfg.config.bounces;
+    let (Some(url), Some(user)) = (&b.imap_url, &b.imap_user) else { return Ok(None) };
+    let ctx = crate::channel::BuildCtx::from_env(cfg.base_dir.clone());
+    let password = ctx
+        .secret("[bounces]", "imap_password", crate::config::pick_secret(&b.imap_password, &b.imap_password_file.as_ref().map(|f| cfg.base_dir.join(f))))
+        .map_err(|e| InputError(format!("{e:#}")))?;
+    let settings = crate::bounces::imap::ImapSettings::parse(url, user, password, &b.imap_mailbox, b.imap_done_mailbox.as_deref()).map_err(|e| InputError(format!("{e:#}")))?;
+    let intake = std::sync::Arc::new(super::bounces::intake(cfg).await?);
+    Ok(Some(crate::bounces::imap::run(settings, intake, Duration::from_secs(b.poll_secs.max(5)), stop)))
 }

@@ -308,3 +308,176 @@ mod postmark_webhook {
         store.close().await;
     }
 }
+
+/// A real IMAP server: Debian's dovecot (`dovecot-imapd`, installed by `.ci/run`), started on a
+/// free loopback port with its own config, Maildir and passwd-file user under a temp dir.
+mod imap {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command};
+
+    use herald::bounces::imap::{ImapSettings, poll};
+    use herald::config::SecretString;
+
+    use super::*;
+
+    struct Dovecot {
+        child: Child,
+        port: u16,
+        maildir: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Dovecot {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn binary() -> PathBuf {
+        ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"].iter().map(PathBuf::from).find(|p| p.exists()).expect("dovecot is installed (apt-get install dovecot-imapd; .ci/run does)")
+    }
+
+    fn start() -> Dovecot {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (me, _) = ids(None);
+        // Dovecot never gives mail to uid 0: as root (CI), the mail user is the package's
+        // `dovecot` system user, and the folders are its own.
+        let (uid, gid) = if me == 0 { ids(Some("dovecot")) } else { ids(None) };
+        let uid = uid;
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for sub in ["run", "state", "mail", "home", "mail/bounces", "mail/bounces/new", "mail/bounces/cur", "mail/bounces/tmp"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        for sub in ["mail", "home", "mail/bounces", "mail/bounces/new", "mail/bounces/cur", "mail/bounces/tmp"] {
+            std::os::unix::fs::chown(d.join(sub), Some(uid), Some(gid)).unwrap();
+        }
+        // passwd-file: user:{PLAIN}password:uid:gid::home
+        std::fs::write(d.join("passwd"), format!("bounces:{{PLAIN}}imap-test-pass:{uid}:{gid}::{}\n", d.join("home").display())).unwrap();
+        let login_user = if me == 0 { "dovenull".to_string() } else { user.clone() };
+        let conf = format!(
+            r#"base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 0
+default_internal_user = {user}
+default_internal_group = {group}
+default_login_user = {login_user}
+mail_location = maildir:{d}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"#,
+            d = d.display(),
+            group = String::from_utf8(Command::new("id").arg("-gn").output().unwrap().stdout).unwrap().trim().to_string(),
+        );
+        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+        let child = Command::new(binary()).arg("-F").arg("-c").arg(d.join("dovecot.conf")).spawn().expect("dovecot starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "dovecot did not listen: {}", std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let maildir = d.join("mail/bounces");
+        Dovecot { child, port, maildir, _dir: dir }
+    }
+
+    /// (uid, gid) of `user`, or of the current user.
+    fn ids(user: Option<&str>) -> (u32, u32) {
+        let id = |flag: &str| {
+            let mut c = Command::new("id");
+            c.arg(flag);
+            if let Some(u) = user {
+                c.arg(u);
+            }
+            String::from_utf8(c.output().unwrap().stdout).unwrap().trim().parse().expect("id answers")
+        };
+        (id("-u"), id("-g"))
+    }
+
+    /// Deliver a message as an MDA would: into Maildir `new/`.
+    fn drop_mail(maildir: &Path, n: usize, raw: &str) {
+        let name = format!("{}.M{n}P1.herald-test", 1_700_000_000 + n);
+        std::fs::write(maildir.join("tmp").join(&name), raw).unwrap();
+        std::fs::rename(maildir.join("tmp").join(&name), maildir.join("new").join(&name)).unwrap();
+    }
+
+    fn messages(maildir: &Path) -> usize {
+        ["new", "cur"].iter().map(|s| std::fs::read_dir(maildir.join(s)).unwrap().count()).sum()
+    }
+
+    both!(one_poll_applies_every_report_a_second_changes_nothing);
+    async fn one_poll_applies_every_report_a_second_changes_nothing(db: TestDb) {
+        let dovecot = start();
+        let store = open(&db).await;
+        let d = mailing(&store, 8).await;
+        let intake = intake(&store);
+        let rp = |i: usize| {
+            let st = store.clone();
+            async move { herald::bounces::verp::return_path(&key(), row(&st, d, &addr(i)).await, &addr(i), "bounces.example.com") }
+        };
+        let none = "<unrelated@elsewhere>";
+        let mails = [
+            dsn(&rp(0).await, &addr(0), "failed", "5.1.1", none),
+            dsn(&rp(1).await, &addr(1), "failed", "4.2.2", none),
+            dsn(&rp(2).await, &addr(2), "delayed", "4.4.7", none),
+            arf(&rp(3).await, &addr(3)),
+            mailto_unsubscribe(&addr(4)),
+            malformed(&rp(5).await),
+        ];
+        for (n, m) in mails.iter().enumerate() {
+            drop_mail(&dovecot.maildir, n, m);
+        }
+        let settings = ImapSettings::parse(&format!("imap://127.0.0.1:{}", dovecot.port), "bounces", SecretString::new("imap-test-pass"), "INBOX", None).unwrap();
+        let first = poll(&settings, &intake).await.unwrap();
+        assert_eq!((first.read, first.applied, first.kept), (6, 5, 1), "{first:?}");
+        let expected = vec![
+            (addr(0), "hard_bounce".to_string(), "imap".to_string()),
+            (addr(3), "complaint".into(), "imap".into()),
+            (addr(4), "mailto_unsubscribe".into(), "imap".into()),
+        ];
+        assert_eq!(suppressed(&store).await, expected);
+        let events = store.bounce_counts().await.unwrap();
+        assert_eq!(events, vec![("complaint".into(), 1), ("delayed".into(), 1), ("hard_bounce".into(), 1), ("mailto_unsubscribe".into(), 1), ("soft_bounce".into(), 1)]);
+        // The second poll reads nothing and changes nothing; every message, the malformed
+        // report included, is still in the mailbox (flag mode).
+        let second = poll(&settings, &intake).await.unwrap();
+        assert_eq!(second, Default::default());
+        assert_eq!(suppressed(&store).await, expected);
+        assert_eq!(store.bounce_counts().await.unwrap(), events);
+        assert_eq!(messages(&dovecot.maildir), 6, "nothing deleted; the malformed report is kept");
+        // A wrong password is an error that names no secret.
+        let bad = ImapSettings::parse(&format!("imap://127.0.0.1:{}", dovecot.port), "bounces", SecretString::new("wrong-pass-xyz"), "INBOX", None).unwrap();
+        let e = format!("{:#}", poll(&bad, &intake).await.unwrap_err());
+        assert!(!e.contains("wrong-pass-xyz") && !e.contains("imap-test-pass"), "{e}");
+        // Plain IMAP beyond loopback is refused.
+        assert!(ImapSettings::parse("imap://mail.example.com", "u", SecretString::new("p"), "INBOX", None).is_err());
+        // The next mailing skips the suppressed subscribers (0, 3, 4).
+        assert_eq!(store.seed_recipients(d + 1000, "all").await.unwrap(), 5);
+        store.close().await;
+    }
+}
