@@ -1167,6 +1167,25 @@ mod tests {
         validate(Path::new("t.toml"), text).err().map(|e| e.0).unwrap_or_default()
     }
 
+    /// Issue 17: `[bounces]` values are bounded, the mailbox needs its login, and plain IMAP
+    /// is refused beyond loopback.
+    #[test]
+    fn bounces_section_is_checked() {
+        assert!(errs("[bounces]\nsoft_bounce_limit = 3\nsoft_bounce_days = 30\nwebhook_password = \"${PM_HOOK}\"\n").is_empty());
+        assert!(errs("[bounces]\nimap_url = \"imap://127.0.0.1:1143\"\nimap_user = \"b\"\nimap_password = \"${IMAP_PW}\"\n").is_empty());
+        let e = errs("[bounces]\nsoft_bounce_limit = 0\nsoft_bounce_days = 9999\n");
+        assert!(e.iter().any(|e| e.key == "bounces.soft_bounce_limit" && e.line == Some(2)), "{e:?}");
+        assert!(e.iter().any(|e| e.key == "bounces.soft_bounce_days" && e.line == Some(3)), "{e:?}");
+        let e = errs("[bounces]\nimap_url = \"imap://mail.example.com\"\nimap_password = \"hunter2\"\n");
+        assert!(e.iter().any(|e| e.key == "bounces.imap_url" && e.message.contains("clear")), "{e:?}");
+        assert!(e.iter().any(|e| e.key == "bounces.imap_user"), "{e:?}");
+        assert!(e.iter().any(|e| e.key == "bounces.imap_password"), "a secret written inline is refused: {e:?}");
+        assert!(e.iter().all(|e| !e.message.contains("hunter2")), "{e:?}");
+        let e = errs("[bounces]\nwebhook_password = \"${A}\"\nwebhook_password_file = \"p\"\n");
+        assert!(e.iter().any(|e| e.key == "bounces.webhook_password_file"), "{e:?}");
+        assert!(!errs("[bounces]\nsoft_bounce_limt = 3\n").is_empty());
+    }
+
     #[test]
     fn near_misses_are_suggested() {
         assert_eq!(suggest("api_bse", &["api_base", "access_token"]), Some("api_base"));

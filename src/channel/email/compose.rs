@@ -326,6 +326,30 @@ mod tests {
         }
     }
 
+    /// Issue 17: with `bounce_domain`, each message's envelope sender (the Return-Path the
+    /// receiving server writes) is its own VERP address, which verifies for that message only.
+    #[test]
+    fn each_message_carries_its_own_verp_return_path() {
+        let mut c = composer(None);
+        let m = Mailing::new("a/email/r1", &rendering());
+        let mut a = recipient("ana@example.org", "Ana");
+        let mut b = recipient("bob@example.org", "Bob");
+        (a.id, b.id) = (11, 12);
+        assert_eq!(c.message(&m, &a).unwrap().envelope().from().unwrap().to_string(), "news@example.com", "no bounce_domain: from");
+        c.bounce_domain = Some("bounces.example.com".into());
+        let ra = c.message(&m, &a).unwrap().envelope().from().unwrap().to_string();
+        let rb = c.message(&m, &b).unwrap().envelope().from().unwrap().to_string();
+        assert_ne!(ra, rb);
+        assert!(ra.starts_with("bounces+") && ra.ends_with("@bounces.example.com"), "{ra}");
+        let t = crate::bounces::verp::find_tokens(ra.as_bytes());
+        assert!(crate::bounces::verp::verify(std::slice::from_ref(&c.key), &t[0], 11, "ana@example.org"));
+        assert!(!crate::bounces::verp::verify(std::slice::from_ref(&c.key), &t[0], 11, "bob@example.org"));
+        assert!(!crate::bounces::verp::verify(std::slice::from_ref(&c.key), &t[0], 12, "bob@example.org"));
+        // The From header is unchanged.
+        let raw = String::from_utf8(c.message(&m, &a).unwrap().formatted()).unwrap();
+        assert!(raw.lines().any(|l| l.starts_with("From: ") && l.ends_with(" <news@example.com>")), "{raw}");
+    }
+
     #[test]
     fn personal_copy_fills_tags_and_headers() {
         let c = composer(Some("unsub@example.com"));
