@@ -14,10 +14,15 @@ use crate::bounces::postmark::parse_export;
 use crate::bounces::{Policy, Source};
 use crate::cli::BouncesCommand;
 
-/// Build the intake for a loaded config (the daemon uses it too).
+/// Build the intake for a loaded config, on its own store.
 pub async fn intake(cfg: &crate::config::LoadedConfig) -> anyhow::Result<Intake> {
-    let keys = crate::channel::email::unsubscribe::keys_from_config(cfg, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone())).map_err(|e| InputError(format!("{e:#}")))?;
     let store = super::status::open_store(cfg).await?;
+    intake_on(cfg, store)
+}
+
+/// The intake on a store already open (the daemon shares its own).
+pub fn intake_on(cfg: &crate::config::LoadedConfig, store: crate::store::Store) -> anyhow::Result<Intake> {
+    let keys = crate::channel::email::unsubscribe::keys_from_config(cfg, &crate::channel::BuildCtx::from_env(cfg.base_dir.clone())).map_err(|e| InputError(format!("{e:#}")))?;
     Ok(Intake { store, policy: Policy::from_config(&cfg.config.bounces), keys, unsubscribe_addresses: unsubscribe_addresses(cfg) })
 }
 

@@ -85,8 +85,8 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
         let list: Arc<dyn crate::channel::email::ledger::SuppressionList> = Arc::new(p.store.clone());
         crate::channel::email::unsubscribe_routes(crate::channel::email::unsubscribe::UnsubscribeState::new(keys, list))
     };
-    let public = public.merge(postmark_webhook(&cfg).await?);
-    if let Some(poller) = bounce_mailbox(&cfg, imap_stop).await? {
+    let public = public.merge(postmark_webhook(&cfg, &p.store)?);
+    if let Some(poller) = bounce_mailbox(&cfg, &p.store, imap_stop)? {
         tokio::spawn(poller);
     }
     let app = http::router(state, public);
@@ -174,7 +174,7 @@ impl StatusSource for StoreStatus {
 }
 
 /// `POST /webhooks/postmark`, when `[bounces]` gives it a secret; no route otherwise.
-async fn postmark_webhook(cfg: &crate::config::LoadedConfig) -> anyhow::Result<axum::Router> {
+fn postmark_webhook(cfg: &crate::config::LoadedConfig, store: &crate::store::Store) -> anyhow::Result<axum::Router> {
     let b = &cfg.config.bounces;
     let ctx = crate::channel::BuildCtx::from_env(cfg.base_dir.clone());
     let resolve = |key: &str, s: &Option<crate::config::Secret>, f: &Option<std::path::PathBuf>| -> anyhow::Result<Option<crate::config::SecretString>> {
@@ -188,13 +188,13 @@ async fn postmark_webhook(cfg: &crate::config::LoadedConfig) -> anyhow::Result<a
     if password.is_none() && path.is_none() {
         return Ok(axum::Router::new());
     }
-    let intake = std::sync::Arc::new(super::bounces::intake(cfg).await?);
+    let intake = std::sync::Arc::new(super::bounces::intake_on(cfg, store.clone())?);
     let state = crate::bounces::webhook::WebhookState::new(intake, b.webhook_user.clone(), password, path).map_err(|e| InputError(format!("{e:#}")))?;
     Ok(crate::bounces::webhook::postmark_routes(state))
 }
 
 /// The bounce mailbox poller, when `[bounces] imap_url` is set.
-async fn bounce_mailbox(cfg: &crate::config::LoadedConfig, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Option<impl std::future::Future<Output = ()> + use<>>> {
+fn bounce_mailbox(cfg: &crate::config::LoadedConfig, store: &crate::store::Store, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Option<impl std::future::Future<Output = ()> + use<>>> {
     let b = &cfg.config.bounces;
     let (Some(url), Some(user)) = (&b.imap_url, &b.imap_user) else { return Ok(None) };
     let ctx = crate::channel::BuildCtx::from_env(cfg.base_dir.clone());
@@ -202,6 +202,6 @@ async fn bounce_mailbox(cfg: &crate::config::LoadedConfig, stop: tokio::sync::wa
         .secret("[bounces]", "imap_password", crate::config::pick_secret(&b.imap_password, &b.imap_password_file.as_ref().map(|f| cfg.base_dir.join(f))))
         .map_err(|e| InputError(format!("{e:#}")))?;
     let settings = crate::bounces::imap::ImapSettings::parse(url, user, password, &b.imap_mailbox, b.imap_done_mailbox.as_deref()).map_err(|e| InputError(format!("{e:#}")))?;
-    let intake = std::sync::Arc::new(super::bounces::intake(cfg).await?);
+    let intake = std::sync::Arc::new(super::bounces::intake_on(cfg, store.clone())?);
     Ok(Some(crate::bounces::imap::run(settings, intake, Duration::from_secs(b.poll_secs.max(5)), stop)))
 }

@@ -481,3 +481,50 @@ service imap-login {{
         store.close().await;
     }
 }
+
+/// `herald bounces import` and `herald subscribers list --suppressed --json`, end to end.
+mod cli {
+    use super::*;
+    use crate::util::{herald, out, temp_config};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn import_eml_and_postmark_export_then_list_suppressed() {
+        let (dir, _) = temp_config("[store]\nurl = \"sqlite://data/herald.db\"\n\n[bounces]\nsoft_bounce_limit = 1\n");
+        let url = StoreUrl::parse("sqlite://data/herald.db", dir.path()).unwrap();
+        let store = Store::open(&url).await.unwrap();
+        let d = mailing(&store, 4).await;
+        store.close().await;
+        let mid = |i: usize| format!("<{}.{}@example.com>", herald::channel::email::compose::short_hash("issue-1/newsletter/r1"), herald::channel::email::compose::short_hash(&addr(i)));
+        std::fs::write(dir.path().join("hard.eml"), dsn("news@example.com", &addr(0), "failed", "5.1.1", &mid(0))).unwrap();
+        std::fs::write(dir.path().join("soft.eml"), dsn("news@example.com", &addr(1), "failed", "4.2.2", &mid(1))).unwrap();
+        std::fs::write(dir.path().join("bad.eml"), malformed("news@example.com")).unwrap();
+        let export = serde_json::json!({"TotalCount": 1, "Bounces": [{"ID": 77, "Type": "SpamComplaint", "TypeCode": 512, "Name": "Spam complaint",
+            "MessageID": "pm-2", "Email": addr(2), "Inactive": true, "Description": "complained", "BouncedAt": "2026-12-06T10:00:00Z"}]});
+        std::fs::write(dir.path().join("export.json"), export.to_string()).unwrap();
+        let o = herald(dir.path(), &["bounces", "import", "hard.eml", "soft.eml", "bad.eml", "export.json", "--json"]);
+        let (so, se) = out(&o);
+        assert_eq!(o.status.code(), Some(1), "a malformed file makes the exit status 1: {so}{se}");
+        let v: serde_json::Value = serde_json::from_str(&so).unwrap();
+        let statuses: Vec<&str> = v.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["applied", "applied", "malformed", "applied"], "{so}");
+        let o = herald(dir.path(), &["subscribers", "list", "--suppressed", "--json"]);
+        let (so, se) = out(&o);
+        assert!(o.status.success(), "{se}");
+        let v: serde_json::Value = serde_json::from_str(&so).unwrap();
+        let got: Vec<(String, String, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["email"].as_str().unwrap().into(), r["kind"].as_str().unwrap().into(), r["source"].as_str().unwrap().into()))
+            .collect();
+        // soft_bounce_limit = 1: the one soft bounce suppresses.
+        assert_eq!(got, vec![(addr(0), "hard_bounce".into(), "import".into()), (addr(1), "soft_bounce".into(), "import".into()), (addr(2), "complaint".into(), "import".into())]);
+        // Importing again changes nothing.
+        let o = herald(dir.path(), &["bounces", "import", "hard.eml", "export.json"]);
+        assert!(o.status.success(), "{:?}", out(&o));
+        assert!(out(&o).0.contains("already recorded"), "{:?}", out(&o));
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.bounced_later(d).await.unwrap(), 3);
+        store.close().await;
+    }
+}
