@@ -127,7 +127,7 @@ pub fn parse(raw: &[u8], unsubscribe_addresses: &[String]) -> Result<Parsed, Par
                 let groups = field_groups(body);
                 let fields = groups.first().ok_or_else(|| ParseError::Malformed("an empty feedback report".into()))?;
                 let feedback_type = field(fields, "feedback-type").ok_or_else(|| ParseError::Malformed("a feedback report without Feedback-Type".into()))?.to_ascii_lowercase();
-                let address = field(fields, "original-rcpt-to").map(|a| clean_address(a));
+                let address = field(fields, "original-rcpt-to").map(clean_address);
                 MailReport::Complaint { address, feedback_type }
             }
             other => return Err(ParseError::Malformed(format!("a report of type `{other}`, which Herald does not read"))),

@@ -346,7 +346,6 @@ mod imap {
         // Dovecot never gives mail to uid 0: as root (CI), the mail user is the package's
         // `dovecot` system user, and the folders are its own.
         let (uid, gid) = if me == 0 { ids(Some("dovecot")) } else { ids(None) };
-        let uid = uid;
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string();
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -393,7 +392,7 @@ service imap-login {{
 }}
 "#,
             d = d.display(),
-            group = String::from_utf8(Command::new("id").arg("-gn").output().unwrap().stdout).unwrap().trim().to_string(),
+            group = String::from_utf8(Command::new("id").arg("-gn").output().unwrap().stdout).unwrap().trim(),
         );
         std::fs::write(d.join("dovecot.conf"), conf).unwrap();
         let child = Command::new(binary()).arg("-F").arg("-c").arg(d.join("dovecot.conf")).spawn().expect("dovecot starts");
