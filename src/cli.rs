@@ -58,6 +58,9 @@ pub enum Command {
     /// Manage the email subscriber list.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Bounce and complaint reports: import DSN/ARF `.eml` files or a Postmark bounce export.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
     /// Run the networks' contract fakes on their own.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -265,11 +268,14 @@ pub enum SubscribersCommand {
         #[arg(long, default_value = "all")]
         list: String,
     },
-    /// List subscribers.
+    /// List subscribers (or, with `--suppressed`, every suppressed address with its reason and source).
     List {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// List the suppression list instead: address, kind, source, reason, when.
+        #[arg(long)]
+        suppressed: bool,
     },
     /// Count subscribers (and suppressions).
     Count,
@@ -277,6 +283,21 @@ pub enum SubscribersCommand {
     Remove {
         /// The address.
         email: String,
+    },
+}
+
+/// `herald bounces …`
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Apply DSN/ARF `.eml` files, `mailto:` unsubscribe requests, or a Postmark bounce export
+    /// (JSON) to the suppression list.
+    Import {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -6,6 +6,7 @@
 //! - [`jobs`] is the only module that knows apalis.
 //! - [`sandbox`] holds the contract fakes and the SMTP sink used by tests and `--sandbox`.
 
+pub mod bounces;
 pub mod channel;
 pub mod cli;
 pub mod commands;

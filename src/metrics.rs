@@ -34,6 +34,15 @@ pub struct FireLabel {
     pub result: String,
 }
 
+/// `{kind, source}` labels of a bounce report.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BounceLabel {
+    /// hard_bounce, soft_bounce, complaint, unsubscribe, mailto_unsubscribe, delayed, info.
+    pub kind: String,
+    /// smtp, postmark_webhook, imap, import, link.
+    pub source: String,
+}
+
 /// Every metric Herald exports.
 pub struct Metrics {
     registry: Registry,
@@ -53,6 +62,8 @@ pub struct Metrics {
     pub fires: Family<FireLabel, Counter>,
     /// When each channel's credential expires, unix seconds.
     pub credential_expiry: Family<ChannelLabel, Gauge>,
+    /// Bounce, complaint and unsubscribe reports recorded, by kind and source.
+    pub bounces: Family<BounceLabel, Counter>,
 }
 
 impl Metrics {
@@ -74,7 +85,9 @@ impl Metrics {
         registry.register("schedule_fires", "Schedule fires by result", fires.clone());
         let credential_expiry = Family::<ChannelLabel, Gauge>::default();
         registry.register("credential_expiry_timestamp_seconds", "When the channel's credential expires (unix seconds)", credential_expiry.clone());
-        Self { registry, deliveries, attempts, retries, attempt_seconds, queue_depth, emails_sent, fires, credential_expiry }
+        let bounces = Family::<BounceLabel, Counter>::default();
+        registry.register("bounce_reports", "Bounce, complaint and unsubscribe reports recorded, by kind and source", bounces.clone());
+        Self { registry, deliveries, attempts, retries, attempt_seconds, queue_depth, emails_sent, fires, credential_expiry, bounces }
     }
 
     /// Record one finished attempt.
@@ -87,6 +100,11 @@ impl Metrics {
     /// Set when a channel's credential expires.
     pub fn credential_expiry(&self, channel: &str, unix_secs: i64) {
         self.credential_expiry.get_or_create(&ChannelLabel { channel: channel.into() }).set(unix_secs);
+    }
+
+    /// Count one bounce report.
+    pub fn bounce(&self, kind: &str, source: &str) {
+        self.bounces.get_or_create(&BounceLabel { kind: kind.into(), source: source.into() }).inc();
     }
 
     /// Record a delivery reaching a state.

@@ -62,6 +62,7 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
 
     // One signal, three listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let imap_stop = stop_rx.clone();
     tokio::spawn(async move {
         signalled.await;
         let _ = stop_tx.send(true);
@@ -84,6 +85,10 @@ pub async fn run(g: &Globals, args: DaemonArgs) -> anyhow::Result<ExitStatus> {
         let list: Arc<dyn crate::channel::email::ledger::SuppressionList> = Arc::new(p.store.clone());
         crate::channel::email::unsubscribe_routes(crate::channel::email::unsubscribe::UnsubscribeState::new(keys, list))
     };
+    let public = public.merge(postmark_webhook(&cfg, &p.store)?);
+    if let Some(poller) = bounce_mailbox(&cfg, &p.store, imap_stop)? {
+        tokio::spawn(poller);
+    }
     let app = http::router(state, public);
     let server = tokio::spawn(http::serve(listener, app, stopped()));
     let gauge = {
@@ -248,4 +253,37 @@ impl StatusSource for StoreStatus {
         }
         None
     }
+}
+
+/// `POST /webhooks/postmark`, when `[bounces]` gives it a secret; no route otherwise.
+fn postmark_webhook(cfg: &crate::config::LoadedConfig, store: &crate::store::Store) -> anyhow::Result<axum::Router> {
+    let b = &cfg.config.bounces;
+    let ctx = crate::channel::BuildCtx::from_env(cfg.base_dir.clone());
+    let resolve = |key: &str, s: &Option<crate::config::Secret>, f: &Option<std::path::PathBuf>| -> anyhow::Result<Option<crate::config::SecretString>> {
+        match crate::config::pick_secret(s, &f.as_ref().map(|f| cfg.base_dir.join(f))) {
+            None => Ok(None),
+            Some(s) => ctx.secret("[bounces]", key, Some(s)).map(Some).map_err(|e| InputError(format!("{e:#}")).into()),
+        }
+    };
+    let password = resolve("webhook_password", &b.webhook_password, &b.webhook_password_file)?;
+    let path = resolve("webhook_path_secret", &b.webhook_path_secret, &b.webhook_path_secret_file)?;
+    if password.is_none() && path.is_none() {
+        return Ok(axum::Router::new());
+    }
+    let intake = std::sync::Arc::new(super::bounces::intake_on(cfg, store.clone())?);
+    let state = crate::bounces::webhook::WebhookState::new(intake, b.webhook_user.clone(), password, path).map_err(|e| InputError(format!("{e:#}")))?;
+    Ok(crate::bounces::webhook::postmark_routes(state))
+}
+
+/// The bounce mailbox poller, when `[bounces] imap_url` is set.
+fn bounce_mailbox(cfg: &crate::config::LoadedConfig, store: &crate::store::Store, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<Option<impl std::future::Future<Output = ()> + use<>>> {
+    let b = &cfg.config.bounces;
+    let (Some(url), Some(user)) = (&b.imap_url, &b.imap_user) else { return Ok(None) };
+    let ctx = crate::channel::BuildCtx::from_env(cfg.base_dir.clone());
+    let password = ctx
+        .secret("[bounces]", "imap_password", crate::config::pick_secret(&b.imap_password, &b.imap_password_file.as_ref().map(|f| cfg.base_dir.join(f))))
+        .map_err(|e| InputError(format!("{e:#}")))?;
+    let settings = crate::bounces::imap::ImapSettings::parse(url, user, password, &b.imap_mailbox, b.imap_done_mailbox.as_deref()).map_err(|e| InputError(format!("{e:#}")))?;
+    let intake = std::sync::Arc::new(super::bounces::intake_on(cfg, store.clone())?);
+    Ok(Some(crate::bounces::imap::run(settings, intake, Duration::from_secs(b.poll_secs.max(5)), stop)))
 }

@@ -1,5 +1,6 @@
 //! One file per command. Each returns an [`ExitStatus`]; `main` maps it to the process code.
 
+pub mod bounces;
 pub mod cancel;
 pub mod check;
 pub mod connect;
@@ -78,6 +79,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Cancel(a) => cancel::run(&g, a).await,
         Command::Daemon(a) => daemon::run(&g, a).await,
         Command::Subscribers(a) => subscribers::run(&g, a).await,
+        Command::Bounces(a) => bounces::run(&g, a).await,
         Command::Sandbox(a) => sandbox::run(&g, a).await,
         Command::Connect(a) => connect::run(&g, a).await,
         Command::Credentials(a) => credentials::run(&g, a).await,

@@ -24,12 +24,31 @@ pub async fn run(g: &Globals, args: StatusArgs) -> anyhow::Result<ExitStatus> {
         None => None,
     };
     let rows = latest_per_channel(store.list_deliveries(slug.as_deref(), &args.channels).await?);
+    let mut mailings = Vec::with_capacity(rows.len());
+    for d in &rows {
+        mailings.push(mailing_counts(&store, d).await?);
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&Value::Array(rows.iter().map(delivery_json).collect()))?);
+        let out: Vec<Value> = rows
+            .iter()
+            .zip(&mailings)
+            .map(|(d, m)| {
+                let mut v = delivery_json(d);
+                if let (Some(m), Value::Object(o)) = (m, &mut v) {
+                    o.insert("recipients".into(), m.json());
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
     } else if rows.is_empty() {
         println!("No deliveries{}.", slug.as_ref().map(|s| format!(" for {s}")).unwrap_or_default());
     } else {
         print!("{}", matrix(&rows));
+        let lines: Vec<String> = rows.iter().zip(&mailings).filter_map(|(d, m)| m.as_ref().map(|m| format!("  {} {}: {}\n", d.issue, d.channel, m.line()))).collect();
+        if !lines.is_empty() {
+            print!("\nMailings (recipients):\n{}", lines.concat());
+        }
     }
     if !args.json && slug.is_none() {
         print!("{}", fires_needing_attention(&store).await?);
@@ -48,6 +67,43 @@ pub async fn run(g: &Globals, args: StatusArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// A mailing's recipients: what the ledger says, and what was reported later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailingCounts {
+    /// Accepted by the server.
+    pub sent: i64,
+    /// Refused during sending.
+    pub failed: i64,
+    /// Still owed.
+    pub owed: i64,
+    /// Not sent on purpose (suppressed or removed meanwhile).
+    pub skipped: i64,
+    /// Accepted, then reported as a bounce or a complaint.
+    pub bounced_later: i64,
+}
+
+impl MailingCounts {
+    fn json(&self) -> Value {
+        json!({ "sent": self.sent, "failed": self.failed, "owed": self.owed, "skipped": self.skipped, "bounced_later": self.bounced_later })
+    }
+
+    fn line(&self) -> String {
+        format!("{} sent, {} failed, {} owed, {} skipped, {} bounced later", self.sent, self.failed, self.owed, self.skipped, self.bounced_later)
+    }
+}
+
+/// The counts of an email delivery whose ledger was seeded; `None` for anything else.
+pub async fn mailing_counts(store: &Store, d: &DeliveryRow) -> anyhow::Result<Option<MailingCounts>> {
+    if d.channel_type != "email" && d.channel_type != "email_api" {
+        return Ok(None);
+    }
+    let c = store.send_counts(d.id).await?;
+    if !c.seeded {
+        return Ok(None);
+    }
+    Ok(Some(MailingCounts { sent: c.sent, failed: c.failed, owed: c.pending, skipped: c.skipped, bounced_later: store.bounced_later(d.id).await? }))
 }
 
 /// Recent schedule fires that published nothing: skipped (missed outside the catch-up window)

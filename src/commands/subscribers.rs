@@ -23,7 +23,8 @@ pub async fn run(g: &Globals, args: SubscribersCommand) -> anyhow::Result<ExitSt
     let store = Store::open(&url).await?;
     let status = match args {
         SubscribersCommand::Import { file, list } => import(&store, &file, &list).await?,
-        SubscribersCommand::List { json } => list(&store, json).await?,
+        SubscribersCommand::List { json, suppressed: false } => list(&store, json).await?,
+        SubscribersCommand::List { json, suppressed: true } => list_suppressed(&store, json).await?,
         SubscribersCommand::Count => count(&store).await?,
         SubscribersCommand::Remove { email } => remove(&store, &email).await?,
     };
@@ -96,6 +97,43 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<ExitStatus> {
                 let name = if s.name.is_empty() { String::new() } else { format!("  {}", s.name) };
                 let supp = s.suppressed.map(|r| format!("  (suppressed: {r})")).unwrap_or_default();
                 writeln!(out, "{}{name}  [{}]{supp}", s.email, s.list)?;
+            }
+            first = false;
+        }
+    }
+    if json {
+        writeln!(out, "{}]", if first { "" } else { "\n" })?;
+    }
+    out.flush()?;
+    Ok(ExitStatus::Success)
+}
+
+/// `--suppressed`: the suppression list, paged by address.
+async fn list_suppressed(store: &Store, json: bool) -> anyhow::Result<ExitStatus> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut after = String::new();
+    let mut first = true;
+    if json {
+        write!(out, "[")?;
+    }
+    loop {
+        let page = store.suppressions_page(&after, LIST_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.email.clone();
+        for s in page {
+            if json {
+                let v = serde_json::json!({
+                    "email": s.email,
+                    "kind": s.kind,
+                    "source": s.source,
+                    "reason": s.reason,
+                    "at": fmt_ms(s.at),
+                    "subscriber": s.subscriber,
+                });
+                write!(out, "{}\n  {v}", if first { "" } else { "," })?;
+            } else {
+                writeln!(out, "{}  {}  {}  {}  {}", escape_controls(&s.email), s.kind, s.source, fmt_ms(s.at), escape_controls(&s.reason))?;
             }
             first = false;
         }

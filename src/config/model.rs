@@ -37,6 +37,95 @@ pub struct Config {
     /// The credential store's key and renewal policy.
     #[serde(default)]
     pub credentials: CredentialsConfig,
+    /// Asynchronous bounces, complaints and mailto unsubscribes (see `src/bounces/`).
+    #[serde(default)]
+    pub bounces: BouncesConfig,
+}
+
+/// `[bounces]`: the suppression policy, and where bounce reports come in (Postmark webhooks on
+/// the daemon, an IMAP bounce mailbox the daemon polls).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BouncesConfig {
+    /// Soft bounces of one address within `soft_bounce_days` that suppress it.
+    #[serde(default = "default_soft_limit")]
+    pub soft_bounce_limit: u32,
+    /// The window soft bounces are counted in, in days.
+    #[serde(default = "default_soft_days")]
+    pub soft_bounce_days: u32,
+    /// `POST /webhooks/postmark` basic-auth user (Postmark's webhook URL carries `user:password@`).
+    #[serde(default = "default_webhook_user")]
+    pub webhook_user: String,
+    /// The basic-auth password; with neither it nor `webhook_path_secret`, the route is not mounted.
+    #[serde(default)]
+    pub webhook_password: Option<Secret>,
+    /// The password from a file.
+    #[serde(default)]
+    pub webhook_password_file: Option<PathBuf>,
+    /// A secret path segment: the route is also `POST /webhooks/postmark/<secret>`.
+    #[serde(default)]
+    pub webhook_path_secret: Option<Secret>,
+    /// The path secret from a file.
+    #[serde(default)]
+    pub webhook_path_secret_file: Option<PathBuf>,
+    /// The bounce mailbox: `imaps://host[:port]` (or `imap://` on loopback only).
+    #[serde(default)]
+    pub imap_url: Option<String>,
+    /// The IMAP login.
+    #[serde(default)]
+    pub imap_user: Option<String>,
+    /// The IMAP password.
+    #[serde(default)]
+    pub imap_password: Option<Secret>,
+    /// The IMAP password from a file.
+    #[serde(default)]
+    pub imap_password_file: Option<PathBuf>,
+    /// The folder reports arrive in.
+    #[serde(default = "default_imap_mailbox")]
+    pub imap_mailbox: String,
+    /// Handled messages are moved here (created if missing); unset: flagged `$HeraldDone` and left.
+    #[serde(default)]
+    pub imap_done_mailbox: Option<String>,
+    /// Seconds between polls of the mailbox.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+}
+
+impl Default for BouncesConfig {
+    fn default() -> Self {
+        Self {
+            soft_bounce_limit: default_soft_limit(),
+            soft_bounce_days: default_soft_days(),
+            webhook_user: default_webhook_user(),
+            webhook_password: None,
+            webhook_password_file: None,
+            webhook_path_secret: None,
+            webhook_path_secret_file: None,
+            imap_url: None,
+            imap_user: None,
+            imap_password: None,
+            imap_password_file: None,
+            imap_mailbox: default_imap_mailbox(),
+            imap_done_mailbox: None,
+            poll_secs: default_poll_secs(),
+        }
+    }
+}
+
+fn default_soft_limit() -> u32 {
+    3
+}
+fn default_soft_days() -> u32 {
+    30
+}
+fn default_webhook_user() -> String {
+    "postmark".into()
+}
+fn default_imap_mailbox() -> String {
+    "INBOX".into()
+}
+fn default_poll_secs() -> u64 {
+    300
 }
 
 /// `[credentials]`: how tokens Herald obtains or rotates are kept (see `src/credentials/`).

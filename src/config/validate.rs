@@ -40,6 +40,24 @@ const RETRY: &[KeySpec] = &[
 const HTTP: &[KeySpec] = &[opt("listen", Kind::Listen), opt("token", Kind::Secret), opt("token_file", Kind::Path)];
 const CREDENTIALS: &[KeySpec] =
     &[opt("key", Kind::Secret), opt("key_file", Kind::Path), opt("renew_days", Kind::Range(1, 365)), opt("warn_days", Kind::UIntUpTo(365))];
+/// The longest soft-bounce window: a year.
+pub const MAX_SOFT_BOUNCE_DAYS: i64 = 365;
+const BOUNCES: &[KeySpec] = &[
+    opt("soft_bounce_limit", Kind::Range(1, 100)),
+    opt("soft_bounce_days", Kind::Range(1, MAX_SOFT_BOUNCE_DAYS)),
+    opt("webhook_user", Kind::NonEmptyStr),
+    opt("webhook_password", Kind::Secret),
+    opt("webhook_password_file", Kind::Path),
+    opt("webhook_path_secret", Kind::Secret),
+    opt("webhook_path_secret_file", Kind::Path),
+    opt("imap_url", Kind::NonEmptyStr),
+    opt("imap_user", Kind::NonEmptyStr),
+    opt("imap_password", Kind::Secret),
+    opt("imap_password_file", Kind::Path),
+    opt("imap_mailbox", Kind::NonEmptyStr),
+    opt("imap_done_mailbox", Kind::NonEmptyStr),
+    opt("poll_secs", Kind::Range(5, 86_400)),
+];
 const SCHEDULE: &[KeySpec] = &[
     req("name", Kind::NonEmptyStr),
     req("cron", Kind::Cron),
@@ -172,6 +190,12 @@ impl<'a> Validator<'a> {
                 "credentials" => {
                     if let Some(t) = self.section(item, "credentials", CREDENTIALS, line) {
                         self.secret_pairs(t, "credentials", &["key"], line);
+                    }
+                }
+                "bounces" => {
+                    if let Some(t) = self.section(item, "bounces", BOUNCES, line) {
+                        self.secret_pairs(t, "bounces", &["webhook_password", "webhook_path_secret", "imap_password"], line);
+                        self.bounces(t, line);
                     }
                 }
                 "issues_dir" => self.value(item, "issues_dir", Kind::Path, line),
@@ -379,6 +403,37 @@ impl<'a> Validator<'a> {
     }
 
     /// A secret may come from `key` or `key_file`, not both.
+    /// `[bounces]`: the IMAP mailbox needs its URL, user and password together, and TLS
+    /// beyond loopback.
+    fn bounces(&mut self, t: &dyn TableLike, line: Option<usize>) {
+        let has = |k: &str| t.contains_key(k);
+        if has("imap_url") || has("imap_user") || has("imap_password") || has("imap_password_file") {
+            for (k, hint) in [("imap_url", "e.g. `imap_url = \"imaps://mail.example.com\"`"), ("imap_user", "the login of the bounce mailbox")] {
+                if !has(k) {
+                    self.push(line, format!("bounces.{k}"), "is required when the bounce mailbox is configured".into(), Some(hint.into()));
+                }
+            }
+            if !has("imap_password") && !has("imap_password_file") {
+                self.push(line, "bounces.imap_password".into(), "is required when the bounce mailbox is configured".into(), Some(SECRET_SYNTAX.into()));
+            }
+        }
+        if let Some(u) = t.get("imap_url").and_then(|i| i.as_str()) {
+            let l = self.key_line(t, "imap_url", line);
+            match url::Url::parse(u) {
+                Ok(p) if p.scheme() == "imaps" => {}
+                Ok(p) if p.scheme() == "imap" && crate::config::is_loopback_host(p.host()) => {}
+                Ok(p) if p.scheme() == "imap" => self.push(
+                    l,
+                    "bounces.imap_url".into(),
+                    format!("plain IMAP to {} would send the password in clear", p.host_str().unwrap_or("?")),
+                    Some("use `imaps://host` (TLS); plain `imap://` is accepted on loopback only".into()),
+                ),
+                Ok(p) => self.push(l, "bounces.imap_url".into(), format!("unknown scheme `{}`", p.scheme()), Some("write `imaps://host[:port]`".into())),
+                Err(e) => self.push(l, "bounces.imap_url".into(), format!("not a URL ({e})"), Some("write `imaps://host[:port]`".into())),
+            }
+        }
+    }
+
     fn secret_pairs(&mut self, t: &dyn TableLike, path: &str, keys: &[&str], line: Option<usize>) {
         for k in keys {
             let file = format!("{k}_file");
@@ -541,7 +596,7 @@ fn bound_hint(key: &str, max: i64) -> Option<String> {
 }
 
 /// The keys of the file's root table.
-const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs", "credentials"];
+const TOP_KEYS: &[&str] = &["store", "issues_dir", "retry", "http", "schedule", "channels", "publish_at_catch_up_secs", "credentials", "bounces"];
 
 /// Header names that carry credentials.
 fn is_credential_header(name: &str) -> bool {
@@ -928,6 +983,25 @@ mod tests {
 
     fn errs(text: &str) -> Vec<ConfigError> {
         validate(Path::new("t.toml"), text).err().map(|e| e.0).unwrap_or_default()
+    }
+
+    /// Issue 17: `[bounces]` values are bounded, the mailbox needs its login, and plain IMAP
+    /// is refused beyond loopback.
+    #[test]
+    fn bounces_section_is_checked() {
+        assert!(errs("[bounces]\nsoft_bounce_limit = 3\nsoft_bounce_days = 30\nwebhook_password = \"${PM_HOOK}\"\n").is_empty());
+        assert!(errs("[bounces]\nimap_url = \"imap://127.0.0.1:1143\"\nimap_user = \"b\"\nimap_password = \"${IMAP_PW}\"\n").is_empty());
+        let e = errs("[bounces]\nsoft_bounce_limit = 0\nsoft_bounce_days = 9999\n");
+        assert!(e.iter().any(|e| e.key == "bounces.soft_bounce_limit" && e.line == Some(2)), "{e:?}");
+        assert!(e.iter().any(|e| e.key == "bounces.soft_bounce_days" && e.line == Some(3)), "{e:?}");
+        let e = errs("[bounces]\nimap_url = \"imap://mail.example.com\"\nimap_password = \"hunter2\"\n");
+        assert!(e.iter().any(|e| e.key == "bounces.imap_url" && e.message.contains("clear")), "{e:?}");
+        assert!(e.iter().any(|e| e.key == "bounces.imap_user"), "{e:?}");
+        assert!(e.iter().any(|e| e.key == "bounces.imap_password"), "a secret written inline is refused: {e:?}");
+        assert!(e.iter().all(|e| !e.message.contains("hunter2")), "{e:?}");
+        let e = errs("[bounces]\nwebhook_password = \"${A}\"\nwebhook_password_file = \"p\"\n");
+        assert!(e.iter().any(|e| e.key == "bounces.webhook_password_file"), "{e:?}");
+        assert!(!errs("[bounces]\nsoft_bounce_limt = 3\n").is_empty());
     }
 
     #[test]

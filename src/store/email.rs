@@ -236,7 +236,7 @@ impl Store {
 
     pub async fn suppress_subscriber(&self, email: &str, reason: &str) -> anyhow::Result<SuppressOutcome> {
         let r = sqlx::query(
-            "INSERT INTO suppressions (email, reason, at) SELECT email, $2, $3 FROM subscribers WHERE email = $1 \
+            "INSERT INTO suppressions (email, reason, at, kind, source) SELECT email, $2, $3, 'unsubscribe', 'link' FROM subscribers WHERE email = $1 \
              ON CONFLICT (email) DO NOTHING",
         )
         .bind(email)
@@ -519,7 +519,7 @@ async fn record_with_bounces(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>, b
     update_sends(&mut *tx, backend, updates, now).await?;
     for u in updates {
         if let Some(reason) = &u.suppress {
-            sqlx::query("INSERT INTO suppressions (email, reason, at) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
+            sqlx::query("INSERT INTO suppressions (email, reason, at, kind, source) VALUES ($1, $2, $3, 'smtp_5xx', 'smtp') ON CONFLICT (email) DO NOTHING")
                 .bind(&u.email)
                 .bind(reason)
                 .bind(now)

@@ -11,6 +11,7 @@
 //! - `postgres://…`: Herald's tables in schema `herald`, apalis in its own `apalis` schema.
 
 pub mod attempts;
+pub mod bounces;
 pub mod credentials;
 pub mod email;
 pub mod fires;

@@ -21,6 +21,7 @@ mod util;
 
 mod accounts;
 mod bluesky;
+mod bounces;
 mod chaos;
 mod cli;
 mod config;

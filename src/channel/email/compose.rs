@@ -24,8 +24,11 @@ pub struct Composer {
     pub unsubscribe_base: String,
     /// `mailto:` address (without the scheme) for List-Unsubscribe, if configured.
     pub unsubscribe_mailto: Option<String>,
-    /// Signs unsubscribe tokens.
+    /// Signs unsubscribe tokens (and VERP Return-Paths).
     pub key: TokenKey,
+    /// VERP: the domain of each message's own Return-Path `bounces+<token>@domain`
+    /// (`bounce_domain`); `None`: the Return-Path is `from`.
+    pub bounce_domain: Option<String>,
 }
 
 /// The rendering, parsed once for a mailing.
@@ -213,8 +216,17 @@ impl Composer {
             .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(part(&mailing.html_8bit, &mailing.html_qp, true)));
         // The envelope, given: lettre would otherwise parse it back out of the From and To
         // headers it has just formatted, for every copy.
-        let envelope = Envelope::new(Some(self.from.email.clone()), vec![c.to.email.clone()]).map_err(|e| format!("cannot build the message: {e}"))?;
+        let envelope = Envelope::new(Some(self.return_path(r)?), vec![c.to.email.clone()]).map_err(|e| format!("cannot build the message: {e}"))?;
         self.headers(c.to, c.subject, c.message_id, c.list_unsubscribe).envelope(envelope).multipart(body).map_err(|e| format!("cannot build the message: {e}"))
+    }
+
+    /// The envelope sender (the Return-Path the receiving server writes): the message's own
+    /// VERP address when `bounce_domain` is set, else `from`.
+    pub fn return_path(&self, r: &Recipient) -> Result<Address, String> {
+        match &self.bounce_domain {
+            Some(d) => crate::bounces::verp::return_path(&self.key, r.id, &r.email, d).parse().map_err(|e| format!("the VERP Return-Path for `{d}` is not an address: {e}")),
+            None => Ok(self.from.email.clone()),
+        }
     }
 
     fn headers(&self, to: Mailbox, subject: String, message_id: String, list_unsubscribe: String) -> lettre::message::MessageBuilder {
@@ -296,6 +308,7 @@ mod tests {
             unsubscribe_base: "https://news.example.com/unsubscribe".into(),
             unsubscribe_mailto: mailto.map(str::to_string),
             key: TokenKey::new(&SecretString::new("k")),
+            bounce_domain: None,
         }
     }
 
@@ -311,6 +324,30 @@ mod tests {
             html: r#"<p>Hi [[name]] from [[city]]</p><a href="[[unsubscribe_url]]">u</a>"#.into(),
             text: "Hi [[name]] from [[city]] [[nope]]\nUnsubscribe: [[unsubscribe_url]]\n".into(),
         }
+    }
+
+    /// Issue 17: with `bounce_domain`, each message's envelope sender (the Return-Path the
+    /// receiving server writes) is its own VERP address, which verifies for that message only.
+    #[test]
+    fn each_message_carries_its_own_verp_return_path() {
+        let mut c = composer(None);
+        let m = Mailing::new("a/email/r1", &rendering());
+        let mut a = recipient("ana@example.org", "Ana");
+        let mut b = recipient("bob@example.org", "Bob");
+        (a.id, b.id) = (11, 12);
+        assert_eq!(c.message(&m, &a).unwrap().envelope().from().unwrap().to_string(), "news@example.com", "no bounce_domain: from");
+        c.bounce_domain = Some("bounces.example.com".into());
+        let ra = c.message(&m, &a).unwrap().envelope().from().unwrap().to_string();
+        let rb = c.message(&m, &b).unwrap().envelope().from().unwrap().to_string();
+        assert_ne!(ra, rb);
+        assert!(ra.starts_with("bounces+") && ra.ends_with("@bounces.example.com"), "{ra}");
+        let t = crate::bounces::verp::find_tokens(ra.as_bytes());
+        assert!(crate::bounces::verp::verify(std::slice::from_ref(&c.key), &t[0], 11, "ana@example.org"));
+        assert!(!crate::bounces::verp::verify(std::slice::from_ref(&c.key), &t[0], 11, "bob@example.org"));
+        assert!(!crate::bounces::verp::verify(std::slice::from_ref(&c.key), &t[0], 12, "bob@example.org"));
+        // The From header is unchanged.
+        let raw = String::from_utf8(c.message(&m, &a).unwrap().formatted()).unwrap();
+        assert!(raw.lines().any(|l| l.starts_with("From: ") && l.ends_with(" <news@example.com>")), "{raw}");
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct EmailConfig {
     /// `mailto:` address for List-Unsubscribe, optional.
     #[serde(default)]
     pub unsubscribe_mailto: Option<String>,
+    /// VERP: each message's Return-Path is `bounces+<token>@<bounce_domain>`, so a bounce names
+    /// its message; unset, the Return-Path is `from`.
+    #[serde(default)]
+    pub bounce_domain: Option<String>,
     /// HMAC key for unsubscribe tokens.
     #[serde(default)]
     pub unsubscribe_secret: Option<Secret>,
@@ -79,6 +83,7 @@ impl ChannelType for Email {
         opt("subscribers", Kind::NonEmptyStr),
         req("unsubscribe_base_url", Kind::HttpUrl),
         opt("unsubscribe_mailto", Kind::Mailto),
+        opt("bounce_domain", Kind::NonEmptyStr),
         opt("unsubscribe_secret", Kind::Secret),
         opt("unsubscribe_secret_file", Kind::Path),
         opt("concurrency", Kind::Range(1, crate::config::validate::MAX_CONCURRENCY)),

@@ -62,7 +62,14 @@ pub fn build_with_ledger(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx, ledger
 
 /// The typed adapter (tests use its builder methods).
 pub fn adapter(name: &str, c: &EmailConfig, ctx: &BuildCtx) -> anyhow::Result<EmailAdapter> {
-    let composer = composer(name, &c.from, c.reply_to.as_deref(), &c.unsubscribe_base_url, c.unsubscribe_mailto.as_deref(), unsubscribe_key(name, c.unsubscribe_secret.as_ref(), c.unsubscribe_secret_file.as_ref(), ctx)?)?;
+    let mut composer = composer(name, &c.from, c.reply_to.as_deref(), &c.unsubscribe_base_url, c.unsubscribe_mailto.as_deref(), unsubscribe_key(name, c.unsubscribe_secret.as_ref(), c.unsubscribe_secret_file.as_ref(), ctx)?)?;
+    if let Some(d) = c.bounce_domain.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        anyhow::ensure!(
+            format!("{}+x@{d}", crate::bounces::verp::PREFIX).parse::<lettre::Address>().is_ok(),
+            "channel {name}: `bounce_domain` is not a domain: `{d}` (e.g. `bounces.example.com`, whose MX delivers to the bounce mailbox)"
+        );
+        composer.bounce_domain = Some(d.to_string());
+    }
     let url = resolve_smtp_url(name, &c.smtp_url, ctx)?;
     let timeout = c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout);
     let transport = smtp_transport(name, url.expose(), c.allow_insecure, c.concurrency, timeout)?;
@@ -100,7 +107,7 @@ pub fn composer(name: &str, from: &str, reply_to: Option<&str>, base: &str, mail
         "channel {name}: `unsubscribe_base_url` must be https (RFC 8058 one-click needs an HTTPS URI); got `{base}`"
     );
     let mailto = mailto.map(|m| m.trim().trim_start_matches("mailto:").to_string()).filter(|m| !m.is_empty());
-    Ok(Composer { from, reply_to, unsubscribe_base: base.trim_end_matches('/').to_string(), unsubscribe_mailto: mailto, key })
+    Ok(Composer { from, reply_to, unsubscribe_base: base.trim_end_matches('/').to_string(), unsubscribe_mailto: mailto, key, bounce_domain: None })
 }
 
 /// `smtp_url` as written, or the `${ENV}` secret it names.
