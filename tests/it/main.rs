@@ -26,6 +26,7 @@ mod cli;
 mod config;
 mod count;
 mod daemon;
+mod devto;
 mod email;
 mod exec;
 mod hostile;
