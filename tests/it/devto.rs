@@ -308,3 +308,19 @@ async fn the_fake_refuses_what_forem_refuses() {
     assert_eq!(p1[0]["title"], json!("T"), "newest first");
     assert_eq!(page("per_page=4").await.unwrap().status(), 200);
 }
+
+/// `check` refuses bad `tags` and a missing key in the config, with file, line, key and hint,
+/// every problem at once.
+#[test]
+fn the_config_is_checked_with_file_and_line() {
+    let text = "[store]\nurl = \"sqlite://h.db\"\n\n[channels.dev]\ntype = \"devto\"\ntags = [\"rust\", \"web-dev\"]\n\n[channels.dev2]\ntype = \"dev.to\"\n";
+    let errs = herald::config::parse(std::path::Path::new("inline.toml"), text).map(|_| ()).unwrap_err().0;
+    let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let tags = errs.iter().find(|e| e.key == "channels.dev.tags").unwrap_or_else(|| panic!("{shown:#?}"));
+    assert_eq!(tags.line, Some(6), "{tags}");
+    assert!(tags.message.contains("\"web-dev\"") && tags.hint.as_deref().unwrap_or_default().contains("at most 4"), "{tags}");
+    let key = errs.iter().find(|e| e.key.starts_with("channels.dev.api_key")).unwrap_or_else(|| panic!("{shown:#?}"));
+    assert_eq!(key.line, Some(4), "{key}");
+    // The alias names the type to write.
+    assert!(errs.iter().any(|e| e.key == "channels.dev2.type" && e.hint.as_deref().unwrap_or_default().contains("devto")), "{shown:#?}");
+}
