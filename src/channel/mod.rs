@@ -17,6 +17,7 @@ pub mod bluesky;
 pub mod email;
 pub mod email_api;
 pub mod exec;
+pub mod ghost;
 pub mod linkedin;
 pub mod mastodon;
 pub mod substack;

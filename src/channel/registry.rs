@@ -213,6 +213,8 @@ registry! {
     EmailApi => super::email_api::EmailApi,
     /// A Substack post.
     Substack => super::substack::Substack,
+    /// Ghost posts, with the canonical URL.
+    Ghost => super::ghost::Ghost,
     /// A LinkedIn post.
     Linkedin => super::linkedin::Linkedin,
     /// X posts.

@@ -6,6 +6,7 @@
 pub mod bluesky;
 pub mod email_fakes;
 pub mod fault;
+pub mod ghost;
 pub mod journal;
 pub mod linkedin;
 pub mod mastodon;
