@@ -28,6 +28,7 @@ mod count;
 mod daemon;
 mod email;
 mod exec;
+mod ghost;
 mod hostile;
 mod linkedin;
 mod mastodon;
