@@ -246,6 +246,17 @@ def posts_of(ctype: str, journal: list[dict]) -> list[dict]:
             m = re.fullmatch(r"/api/v1/drafts/(\d+)/publish", e.get("path", ""))
             if m and e.get("method") == "POST" and ok(e):
                 posts.append({"id": m.group(1), "text": drafts.get(m.group(1)), "parent": None, "arrived": e["arrived"]})
+    elif ctype == "ghost":
+        for e in journal:
+            if e.get("method") == "POST" and e.get("path") == "/ghost/api/admin/posts/" and ok(e):
+                post = ((e.get("response") or {}).get("posts") or [{}])[0]
+                sent = ((e.get("request") or {}).get("posts") or [{}])[0]
+                posts.append({"id": post.get("id"), "text": sent.get("title"), "parent": None, "arrived": e["arrived"]})
+    elif ctype == "devto":
+        for e in journal:
+            if e.get("method") == "POST" and e.get("path") == "/api/articles" and ok(e):
+                article = (e.get("request") or {}).get("article") or {}
+                posts.append({"id": (e.get("response") or {}).get("id"), "text": article.get("title"), "parent": None, "arrived": e["arrived"]})
     elif ctype == "webhook":
         for e in journal:
             if e.get("method") == "POST" and ok(e):

@@ -18,6 +18,7 @@ pub mod devto;
 pub mod email;
 pub mod email_api;
 pub mod exec;
+pub mod ghost;
 pub mod linkedin;
 pub mod mastodon;
 pub mod substack;

@@ -215,6 +215,8 @@ registry! {
     Substack => super::substack::Substack,
     /// A dev.to (Forem) article, with the canonical URL.
     Devto => super::devto::Devto,
+    /// Ghost posts, with the canonical URL.
+    Ghost => super::ghost::Ghost,
     /// A LinkedIn post.
     Linkedin => super::linkedin::Linkedin,
     /// X posts.

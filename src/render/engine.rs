@@ -245,6 +245,7 @@ impl ChannelTemplates {
                     html: markdown::to_html(&body_md),
                     doc: Some(super::prosemirror::markdown_to_doc(&body_md)),
                     slug: Some(issue.meta.slug.clone()),
+                    canonical_url: Some(issue.meta.url.clone()),
                 }))
             }
             "posts" => {

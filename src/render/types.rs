@@ -48,6 +48,9 @@ pub struct ArticleRendering {
     /// Deterministic slug, so a duplicate is recognisable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug: Option<String>,
+    /// The issue's `url`: the canonical URL a long-form copy (Ghost) points search engines to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_url: Option<String>,
 }
 
 /// A short or a thread.

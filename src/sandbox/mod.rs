@@ -7,6 +7,7 @@ pub mod bluesky;
 pub mod devto;
 pub mod email_fakes;
 pub mod fault;
+pub mod ghost;
 pub mod journal;
 pub mod linkedin;
 pub mod mastodon;

@@ -30,6 +30,7 @@ mod daemon;
 mod devto;
 mod email;
 mod exec;
+mod ghost;
 mod hostile;
 mod linkedin;
 mod mastodon;

@@ -55,6 +55,7 @@ fn rendering(slug: Option<&str>) -> Rendering {
         html: "<p>unused by the adapter</p>".into(),
         doc: Some(markdown_to_doc(MD)),
         slug: slug.map(str::to_string),
+        canonical_url: None,
     })
 }
 
@@ -263,6 +264,7 @@ async fn every_fixture_issue_converts_to_a_document_the_fake_accepts() {
             html: String::new(),
             doc: Some(doc),
             slug: Some(issue.meta.slug.clone()),
+            canonical_url: None,
         });
         a.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1))
             .await
@@ -352,6 +354,7 @@ async fn code_blocks_breaks_and_numbered_lists_are_accepted() {
         html: String::new(),
         doc: Some(markdown_to_doc(md)),
         slug: None,
+        canonical_url: None,
     });
     a.deliver(&r, &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect("accepted");
     let body: Value = serde_json::from_str(&fake.drafts()[0].draft_body).unwrap();

@@ -22,6 +22,7 @@ fn draft_body_encodes_the_doc_as_a_string() {
         html: "<p>Hello <strong>you</strong></p>".into(),
         doc: Some(doc.clone()),
         slug: Some("issue-42".into()),
+        canonical_url: None,
     };
     let body = adapter("user_id = 12345\naudience = \"only_free\"").draft_body(&a, 12345).unwrap();
     let Value::String(s) = &body["draft_body"] else { panic!("draft_body must be a string: {body}") };
