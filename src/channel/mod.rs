@@ -20,6 +20,7 @@ pub mod exec;
 pub mod linkedin;
 pub mod mastodon;
 pub mod substack;
+pub mod telegram;
 pub mod threads;
 pub mod webhook;
 pub mod x;

@@ -38,6 +38,7 @@ mod render;
 mod sandbox;
 mod serve;
 mod substack;
+mod telegram;
 mod threads;
 mod webhook;
 mod x;
