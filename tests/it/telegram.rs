@@ -339,3 +339,41 @@ async fn every_sample_issue_renders_into_messages_the_fake_accepts() {
         assert_eq!(f.messages().len(), expected, "{format}");
     }
 }
+
+/// The CLI at full verbosity (`HERALD_LOG=trace`, so reqwest and hyper log too), a message whose
+/// answer is lost, then a bot that is refused: the token appears in no log line, no output, and
+/// nowhere in the store's file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_in_no_log_output_or_store_file() {
+    let db = TestDb::sqlite().await;
+    let f = TelegramFake::start().await.unwrap();
+    f.faults.push("/sendMessage", Fault::AcceptThenDrop, 1);
+    let (cfg, _) = write_config(&db, &config(&db, &f.base_url, fake::BOT_TOKEN, fake::CHANNEL, ""));
+    let mut all = String::new();
+    for issue in ["minimal.md", "unicode-edge.md"] {
+        let o = std::process::Command::new(crate::pipeline::herald_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["publish"])
+            .arg(issue_copy(&db, issue))
+            .args(["--wait", "--timeout", "30"])
+            .env("HERALD_LOG", "trace")
+            .env_remove("HERALD_CONFIG")
+            .output()
+            .expect("run herald");
+        all.push_str(&String::from_utf8_lossy(&o.stdout));
+        all.push_str(&String::from_utf8_lossy(&o.stderr));
+        f.set_bot_admin(false);
+    }
+    assert!(all.contains("sendMessage") || all.contains("Telegram") || all.contains("tg"), "the run logged something: {all}");
+    assert!(all.contains("unconfirmed"), "the lost answer ended unconfirmed: {all}");
+    assert!(!all.contains(fake::BOT_TOKEN), "the token is in the logs");
+    assert!(!all.contains("AAHsandboxTelegramToken"), "part of the token is in the logs");
+    let mut store_bytes = Vec::new();
+    for e in std::fs::read_dir(db.dir.path().join("data")).unwrap() {
+        store_bytes.extend(std::fs::read(e.unwrap().path()).unwrap());
+    }
+    assert!(!store_bytes.is_empty());
+    assert!(!String::from_utf8_lossy(&store_bytes).contains("AAHsandboxTelegramToken"), "the token is in the store's files");
+    assert_eq!(f.messages().len(), 1, "one message accepted, never re-sent");
+}
