@@ -83,7 +83,9 @@ fn message_url(chat: &Chat, message_id: i64) -> Option<String> {
 /// * 403 Forbidden ("bot is not a member of the channel chat", "need administrator rights in
 ///   the channel chat", "bot was kicked"): the token is good, the bot lacks rights in this
 ///   channel. A new token would not help, so this is `forbidden` (failed, with what to do), not
-///   `needs_auth`: an admin of the channel must add the bot with "Post messages".
+///   `needs_auth`: an admin of the channel must add the bot with "Post messages". A bot that is
+///   an admin without that right gets `400 Bad Request: not enough rights to send text messages
+///   to the chat`, classified the same way.
 /// * 429: `parameters.retry_after` seconds (the Bot API's documented hint) → rate limited.
 /// * 400 ("can't parse entities", "chat not found", "message is too long") and other 4xx →
 ///   permanent; 5xx → retryable.
@@ -106,6 +108,13 @@ fn refusal(status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> Del
             let wait = p.retry_after.map(Duration::from_secs).or_else(|| http::retry_after(headers));
             DeliveryError::rate_limited(format!("Telegram is throttling the bot: {said}"), wait)
         }
+        // An admin without "Post messages" (seen in clients' issue trackers): the same fix.
+        400 if said.contains("not enough rights") => http::forbidden(
+            "Telegram",
+            status,
+            &said,
+            "give the bot the \"Post messages\" right in the channel's administrators",
+        ),
         400 if p.migrate_to_chat_id.is_some() => DeliveryError::permanent(format!(
             "{said}: the group became a supergroup; set `chat_id = \"{}\"`",
             p.migrate_to_chat_id.unwrap_or_default()
@@ -262,6 +271,8 @@ mod tests {
         let e = refusal(400, &h, r#"{"ok":false,"error_code":400,"description":"Bad Request: can't parse entities: Unsupported start tag \"p\" at byte offset 0"}"#);
         assert_eq!(e.kind(), Kind::Permanent);
         assert_eq!(refusal(502, &h, "<html>Bad Gateway</html>").kind(), Kind::Retryable);
+        let e = refusal(400, &h, r#"{"ok":false,"error_code":400,"description":"Bad Request: not enough rights to send text messages to the chat"}"#);
+        assert_eq!(e.kind(), Kind::Forbidden);
     }
 
     #[test]
