@@ -257,6 +257,13 @@ def posts_of(ctype: str, journal: list[dict]) -> list[dict]:
             if e.get("method") == "POST" and e.get("path") == "/api/articles" and ok(e):
                 article = (e.get("request") or {}).get("article") or {}
                 posts.append({"id": (e.get("response") or {}).get("id"), "text": article.get("title"), "parent": None, "arrived": e["arrived"]})
+    elif ctype == "telegram":
+        # `sendMessage` at /bot<token>/sendMessage; a long rendering is several messages in
+        # order (not replies), so each one's "parent" is the message before it.
+        for e in journal:
+            if e.get("method") == "POST" and re.fullmatch(r"/bot[^/]+/sendMessage", e.get("path", "")) and ok(e):
+                parent = posts[-1]["id"] if posts else None
+                posts.append({"id": (e.get("response") or {}).get("result", {}).get("message_id"), "text": form(e).get("text"), "parent": parent, "arrived": e["arrived"]})
     elif ctype == "webhook":
         for e in journal:
             if e.get("method") == "POST" and ok(e):

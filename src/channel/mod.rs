@@ -22,6 +22,7 @@ pub mod ghost;
 pub mod linkedin;
 pub mod mastodon;
 pub mod substack;
+pub mod telegram;
 pub mod threads;
 pub mod webhook;
 pub mod x;

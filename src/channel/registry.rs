@@ -231,6 +231,8 @@ registry! {
     Webhook => super::webhook::Webhook,
     /// An external plugin program.
     Exec => super::exec::Exec,
+    /// Messages to a Telegram channel (Bot API).
+    Telegram => super::telegram::Telegram,
 }
 
 #[cfg(test)]

@@ -11,6 +11,10 @@
 //! * LinkedIn: ≤ 3000 characters of the commentary as sent, that is after little-text escaping
 //!   ([`linkedin_escape`]).
 //!
+//! * Telegram: the message text after HTML entity parsing (tags dropped, `&lt;` `&#…;` one
+//!   character), in UTF-16 code units, ≤ 4096 (Bot API `sendMessage`: "1-4096 characters after
+//!   entities parsing"; Telegram's lengths and entity offsets are UTF-16 code units).
+//!
 //! All functions take the text exactly as it will be sent: for LinkedIn, the escaped text.
 
 use std::borrow::Cow;
@@ -37,6 +41,8 @@ pub enum Network {
     Threads,
     /// LinkedIn commentary.
     Linkedin,
+    /// Telegram messages (`parse_mode` HTML): UTF-16 code units after entity parsing.
+    Telegram,
 }
 
 /// Why a text does not fit.
@@ -58,6 +64,60 @@ pub const THREADS_MAX_LINKS: usize = 4;
 /// What a URL counts on X and Mastodon (t.co length; Mastodon's `characters_reserved_per_url`).
 pub const URL_LENGTH: usize = 23;
 
+/// Telegram's limit on a message's text after entity parsing (`sendMessage`).
+pub const TELEGRAM_MAX_TEXT: usize = 4096;
+
+/// The text Telegram keeps of an HTML-mode message: tags dropped, the named entities it knows
+/// (`&lt;` `&gt;` `&amp;` `&quot;`) and every numeric one (`&#39;`, `&#x3D;`) decoded. Counting
+/// only: validity (supported tags, balance) is the network's to judge, and the template's.
+pub fn telegram_parsed_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(i) = rest.find(['<', '&']) {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if rest.starts_with('<') {
+            match rest.find('>') {
+                Some(end) => rest = &rest[end + 1..],
+                None => {
+                    out.push_str(rest);
+                    rest = "";
+                }
+            }
+            continue;
+        }
+        let decoded = rest.find(';').filter(|&e| e <= 10).and_then(|e| {
+            let name = &rest[1..e];
+            let c = match name {
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "amp" => Some('&'),
+                "quot" => Some('"'),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .map(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| name.strip_prefix('#').map(|d| d.parse::<u32>().ok()))
+                    .flatten()
+                    .and_then(char::from_u32),
+            }?;
+            Some((c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Characters twitter-text rejects outright (its `invalid_chars_group`).
 /// X refuses a post with more than one cashtag (`$TSLA`).
 pub const X_MAX_CASHTAGS: usize = 1;
@@ -78,8 +138,8 @@ const X_INVALID_CHARS: [char; 3] = ['\u{FFFE}', '\u{FEFF}', '\u{FFFF}'];
 
 impl Network {
     /// Every network, in a stable order.
-    pub const ALL: [Network; 5] =
-        [Network::X, Network::Bluesky, Network::Mastodon, Network::Threads, Network::Linkedin];
+    pub const ALL: [Network; 6] =
+        [Network::X, Network::Bluesky, Network::Mastodon, Network::Threads, Network::Linkedin, Network::Telegram];
 
     /// The network's main limit, in its own unit.
     pub fn limit(self) -> usize {
@@ -88,6 +148,7 @@ impl Network {
             Network::Bluesky => 300,
             Network::Mastodon | Network::Threads => 500,
             Network::Linkedin => 3000,
+            Network::Telegram => TELEGRAM_MAX_TEXT,
         }
     }
 
@@ -99,6 +160,7 @@ impl Network {
             Network::Mastodon => "characters (graphemes, URLs as 23)",
             Network::Threads => "characters (graphemes, emoji as UTF-8 bytes)",
             Network::Linkedin => "characters (escaped little text)",
+            Network::Telegram => "characters (UTF-16 code units after HTML entity parsing)",
         }
     }
 
@@ -111,6 +173,7 @@ impl Network {
             Network::Threads => text.graphemes(true).map(threads_grapheme_weight).sum(),
             // The commentary as sent: the caller escapes first (an escaped `\(` counts 2).
             Network::Linkedin => text.chars().count(),
+            Network::Telegram => telegram_parsed_text(text).encode_utf16().count(),
         }
     }
 
@@ -821,5 +884,18 @@ mod tests {
         let text = "\u{1F389} 日本 https://example.com/a and example.org/b.";
         let urls: Vec<&str> = find_urls(text).into_iter().map(|r| &text[r]).collect();
         assert_eq!(urls, ["https://example.com/a", "example.org/b"]);
+    }
+
+    /// Telegram counts the text after entity parsing, in UTF-16 code units: tags are free, an
+    /// entity is one character, an emoji outside the BMP is two.
+    #[test]
+    fn telegram_counts_parsed_text_in_utf16() {
+        assert_eq!(Network::Telegram.count("<b>bold</b> <a href=\"https://example.com/a/long/path\">x</a>"), 6);
+        assert_eq!(Network::Telegram.count("&lt;&amp;&gt;&quot;&#39;&#x3D;"), 6);
+        assert_eq!(Network::Telegram.count("😀"), 2);
+        assert_eq!(Network::Telegram.count("é"), 1);
+        assert_eq!(Network::Telegram.limit(), 4096);
+        assert!(Network::Telegram.check(&format!("<b>{}</b>", "a".repeat(4096))).is_ok());
+        assert!(Network::Telegram.check(&"😀".repeat(2049)).is_err());
     }
 }

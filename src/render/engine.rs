@@ -329,7 +329,7 @@ impl ChannelTemplates {
                 text,
             })
             .collect();
-        let card = matches!(network, Network::Bluesky | Network::Linkedin).then(|| LinkCard {
+        let card = matches!(network, Network::Bluesky | Network::Linkedin | Network::Telegram).then(|| LinkCard {
             uri: utm.tag(&issue.meta.url),
             title: issue.meta.title.clone(),
             description: issue.meta.summary.clone(),
@@ -370,6 +370,7 @@ fn network_name(n: Network) -> &'static str {
         Network::Mastodon => "Mastodon",
         Network::Threads => "Threads",
         Network::Linkedin => "LinkedIn",
+        Network::Telegram => "Telegram",
     }
 }
 

@@ -11,6 +11,11 @@
 //! ` i/n` appended and measured with it; since `n` changes the lengths, the split is redone until
 //! `n` is stable.
 //!
+//! Telegram posts are HTML (`parse_mode` HTML): a cut is never made inside a tag (an entity has
+//! no whitespace to cut at), and a tag open at a cut is closed at the end of its post and opened
+//! again at the start of the next, so every post is balanced HTML on its own. Tags count nothing
+//! on Telegram, so this changes no count.
+//!
 //! Cuts drop only the whitespace they happen at: joining the posts (without counters) with one
 //! space gives back the parts, up to runs of whitespace.
 
@@ -121,7 +126,11 @@ fn with_counter(post: &str, index: usize, total: Option<usize>) -> Cow<'_, str> 
 fn split_all(parts: &[String], network: Rules, total: Option<usize>) -> Result<Vec<(String, usize)>, SplitError> {
     let mut posts = Vec::new();
     for part in parts {
+        let from = posts.len();
         split_part(trim_graphemes(part), network, total, &mut posts)?;
+        if network.network == Network::Telegram {
+            rebalance_tags(&mut posts[from..]);
+        }
     }
     Ok(posts)
 }
@@ -131,7 +140,7 @@ fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<
     if text.is_empty() {
         return Ok(());
     }
-    let cuts = cuts(text);
+    let cuts = cuts(text, network.network == Network::Telegram);
     let mut start = 0;
     let mut next_cut = 0; // first cut at or after `start`
     loop {
@@ -202,18 +211,56 @@ fn trim_graphemes(text: &str) -> &str {
     if start >= end { "" } else { &text[start..end] }
 }
 
-/// Every whitespace run in `text` (which is trimmed), with how good a break it is.
-fn cuts(text: &str) -> Vec<Cut> {
+/// Every whitespace run in `text` (which is trimmed), with how good a break it is. With `html`,
+/// whitespace inside a tag (`<a href="…">`) is no place to cut.
+fn cuts(text: &str, html: bool) -> Vec<Cut> {
     let mut out: Vec<Cut> = Vec::new();
     let mut run: Option<Range<usize>> = None;
+    let mut in_tag = false;
     for (i, g) in text.grapheme_indices(true) {
-        if is_space(g) {
+        if html {
+            if g == "<" {
+                in_tag = true;
+            } else if g == ">" {
+                in_tag = false;
+            }
+        }
+        if is_space(g) && !in_tag {
             run = Some(run.map_or(i..i + g.len(), |r| r.start..i + g.len()));
         } else if let Some(gap) = run.take() {
             out.push(Cut { kind: classify(&text[..gap.start], &text[gap.clone()]), gap });
         }
     }
     out
+}
+
+/// Close, at the end of each post, the HTML tags still open there (innermost first), and open
+/// them again, as they were written, at the start of the next post.
+fn rebalance_tags(posts: &mut [String]) {
+    let mut carried: Vec<(String, String)> = Vec::new(); // (name, the opening tag as written)
+    for post in posts.iter_mut() {
+        let mut open = carried.clone();
+        let mut rest = post.as_str();
+        while let Some(i) = rest.find('<') {
+            let Some(len) = rest[i..].find('>') else { break };
+            let tag = &rest[i..=i + len];
+            rest = &rest[i + len + 1..];
+            let inner = tag.trim_start_matches('<').trim_end_matches('>');
+            if let Some(name) = inner.strip_prefix('/') {
+                let name = name.trim().to_ascii_lowercase();
+                if let Some(at) = open.iter().rposition(|(n, _)| *n == name) {
+                    open.truncate(at);
+                }
+            } else if !inner.ends_with('/') {
+                let name: String = inner.chars().take_while(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+                open.push((name, tag.to_string()));
+            }
+        }
+        let prefix: String = carried.iter().map(|(_, t)| t.as_str()).collect();
+        let suffix: String = open.iter().rev().map(|(n, _)| format!("</{n}>")).collect();
+        *post = format!("{prefix}{post}{suffix}");
+        carried = open;
+    }
 }
 
 /// How good a break the whitespace `gap`, after `before`, is.
@@ -334,6 +381,28 @@ mod tests {
     #[test]
     fn a_space_with_a_combining_mark_is_not_a_cut() {
         assert_eq!(trim_graphemes(" \u{301}a "), " \u{301}a");
-        assert!(cuts("a \u{301}b").is_empty());
+        assert!(cuts("a \u{301}b", false).is_empty());
+    }
+
+    /// Telegram HTML: no cut inside a tag, and a tag open at a cut is closed and reopened, so
+    /// every post is balanced on its own; tags count nothing, so every post still fits.
+    #[test]
+    fn telegram_cuts_keep_every_post_balanced_html() {
+        let sentence = "A sentence with <a href=\"https://example.com/x?a=1&amp;b=2\">a link in it</a> and more words. ";
+        let text = format!("<b>Title</b>\n\n<i>{}</i>", sentence.repeat(120));
+        let posts = split(&[&text], Network::Telegram, true).unwrap();
+        assert!(posts.len() >= 2, "{}", posts.len());
+        for p in &posts {
+            assert!(Network::Telegram.count(p) <= 4096, "{}", Network::Telegram.count(p));
+            let opens = p.matches("<i>").count();
+            assert_eq!(opens, p.matches("</i>").count(), "{p}");
+            assert_eq!(p.matches("<a ").count(), p.matches("</a>").count(), "{p}");
+            assert!(!p.contains("<a\n") && !p.contains("href=\"https://example.com/x?a=1&amp;b=2\"\n"));
+        }
+        assert!(posts[1].starts_with("<i>"), "{}", &posts[1][..40]);
+        // Without the HTML rules a cut may fall inside `<a href=…>`: the test above would see it.
+        let plain = super::cuts("<a href=\"x\">y z</a>", false);
+        let html = super::cuts("<a href=\"x\">y z</a>", true);
+        assert_eq!((plain.len(), html.len()), (2, 1));
     }
 }

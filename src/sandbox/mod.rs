@@ -15,6 +15,7 @@ pub mod postmark;
 pub mod run;
 pub mod smtp;
 pub mod substack;
+pub mod telegram;
 pub mod threads;
 pub mod webhook;
 pub mod wiring;

@@ -43,6 +43,7 @@ mod sandbox;
 mod serve;
 mod status;
 mod substack;
+mod telegram;
 mod threads;
 mod webhook;
 mod x;
