@@ -227,6 +227,8 @@ registry! {
     Webhook => super::webhook::Webhook,
     /// An external plugin program.
     Exec => super::exec::Exec,
+    /// A Discord announcement through a channel webhook.
+    Discord => super::discord::Discord,
 }
 
 #[cfg(test)]
