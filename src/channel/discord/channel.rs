@@ -163,3 +163,27 @@ impl Adapter for DiscordChannel {
         if a.is_success() { Ok(()) } else { Err(classify(&a)) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bare adapter (no redactor around it): a transport error must not print the URL,
+    /// whose path holds the token, as reqwest's errors do.
+    #[tokio::test]
+    async fn a_transport_error_never_prints_the_webhook_url() {
+        let token = "bare-adapter-token-Zq9";
+        let a = DiscordChannel {
+            name: "d".into(),
+            endpoint: reqwest::Url::parse(&format!("http://127.0.0.1:9/api/webhooks/1/{token}?wait=true")).unwrap(),
+            username: None,
+            avatar_url: None,
+            embed: true,
+            timeout: Duration::from_secs(2),
+        };
+        let r = Rendering::Body(crate::render::BodyRendering { body: serde_json::json!({"content": "x"}) });
+        let e = a.deliver(&r, &DeliveryCtx::for_test("i/d/r1")).await.unwrap_err();
+        assert_eq!(e.kind(), Kind::Retryable, "{e}");
+        assert!(!e.message().contains(token), "{e}");
+    }
+}
