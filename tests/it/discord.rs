@@ -128,6 +128,11 @@ async fn a_429_waits_for_retry_after_from_the_body() {
     let e = a.deliver(&body(json!("x")), &ctx()).await.unwrap_err();
     assert_eq!(e.kind(), Kind::RateLimited, "{e}");
     assert_eq!(e.retry_after(), Some(Duration::from_millis(2500)), "the body's float, not the header's whole seconds");
+    // The body alone (no headers): its float is the wait.
+    fake.faults.push("POST", Fault::Status { code: 429, body: r#"{"message": "You are being rate limited.", "retry_after": 1.25, "global": true}"#.into(), headers: vec![] }, 1);
+    let e = a.deliver(&body(json!("x")), &ctx()).await.unwrap_err();
+    assert_eq!((e.kind(), e.retry_after()), (Kind::RateLimited, Some(Duration::from_millis(1250))), "{e}");
+    assert!(e.message().contains("global"), "{e}");
     // The next try goes through.
     a.deliver(&body(json!("x")), &ctx()).await.unwrap();
     assert_eq!(fake.messages().len(), 1);
