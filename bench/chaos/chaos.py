@@ -257,6 +257,11 @@ def posts_of(ctype: str, journal: list[dict]) -> list[dict]:
             if e.get("method") == "POST" and e.get("path") == "/api/articles" and ok(e):
                 article = (e.get("request") or {}).get("article") or {}
                 posts.append({"id": (e.get("response") or {}).get("id"), "text": article.get("title"), "parent": None, "arrived": e["arrived"]})
+    elif ctype == "discord":
+        # Execute webhook, `?wait=true`: the answer is the message, with its id.
+        for e in journal:
+            if e.get("method") == "POST" and re.fullmatch(r"/api/webhooks/[^/]+/[^/]+", e.get("path", "")) and ok(e):
+                posts.append({"id": (e.get("response") or {}).get("id"), "text": (e.get("request") or {}).get("content"), "parent": None, "arrived": e["arrived"]})
     elif ctype == "telegram":
         # `sendMessage` at /bot<token>/sendMessage; a long rendering is several messages in
         # order (not replies), so each one's "parent" is the message before it.

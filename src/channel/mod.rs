@@ -15,6 +15,7 @@ pub(crate) mod thread;
 
 pub mod bluesky;
 pub mod devto;
+pub mod discord;
 pub mod email;
 pub mod email_api;
 pub mod exec;

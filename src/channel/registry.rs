@@ -233,6 +233,8 @@ registry! {
     Exec => super::exec::Exec,
     /// Messages to a Telegram channel (Bot API).
     Telegram => super::telegram::Telegram,
+    /// A Discord announcement through a channel webhook.
+    Discord => super::discord::Discord,
 }
 
 #[cfg(test)]

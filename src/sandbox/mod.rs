@@ -5,6 +5,7 @@
 
 pub mod bluesky;
 pub mod devto;
+pub mod discord;
 pub mod email_fakes;
 pub mod fault;
 pub mod ghost;

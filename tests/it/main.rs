@@ -26,6 +26,7 @@ mod chaos;
 mod cli;
 mod config;
 mod count;
+mod discord;
 mod daemon;
 mod devto;
 mod email;
