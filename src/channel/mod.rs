@@ -22,6 +22,7 @@ pub mod mastodon;
 pub mod substack;
 pub mod threads;
 pub mod webhook;
+pub mod wordpress;
 pub mod x;
 
 use std::sync::Arc;

@@ -15,5 +15,6 @@ pub mod smtp;
 pub mod substack;
 pub mod threads;
 pub mod webhook;
+pub mod wordpress;
 pub mod wiring;
 pub mod x;
