@@ -43,4 +43,5 @@ mod status;
 mod substack;
 mod threads;
 mod webhook;
+mod wordpress;
 mod x;

@@ -12,7 +12,7 @@ fn adapter(extra: &str) -> WordpressAdapter {
         "site_url = \"https://blog.example.com/\"\nusername = \"ana\"\napplication_password = \"${{WP}}\"\n{extra}"
     ))
     .expect("config parses");
-    WordpressAdapter::new("wp", &cfg, SecretString::new("abcd efgh ijkl mnop qrst uvwx".into()), Duration::from_secs(5))
+    WordpressAdapter::new("wp", &cfg, SecretString::new("abcd efgh ijkl mnop qrst uvwx"), Duration::from_secs(5))
 }
 
 fn article(subtitle: &str) -> ArticleRendering {
