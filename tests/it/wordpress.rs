@@ -201,3 +201,90 @@ async fn accept_then_drop_reconciles_to_one_post_by_the_slug() {
     ad.deliver(&rendering(), &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.unwrap();
     assert_eq!(fake.posts()[1].slug, "issue-42-2");
 }
+
+// ---- through the pipeline: each class ends in its state ------------------------------------
+
+mod pipeline {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use herald::jobs::Pipeline;
+    use herald::jobs::worker::WaitEnd;
+    use herald::sandbox::fault::Fault;
+    use herald::sandbox::wordpress::{self, WordpressFake};
+    use herald::store::{DeliveryRow, State};
+
+    use super::POSTS;
+    use crate::pipeline::{TestDb, config_toml, issue_copy, publish_and_wait, write_config};
+
+    /// Publish `minimal.md` to one WordPress channel on the fake; the settled delivery and its
+    /// attempts' outcomes.
+    async fn publish(fake: &WordpressFake, password: &str) -> (DeliveryRow, Vec<String>) {
+        let db = TestDb::sqlite().await;
+        let secret = db.dir.path().join("wp-password");
+        std::fs::write(&secret, password).unwrap();
+        let text = format!(
+            "{}[channels.blog]\ntype = \"wordpress\"\nsite_url = \"{}\"\nusername = \"{}\"\napplication_password_file = \"{}\"\ntimeout_secs = 1\n",
+            config_toml(&db.url, "http://127.0.0.1:9/unused", &[], ""),
+            fake.base_url,
+            wordpress::USERNAME,
+            secret.display()
+        );
+        let (_, cfg) = write_config(&db, &text);
+        let p = Arc::new(Pipeline::open(cfg).await.unwrap());
+        assert_eq!(publish_and_wait(&p, &issue_copy(&db, "minimal.md")).await, WaitEnd::Settled);
+        let ds = p.store.list_deliveries(None, &[]).await.unwrap();
+        assert_eq!(ds.len(), 1);
+        let outcomes = p.store.attempts(ds[0].id).await.unwrap().into_iter().map(|a| a.outcome).collect();
+        p.close().await;
+        (ds[0].clone(), outcomes)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_password_ends_needs_auth_after_one_attempt() {
+        let fake = WordpressFake::start().await.unwrap();
+        let (d, outcomes) = publish(&fake, "wrong wrong wrong wrong wrong wrong").await;
+        assert_eq!(d.state(), State::Failed, "{d:?}");
+        assert_eq!(outcomes, vec!["needs_auth"]);
+        assert_eq!(d.last_status, Some(401));
+        assert!(!d.last_error.unwrap_or_default().contains("wrong wrong"));
+        assert!(fake.posts().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalid_param_fails_for_good_after_one_attempt() {
+        let fake = WordpressFake::start().await.unwrap();
+        let body = r#"{"code":"rest_invalid_param","message":"Invalid parameter(s): categories","data":{"status":400,"params":{"categories":"categories[0] is not of type integer."}}}"#;
+        fake.faults.push(POSTS, Fault::Status { code: 400, body: body.into(), headers: vec![] }, 5);
+        let (d, outcomes) = publish(&fake, wordpress::APPLICATION_PASSWORD).await;
+        assert_eq!(d.state(), State::Failed, "{d:?}");
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+        assert_eq!(d.last_status, Some(400));
+        assert!(d.last_error.unwrap_or_default().contains("rest_invalid_param"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rate_limit_then_timeout_then_sent_once() {
+        let fake = WordpressFake::start().await.unwrap();
+        fake.faults.push(POSTS, Fault::Status { code: 429, body: "{}".into(), headers: vec![("retry-after".into(), "1".into())] }, 1);
+        fake.faults.push(POSTS, Fault::Hang(Duration::from_secs(3)), 1);
+        let (d, outcomes) = publish(&fake, wordpress::APPLICATION_PASSWORD).await;
+        assert_eq!(d.state(), State::Sent, "{d:?} {outcomes:?}");
+        assert!(outcomes.len() >= 3, "{outcomes:?}");
+        assert_eq!(outcomes.last().map(String::as_str), Some("sent"));
+        assert_eq!(fake.posts().len(), 1);
+        assert_eq!(d.remote_id, Some(fake.posts()[0].id.to_string()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn accept_then_drop_ends_sent_with_one_post() {
+        let fake = WordpressFake::start().await.unwrap();
+        fake.faults.push(POSTS, Fault::AcceptThenDrop, 1);
+        let (d, outcomes) = publish(&fake, wordpress::APPLICATION_PASSWORD).await;
+        assert_eq!(d.state(), State::Sent, "{d:?} {outcomes:?}");
+        let posts = fake.posts();
+        assert_eq!(posts.len(), 1, "reconciled, never posted twice: {posts:?}");
+        assert_eq!(d.remote_id, Some(posts[0].id.to_string()));
+        assert_eq!(fake.requests().iter().filter(|r| *r == POSTS).count(), 1, "{:?}", fake.requests());
+    }
+}
