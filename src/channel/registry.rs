@@ -251,6 +251,7 @@ mod tests {
             Kind::Fraction => "0.5".into(),
             Kind::Schedule => "[1]".into(),
             Kind::StrList => "[\"a\"]".into(),
+            Kind::IdList => "[1]".into(),
             Kind::Command => "[\"true\"]".into(),
             Kind::EnvNames => "[\"HOME\"]".into(),
             Kind::Secret => "\"${SOME_SECRET}\"".into(),

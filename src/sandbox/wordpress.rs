@@ -8,7 +8,9 @@
 //!   create → `401 rest_cannot_create`.
 //! - `POST /wp-json/wp/v2/posts` (JSON): `status` must be one of `publish, future, draft,
 //!   pending, private` (else `400 rest_invalid_param`); title, content and excerpt all empty →
-//!   `400 empty_content`; an unknown field is ignored, as WordPress does. A `slug` already
+//!   `400 empty_content`; `categories`/`tags` must be lists of integer ids (`400
+//!   rest_invalid_param`, term existence is not checked); an unknown field is ignored, as
+//!   WordPress does. A `slug` already
 //!   taken is made unique by appending `-2`, `-3`… (`wp_unique_post_slug`). Answers `201` with
 //!   the post (`id`, `slug`, `status`, `link`, `title`/`content`/`excerpt` as `{raw, rendered}`).
 //! - `GET /wp-json/wp/v2/posts?slug=…&status=…&context=…`: the posts with that exact slug.
@@ -187,6 +189,17 @@ async fn create_post(State(st): State<AppState>, headers: HeaderMap, body: Bytes
         (Ok(t), Ok(c), Ok(e)) => (t, c, e),
         (Err(r), ..) | (_, Err(r), _) | (.., Err(r)) => return r,
     };
+    for key in ["categories", "tags"] {
+        match &v[key] {
+            Value::Null => {}
+            Value::Array(a) => {
+                if let Some(i) = a.iter().position(|x| x.as_u64().is_none()) {
+                    return invalid_param(key, &format!("{key}[{i}] is not of type integer."));
+                }
+            }
+            _ => return invalid_param(key, &format!("{key} is not of type array.")),
+        }
+    }
     if title.is_empty() && content.is_empty() && excerpt.is_empty() {
         return wp_error(StatusCode::BAD_REQUEST, "empty_content", "Content, title, and excerpt are empty.");
     }

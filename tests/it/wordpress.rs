@@ -79,7 +79,7 @@ async fn publish_sends_the_exact_post_with_the_canonical_link_to_the_issue_url()
     let (issue, a) = rendered_sample();
     let fake = WordpressFake::start().await.unwrap();
     // The password as WordPress shows it, with its spaces.
-    let ad = adapter(&fake, wordpress::APPLICATION_PASSWORD, "");
+    let ad = adapter(&fake, wordpress::APPLICATION_PASSWORD, "categories = [3]\ntags = [14, 15]");
     let cp = Arc::new(MemoryCheckpoint::default());
     let r = ad.deliver(&Rendering::Article(a.clone()), &ctx(&cp, 1)).await.expect("published");
 
@@ -88,7 +88,15 @@ async fn publish_sends_the_exact_post_with_the_canonical_link_to_the_issue_url()
     let p = &posts[0];
     assert_eq!(
         p.request,
-        json!({"title": issue.meta.title, "content": a.html, "status": "publish", "slug": issue.meta.slug, "excerpt": issue.meta.summary})
+        json!({
+            "title": issue.meta.title,
+            "content": a.html,
+            "status": "publish",
+            "slug": issue.meta.slug,
+            "excerpt": issue.meta.summary,
+            "categories": [3],
+            "tags": [14, 15],
+        })
     );
     assert_eq!(p.status, "publish");
     assert_eq!(p.slug, issue.meta.slug);

@@ -26,6 +26,8 @@ pub struct WordpressAdapter {
     username: String,
     password: SecretString,
     status: WordpressStatus,
+    categories: Vec<u64>,
+    tags: Vec<u64>,
     timeout: Duration,
 }
 
@@ -68,6 +70,8 @@ impl WordpressAdapter {
             username: cfg.username.clone(),
             password,
             status: cfg.status,
+            categories: cfg.categories.clone(),
+            tags: cfg.tags.clone(),
             timeout,
         }
     }
@@ -84,6 +88,12 @@ impl WordpressAdapter {
         }
         if let Some(slug) = &a.slug {
             body["slug"] = json!(slug);
+        }
+        if !self.categories.is_empty() {
+            body["categories"] = json!(self.categories);
+        }
+        if !self.tags.is_empty() {
+            body["tags"] = json!(self.tags);
         }
         body
     }

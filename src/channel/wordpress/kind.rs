@@ -55,6 +55,12 @@ pub struct WordpressConfig {
     /// `publish` or `draft`.
     #[serde(default)]
     pub status: WordpressStatus,
+    /// Category ids for the post (Posts → Categories shows them); unset, the site's default.
+    #[serde(default)]
+    pub categories: Vec<u64>,
+    /// Tag ids for the post.
+    #[serde(default)]
+    pub tags: Vec<u64>,
 }
 
 /// The `wordpress` type: a WordPress post through the core REST API.
@@ -69,6 +75,8 @@ impl ChannelType for Wordpress {
         opt("application_password", Kind::Secret),
         opt("application_password_file", Kind::Path),
         opt("status", Kind::Enum(&["publish", "draft"])),
+        opt("categories", Kind::IdList),
+        opt("tags", Kind::IdList),
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] =
         &[("site_url", "\"https://blog.example.com\""), ("username", "\"herald\"")];
