@@ -14,6 +14,7 @@ pub mod registry;
 pub(crate) mod thread;
 
 pub mod bluesky;
+pub mod devto;
 pub mod email;
 pub mod email_api;
 pub mod exec;

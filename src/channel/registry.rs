@@ -213,6 +213,8 @@ registry! {
     EmailApi => super::email_api::EmailApi,
     /// A Substack post.
     Substack => super::substack::Substack,
+    /// A dev.to (Forem) article, with the canonical URL.
+    Devto => super::devto::Devto,
     /// A WordPress post, with the canonical link in its content.
     Wordpress => super::wordpress::Wordpress,
     /// A LinkedIn post.

@@ -123,21 +123,7 @@ pub fn spans(kind: &str, post: &crate::render::Post) -> Vec<Span> {
     out
 }
 
-/// Escape text for HTML content and (double-quoted) attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::render::html::escape;
 
 /// Fill `[[tag]]` merge tags (names trimmed, lowercased, inner spaces as `_`) from `values`;
 /// `escape_values` HTML-escapes what is inserted. Unknown tags stay as written.

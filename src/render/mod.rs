@@ -4,6 +4,7 @@ pub mod count;
 pub mod engine;
 pub mod facets;
 pub mod helpers;
+pub mod html;
 pub mod prosemirror;
 pub mod split;
 pub mod templates;

@@ -4,6 +4,7 @@
 //! answers as the network does, keeps what it accepted, and follows a [`fault::FaultPlan`].
 
 pub mod bluesky;
+pub mod devto;
 pub mod email_fakes;
 pub mod fault;
 pub mod journal;

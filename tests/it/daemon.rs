@@ -475,3 +475,40 @@ async fn sigterm_stops_the_daemon_promptly_despite_a_stuck_client() {
     // The HTTP drain is 3 s; no delivery was in flight, so nothing else waits.
     assert!(t.elapsed() < Duration::from_secs(8), "SIGTERM to exit took {:?}", t.elapsed());
 }
+
+/// Issue 17: the daemon mounts `POST /webhooks/postmark` when `[bounces]` gives it a password,
+/// and a Postmark bounce posted there suppresses the address in the daemon's store; a wrong
+/// password is 401 and changes nothing, and the password never reaches the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_takes_postmark_bounce_webhooks() {
+    let db = TestDb::sqlite().await;
+    let fake = WebhookFake::start().await.unwrap();
+    write_issues(db.dir.path(), 0);
+    let cfg = daemon_config(&db, &fake.url(), &["hook"], 60, "[http]\nlisten = \"127.0.0.1:0\"\n");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[bounces]\nwebhook_password = \"${PM_HOOK_PASSWORD}\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let store = crate::bounces::open(&db).await;
+    crate::bounces::import(&store, "all", 0..2).await;
+    let password = "pm-hook-password-0123456789";
+    let d = spawn_daemon(&cfg, &[("PM_HOOK_PASSWORD", password)]);
+    let base = format!("http://127.0.0.1:{}", bound_port(&d).await);
+    let c = herald::channel::http::client();
+    let bounce = serde_json::json!({
+        "RecordType": "Bounce", "MessageStream": "broadcast", "ID": 4_000_001, "Type": "HardBounce", "TypeCode": 1,
+        "Name": "Hard bounce", "Tag": "", "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483", "Metadata": {}, "ServerID": 23,
+        "Description": "The server was unable to deliver your message", "Details": "smtp;550 5.1.1 unknown",
+        "Email": crate::bounces::addr(1), "From": "news@example.com", "BouncedAt": "2026-12-06T10:00:00Z",
+        "DumpAvailable": false, "Inactive": true, "CanActivate": true, "Subject": "Issue 1",
+    });
+    let url = format!("{base}/webhooks/postmark");
+    assert_eq!(c.post(&url).basic_auth("postmark", Some("wrong")).json(&bounce).send().await.unwrap().status(), 401);
+    assert!(crate::bounces::suppressed(&store).await.is_empty(), "a refused webhook changes nothing");
+    assert_eq!(c.post(&url).basic_auth("postmark", Some(password)).json(&bounce).send().await.unwrap().status(), 200);
+    assert_eq!(
+        crate::bounces::suppressed(&store).await,
+        vec![(crate::bounces::addr(1), "hard_bounce".to_string(), "postmark_webhook".to_string())]
+    );
+    let logs = stop(d);
+    assert!(!logs.contains(password), "the webhook password never reaches the logs");
+}

@@ -27,6 +27,7 @@ mod cli;
 mod config;
 mod count;
 mod daemon;
+mod devto;
 mod email;
 mod exec;
 mod hostile;

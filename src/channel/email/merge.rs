@@ -161,26 +161,7 @@ impl QpTemplate {
     }
 }
 
-/// Append `s` with `& < > " '` escaped.
-pub fn push_escaped(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// `s` HTML-escaped.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    push_escaped(&mut out, s);
-    out
-}
+pub use crate::render::html::{escape as escape_html, push_escaped};
 
 #[cfg(test)]
 mod tests {
