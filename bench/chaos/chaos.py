@@ -257,6 +257,10 @@ def posts_of(ctype: str, journal: list[dict]) -> list[dict]:
             if e.get("method") == "POST" and e.get("path") == "/api/articles" and ok(e):
                 article = (e.get("request") or {}).get("article") or {}
                 posts.append({"id": (e.get("response") or {}).get("id"), "text": article.get("title"), "parent": None, "arrived": e["arrived"]})
+    elif ctype == "wordpress":
+        for e in journal:
+            if e.get("method") == "POST" and e.get("path") == "/wp-json/wp/v2/posts" and ok(e):
+                posts.append({"id": (e.get("response") or {}).get("id"), "text": (e.get("request") or {}).get("title"), "parent": None, "arrived": e["arrived"]})
     elif ctype == "discord":
         # Execute webhook, `?wait=true`: the answer is the message, with its id.
         for e in journal:

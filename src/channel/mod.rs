@@ -26,6 +26,7 @@ pub mod substack;
 pub mod telegram;
 pub mod threads;
 pub mod webhook;
+pub mod wordpress;
 pub mod x;
 
 use std::sync::Arc;

@@ -217,6 +217,8 @@ registry! {
     Devto => super::devto::Devto,
     /// Ghost posts, with the canonical URL.
     Ghost => super::ghost::Ghost,
+    /// A WordPress post, with the canonical link in its content.
+    Wordpress => super::wordpress::Wordpress,
     /// A LinkedIn post.
     Linkedin => super::linkedin::Linkedin,
     /// X posts.
@@ -257,6 +259,7 @@ mod tests {
             Kind::Fraction => "0.5".into(),
             Kind::Schedule => "[1]".into(),
             Kind::StrList => "[\"a\"]".into(),
+            Kind::IdList => "[1]".into(),
             Kind::Command => "[\"true\"]".into(),
             Kind::EnvNames => "[\"HOME\"]".into(),
             Kind::Secret => "\"${SOME_SECRET}\"".into(),

@@ -22,6 +22,8 @@ pub enum Kind {
     Schedule,
     /// A list of strings.
     StrList,
+    /// A list of ids on the service: integers ≥ 1 (WordPress category and tag ids).
+    IdList,
     /// A non-empty list of non-blank strings (a command line).
     Command,
     /// A list of environment variable names (`[A-Za-z_][A-Za-z0-9_]*`).

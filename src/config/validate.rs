@@ -341,6 +341,13 @@ impl<'a> Validator<'a> {
                 }
                 None => bad(self, format!("must be a list of seconds, found {}", value_type(val)), Some("e.g. `[0, 5, 300, 1800, 7200]`".into())),
             },
+            Kind::IdList => match val.as_array() {
+                Some(a) if a.iter().any(|x| x.as_integer().is_none_or(|n| n < 1)) => {
+                    bad(self, "every entry must be a whole number ≥ 1 (an id on the service)".into(), Some("e.g. `[3, 14]`: the ids the service shows, not names".into()))
+                }
+                Some(_) => {}
+                None => bad(self, format!("must be a list of ids, found {}", value_type(val)), Some("e.g. `[3, 14]`".into())),
+            },
             Kind::StrList | Kind::Command | Kind::EnvNames => match val.as_array() {
                 Some(a) if a.iter().any(|x| x.as_str().is_none()) => bad(self, "every entry must be a string".into(), None),
                 Some(a) if matches!(kind, Kind::EnvNames) && a.iter().filter_map(|x| x.as_str()).any(|s| !is_env_name(s)) => bad(
@@ -853,7 +860,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Bool => "true or false",
         Kind::UInt | Kind::UIntUpTo(_) | Kind::Range(..) => "a whole number",
         Kind::Fraction => "a number",
-        Kind::Schedule | Kind::StrList | Kind::Command | Kind::EnvNames => "a list",
+        Kind::Schedule | Kind::StrList | Kind::IdList | Kind::Command | Kind::EnvNames => "a list",
         Kind::StrMap => "a table",
         _ => "a string",
     }

@@ -19,5 +19,6 @@ pub mod substack;
 pub mod telegram;
 pub mod threads;
 pub mod webhook;
+pub mod wordpress;
 pub mod wiring;
 pub mod x;

@@ -140,7 +140,7 @@ const BAD_CONFIGS: &[(&str, &[Expect])] = &[
         "bad-type.toml",
         &[
             (3, "channels.tweets.type", "unknown channel type `twitter`", "did you mean `x`?"),
-            (7, "channels.blog.type", "unknown channel type `wordpress`", "valid types: email, email_api, substack, "),
+            (7, "channels.blog.type", "unknown channel type `tumblr`", "valid types: email, email_api, substack, "),
             (9, "channels.nothing.type", "is required", "one of: email"),
         ],
     ),

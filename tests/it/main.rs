@@ -47,4 +47,5 @@ mod substack;
 mod telegram;
 mod threads;
 mod webhook;
+mod wordpress;
 mod x;

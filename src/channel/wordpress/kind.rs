@@ -1,0 +1,127 @@
+//! `type = "wordpress"`: the channel's config table and its registration ([`ChannelType`]): the
+//! keys the validator accepts come from here (a test checks them against the struct), with the
+//! type's own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
+use crate::channel::{Adapter, BuildCtx};
+use crate::config::keys::{KeySpec, Kind, opt, req};
+use crate::config::{ChannelConfig, Common, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx};
+
+/// The post status Herald asks for.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(rename_all = "snake_case")]
+pub enum WordpressStatus {
+    /// Published at once.
+    #[default]
+    Publish,
+    /// A draft the author publishes by hand (the delivery waits as `awaiting_confirmation`).
+    Draft,
+}
+
+impl WordpressStatus {
+    /// As the REST API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WordpressStatus::Publish => "publish",
+            WordpressStatus::Draft => "draft",
+        }
+    }
+}
+
+/// `type = "wordpress"`
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub struct WordpressConfig {
+    /// Shared keys.
+    #[serde(flatten)]
+    pub common: Common,
+    /// The site's root, e.g. `https://blog.example.com` (the REST API is under `/wp-json/`).
+    pub site_url: String,
+    /// The WordPress user the application password belongs to (a user who can publish).
+    pub username: String,
+    /// The application password (Users → Profile → Application Passwords), as `${ENV}`.
+    #[serde(default)]
+    pub application_password: Option<Secret>,
+    /// The application password from a file.
+    #[serde(default)]
+    pub application_password_file: Option<PathBuf>,
+    /// `publish` or `draft`.
+    #[serde(default)]
+    pub status: WordpressStatus,
+    /// Category ids for the post (Posts → Categories shows them); unset, the site's default.
+    #[serde(default)]
+    pub categories: Vec<u64>,
+    /// Tag ids for the post.
+    #[serde(default)]
+    pub tags: Vec<u64>,
+}
+
+/// The `wordpress` type: a WordPress post through the core REST API.
+pub struct Wordpress;
+
+impl ChannelType for Wordpress {
+    const TYPE: &'static str = "wordpress";
+    const ALIASES: &'static [&'static str] = &["wp", "wordpress.org", "wordpress.com"];
+    const KEYS: &'static [KeySpec] = &[
+        req("site_url", Kind::HttpUrl),
+        req("username", Kind::NonEmptyStr),
+        opt("application_password", Kind::Secret),
+        opt("application_password_file", Kind::Path),
+        opt("status", Kind::Enum(&["publish", "draft"])),
+        opt("categories", Kind::IdList),
+        opt("tags", Kind::IdList),
+    ];
+    const EXAMPLES: &'static [(&'static str, &'static str)] =
+        &[("site_url", "\"https://blog.example.com\""), ("username", "\"herald\"")];
+    type Config = WordpressConfig;
+
+    fn check(c: &mut ChannelCheck<'_, '_>) {
+        c.require_secret("application_password", "");
+    }
+    fn common(c: &Self::Config) -> &Common {
+        &c.common
+    }
+    fn common_mut(c: &mut Self::Config) -> &mut Common {
+        &mut c.common
+    }
+    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
+        super::build(name, cfg, ctx)
+    }
+    fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
+        out.refs.push(pick_secret(&c.application_password, &c.application_password_file));
+    }
+    async fn sandbox(w: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
+        use crate::sandbox::wordpress::{self as fake, WordpressFake};
+        let f = WordpressFake::start().await?;
+        w.site_url = f.base_url.clone();
+        w.username = fake::USERNAME.into();
+        w.application_password = ctx.secret("application_password", fake::APPLICATION_PASSWORD)?;
+        w.application_password_file = None;
+        Ok(Fake::Http(Box::new(f)))
+    }
+    fn sandbox_fragment(w: &Self::Config, t: &mut FragmentTable<'_>) {
+        t.set("site_url", &w.site_url);
+        t.set("username", &w.username);
+        t.secret_file("application_password", &w.application_password);
+    }
+}
+
+/// The sandbox's pointer to the type's contract fake.
+impl HttpFake for crate::sandbox::wordpress::WordpressFake {
+    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
+        &self.faults
+    }
+    fn address(&self) -> String {
+        self.base_url.clone()
+    }
+    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
+        crate::sandbox::wiring::listed(self.posts(), "post(s)")
+    }
+}
