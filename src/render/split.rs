@@ -235,10 +235,11 @@ fn cuts(text: &str, html: bool) -> Vec<Cut> {
 }
 
 /// Close, at the end of each post, the HTML tags still open there (innermost first), and open
-/// them again, as they were written, at the start of the next post.
-fn rebalance_tags(posts: &mut [String]) {
+/// them again, as they were written, at the start of the next post. Each post's count stands:
+/// Telegram counts the text after its entities are parsed, so tags count nothing.
+fn rebalance_tags(posts: &mut [(String, usize)]) {
     let mut carried: Vec<(String, String)> = Vec::new(); // (name, the opening tag as written)
-    for post in posts.iter_mut() {
+    for (post, _) in posts.iter_mut() {
         let mut open = carried.clone();
         let mut rest = post.as_str();
         while let Some(i) = rest.find('<') {

@@ -52,6 +52,7 @@ fn rendering() -> Rendering {
         subtitle: "Podcasts, events, people".into(),
         html: "<p>Welcome.</p>\n<p><em>Originally published at <a href=\"https://news.example.com/issue-42\">https://news.example.com/issue-42</a>.</em></p>\n".into(),
         doc: None,
+        canonical_url: None,
         slug: Some("issue-42".into()),
     })
 }
@@ -142,7 +143,7 @@ async fn a_wrong_application_password_needs_auth_and_is_not_echoed() {
 async fn an_empty_post_is_refused_for_good() {
     let fake = WordpressFake::start().await.unwrap();
     let ad = adapter(&fake, wordpress::APPLICATION_PASSWORD, "");
-    let empty = Rendering::Article(ArticleRendering { title: String::new(), subtitle: String::new(), html: String::new(), doc: None, slug: Some("issue-42".into()) });
+    let empty = Rendering::Article(ArticleRendering { title: String::new(), subtitle: String::new(), html: String::new(), doc: None, canonical_url: None, slug: Some("issue-42".into()) });
     let err = ad.deliver(&empty, &ctx(&Arc::new(MemoryCheckpoint::default()), 1)).await.expect_err("400");
     assert_eq!(err.kind(), Kind::Permanent, "{err}");
     assert_eq!(err.status(), Some(400));

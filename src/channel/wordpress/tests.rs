@@ -16,7 +16,7 @@ fn adapter(extra: &str) -> WordpressAdapter {
 }
 
 fn article(subtitle: &str) -> ArticleRendering {
-    ArticleRendering { title: "T".into(), subtitle: subtitle.into(), html: "<p>B</p>".into(), doc: None, slug: Some("issue-1".into()) }
+    ArticleRendering { title: "T".into(), subtitle: subtitle.into(), html: "<p>B</p>".into(), doc: None, slug: Some("issue-1".into()), canonical_url: None }
 }
 
 #[test]
