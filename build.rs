@@ -27,6 +27,36 @@ fn main() {
         Ok(_) => println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs"),
         Err(_) => println!("cargo:rustc-link-arg-bins=-no-pie"),
     }
+    order_hot_code();
+}
+
+/// Release builds: ask the linker to place the functions the idle daemon runs first and together
+/// (`build/symbol-order.txt`, written by `bench/daemon/order.sh`). The kernel maps code in 64 KB
+/// runs around each page touched, so code spread over the whole text stays resident; gathered,
+/// it fills a few hundred KB (bench/daemon). Only with lld, the toolchain's linker on x86_64
+/// Linux since Rust 1.90 (GNU ld has no `--symbol-ordering-file`); `HERALD_SYMBOL_ORDER=off`
+/// turns it off. Names that are no longer in the binary are ignored.
+fn order_hot_code() {
+    println!("cargo:rerun-if-env-changed=HERALD_SYMBOL_ORDER");
+    let file = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("build/symbol-order.txt");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let off = std::env::var("HERALD_SYMBOL_ORDER").is_ok_and(|v| v == "off" || v == "0");
+    let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
+    let x86_64 = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
+    if off || !release || !x86_64 || !file.is_file() || !rustc_links_with_lld() {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={},--no-warn-symbol-ordering", file.display());
+}
+
+/// rustc ≥ 1.90 links x86_64-unknown-linux-gnu with its own lld, unless told otherwise.
+fn rustc_links_with_lld() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = std::process::Command::new(rustc).arg("-V").output() else { return false };
+    let v = String::from_utf8_lossy(&out.stdout);
+    let minor = v.split_whitespace().nth(1).and_then(|v| v.split('.').nth(1)).and_then(|m| m.parse::<u32>().ok());
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    minor.is_some_and(|m| m >= 90) && !flags.contains("link-self-contained=-linker") && !flags.contains("linker-flavor")
 }
 
 /// Every file under `channels/<type>/` as a `(type, file, include_str!(…))` row for

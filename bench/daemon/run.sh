@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --bin herald >&2
-bin="$target/release/herald"
+[ -n "${HERALD_BIN:-}" ] || cargo build --release --bin herald >&2
+bin="${HERALD_BIN:-$target/release/herald}"
 secs="${IDLE_SECS:-60}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
