@@ -57,7 +57,7 @@ pub trait ChannelType {
     /// Checks on the raw table beyond each key's own (a credential that depends on another
     /// key, a combination that cannot work). Report through `c`, which keeps file and line.
     fn check(_c: &mut ChannelCheck<'_, '_>) {}
-    /// The shared keys.
+    /// The shared keys ([`kind_basics!`] writes it, with `common_mut`, `build` and `post`).
     fn common(c: &Self::Config) -> &Common;
     /// The shared keys, to change (the sandbox disables a channel it must not run).
     fn common_mut(c: &mut Self::Config) -> &mut Common;
@@ -67,7 +67,7 @@ pub trait ChannelType {
     }
     /// The network's counting rules as this channel overrides them.
     fn rules(_c: &Self::Config, _r: &mut Rules) {}
-    /// Build the adapter (resolving secrets through `ctx`).
+    /// Build the adapter (resolving secrets through `ctx`): the folder's `build`.
     fn build(name: &str, cfg: &crate::config::ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>>;
     /// Build with the store's recipient ledger, for the types that mail a list.
     fn build_with_ledger(
@@ -95,6 +95,38 @@ pub trait ChannelType {
     /// endpoint, the ids, the secrets) into the channel's table.
     fn sandbox_fragment(c: &Self::Config, t: &mut FragmentTable<'_>);
 }
+
+/// The part of `impl ChannelType` every type writes the same way, used inside the impl block:
+/// `common`/`common_mut` (the config's `common` field) and `build` (the folder's own
+/// `super::build`, resolved where the macro is used, so in the type's folder). `kind_basics!(post)`
+/// is for a post network: it also sets `POST = true` and `post` (the config's `post` field), so
+/// the two cannot disagree. A type whose fields or build differ writes those methods by hand
+/// instead (they are ordinary trait methods).
+macro_rules! kind_basics {
+    () => {
+        fn common(c: &Self::Config) -> &$crate::config::Common {
+            &c.common
+        }
+        fn common_mut(c: &mut Self::Config) -> &mut $crate::config::Common {
+            &mut c.common
+        }
+        fn build(
+            name: &str,
+            cfg: &$crate::config::ChannelConfig,
+            ctx: &$crate::channel::BuildCtx,
+        ) -> ::anyhow::Result<::std::sync::Arc<dyn $crate::channel::Adapter>> {
+            super::build(name, cfg, ctx)
+        }
+    };
+    (post) => {
+        const POST: bool = true;
+        $crate::channel::registry::kind_basics!();
+        fn post(c: &Self::Config) -> Option<&$crate::config::PostOptions> {
+            Some(&c.post)
+        }
+    };
+}
+pub(crate) use kind_basics;
 
 /// What the validator needs of a type, by its name (it runs before there is a typed config).
 #[derive(Clone, Copy)]

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::config::{Common, PostOptions, Secret, pick_secret};
 use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "bluesky"`
@@ -46,7 +46,6 @@ pub struct Bluesky;
 impl ChannelType for Bluesky {
     const TYPE: &'static str = "bluesky";
     const ALIASES: &'static [&'static str] = &["bsky", "atproto"];
-    const POST: bool = true;
     const KEYS: &'static [KeySpec] = &[
         opt("api_base", Kind::HttpUrl),
         req("identifier", Kind::NonEmptyStr),
@@ -55,19 +54,8 @@ impl ChannelType for Bluesky {
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("identifier", "\"you.bsky.social\"")];
     type Config = BlueskyConfig;
+    kind_basics!(post);
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn post(c: &Self::Config) -> Option<&PostOptions> {
-        Some(&c.post)
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.app_password, &c.app_password_file));
     }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
+use crate::config::{Common, Secret, pick_secret};
 use crate::render::Rendering;
 use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
@@ -94,6 +94,7 @@ impl ChannelType for Devto {
         opt("series", Kind::NonEmptyStr),
     ];
     type Config = DevtoConfig;
+    kind_basics!();
 
     fn check(c: &mut ChannelCheck<'_, '_>) {
         c.require_secret("api_key", "");
@@ -105,15 +106,6 @@ impl ChannelType for Devto {
         if let Some(problem) = tags.as_deref().and_then(tag_problem) {
             c.problem_at("tags", problem, Some("e.g. tags = [\"rust\", \"newsletter\"]: at most 4, letters and digits only".into()));
         }
-    }
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.api_key, &c.api_key_file));

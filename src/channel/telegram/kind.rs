@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::config::{Common, PostOptions, Secret, pick_secret};
 use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// `type = "telegram"`
@@ -53,7 +53,6 @@ pub struct Telegram;
 impl ChannelType for Telegram {
     const TYPE: &'static str = "telegram";
     const ALIASES: &'static [&'static str] = &["tg", "telegram_channel"];
-    const POST: bool = true;
     const KEYS: &'static [KeySpec] = &[
         opt("api_base", Kind::HttpUrl),
         opt("bot_token", Kind::Secret),
@@ -63,21 +62,10 @@ impl ChannelType for Telegram {
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("chat_id", "\"@yourchannel\"")];
     type Config = TelegramConfig;
+    kind_basics!(post);
 
     fn check(c: &mut super::super::registry::ChannelCheck<'_, '_>) {
         c.require_secret("bot_token", "");
-    }
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn post(c: &Self::Config) -> Option<&PostOptions> {
-        Some(&c.post)
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.bot_token, &c.bot_token_file));

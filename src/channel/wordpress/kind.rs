@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
+use crate::config::{Common, Secret, pick_secret};
 use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx};
 
 /// The post status Herald asks for.
@@ -81,18 +81,10 @@ impl ChannelType for Wordpress {
     const EXAMPLES: &'static [(&'static str, &'static str)] =
         &[("site_url", "\"https://blog.example.com\""), ("username", "\"herald\"")];
     type Config = WordpressConfig;
+    kind_basics!();
 
     fn check(c: &mut ChannelCheck<'_, '_>) {
         c.require_secret("application_password", "");
-    }
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.application_password, &c.application_password_file));

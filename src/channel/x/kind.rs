@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt};
-use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
+use crate::config::{Common, PostOptions, Secret, pick_secret};
 use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
 
 /// X authentication flavour.
@@ -102,7 +102,6 @@ pub struct X;
 impl ChannelType for X {
     const TYPE: &'static str = "x";
     const ALIASES: &'static [&'static str] = &["twitter"];
-    const POST: bool = true;
     const KEYS: &'static [KeySpec] = &[
         opt("api_base", Kind::HttpUrl),
         opt("auth", Kind::Enum(&["oauth2", "oauth1"])),
@@ -120,19 +119,8 @@ impl ChannelType for X {
         opt("thread_fallback", Kind::Enum(&["stop", "link"])),
     ];
     type Config = XConfig;
+    kind_basics!(post);
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn post(c: &Self::Config) -> Option<&PostOptions> {
-        Some(&c.post)
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.access_token, &c.access_token_file));
         out.refs.push(pick_secret(&c.refresh_token, &c.refresh_token_file));
