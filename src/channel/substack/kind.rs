@@ -3,7 +3,6 @@
 //! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -11,7 +10,7 @@ use crate::channel::BuildCtx;
 use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{Common, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake};
 
 /// Substack publishing mode.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -154,16 +153,8 @@ impl ChannelType for Substack {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::substack::SubstackFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        let (d, p) = (self.drafts(), self.published());
-        Ok((serde_json::json!({"drafts": d, "published": p}), format!("{} draft(s), {} published", d.len(), p.len())))
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::substack::SubstackFake, |f| {
+    let (d, p) = (f.drafts(), f.published());
+    Ok((serde_json::json!({"drafts": d, "published": p}), format!("{} draft(s), {} published", d.len(), p.len())))
+});

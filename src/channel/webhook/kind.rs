@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -12,7 +11,7 @@ use crate::channel::BuildCtx;
 use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{Common, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake};
 
 /// `type = "webhook"`
 #[derive(Debug, Clone, Deserialize)]
@@ -71,17 +70,9 @@ impl ChannelType for Webhook {
 /// The signing secret the sandbox gives webhook channels.
 const WEBHOOK_SECRET: &str = "sandbox-webhook-secret";
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::webhook::WebhookFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.url()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        let a = self.accepted();
-        let bodies: Vec<_> = a.iter().map(|r| serde_json::json!({"id": r.id, "idempotency_key": r.key, "body": r.body})).collect();
-        Ok((serde_json::Value::Array(bodies), format!("{} request(s)", a.len())))
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::webhook::WebhookFake, address: |f| f.url(), |f| {
+    let a = f.accepted();
+    let bodies: Vec<_> = a.iter().map(|r| serde_json::json!({"id": r.id, "idempotency_key": r.key, "body": r.body})).collect();
+    Ok((serde_json::Value::Array(bodies), format!("{} request(s)", a.len())))
+});
