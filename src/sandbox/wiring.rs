@@ -75,6 +75,13 @@ impl SandboxCtx<'_> {
         std::fs::write(&p, value)?;
         Ok(Some(Secret::File(p)))
     }
+    /// A `key`/`key_file` pair pointed at the sandbox's secret: `secret` becomes the file
+    /// written by [`SandboxCtx::secret`], and `file` (the author's own file) is dropped.
+    pub fn secret_pair(&self, secret: &mut Option<Secret>, file: &mut Option<PathBuf>, key: &str, value: &str) -> anyhow::Result<()> {
+        *secret = self.secret(key, value)?;
+        *file = None;
+        Ok(())
+    }
 }
 
 /// One channel's table in `sandbox serve`'s config fragment: the author's own table, where a

@@ -63,8 +63,7 @@ impl ChannelType for Bluesky {
         let f = BlueskyFake::start().await?;
         b.api_base = f.base_url.clone();
         b.identifier = fake::HANDLE.into();
-        b.app_password = ctx.secret("app_password", fake::APP_PASSWORD)?;
-        b.app_password_file = None;
+        ctx.secret_pair(&mut b.app_password, &mut b.app_password_file, "app_password", fake::APP_PASSWORD)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(b: &Self::Config, t: &mut FragmentTable<'_>) {

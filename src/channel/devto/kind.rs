@@ -120,8 +120,7 @@ impl ChannelType for Devto {
         use crate::sandbox::devto::{self as fake, DevtoFake};
         let f = DevtoFake::start().await?;
         d.api_base = f.base_url.clone();
-        d.api_key = ctx.secret("api_key", fake::API_KEY)?;
-        d.api_key_file = None;
+        ctx.secret_pair(&mut d.api_key, &mut d.api_key_file, "api_key", fake::API_KEY)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(d: &Self::Config, t: &mut FragmentTable<'_>) {

@@ -79,8 +79,7 @@ impl ChannelType for Discord {
     }
     async fn sandbox(d: &mut Self::Config, ctx: &SandboxCtx<'_>) -> anyhow::Result<Fake> {
         let f = crate::sandbox::discord::DiscordFake::start().await?;
-        d.webhook_url = ctx.secret("webhook_url", &f.webhook_url())?;
-        d.webhook_url_file = None;
+        ctx.secret_pair(&mut d.webhook_url, &mut d.webhook_url_file, "webhook_url", &f.webhook_url())?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(d: &Self::Config, t: &mut FragmentTable<'_>) {

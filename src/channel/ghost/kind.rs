@@ -114,8 +114,7 @@ impl ChannelType for Ghost {
         use crate::sandbox::ghost::{self as fake, GhostFake};
         let f = GhostFake::start().await?;
         g.api_url = f.base_url.clone();
-        g.admin_api_key = ctx.secret("admin_api_key", &fake::admin_api_key())?;
-        g.admin_api_key_file = None;
+        ctx.secret_pair(&mut g.admin_api_key, &mut g.admin_api_key_file, "admin_api_key", &fake::admin_api_key())?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(g: &Self::Config, t: &mut FragmentTable<'_>) {

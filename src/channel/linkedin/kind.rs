@@ -83,8 +83,7 @@ impl ChannelType for Linkedin {
         // The sandbox token stands in for the configured author's member.
         f.set_member(&l.author);
         l.api_base = f.base_url.clone();
-        l.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
-        l.access_token_file = None;
+        ctx.secret_pair(&mut l.access_token, &mut l.access_token_file, "access_token", fake::ACCESS_TOKEN)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(l: &Self::Config, t: &mut FragmentTable<'_>) {

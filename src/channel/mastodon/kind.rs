@@ -73,8 +73,7 @@ impl ChannelType for Mastodon {
         use crate::sandbox::mastodon::{self as fake, MastodonFake};
         let f = MastodonFake::start().await?;
         m.api_base = f.base_url.clone();
-        m.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
-        m.access_token_file = None;
+        ctx.secret_pair(&mut m.access_token, &mut m.access_token_file, "access_token", fake::ACCESS_TOKEN)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(m: &Self::Config, t: &mut FragmentTable<'_>) {

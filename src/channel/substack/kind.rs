@@ -138,8 +138,7 @@ impl ChannelType for Substack {
         use crate::sandbox::substack::{self as fake, SubstackFake};
         let f = SubstackFake::start().await?;
         s.api_base = f.base_url.clone();
-        s.cookie = ctx.secret("cookie", fake::COOKIE)?;
-        s.cookie_file = None;
+        ctx.secret_pair(&mut s.cookie, &mut s.cookie_file, "cookie", fake::COOKIE)?;
         s.user_id = Some(fake::USER_ID);
         s.profile_url = format!("{}/api/v1/user/profile/self", f.base_url);
         Ok(Fake::Http(Box::new(f)))

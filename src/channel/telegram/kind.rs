@@ -73,8 +73,7 @@ impl ChannelType for Telegram {
         use crate::sandbox::telegram::{self as fake, TelegramFake};
         let f = TelegramFake::start().await?;
         m.api_base = f.base_url.clone();
-        m.bot_token = ctx.secret("bot_token", fake::BOT_TOKEN)?;
-        m.bot_token_file = None;
+        ctx.secret_pair(&mut m.bot_token, &mut m.bot_token_file, "bot_token", fake::BOT_TOKEN)?;
         m.chat_id = fake::CHANNEL.to_string();
         Ok(Fake::Http(Box::new(f)))
     }

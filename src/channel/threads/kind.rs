@@ -89,8 +89,7 @@ impl ChannelType for Threads {
         let f = ThreadsFake::start().await?;
         t.api_base = f.base_url.clone();
         t.user_id = fake::USER_ID.into();
-        t.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
-        t.access_token_file = None;
+        ctx.secret_pair(&mut t.access_token, &mut t.access_token_file, "access_token", fake::ACCESS_TOKEN)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(th: &Self::Config, t: &mut FragmentTable<'_>) {

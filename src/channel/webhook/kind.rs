@@ -55,8 +55,7 @@ impl ChannelType for Webhook {
         let f = crate::sandbox::webhook::WebhookFake::start().await?;
         w.url = f.url();
         if w.secret.is_some() || w.secret_file.is_some() {
-            w.secret = ctx.secret("secret", WEBHOOK_SECRET)?;
-            w.secret_file = None;
+            ctx.secret_pair(&mut w.secret, &mut w.secret_file, "secret", WEBHOOK_SECRET)?;
             f.set_secret(WEBHOOK_SECRET);
         }
         Ok(Fake::Http(Box::new(f)))

@@ -93,8 +93,7 @@ impl ChannelType for Wordpress {
         let f = WordpressFake::start().await?;
         w.site_url = f.base_url.clone();
         w.username = fake::USERNAME.into();
-        w.application_password = ctx.secret("application_password", fake::APPLICATION_PASSWORD)?;
-        w.application_password_file = None;
+        ctx.secret_pair(&mut w.application_password, &mut w.application_password_file, "application_password", fake::APPLICATION_PASSWORD)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(w: &Self::Config, t: &mut FragmentTable<'_>) {
