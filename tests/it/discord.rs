@@ -271,3 +271,27 @@ async fn in_the_pipeline_each_error_class_ends_in_its_state() {
     let files = files.iter().filter(|p| p.to_string_lossy().contains("herald.db")).count();
     assert!(files > 0, "the store's files were read");
 }
+
+/// The health check reads the webhook (Get Webhook with Token) and posts nothing: the right URL
+/// passes; a wrong token (401, 50027) or a deleted webhook (404, 10015) needs a new URL; an
+/// outage at Discord is retryable; no answer is an error too. The token is in no error.
+#[tokio::test]
+async fn healthcheck_reads_the_webhook_and_posts_nothing() {
+    let fake = DiscordFake::start().await.unwrap();
+    adapter(&fake.webhook_url(), "").healthcheck().await.expect("the right webhook URL passes");
+    let wrong_token = format!("{}/api/webhooks/{WEBHOOK_ID}/not-the-token", fake.base_url);
+    let e = adapter(&wrong_token, "").healthcheck().await.unwrap_err();
+    assert_eq!((e.kind(), e.status()), (Kind::Auth, Some(401)), "{e}");
+    assert!(e.message().contains("50027"), "{e}");
+    let deleted = format!("{}/api/webhooks/999/{WEBHOOK_TOKEN}", fake.base_url);
+    let e = adapter(&deleted, "").healthcheck().await.unwrap_err();
+    assert_eq!((e.kind(), e.status()), (Kind::Auth, Some(404)), "{e}");
+    assert!(e.message().contains("Unknown Webhook"), "{e}");
+    fake.faults.push("GET /api/webhooks", Fault::Status { code: 503, body: "<html>Service Unavailable</html>".into(), headers: vec![] }, 1);
+    let e = adapter(&fake.webhook_url(), "").healthcheck().await.unwrap_err();
+    assert_eq!((e.kind(), e.status()), (Kind::Retryable, Some(503)), "{e}");
+    assert!(fake.messages().is_empty(), "a health check never posts");
+    let e = adapter(&format!("http://127.0.0.1:9/api/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}"), "").healthcheck().await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Retryable, "{e}");
+    assert!(!e.to_string().contains(WEBHOOK_TOKEN), "{e}");
+}
