@@ -47,6 +47,10 @@ pub trait ChannelType {
     /// the validator's whole table for the type. `kind_keys_match_config_structs` checks that
     /// these are exactly the config struct's fields.
     const KEYS: &'static [KeySpec];
+    /// Keys of a second way to set the type up, which its [`ChannelType::check`] refuses beside
+    /// the first (Discord's bot keys beside `webhook_url`): `kind_keys_match_config_structs`
+    /// leaves them out of its everything-set table (they are still checked against the struct).
+    const EXCLUSIVE_KEYS: &'static [&'static str] = &[];
     /// A value for a required key in the "is required" hint (`add `identifier = "…"``), when
     /// the key's kind has no good generic example.
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[];
@@ -143,11 +147,13 @@ pub struct TypeInfo {
     pub examples: &'static [(&'static str, &'static str)],
     /// Its own checks.
     pub check: for<'a, 'b> fn(&mut ChannelCheck<'a, 'b>),
+    /// Keys its checks refuse beside the others (a second way to set it up).
+    pub exclusive: &'static [&'static str],
 }
 
 impl TypeInfo {
     const fn of<T: ChannelType>() -> Self {
-        TypeInfo { name: T::TYPE, aliases: T::ALIASES, post: T::POST, keys: T::KEYS, examples: T::EXAMPLES, check: T::check }
+        TypeInfo { name: T::TYPE, aliases: T::ALIASES, post: T::POST, keys: T::KEYS, examples: T::EXAMPLES, check: T::check, exclusive: T::EXCLUSIVE_KEYS }
     }
 }
 
@@ -314,7 +320,8 @@ mod tests {
     /// The validator's keys for a type and its config struct's fields are the same set: a key
     /// added to one and not the other fails here. Every key is set (a `key_file` only when its
     /// `key` is not a key too), the table must validate, and the typed config, serialized, must
-    /// list exactly those keys (an unset `Option` is listed too, as null).
+    /// list exactly those keys (an unset `Option` is listed too, as null). A type's
+    /// `EXCLUSIVE_KEYS` (a second way to set it up) are left unset, and still listed.
     #[test]
     fn kind_keys_match_config_structs() {
         assert!(!TYPES.is_empty());
@@ -324,7 +331,7 @@ mod tests {
             assert_eq!(names.len(), specs.len(), "{}: a key is listed twice", t.name);
             let mut text = format!("[channels.c]\ntype = \"{}\"\n", t.name);
             for s in &specs {
-                if s.name.strip_suffix("_file").is_some_and(|k| names.contains(k)) {
+                if s.name.strip_suffix("_file").is_some_and(|k| names.contains(k)) || t.exclusive.contains(&s.name) {
                     continue;
                 }
                 text.push_str(&format!("{} = {}\n", s.name, sample(s.kind)));
