@@ -47,6 +47,10 @@ pub trait ChannelType {
     /// the validator's whole table for the type. `kind_keys_match_config_structs` checks that
     /// these are exactly the config struct's fields.
     const KEYS: &'static [KeySpec];
+    /// Keys of a second way to set the type up, which its [`ChannelType::check`] refuses beside
+    /// the first (Discord's bot keys beside `webhook_url`): `kind_keys_match_config_structs`
+    /// leaves them out of its everything-set table (they are still checked against the struct).
+    const EXCLUSIVE_KEYS: &'static [&'static str] = &[];
     /// A value for a required key in the "is required" hint (`add `identifier = "…"``), when
     /// the key's kind has no good generic example.
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[];
@@ -57,7 +61,7 @@ pub trait ChannelType {
     /// Checks on the raw table beyond each key's own (a credential that depends on another
     /// key, a combination that cannot work). Report through `c`, which keeps file and line.
     fn check(_c: &mut ChannelCheck<'_, '_>) {}
-    /// The shared keys.
+    /// The shared keys ([`kind_basics!`] writes it, with `common_mut`, `build` and `post`).
     fn common(c: &Self::Config) -> &Common;
     /// The shared keys, to change (the sandbox disables a channel it must not run).
     fn common_mut(c: &mut Self::Config) -> &mut Common;
@@ -67,7 +71,7 @@ pub trait ChannelType {
     }
     /// The network's counting rules as this channel overrides them.
     fn rules(_c: &Self::Config, _r: &mut Rules) {}
-    /// Build the adapter (resolving secrets through `ctx`).
+    /// Build the adapter (resolving secrets through `ctx`): the folder's `build`.
     fn build(name: &str, cfg: &crate::config::ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>>;
     /// Build with the store's recipient ledger, for the types that mail a list.
     fn build_with_ledger(
@@ -96,6 +100,38 @@ pub trait ChannelType {
     fn sandbox_fragment(c: &Self::Config, t: &mut FragmentTable<'_>);
 }
 
+/// The part of `impl ChannelType` every type writes the same way, used inside the impl block:
+/// `common`/`common_mut` (the config's `common` field) and `build` (the folder's own
+/// `super::build`, resolved where the macro is used, so in the type's folder). `kind_basics!(post)`
+/// is for a post network: it also sets `POST = true` and `post` (the config's `post` field), so
+/// the two cannot disagree. A type whose fields or build differ writes those methods by hand
+/// instead (they are ordinary trait methods).
+macro_rules! kind_basics {
+    () => {
+        fn common(c: &Self::Config) -> &$crate::config::Common {
+            &c.common
+        }
+        fn common_mut(c: &mut Self::Config) -> &mut $crate::config::Common {
+            &mut c.common
+        }
+        fn build(
+            name: &str,
+            cfg: &$crate::config::ChannelConfig,
+            ctx: &$crate::channel::BuildCtx,
+        ) -> ::anyhow::Result<::std::sync::Arc<dyn $crate::channel::Adapter>> {
+            super::build(name, cfg, ctx)
+        }
+    };
+    (post) => {
+        const POST: bool = true;
+        $crate::channel::registry::kind_basics!();
+        fn post(c: &Self::Config) -> Option<&$crate::config::PostOptions> {
+            Some(&c.post)
+        }
+    };
+}
+pub(crate) use kind_basics;
+
 /// What the validator needs of a type, by its name (it runs before there is a typed config).
 #[derive(Clone, Copy)]
 pub struct TypeInfo {
@@ -111,11 +147,13 @@ pub struct TypeInfo {
     pub examples: &'static [(&'static str, &'static str)],
     /// Its own checks.
     pub check: for<'a, 'b> fn(&mut ChannelCheck<'a, 'b>),
+    /// Keys its checks refuse beside the others (a second way to set it up).
+    pub exclusive: &'static [&'static str],
 }
 
 impl TypeInfo {
     const fn of<T: ChannelType>() -> Self {
-        TypeInfo { name: T::TYPE, aliases: T::ALIASES, post: T::POST, keys: T::KEYS, examples: T::EXAMPLES, check: T::check }
+        TypeInfo { name: T::TYPE, aliases: T::ALIASES, post: T::POST, keys: T::KEYS, examples: T::EXAMPLES, check: T::check, exclusive: T::EXCLUSIVE_KEYS }
     }
 }
 
@@ -282,7 +320,8 @@ mod tests {
     /// The validator's keys for a type and its config struct's fields are the same set: a key
     /// added to one and not the other fails here. Every key is set (a `key_file` only when its
     /// `key` is not a key too), the table must validate, and the typed config, serialized, must
-    /// list exactly those keys (an unset `Option` is listed too, as null).
+    /// list exactly those keys (an unset `Option` is listed too, as null). A type's
+    /// `EXCLUSIVE_KEYS` (a second way to set it up) are left unset, and still listed.
     #[test]
     fn kind_keys_match_config_structs() {
         assert!(!TYPES.is_empty());
@@ -292,7 +331,7 @@ mod tests {
             assert_eq!(names.len(), specs.len(), "{}: a key is listed twice", t.name);
             let mut text = format!("[channels.c]\ntype = \"{}\"\n", t.name);
             for s in &specs {
-                if s.name.strip_suffix("_file").is_some_and(|k| names.contains(k)) {
+                if s.name.strip_suffix("_file").is_some_and(|k| names.contains(k)) || t.exclusive.contains(&s.name) {
                     continue;
                 }
                 text.push_str(&format!("{} = {}\n", s.name, sample(s.kind)));

@@ -1,6 +1,9 @@
-//! The Discord fake: "Execute Webhook" and "Get Webhook with Token", from Discord's docs
-//! (resources/webhook#execute-webhook, resources/message#embed-object-embed-limits,
-//! topics/opcodes-and-status-codes#json) and discord-api-types' shapes.
+//! The Discord fake: "Execute Webhook", "Get Webhook with Token", and for a bot "Create Message"
+//! and "Get Channel", from Discord's docs (discord/discord-api-docs: resources/webhook
+//! #execute-webhook, resources/message#create-message and #embed-object-embed-limits,
+//! reference#authentication, topics/rate-limits, topics/opcodes-and-status-codes#json) and the
+//! shapes discord-api-types and discord.js (`MessagePayload#resolveBody`: `nonce` with
+//! `enforce_nonce: true`) send and read.
 //!
 //! - `POST /api/webhooks/{id}/{token}[?wait=true]`: an unknown id → `404 {"message": "Unknown
 //!   Webhook", "code": 10015}`; the right id with a wrong token → `401 {"message": "Invalid
@@ -13,19 +16,34 @@
 //!   (a snowflake `id`, `channel_id`, `webhook_id`, `content`, `embeds`, `author`); without it
 //!   `204` and no body.
 //! - `GET /api/webhooks/{id}/{token}`: the webhook object, same 404/401.
+//! - `POST /api/v10/channels/{channel.id}/messages` (Create Message, a bot): `Authorization:
+//!   Bot <token>` exactly (a missing or wrong header, or `Bearer`, → `401 {"message": "401:
+//!   Unauthorized", "code": 0}`); an unknown channel → `404 {"message": "Unknown Channel",
+//!   "code": 10003}`; a bot without Send Messages there ([`DiscordFake::set_bot_can_send`]) →
+//!   `403 {"message": "Missing Permissions", "code": 50013}`; the same body checks as above
+//!   (50035, 50006), plus a `nonce` over 25 characters → 50035 at `nonce`. The nonce, as the
+//!   docs say of `enforce_nonce`: "If true and nonce is present, it will be checked for
+//!   uniqueness in the past few minutes. If another message was created by the same author
+//!   with the same nonce, that message will be returned and no new message will be created."
+//!   Discord gives no figure for "a few minutes": the fake's window is [`NONCE_WINDOW`] unless
+//!   a test sets another ([`DiscordFake::set_nonce_window`]). Without `enforce_nonce`, a
+//!   repeated nonce creates another message. Accepted: `200` with the message object (the bot
+//!   as `author`, the `nonce` echoed).
+//! - `GET /api/v10/channels/{channel.id}` (Get Channel): the channel object, same 401/404.
 //! - A [`FaultPlan`] scripts failures (a 429 with `retry_after` in the body, 5xx, drops,
 //!   accept-then-drop); with a journal set, every request is journaled.
 // Handlers answer refusals as `Err(Response)`: the size is the response, by design.
 #![allow(clippy::result_large_err)]
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::fault::{FaultPlan, Served, serve, with_faults};
@@ -36,6 +54,14 @@ pub const WEBHOOK_ID: &str = "1180000000000000001";
 pub const WEBHOOK_TOKEN: &str = "sandbox-discord-webhook-token_a1B2c3";
 /// The channel the webhook posts in.
 pub const CHANNEL_ID: &str = "1180000000000000002";
+/// The sandbox bot's token (`Authorization: Bot <token>`).
+pub const BOT_TOKEN: &str = "MTE4MDAwMDAwMDAwMDAwMDAwMw.sandbox.discord-bot-token_Herald";
+/// The sandbox bot's user id.
+pub const BOT_USER_ID: &str = "1180000000000000003";
+/// The fake's nonce window ("the past few minutes"; Discord gives no figure).
+pub const NONCE_WINDOW: Duration = Duration::from_secs(300);
+/// A nonce's longest length (Create Message: "up to 25 characters").
+pub const NONCE_MAX: usize = 25;
 /// Discord's epoch (2015-01-01T00:00:00Z) in ms, for snowflakes.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
 
@@ -48,12 +74,27 @@ pub struct DiscordMessage {
     pub wait: bool,
     /// The JSON body exactly as received.
     pub body: Value,
+    /// Posted by the bot (Create Message), not through the webhook.
+    pub by_bot: bool,
+    /// The whole message object as answered.
+    #[serde(skip)]
+    object: Value,
+    /// When it was created, for the nonce window.
+    #[serde(skip)]
+    created: Option<Instant>,
 }
 
-#[derive(Default)]
 struct DState {
     messages: Vec<DiscordMessage>,
     seq: i64,
+    bot_can_send: bool,
+    nonce_window: Duration,
+}
+
+impl Default for DState {
+    fn default() -> Self {
+        DState { messages: Vec::new(), seq: 0, bot_can_send: true, nonce_window: NONCE_WINDOW }
+    }
 }
 
 type Shared = Arc<Mutex<DState>>;
@@ -73,7 +114,11 @@ impl DiscordFake {
     pub async fn start() -> std::io::Result<Self> {
         let state: Shared = Arc::default();
         let faults = Arc::new(FaultPlan::default());
-        let app = Router::new().route("/api/webhooks/{id}/{token}", post(execute).get(get_webhook)).with_state(state.clone());
+        let app = Router::new()
+            .route("/api/webhooks/{id}/{token}", post(execute).get(get_webhook))
+            .route("/api/v10/channels/{channel}/messages", post(create_message))
+            .route("/api/v10/channels/{channel}", get(get_channel))
+            .with_state(state.clone());
         let served = serve(with_faults(app, faults.clone())).await?;
         Ok(Self { base_url: served.base_url.clone(), faults, state, _served: served })
     }
@@ -81,9 +126,21 @@ impl DiscordFake {
     pub fn webhook_url(&self) -> String {
         format!("{}/api/webhooks/{WEBHOOK_ID}/{WEBHOOK_TOKEN}", self.base_url)
     }
+    /// The bot API root to configure as `api_base`: `<base>/api/v10`.
+    pub fn api_base(&self) -> String {
+        format!("{}/api/v10", self.base_url)
+    }
     /// Every accepted message, in order.
     pub fn messages(&self) -> Vec<DiscordMessage> {
         self.state.lock().expect("discord fake lock").messages.clone()
+    }
+    /// Whether the bot has Send Messages in the channel (default: yes).
+    pub fn set_bot_can_send(&self, yes: bool) {
+        self.state.lock().expect("discord fake lock").bot_can_send = yes;
+    }
+    /// How long a nonce is remembered (default [`NONCE_WINDOW`]).
+    pub fn set_nonce_window(&self, window: Duration) {
+        self.state.lock().expect("discord fake lock").nonce_window = window;
     }
 }
 
@@ -189,24 +246,27 @@ async fn execute(State(st): State<Shared>, Path((id, token)): Path<(String, Stri
     }
     validate(&body)?;
     let wait = wants_wait(query.as_deref());
-    let now = chrono::Utc::now();
-    let msg_id = {
-        let mut s = st.lock().expect("discord fake lock");
-        s.seq += 1;
-        let id = (((now.timestamp_millis() - DISCORD_EPOCH_MS) << 22) | (s.seq & 0xfff)).to_string();
-        s.messages.push(DiscordMessage { id: id.clone(), wait, body: body.clone() });
-        id
-    };
+    let username = str_at(&body, "username").unwrap_or("Herald sandbox");
+    let author = json!({"bot": true, "id": WEBHOOK_ID, "username": username, "avatar": null, "discriminator": "0000"});
+    let object = store(&st, body, author, false, wait);
     if !wait {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let username = str_at(&body, "username").unwrap_or("Herald sandbox");
-    Ok(axum::Json(json!({
-        "id": msg_id,
+    Ok(axum::Json(object).into_response())
+}
+
+/// Create and keep a message: its object as Discord answers it.
+fn store(st: &Shared, body: Value, author: Value, by_bot: bool, wait: bool) -> Value {
+    let now = chrono::Utc::now();
+    let mut s = st.lock().expect("discord fake lock");
+    s.seq += 1;
+    let id = (((now.timestamp_millis() - DISCORD_EPOCH_MS) << 22) | (s.seq & 0xfff)).to_string();
+    let mut object = json!({
+        "id": id,
         "type": 0,
         "content": str_at(&body, "content").unwrap_or_default(),
         "channel_id": CHANNEL_ID,
-        "author": {"bot": true, "id": WEBHOOK_ID, "username": username, "avatar": null, "discriminator": "0000"},
+        "author": author,
         "attachments": [],
         "embeds": body.get("embeds").cloned().unwrap_or(json!([])),
         "mentions": [],
@@ -218,9 +278,85 @@ async fn execute(State(st): State<Shared>, Path((id, token)): Path<(String, Stri
         "edited_timestamp": null,
         "flags": 0,
         "components": [],
-        "webhook_id": WEBHOOK_ID,
-    }))
-    .into_response())
+    });
+    if by_bot {
+        if let Some(n) = body.get("nonce") {
+            object["nonce"] = n.clone();
+        }
+    } else {
+        object["webhook_id"] = json!(WEBHOOK_ID);
+    }
+    s.messages.push(DiscordMessage { id, wait, body, by_bot, object: object.clone(), created: Some(Instant::now()) });
+    object
+}
+
+/// `Authorization: Bot <token>`, exactly, or Discord's 401.
+fn check_bot(headers: &HeaderMap) -> Result<(), Response> {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if auth != format!("Bot {BOT_TOKEN}") {
+        return Err(error(StatusCode::UNAUTHORIZED, json!({"message": "401: Unauthorized", "code": 0})));
+    }
+    Ok(())
+}
+
+fn check_channel(channel: &str) -> Result<(), Response> {
+    if channel != CHANNEL_ID {
+        return Err(error(StatusCode::NOT_FOUND, json!({"message": "Unknown Channel", "code": 10003})));
+    }
+    Ok(())
+}
+
+/// The nonce's documented limit: "up to 25 characters".
+fn check_nonce(body: &Value) -> Result<(), Response> {
+    let bad = match body.get("nonce") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if n.chars().count() > NONCE_MAX => Some(("BASE_TYPE_MAX_LENGTH", format!("Must be {NONCE_MAX} or fewer in length."))),
+        _ => None,
+    };
+    match bad {
+        Some((code, message)) => {
+            let mut errors = json!({});
+            field_error(&mut errors, &["nonce".into()], code, message);
+            Err(error(StatusCode::BAD_REQUEST, json!({"code": 50035, "errors": errors, "message": "Invalid Form Body"})))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Create Message, as the bot.
+async fn create_message(State(st): State<Shared>, Path(channel): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, Response> {
+    check_bot(&headers)?;
+    check_channel(&channel)?;
+    if !st.lock().expect("discord fake lock").bot_can_send {
+        return Err(error(StatusCode::FORBIDDEN, json!({"message": "Missing Permissions", "code": 50013})));
+    }
+    let body: Value = serde_json::from_slice(&body).map_err(|_| error(StatusCode::BAD_REQUEST, json!({"message": "The request body contains invalid JSON.", "code": 50109})))?;
+    if !body.is_object() {
+        return Err(error(StatusCode::BAD_REQUEST, json!({"message": "The request body contains invalid JSON.", "code": 50109})));
+    }
+    check_nonce(&body)?;
+    validate(&body)?;
+    // `enforce_nonce`: the same author's message with the same nonce, within the window, is
+    // returned and nothing is created.
+    let nonce = body.get("nonce").filter(|n| !n.is_null()).cloned();
+    if body.get("enforce_nonce") == Some(&Value::Bool(true))
+        && let Some(n) = &nonce
+    {
+        let s = st.lock().expect("discord fake lock");
+        let window = s.nonce_window;
+        if let Some(m) = s.messages.iter().rev().find(|m| m.by_bot && m.body.get("nonce") == Some(n) && m.created.is_some_and(|c| c.elapsed() <= window)) {
+            return Ok(axum::Json(m.object.clone()).into_response());
+        }
+    }
+    let author = json!({"bot": true, "id": BOT_USER_ID, "username": "Herald sandbox bot", "avatar": null, "discriminator": "0", "global_name": null});
+    Ok(axum::Json(store(&st, body, author, true, true)).into_response())
+}
+
+/// Get Channel, as the bot.
+async fn get_channel(Path(channel): Path<String>, headers: HeaderMap) -> Result<Response, Response> {
+    check_bot(&headers)?;
+    check_channel(&channel)?;
+    Ok(axum::Json(json!({"id": CHANNEL_ID, "type": 0, "guild_id": "1180000000000000000", "name": "announcements", "position": 0, "nsfw": false, "parent_id": null})).into_response())
 }
 
 async fn get_webhook(Path((id, token)): Path<(String, String)>) -> Result<Response, Response> {

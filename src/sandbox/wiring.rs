@@ -19,6 +19,35 @@ pub trait HttpFake: Send + Sync + 'static {
     fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)>;
 }
 
+/// `impl HttpFake` for a fake with `faults` and `base_url` fields (its address, unless given
+/// as `address: |f| …`): what a type's `kind.rs` writes is only what the fake accepted.
+///
+/// ```ignore
+/// impl_http_fake!(crate::sandbox::x::XFake, |f| listed(f.posts(), "post(s)"));
+/// impl_http_fake!(crate::sandbox::webhook::WebhookFake, address: |f| f.url(), |f| …);
+/// ```
+macro_rules! impl_http_fake {
+    ($fake:ty, |$f:ident| $accepted:expr) => {
+        $crate::sandbox::wiring::impl_http_fake!($fake, address: |f| f.base_url.clone(), |$f| $accepted);
+    };
+    ($fake:ty, address: |$a:ident| $address:expr, |$f:ident| $accepted:expr) => {
+        impl $crate::sandbox::wiring::HttpFake for $fake {
+            fn faults(&self) -> &::std::sync::Arc<$crate::sandbox::fault::FaultPlan> {
+                &self.faults
+            }
+            fn address(&self) -> String {
+                let $a = self;
+                $address
+            }
+            fn accepted_json(&self) -> ::anyhow::Result<(::serde_json::Value, String)> {
+                let $f = self;
+                $accepted
+            }
+        }
+    };
+}
+pub(crate) use impl_http_fake;
+
 /// A fake standing in for one channel.
 pub enum Fake {
     /// An HTTP network's contract fake.
@@ -45,6 +74,13 @@ impl SandboxCtx<'_> {
         let p = self.dir.join("secrets").join(format!("{}.{key}", self.name));
         std::fs::write(&p, value)?;
         Ok(Some(Secret::File(p)))
+    }
+    /// A `key`/`key_file` pair pointed at the sandbox's secret: `secret` becomes the file
+    /// written by [`SandboxCtx::secret`], and `file` (the author's own file) is dropped.
+    pub fn secret_pair(&self, secret: &mut Option<Secret>, file: &mut Option<PathBuf>, key: &str, value: &str) -> anyhow::Result<()> {
+        *secret = self.secret(key, value)?;
+        *file = None;
+        Ok(())
     }
 }
 

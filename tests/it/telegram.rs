@@ -245,7 +245,11 @@ async fn a_timeout_ends_unconfirmed_and_the_token_is_nowhere() {
 }
 
 fn adapter(base: &str, token: &str) -> Arc<dyn Adapter> {
-    let toml = format!("type = \"telegram\"\napi_base = \"{base}\"\nbot_token = \"${{TG_TOKEN}}\"\nchat_id = \"@herald_sandbox\"\ntimeout_secs = 1\n");
+    adapter_for_chat(base, token, "@herald_sandbox")
+}
+
+fn adapter_for_chat(base: &str, token: &str, chat: &str) -> Arc<dyn Adapter> {
+    let toml = format!("type = \"telegram\"\napi_base = \"{base}\"\nbot_token = \"${{TG_TOKEN}}\"\nchat_id = \"{chat}\"\ntimeout_secs = 1\n");
     let cfg: ChannelConfig = toml::from_str(&toml).expect("channel config parses");
     let token = token.to_string();
     let ctx = BuildCtx {
@@ -376,4 +380,24 @@ async fn the_token_is_in_no_log_output_or_store_file() {
     assert!(!store_bytes.is_empty());
     assert!(!String::from_utf8_lossy(&store_bytes).contains("AAHsandboxTelegramToken"), "the token is in the store's files");
     assert_eq!(f.messages().len(), 1, "one message accepted, never re-sent");
+}
+
+/// The health check asks `getMe` (the token) and `getChat` (the channel), and sends nothing:
+/// the right token and channel pass, by `@username` or numeric id; a wrong token needs auth; a
+/// channel the bot cannot see is permanent, in Telegram's words; an outage is retryable.
+#[tokio::test]
+async fn healthcheck_checks_the_token_and_the_channel_and_sends_nothing() {
+    let f = TelegramFake::start().await.unwrap();
+    adapter(&f.base_url, fake::BOT_TOKEN).healthcheck().await.expect("the right token and channel pass");
+    adapter_for_chat(&f.base_url, fake::BOT_TOKEN, &fake::CHANNEL_ID.to_string()).healthcheck().await.expect("the numeric id passes");
+    let e = adapter(&f.base_url, "7000000001:AAHwrongTokenwrongTokenwrongToken00").healthcheck().await.unwrap_err();
+    assert_eq!((e.kind(), e.status()), (Kind::Auth, Some(401)), "{e}");
+    let e = adapter_for_chat(&f.base_url, fake::BOT_TOKEN, "@not_our_channel").healthcheck().await.unwrap_err();
+    assert_eq!((e.kind(), e.status()), (Kind::Permanent, Some(400)), "{e}");
+    assert!(e.message().contains("chat not found"), "{e}");
+    f.faults.push("/getMe", Fault::Status { code: 502, body: "<html>Bad Gateway</html>".into(), headers: vec![] }, 1);
+    let e = adapter(&f.base_url, fake::BOT_TOKEN).healthcheck().await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Retryable, "{e}");
+    assert!(!e.to_string().contains(fake::BOT_TOKEN), "{e}");
+    assert_eq!((f.send_calls(), f.messages().len()), (0, 0), "a health check never sends");
 }

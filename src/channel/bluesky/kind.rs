@@ -3,15 +3,14 @@
 //! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::config::{Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// `type = "bluesky"`
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +45,6 @@ pub struct Bluesky;
 impl ChannelType for Bluesky {
     const TYPE: &'static str = "bluesky";
     const ALIASES: &'static [&'static str] = &["bsky", "atproto"];
-    const POST: bool = true;
     const KEYS: &'static [KeySpec] = &[
         opt("api_base", Kind::HttpUrl),
         req("identifier", Kind::NonEmptyStr),
@@ -55,19 +53,8 @@ impl ChannelType for Bluesky {
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("identifier", "\"you.bsky.social\"")];
     type Config = BlueskyConfig;
+    kind_basics!(post);
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn post(c: &Self::Config) -> Option<&PostOptions> {
-        Some(&c.post)
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.app_password, &c.app_password_file));
     }
@@ -76,8 +63,7 @@ impl ChannelType for Bluesky {
         let f = BlueskyFake::start().await?;
         b.api_base = f.base_url.clone();
         b.identifier = fake::HANDLE.into();
-        b.app_password = ctx.secret("app_password", fake::APP_PASSWORD)?;
-        b.app_password_file = None;
+        ctx.secret_pair(&mut b.app_password, &mut b.app_password_file, "app_password", fake::APP_PASSWORD)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(b: &Self::Config, t: &mut FragmentTable<'_>) {
@@ -87,15 +73,5 @@ impl ChannelType for Bluesky {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::bluesky::BlueskyFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.posts(), "post(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::bluesky::BlueskyFake, |f| listed(f.posts(), "post(s)"));

@@ -4,16 +4,15 @@
 //! sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
+use crate::config::{Common, Secret, pick_secret};
 use crate::render::Rendering;
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// `type = "devto"`
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +93,7 @@ impl ChannelType for Devto {
         opt("series", Kind::NonEmptyStr),
     ];
     type Config = DevtoConfig;
+    kind_basics!();
 
     fn check(c: &mut ChannelCheck<'_, '_>) {
         c.require_secret("api_key", "");
@@ -105,15 +105,6 @@ impl ChannelType for Devto {
         if let Some(problem) = tags.as_deref().and_then(tag_problem) {
             c.problem_at("tags", problem, Some("e.g. tags = [\"rust\", \"newsletter\"]: at most 4, letters and digits only".into()));
         }
-    }
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.api_key, &c.api_key_file));
@@ -129,8 +120,7 @@ impl ChannelType for Devto {
         use crate::sandbox::devto::{self as fake, DevtoFake};
         let f = DevtoFake::start().await?;
         d.api_base = f.base_url.clone();
-        d.api_key = ctx.secret("api_key", fake::API_KEY)?;
-        d.api_key_file = None;
+        ctx.secret_pair(&mut d.api_key, &mut d.api_key_file, "api_key", fake::API_KEY)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(d: &Self::Config, t: &mut FragmentTable<'_>) {
@@ -139,15 +129,5 @@ impl ChannelType for Devto {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::devto::DevtoFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.articles(), "article(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::devto::DevtoFake, |f| listed(f.articles(), "article(s)"));

@@ -1,5 +1,7 @@
 //! The `discord` adapter: an announcement through a channel webhook,
-//! `POST {webhook_url}?wait=true` (Discord's "Execute Webhook").
+//! `POST {webhook_url}?wait=true` (Discord's "Execute Webhook"), or, in bot mode, as a bot,
+//! `POST {api_base}/channels/{channel_id}/messages` (Discord's "Create Message") with
+//! `Authorization: Bot <token>`.
 //!
 //! Render is apart from deliver: `channels/discord/body.json.hbs` renders
 //! `{content, embeds: [{title, description, url}]}` (content as a string, or as a list of lines
@@ -10,10 +12,19 @@
 //! `wait=true` makes Discord answer `200` with the message object, so the receipt holds the
 //! message id (without it Discord answers `204` and nothing identifies the post).
 //!
-//! Reconciliation: a webhook cannot list its channel's messages; reading one back
-//! (`GET /webhooks/{id}/{token}/messages/{message_id}`) needs the id, which Herald only learns
-//! from the answer it lost. An unknown outcome therefore cannot be checked, and is left
+//! Reconciliation through a webhook: a webhook cannot list its channel's messages; reading one
+//! back (`GET /webhooks/{id}/{token}/messages/{message_id}`) needs the id, which Herald only
+//! learns from the answer it lost. An unknown outcome therefore cannot be checked, and is left
 //! `unconfirmed` for the operator (never resent blindly: that could post twice).
+//!
+//! Reconciliation as a bot: every Create Message carries a `nonce` derived from the delivery key
+//! ([`nonce_for`], 25 characters, Discord's limit) with `enforce_nonce: true`. Discord's docs:
+//! "If true and nonce is present, it will be checked for uniqueness in the past few minutes. If
+//! another message was created by the same author with the same nonce, that message will be
+//! returned and no new message will be created." So a lost answer is sent again with the same
+//! nonce, and whatever Discord answers is the one message. Discord gives no figure for "a few
+//! minutes": `nonce_window_secs` (default [`NONCE_WINDOW_DEFAULT_SECS`]) is how long after the
+//! send Herald still trusts it; past that, the delivery is left `unconfirmed`, as a webhook's is.
 
 pub mod kind;
 pub use kind::Discord;
@@ -24,10 +35,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use channel::DiscordChannel;
+use channel::{Bot, Target};
 use serde_json::{Value, json};
 
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::{ChannelConfig, pick_secret};
+
+/// The default `nonce_window_secs`: two minutes, the low end of Discord's "the past few
+/// minutes" (Discord publishes no figure).
+pub const NONCE_WINDOW_DEFAULT_SECS: u64 = 120;
+/// Discord's limit on a nonce ("up to 25 characters").
+pub const NONCE_MAX: usize = 25;
+
+/// The nonce for a delivery: `h` and the first 24 hex digits of the SHA-256 of its key, 25
+/// characters. The same delivery (issue, channel, revision) always gets the same nonce, and a
+/// republish (a new revision) a new one.
+pub fn nonce_for(key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut n = String::from("h");
+    n.push_str(&hex::encode(&digest[..12]));
+    n
+}
 
 /// Message content, in UTF-16 code units as Discord counts them.
 pub const CONTENT_MAX: usize = 2000;
@@ -145,6 +174,15 @@ impl Message {
         Ok(())
     }
 
+    /// The Create Message JSON body (bot mode): the message, and the delivery's `nonce` with
+    /// `enforce_nonce: true` (a bot posts under its own name: no `username`, no `avatar_url`).
+    pub fn bot_payload(&self, nonce: &str) -> Value {
+        let mut v = self.payload(None, None);
+        v["nonce"] = json!(nonce);
+        v["enforce_nonce"] = json!(true);
+        v
+    }
+
     /// The Execute Webhook JSON body.
     pub fn payload(&self, username: Option<&str>, avatar_url: Option<&str>) -> Value {
         let mut v = json!({ "allowed_mentions": { "parse": [] } });
@@ -177,9 +215,23 @@ impl Message {
     }
 }
 
-/// Build the adapter for channel `name`. Errors name the key, never the URL (it holds the token).
+/// Build the adapter for channel `name`. Errors name the key, never the URL or the token.
 pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
     let ChannelConfig::Discord(c) = cfg else { anyhow::bail!("channel {name}: not a discord channel") };
+    let bot_token = pick_secret(&c.bot_token, &c.bot_token_file);
+    let target = if bot_token.is_some() { Target::Bot(bot(name, c, ctx, bot_token)?) } else { Target::Webhook(webhook(name, c, ctx)?) };
+    Ok(Arc::new(DiscordChannel {
+        name: name.to_string(),
+        target,
+        username: c.username.clone(),
+        avatar_url: c.avatar_url.clone(),
+        embed: c.embed,
+        timeout: c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout),
+    }))
+}
+
+/// The webhook URL with `?wait=true`.
+fn webhook(name: &str, c: &kind::DiscordConfig, ctx: &BuildCtx) -> anyhow::Result<reqwest::Url> {
     let url = ctx.secret(name, "webhook_url", pick_secret(&c.webhook_url, &c.webhook_url_file))?;
     let parsed = reqwest::Url::parse(url.expose().trim())
         .map_err(|_| anyhow::anyhow!("channel {name}: `webhook_url` is not a URL; copy it from Server Settings → Integrations → Webhooks → Copy Webhook URL"))?;
@@ -190,14 +242,21 @@ pub fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<
     let mut endpoint = parsed;
     endpoint.set_query(Some("wait=true"));
     endpoint.set_fragment(None);
-    Ok(Arc::new(DiscordChannel {
-        name: name.to_string(),
-        endpoint,
-        username: c.username.clone(),
-        avatar_url: c.avatar_url.clone(),
-        embed: c.embed,
-        timeout: c.common.timeout_secs.map(Duration::from_secs).unwrap_or(ctx.timeout),
-    }))
+    Ok(endpoint)
+}
+
+/// Bot mode: the channel's endpoints and the `Bot <token>` header.
+fn bot(name: &str, c: &kind::DiscordConfig, ctx: &BuildCtx, token: Option<crate::config::Secret>) -> anyhow::Result<Bot> {
+    let token = ctx.secret(name, "bot_token", token)?;
+    let channel_id = c.channel_id.as_deref().map(str::trim).unwrap_or_default();
+    anyhow::ensure!(kind::is_snowflake(channel_id), "channel {name}: `channel_id` must be the channel's id (digits; right-click the channel → Copy Channel ID)");
+    let base = c.api_base.trim_end_matches('/');
+    let channel = reqwest::Url::parse(&format!("{base}/channels/{channel_id}")).map_err(|_| anyhow::anyhow!("channel {name}: `api_base` is not a URL"))?;
+    let messages = reqwest::Url::parse(&format!("{base}/channels/{channel_id}/messages")).map_err(|_| anyhow::anyhow!("channel {name}: `api_base` is not a URL"))?;
+    let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Bot {}", token.expose().trim()))
+        .map_err(|_| anyhow::anyhow!("channel {name}: `bot_token` holds characters a header cannot carry; copy the token again"))?;
+    authorization.set_sensitive(true);
+    Ok(Bot { messages, channel, authorization, nonce_window: Duration::from_secs(c.nonce_window_secs) })
 }
 
 #[cfg(test)]
@@ -233,6 +292,17 @@ mod tests {
         let body = json!({"content": "", "embeds": [{"title": "T"}]});
         assert!(Message::from_body(&body, true).is_ok());
         assert!(Message::from_body(&body, false).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn the_nonce_is_25_characters_and_one_per_delivery() {
+        let n = nonce_for("issue-12/announce/r1");
+        assert_eq!(n.len(), NONCE_MAX);
+        assert_eq!(n, nonce_for("issue-12/announce/r1"), "the same delivery, the same nonce");
+        assert_ne!(n, nonce_for("issue-12/announce/r2"), "a republish is a new message");
+        assert_ne!(n, nonce_for("issue-12/other/r1"));
+        let p = Message { content: "hi".into(), embeds: vec![] }.bot_payload(&n);
+        assert_eq!(p, json!({"content": "hi", "allowed_mentions": {"parse": []}, "nonce": n, "enforce_nonce": true}));
     }
 
     #[test]

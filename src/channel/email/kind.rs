@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::channel::{Adapter, BuildCtx};
 use crate::config::keys::{KeySpec, Kind, opt, req};
 use crate::config::{ChannelConfig, Common, Secret, pick_secret};
@@ -93,16 +93,8 @@ impl ChannelType for Email {
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("smtp_url", "\"smtp://127.0.0.1:2525\""), ("unsubscribe_base_url", "\"https://news.example.com/unsubscribe\"")];
     type Config = EmailConfig;
+    kind_basics!();
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn build_with_ledger(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx, ledger: Arc<dyn super::super::email::RecipientLedger>) -> Option<anyhow::Result<Arc<dyn Adapter>>> {
         Some(super::build_with_ledger(name, cfg, ctx, ledger))
     }

@@ -2,14 +2,12 @@
 //! the validator accepts come from here (a test checks them against the struct), with the type's
 //! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common};
+use crate::config::Common;
 use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx};
 
 /// `type = "exec"`
@@ -47,16 +45,8 @@ impl ChannelType for Exec {
         opt("run_in_sandbox", Kind::Bool),
     ];
     type Config = ExecConfig;
+    kind_basics!();
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         // What the plugin is given, it may print.
         out.plain.extend(c.env.iter().filter_map(|k| (_ctx.env)(k)));

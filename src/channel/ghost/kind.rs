@@ -4,16 +4,15 @@
 //! (`src/sandbox/ghost.rs`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
+use crate::config::{Common, Secret, pick_secret};
 use crate::render::Rendering;
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// What Ghost does with the post.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -88,18 +87,10 @@ impl ChannelType for Ghost {
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("api_url", "\"https://blog.example.com\"")];
     type Config = GhostConfig;
+    kind_basics!();
 
     fn check(c: &mut ChannelCheck<'_, '_>) {
         c.require_secret("admin_api_key", "");
-    }
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.admin_api_key, &c.admin_api_key_file));
@@ -123,8 +114,7 @@ impl ChannelType for Ghost {
         use crate::sandbox::ghost::{self as fake, GhostFake};
         let f = GhostFake::start().await?;
         g.api_url = f.base_url.clone();
-        g.admin_api_key = ctx.secret("admin_api_key", &fake::admin_api_key())?;
-        g.admin_api_key_file = None;
+        ctx.secret_pair(&mut g.admin_api_key, &mut g.admin_api_key_file, "admin_api_key", &fake::admin_api_key())?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(g: &Self::Config, t: &mut FragmentTable<'_>) {
@@ -133,15 +123,5 @@ impl ChannelType for Ghost {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::ghost::GhostFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.posts(), "post(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::ghost::GhostFake, |f| listed(f.posts(), "post(s)"));

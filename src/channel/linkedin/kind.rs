@@ -3,15 +3,14 @@
 //! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::config::{Common, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// `type = "linkedin"`
 #[derive(Debug, Clone, Deserialize)]
@@ -73,16 +72,8 @@ impl ChannelType for Linkedin {
         opt("linkedin_version", Kind::YearMonth),
     ];
     type Config = LinkedinConfig;
+    kind_basics!();
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.access_token, &c.access_token_file));
     }
@@ -92,8 +83,7 @@ impl ChannelType for Linkedin {
         // The sandbox token stands in for the configured author's member.
         f.set_member(&l.author);
         l.api_base = f.base_url.clone();
-        l.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
-        l.access_token_file = None;
+        ctx.secret_pair(&mut l.access_token, &mut l.access_token_file, "access_token", fake::ACCESS_TOKEN)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(l: &Self::Config, t: &mut FragmentTable<'_>) {
@@ -102,15 +92,5 @@ impl ChannelType for Linkedin {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::linkedin::LinkedinFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.posts(), "post(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::linkedin::LinkedinFake, |f| listed(f.posts(), "post(s)"));

@@ -3,15 +3,14 @@
 //! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt};
-use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::config::{Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// `type = "mastodon"`
 #[derive(Debug, Clone, Deserialize)]
@@ -54,7 +53,6 @@ pub struct Mastodon;
 impl ChannelType for Mastodon {
     const TYPE: &'static str = "mastodon";
     const ALIASES: &'static [&'static str] = &["fediverse"];
-    const POST: bool = true;
     const KEYS: &'static [KeySpec] = &[
         opt("api_base", Kind::HttpUrl),
         opt("access_token", Kind::Secret),
@@ -63,19 +61,8 @@ impl ChannelType for Mastodon {
         opt("max_characters", Kind::Range(1, 100_000)),
     ];
     type Config = MastodonConfig;
+    kind_basics!(post);
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn post(c: &Self::Config) -> Option<&PostOptions> {
-        Some(&c.post)
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.access_token, &c.access_token_file));
     }
@@ -86,8 +73,7 @@ impl ChannelType for Mastodon {
         use crate::sandbox::mastodon::{self as fake, MastodonFake};
         let f = MastodonFake::start().await?;
         m.api_base = f.base_url.clone();
-        m.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
-        m.access_token_file = None;
+        ctx.secret_pair(&mut m.access_token, &mut m.access_token_file, "access_token", fake::ACCESS_TOKEN)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(m: &Self::Config, t: &mut FragmentTable<'_>) {
@@ -96,15 +82,5 @@ impl ChannelType for Mastodon {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::mastodon::MastodonFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.statuses(), "status(es)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::mastodon::MastodonFake, |f| listed(f.statuses(), "status(es)"));

@@ -3,15 +3,14 @@
 //! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx};
+use crate::config::{Common, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake};
 
 /// Substack publishing mode.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -111,16 +110,8 @@ impl ChannelType for Substack {
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("api_base", "\"https://yourpub.substack.com\"")];
     type Config = SubstackConfig;
+    kind_basics!();
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.cookie, &c.cookie_file));
     }
@@ -147,8 +138,7 @@ impl ChannelType for Substack {
         use crate::sandbox::substack::{self as fake, SubstackFake};
         let f = SubstackFake::start().await?;
         s.api_base = f.base_url.clone();
-        s.cookie = ctx.secret("cookie", fake::COOKIE)?;
-        s.cookie_file = None;
+        ctx.secret_pair(&mut s.cookie, &mut s.cookie_file, "cookie", fake::COOKIE)?;
         s.user_id = Some(fake::USER_ID);
         s.profile_url = format!("{}/api/v1/user/profile/self", f.base_url);
         Ok(Fake::Http(Box::new(f)))
@@ -162,16 +152,8 @@ impl ChannelType for Substack {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::substack::SubstackFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        let (d, p) = (self.drafts(), self.published());
-        Ok((serde_json::json!({"drafts": d, "published": p}), format!("{} draft(s), {} published", d.len(), p.len())))
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::substack::SubstackFake, |f| {
+    let (d, p) = (f.drafts(), f.published());
+    Ok((serde_json::json!({"drafts": d, "published": p}), format!("{} draft(s), {} published", d.len(), p.len())))
+});

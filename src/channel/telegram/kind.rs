@@ -3,15 +3,14 @@
 //! type's own checks, its secret for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::config::{Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// `type = "telegram"`
 #[derive(Debug, Clone, Deserialize)]
@@ -53,7 +52,6 @@ pub struct Telegram;
 impl ChannelType for Telegram {
     const TYPE: &'static str = "telegram";
     const ALIASES: &'static [&'static str] = &["tg", "telegram_channel"];
-    const POST: bool = true;
     const KEYS: &'static [KeySpec] = &[
         opt("api_base", Kind::HttpUrl),
         opt("bot_token", Kind::Secret),
@@ -63,21 +61,10 @@ impl ChannelType for Telegram {
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("chat_id", "\"@yourchannel\"")];
     type Config = TelegramConfig;
+    kind_basics!(post);
 
     fn check(c: &mut super::super::registry::ChannelCheck<'_, '_>) {
         c.require_secret("bot_token", "");
-    }
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn post(c: &Self::Config) -> Option<&PostOptions> {
-        Some(&c.post)
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.bot_token, &c.bot_token_file));
@@ -86,8 +73,7 @@ impl ChannelType for Telegram {
         use crate::sandbox::telegram::{self as fake, TelegramFake};
         let f = TelegramFake::start().await?;
         m.api_base = f.base_url.clone();
-        m.bot_token = ctx.secret("bot_token", fake::BOT_TOKEN)?;
-        m.bot_token_file = None;
+        ctx.secret_pair(&mut m.bot_token, &mut m.bot_token_file, "bot_token", fake::BOT_TOKEN)?;
         m.chat_id = fake::CHANNEL.to_string();
         Ok(Fake::Http(Box::new(f)))
     }
@@ -98,15 +84,5 @@ impl ChannelType for Telegram {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::telegram::TelegramFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.messages(), "message(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::telegram::TelegramFake, |f| listed(f.messages(), "message(s)"));

@@ -3,15 +3,14 @@
 //! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt};
-use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::config::{Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// `type = "threads"`
 #[derive(Debug, Clone, Deserialize)]
@@ -66,7 +65,6 @@ pub struct Threads;
 impl ChannelType for Threads {
     const TYPE: &'static str = "threads";
     const ALIASES: &'static [&'static str] = &["meta", "instagram"];
-    const POST: bool = true;
     const KEYS: &'static [KeySpec] = &[
         opt("api_base", Kind::HttpUrl),
         opt("user_id", Kind::NonEmptyStr),
@@ -78,19 +76,8 @@ impl ChannelType for Threads {
         opt("max_links", Kind::Range(1, 100)),
     ];
     type Config = ThreadsConfig;
+    kind_basics!(post);
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn post(c: &Self::Config) -> Option<&PostOptions> {
-        Some(&c.post)
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.access_token, &c.access_token_file));
     }
@@ -102,8 +89,7 @@ impl ChannelType for Threads {
         let f = ThreadsFake::start().await?;
         t.api_base = f.base_url.clone();
         t.user_id = fake::USER_ID.into();
-        t.access_token = ctx.secret("access_token", fake::ACCESS_TOKEN)?;
-        t.access_token_file = None;
+        ctx.secret_pair(&mut t.access_token, &mut t.access_token_file, "access_token", fake::ACCESS_TOKEN)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(th: &Self::Config, t: &mut FragmentTable<'_>) {
@@ -113,15 +99,5 @@ impl ChannelType for Threads {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::threads::ThreadsFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.posts(), "post(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::threads::ThreadsFake, |f| listed(f.posts(), "post(s)"));

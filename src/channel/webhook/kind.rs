@@ -4,15 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx};
+use crate::config::{Common, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake};
 
 /// `type = "webhook"`
 #[derive(Debug, Clone, Deserialize)]
@@ -47,16 +46,8 @@ impl ChannelType for Webhook {
         opt("secret_file", Kind::Path),
     ];
     type Config = WebhookConfig;
+    kind_basics!();
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.secret, &c.secret_file));
     }
@@ -64,8 +55,7 @@ impl ChannelType for Webhook {
         let f = crate::sandbox::webhook::WebhookFake::start().await?;
         w.url = f.url();
         if w.secret.is_some() || w.secret_file.is_some() {
-            w.secret = ctx.secret("secret", WEBHOOK_SECRET)?;
-            w.secret_file = None;
+            ctx.secret_pair(&mut w.secret, &mut w.secret_file, "secret", WEBHOOK_SECRET)?;
             f.set_secret(WEBHOOK_SECRET);
         }
         Ok(Fake::Http(Box::new(f)))
@@ -79,17 +69,9 @@ impl ChannelType for Webhook {
 /// The signing secret the sandbox gives webhook channels.
 const WEBHOOK_SECRET: &str = "sandbox-webhook-secret";
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::webhook::WebhookFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.url()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        let a = self.accepted();
-        let bodies: Vec<_> = a.iter().map(|r| serde_json::json!({"id": r.id, "idempotency_key": r.key, "body": r.body})).collect();
-        Ok((serde_json::Value::Array(bodies), format!("{} request(s)", a.len())))
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::webhook::WebhookFake, address: |f| f.url(), |f| {
+    let a = f.accepted();
+    let bodies: Vec<_> = a.iter().map(|r| serde_json::json!({"id": r.id, "idempotency_key": r.key, "body": r.body})).collect();
+    Ok((serde_json::Value::Array(bodies), format!("{} request(s)", a.len())))
+});

@@ -3,15 +3,14 @@
 //! type's own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx};
+use crate::config::{Common, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// The post status Herald asks for.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -81,18 +80,10 @@ impl ChannelType for Wordpress {
     const EXAMPLES: &'static [(&'static str, &'static str)] =
         &[("site_url", "\"https://blog.example.com\""), ("username", "\"herald\"")];
     type Config = WordpressConfig;
+    kind_basics!();
 
     fn check(c: &mut ChannelCheck<'_, '_>) {
         c.require_secret("application_password", "");
-    }
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.application_password, &c.application_password_file));
@@ -102,8 +93,7 @@ impl ChannelType for Wordpress {
         let f = WordpressFake::start().await?;
         w.site_url = f.base_url.clone();
         w.username = fake::USERNAME.into();
-        w.application_password = ctx.secret("application_password", fake::APPLICATION_PASSWORD)?;
-        w.application_password_file = None;
+        ctx.secret_pair(&mut w.application_password, &mut w.application_password_file, "application_password", fake::APPLICATION_PASSWORD)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(w: &Self::Config, t: &mut FragmentTable<'_>) {
@@ -113,15 +103,5 @@ impl ChannelType for Wordpress {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::wordpress::WordpressFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        crate::sandbox::wiring::listed(self.posts(), "post(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::wordpress::WordpressFake, |f| listed(f.posts(), "post(s)"));

@@ -3,15 +3,14 @@
 //! own checks, its secrets for the redactor, its build, and its sandbox wiring to its fake.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt};
-use crate::config::{ChannelConfig, Common, PostOptions, Secret, pick_secret};
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::config::{Common, PostOptions, Secret, pick_secret};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// X authentication flavour.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -102,7 +101,6 @@ pub struct X;
 impl ChannelType for X {
     const TYPE: &'static str = "x";
     const ALIASES: &'static [&'static str] = &["twitter"];
-    const POST: bool = true;
     const KEYS: &'static [KeySpec] = &[
         opt("api_base", Kind::HttpUrl),
         opt("auth", Kind::Enum(&["oauth2", "oauth1"])),
@@ -120,19 +118,8 @@ impl ChannelType for X {
         opt("thread_fallback", Kind::Enum(&["stop", "link"])),
     ];
     type Config = XConfig;
+    kind_basics!(post);
 
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn post(c: &Self::Config) -> Option<&PostOptions> {
-        Some(&c.post)
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
-    }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.access_token, &c.access_token_file));
         out.refs.push(pick_secret(&c.refresh_token, &c.refresh_token_file));
@@ -190,15 +177,5 @@ impl ChannelType for X {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::x::XFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.posts(), "post(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::x::XFake, |f| listed(f.posts(), "post(s)"));
