@@ -32,7 +32,8 @@
 //!   unverified).
 //! - Reads "may be cached for up to ~25 seconds … a read issued immediately after a write may
 //!   briefly return stale data": a query answered within [`READ_CACHE`] of the same query (same
-//!   text and variables) gets the same answer, even after a publish ([`HashnodeFake::set_read_cache`]).
+//!   credential, text and variables) gets the same answer, even after a publish
+//!   ([`HashnodeFake::set_read_cache`]).
 //! - A [`FaultPlan`] in front of everything, matched against `"POST / <root field>"` (e.g.
 //!   `"publishPost"` faults only the mutation), and its journal when `sandbox serve` keeps one.
 
@@ -144,8 +145,8 @@ struct Inner {
     next: u64,
     /// When each accepted mutation arrived, for the rate limit.
     mutations: Vec<Instant>,
-    /// (query text, variables) → (answer, when).
-    cache: HashMap<(String, String), (Value, Instant)>,
+    /// (credential, query text, variables) → (answer, when).
+    cache: HashMap<(String, String, String), (Value, Instant)>,
     read_cache: Duration,
     mutation_limit: usize,
     slug_taken: SlugTaken,
@@ -816,7 +817,9 @@ fn is_object_id(s: &str) -> bool {
 /// `publication(id) { … post(slug) { … } }` and `me { … }`, answered from the read cache when
 /// the same query came within its time.
 fn read(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap, op: &Operation, query: &str, vars: &Map<String, Value>) -> Response {
-    let key = (query.to_string(), Value::Object(vars.clone()).to_string());
+    // Per credential: a cache never hands one user's answer (`me`) to another.
+    let auth = headers.get("authorization").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+    let key = (auth, query.to_string(), Value::Object(vars.clone()).to_string());
     let mut g = inner.lock().expect("fake lock");
     let ttl = g.read_cache;
     if let Some((answer, at)) = g.cache.get(&key)
