@@ -392,3 +392,27 @@ fn the_config_is_checked_with_file_and_line() {
     assert_eq!(key.line, Some(4), "{key}");
     assert!(errs.iter().any(|e| e.key == "channels.hn2.type" && e.hint.as_deref().unwrap_or_default().contains("hashnode")), "{shown:#?}");
 }
+
+/// `republish` is a new revision and a new post: it gets its own slug, so a lost answer for
+/// revision 2 reconciles to revision 2's post, never to the first one's (same canonical URL).
+#[tokio::test]
+async fn a_republish_is_its_own_post_and_reconciles_to_itself() {
+    let fake = HashnodeFake::start().await.unwrap();
+    let a = adapter(&fake);
+    let first = a.deliver(&rendering(json!([])), &ctx(&fresh(), 1)).await.unwrap();
+    let r2 = |cp: &Arc<MemoryCheckpoint>, attempt| DeliveryCtx { key: "issue-42/hashnode/r2".into(), ..ctx(cp, attempt) };
+    let cp = fresh();
+    fake.faults.push("publishPost", Fault::AcceptThenDrop, 1);
+    assert_eq!(a.deliver(&rendering(json!([])), &r2(&cp, 1)).await.unwrap_err().kind(), Kind::UnknownOutcome);
+    let posts = fake.posts();
+    assert_eq!(posts.iter().map(|p| p.slug.as_str()).collect::<Vec<_>>(), ["issue-42", "issue-42-r2"]);
+    match a.find_existing(&rendering(json!([])), &r2(&cp, 2)).await.unwrap() {
+        Reconciled::Found(r) => {
+            assert_eq!(r.remote_id, posts[1].id);
+            assert_ne!(r.remote_id, first.remote_id);
+        }
+        other => panic!("expected Found, got {other:?}"),
+    }
+    assert_eq!(herald::channel::hashnode::revision_of("a/b/r12"), 12);
+    assert_eq!(herald::channel::hashnode::revision_of("no-revision"), 1);
+}

@@ -63,12 +63,20 @@ impl HashnodeAdapter {
         Self { name: name.to_string(), cfg: cfg.clone(), token, timeout }
     }
 
-    /// The `PublishPostInput`, checked as Hashnode would check it.
-    pub fn input(&self, rendering: &Rendering) -> Result<Value, DeliveryError> {
+    /// The `PublishPostInput` for this delivery, checked as Hashnode would check it. A
+    /// `republish` (revision 2 and up) is a new post, so it gets its own slug, `<slug>-r<n>`:
+    /// reconciling it never takes the first revision's post for its own.
+    pub fn input(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Value, DeliveryError> {
         let Rendering::Body(b) = rendering else {
             return Err(DeliveryError::permanent("hashnode: expected a body rendering (channels/hashnode/manifest.toml has kind = \"body\")"));
         };
-        let input = post_input(&b.body, &self.cfg).map_err(|e| DeliveryError::permanent(format!("hashnode: {e}")))?;
+        let mut input = post_input(&b.body, &self.cfg).map_err(|e| DeliveryError::permanent(format!("hashnode: {e}")))?;
+        let revision = revision_of(&ctx.key);
+        if revision > 1
+            && let Some(slug) = input["slug"].as_str().filter(|s| !s.is_empty())
+        {
+            input["slug"] = Value::String(format!("{slug}-r{revision}"));
+        }
         preflight(&input, &self.cfg).map_err(|e| DeliveryError::permanent(format!("hashnode: {e}")))?;
         Ok(input)
     }
@@ -158,6 +166,11 @@ impl HashnodeAdapter {
     }
 }
 
+/// The revision in a delivery key (`{issue}/{channel}/r{revision}`); 1 when it has none.
+pub fn revision_of(key: &str) -> u32 {
+    key.rsplit_once("/r").and_then(|(_, n)| n.parse().ok()).unwrap_or(1)
+}
+
 /// Classify a Hashnode error answer: GraphQL `errors[0].extensions.code` first (Hashnode answers
 /// most errors with 200), else the HTTP status. `UNAUTHENTICATED` and a `FORBIDDEN` for a role
 /// → needs_auth; `FORBIDDEN` for the Pro plan → forbidden (a new token won't help);
@@ -210,7 +223,7 @@ fn classify(answer: &http::Answer, parsed: Option<&Value>, op: Op, wait: Duratio
 #[async_trait]
 impl Adapter for HashnodeAdapter {
     async fn deliver(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Receipt, DeliveryError> {
-        let input = self.input(rendering)?;
+        let input = self.input(rendering, ctx)?;
         let mut state: HashnodeState = ctx.load_state().await?;
         if let Some(id) = &state.id {
             return Ok(self.receipt(id, state.url.clone(), Some("already posted (checkpoint)".into()), None));
@@ -223,7 +236,7 @@ impl Adapter for HashnodeAdapter {
     /// followed by a publish, is not repeated within `read_cache_secs`: the same query could be
     /// answered from Hashnode's cache and miss the post.
     async fn find_existing(&self, rendering: &Rendering, ctx: &DeliveryCtx) -> Result<Reconciled, DeliveryError> {
-        let input = self.input(rendering)?;
+        let input = self.input(rendering, ctx)?;
         let mut state: HashnodeState = ctx.load_state().await?;
         if let Some(id) = &state.id {
             return Ok(Reconciled::Found(self.receipt(id, state.url.clone(), Some("already posted (checkpoint)".into()), None)));

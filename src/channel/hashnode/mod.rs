@@ -13,8 +13,8 @@
 //! `INTERNAL_SERVER_ERROR`. Limits: 15 tags, a 100 KB request body; reads may be served from a
 //! cache for ~25 s; 500 mutations a minute are a published target, "not currently enforced".
 //!
-//! Hashnode has no idempotency key. The post's slug is fixed per issue (the issue's `slug`), so
-//! after an unknown outcome `find_existing` asks `publication(id) { post(slug) }` and takes the
+//! Hashnode has no idempotency key. The post's slug is fixed per issue (the issue's `slug`;
+//! `<slug>-r<n>` for a `republish`, which is a new post), so after an unknown outcome `find_existing` asks `publication(id) { post(slug) }` and takes the
 //! post whose canonical URL is the issue's, before any retry.
 
 pub mod kind;
@@ -25,7 +25,7 @@ mod channel;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use channel::HashnodeAdapter;
+pub use channel::{HashnodeAdapter, revision_of};
 use serde_json::{Map, Value, json};
 
 use crate::channel::{Adapter, BuildCtx};
