@@ -257,6 +257,15 @@ def posts_of(ctype: str, journal: list[dict]) -> list[dict]:
             if e.get("method") == "POST" and e.get("path") == "/api/articles" and ok(e):
                 article = (e.get("request") or {}).get("article") or {}
                 posts.append({"id": (e.get("response") or {}).get("id"), "text": article.get("title"), "parent": None, "arrived": e["arrived"]})
+    elif ctype == "hashnode":
+        # One GraphQL endpoint (`POST /`): a post is a `publishPost` answered with its post
+        # (Hashnode answers its errors with 200 too, so `ok` alone is not enough).
+        for e in journal:
+            req = e.get("request") if isinstance(e.get("request"), dict) else {}
+            res = e.get("response") if isinstance(e.get("response"), dict) else {}
+            post = ((res.get("data") or {}).get("publishPost") or {}).get("post")
+            if e.get("method") == "POST" and "publishPost" in str(req.get("query") or "") and ok(e) and post:
+                posts.append({"id": post.get("id"), "text": ((req.get("variables") or {}).get("input") or {}).get("title"), "parent": None, "arrived": e["arrived"]})
     elif ctype == "wordpress":
         for e in journal:
             if e.get("method") == "POST" and e.get("path") == "/wp-json/wp/v2/posts" and ok(e):

@@ -20,6 +20,7 @@ pub mod email;
 pub mod email_api;
 pub mod exec;
 pub mod ghost;
+pub mod hashnode;
 pub mod linkedin;
 pub mod mastodon;
 pub mod substack;

@@ -255,6 +255,8 @@ registry! {
     Devto => super::devto::Devto,
     /// Ghost posts, with the canonical URL.
     Ghost => super::ghost::Ghost,
+    /// A Hashnode post, with the canonical URL.
+    Hashnode => super::hashnode::Hashnode,
     /// A WordPress post, with the canonical link in its content.
     Wordpress => super::wordpress::Wordpress,
     /// A LinkedIn post.

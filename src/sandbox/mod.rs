@@ -9,6 +9,7 @@ pub mod discord;
 pub mod email_fakes;
 pub mod fault;
 pub mod ghost;
+pub mod hashnode;
 pub mod journal;
 pub mod linkedin;
 pub mod mastodon;

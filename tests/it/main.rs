@@ -29,6 +29,7 @@ mod count;
 mod discord;
 mod daemon;
 mod devto;
+mod hashnode;
 mod email;
 mod exec;
 mod ghost;
