@@ -4,16 +4,15 @@
 //! request size, and its sandbox wiring to its fake (`src/sandbox/hashnode.rs`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::channel::registry::{ChannelCheck, ChannelType, Secrets};
-use crate::channel::{Adapter, BuildCtx};
+use crate::channel::BuildCtx;
+use crate::channel::registry::{ChannelCheck, ChannelType, Secrets, kind_basics};
 use crate::config::keys::{KeySpec, Kind, opt, req};
-use crate::config::{ChannelConfig, Common, Secret, pick_secret};
+use crate::config::{Common, Secret, pick_secret};
 use crate::render::Rendering;
-use crate::sandbox::wiring::{Fake, FragmentTable, HttpFake, SandboxCtx, listed};
+use crate::sandbox::wiring::{Fake, FragmentTable, SandboxCtx, impl_http_fake, listed};
 
 /// `type = "hashnode"`
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +112,7 @@ impl ChannelType for Hashnode {
     ];
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("publication_id", "\"65a1b2c3d4e5f60718293a4b\"")];
     type Config = HashnodeConfig;
+    kind_basics!();
 
     fn check(c: &mut ChannelCheck<'_, '_>) {
         c.require_secret("access_token", "");
@@ -124,15 +124,6 @@ impl ChannelType for Hashnode {
         if let Some(problem) = tags.as_deref().and_then(tag_problem) {
             c.problem_at("tags", problem, Some(format!("e.g. tags = [\"rust\", \"newsletter\"]: at most {MAX_TAGS}")));
         }
-    }
-    fn common(c: &Self::Config) -> &Common {
-        &c.common
-    }
-    fn common_mut(c: &mut Self::Config) -> &mut Common {
-        &mut c.common
-    }
-    fn build(name: &str, cfg: &ChannelConfig, ctx: &BuildCtx) -> anyhow::Result<Arc<dyn Adapter>> {
-        super::build(name, cfg, ctx)
     }
     fn secrets(c: &Self::Config, _ctx: &BuildCtx, out: &mut Secrets) {
         out.refs.push(pick_secret(&c.access_token, &c.access_token_file));
@@ -150,8 +141,7 @@ impl ChannelType for Hashnode {
         h.api_url = f.base_url.clone();
         h.publication_id = fake::PUBLICATION_ID.into();
         h.series_id = None;
-        h.access_token = ctx.secret("access_token", fake::TOKEN)?;
-        h.access_token_file = None;
+        ctx.secret_pair(&mut h.access_token, &mut h.access_token_file, "access_token", fake::TOKEN)?;
         Ok(Fake::Http(Box::new(f)))
     }
     fn sandbox_fragment(h: &Self::Config, t: &mut FragmentTable<'_>) {
@@ -162,15 +152,5 @@ impl ChannelType for Hashnode {
     }
 }
 
-/// The sandbox's pointer to the type's contract fake.
-impl HttpFake for crate::sandbox::hashnode::HashnodeFake {
-    fn faults(&self) -> &Arc<crate::sandbox::fault::FaultPlan> {
-        &self.faults
-    }
-    fn address(&self) -> String {
-        self.base_url.clone()
-    }
-    fn accepted_json(&self) -> anyhow::Result<(serde_json::Value, String)> {
-        listed(self.posts(), "post(s)")
-    }
-}
+// The sandbox's pointer to the type's contract fake.
+impl_http_fake!(crate::sandbox::hashnode::HashnodeFake, |f| listed(f.posts(), "post(s)"));
