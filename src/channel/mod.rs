@@ -22,6 +22,7 @@ pub mod exec;
 pub mod ghost;
 pub mod linkedin;
 pub mod mastodon;
+pub mod slack;
 pub mod substack;
 pub mod telegram;
 pub mod threads;

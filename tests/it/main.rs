@@ -42,6 +42,7 @@ mod preview;
 mod render;
 mod sandbox;
 mod serve;
+mod slack;
 mod status;
 mod substack;
 mod telegram;
