@@ -209,6 +209,43 @@ async fn bot_mode_finds_a_message_whose_answer_was_lost_and_never_posts_twice() 
 }
 
 #[tokio::test]
+async fn a_redelivery_after_a_lost_answer_looks_before_posting_again() {
+    let f = SlackFake::start().await.unwrap();
+    f.faults.push("POST /api/chat.postMessage", Fault::AcceptThenDrop, 1);
+    let a = bot(&f, fake::BOT_TOKEN, fake::CHANNEL_ID, "");
+    let c = ctx();
+    a.deliver(&simple(), &c).await.unwrap_err();
+    // The pipeline may call deliver again (a dropped connection can read as retryable): the
+    // saved start makes it look first, and it finds the message instead of posting a second.
+    let r = a.deliver(&simple(), &c).await.unwrap();
+    assert_eq!(f.messages().len(), 1, "posted once");
+    assert_eq!(r.remote_id, format!("{}/{}", fake::CHANNEL_ID, f.messages()[0].ts));
+}
+
+#[tokio::test]
+async fn a_refused_post_leaves_nothing_to_look_up() {
+    let f = SlackFake::start().await.unwrap();
+    // A token without `channels:history`: any lookup would fail. After a refusal Slack
+    // answered (nothing posted), the next try must post, not look.
+    f.faults.push("POST /api/chat.postMessage", Fault::Status { code: 429, body: r#"{"ok":false,"error":"ratelimited"}"#.into(), headers: vec![("retry-after".into(), "1".into())] }, 1);
+    let a = bot(&f, fake::WRITE_ONLY_TOKEN, fake::CHANNEL_ID, "");
+    let c = ctx();
+    assert_eq!(a.deliver(&simple(), &c).await.unwrap_err().kind(), Kind::RateLimited);
+    a.deliver(&simple(), &c).await.unwrap();
+    assert_eq!(f.messages().len(), 1);
+    // And with that token, a lost answer cannot be checked: said so, never resent.
+    f.faults.push("POST /api/chat.postMessage", Fault::AcceptThenDrop, 1);
+    let lost = DeliveryCtx::for_test("issue-12/announce/r2");
+    a.deliver(&simple(), &lost).await.unwrap_err();
+    match a.find_existing(&simple(), &lost).await.unwrap() {
+        Reconciled::CannotCheck(why) => assert!(why.contains("channels:history"), "{why}"),
+        other => panic!("no history scope, no check: {other:?}"),
+    }
+    assert_eq!(a.deliver(&simple(), &lost).await.unwrap_err().kind(), Kind::UnknownOutcome);
+    assert_eq!(f.messages().len(), 2, "never resent blindly");
+}
+
+#[tokio::test]
 async fn bot_mode_reads_every_page_of_history() {
     let f = SlackFake::start().await.unwrap();
     f.faults.push("POST /api/chat.postMessage", Fault::AcceptThenDrop, 1);
