@@ -348,7 +348,8 @@ fn the_validator_wants_one_way_to_post() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("herald.toml");
     std::fs::write(&p, "[channels.team]\ntype = \"slack\"\n\n[channels.bot]\ntype = \"slack\"\nbot_token = \"${T}\"\n").unwrap();
-    let e = herald::config::load(&p).err().expect("refused").to_string();
+    let Err(e) = herald::config::load(&p) else { panic!("refused") };
+    let e = e.to_string();
     assert!(e.contains("channels.team.webhook_url") && e.contains("bot_token"), "{e}");
     assert!(e.contains("channels.bot.channel") && e.contains("C0123456789"), "{e}");
 }
@@ -405,7 +406,7 @@ async fn in_the_pipeline_each_error_class_ends_in_its_state() {
     // issue section after the summary, and the delivery key in the metadata.
     assert_eq!(m.body["blocks"][0]["text"]["text"], json!(parsed.meta.title), "{}", m.body);
     assert_eq!(m.body["blocks"].as_array().unwrap().len(), 2 + parsed.sections.len(), "{}", m.body);
-    assert!(m.text.contains(&format!("|Read the issue>")), "{}", m.text);
+    assert!(m.text.contains("|Read the issue>"), "{}", m.text);
     assert_eq!(m.metadata.as_ref().unwrap()["event_payload"]["key"], json!(row("ok").delivery_key));
     assert_eq!((row("auth").state.as_str(), outcomes("auth").await.last().unwrap().as_str()), ("failed", "needs_auth"), "{:?}", row("auth"));
     assert_eq!((row("bad").state.as_str(), outcomes("bad").await.last().unwrap().as_str()), ("failed", "permanent"), "{:?}", row("bad"));
