@@ -331,6 +331,22 @@ async fn the_fake_is_as_strict_as_slack() {
     assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (200, "ok".to_string()));
 }
 
+#[tokio::test]
+async fn secrets_never_show_in_errors() {
+    // Nothing listens on port 9: reqwest would print the URL, whose path is the secret.
+    let e = webhook(&format!("http://127.0.0.1:9/services/{}/{}/{}", fake::TEAM_ID, fake::HOOK_ID, fake::HOOK_SECRET), "").deliver(&simple(), &ctx()).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Retryable, "{e}");
+    assert!(!e.message().contains(fake::HOOK_SECRET), "{e}");
+    // A service echoing the secret or the token in its error is blanked by the redactor.
+    let f = SlackFake::start().await.unwrap();
+    f.faults.push("POST /services", Fault::Status { code: 400, body: format!("invalid_payload {}", fake::HOOK_SECRET), headers: vec![] }, 1);
+    let e = webhook(&f.webhook_url(), "").deliver(&simple(), &ctx()).await.unwrap_err();
+    assert!(!e.message().contains(fake::HOOK_SECRET) && e.message().contains("[redacted]"), "{e}");
+    f.faults.push("POST /api", Fault::Status { code: 500, body: format!("internal_error for {}", fake::BOT_TOKEN), headers: vec![] }, 1);
+    let e = bot(&f, fake::BOT_TOKEN, fake::CHANNEL_ID, "").deliver(&simple(), &ctx()).await.unwrap_err();
+    assert!(!e.message().contains(fake::BOT_TOKEN) && e.message().contains("[redacted]"), "{e}");
+}
+
 #[test]
 fn build_errors_name_the_key_not_the_secret() {
     let cfg: ChannelConfig = toml::from_str("type = \"slack\"\nbot_token = \"${SLACK_TOKEN}\"\nchannel = \"#general\"").unwrap();
