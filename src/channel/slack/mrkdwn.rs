@@ -4,6 +4,9 @@
 //! entity-encode the entire text"); links are `<url|text>`, bold `*x*`, italic `_x_`, strike
 //! `~x~`, code `` `x` `` and ```` ```block``` ````, quotes `> `, and a newline is a line break.
 //!
+//! A Markdown soft break (a single newline) stays a newline: Slack shows it as a line break, and
+//! the templates put the title, the summary and the link on lines of their own that way.
+//!
 //! Escaping every `<` of the issue's own text is what keeps a hostile issue from pinging: Slack
 //! parses `<!channel>`, `<!here>`, `<@U…>` and `<!subteam^…>` only when the `<` is literal.
 
