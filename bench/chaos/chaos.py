@@ -282,6 +282,19 @@ def posts_of(ctype: str, journal: list[dict]) -> list[dict]:
             if e.get("method") == "POST" and re.fullmatch(r"/bot[^/]+/sendMessage", e.get("path", "")) and ok(e):
                 parent = posts[-1]["id"] if posts else None
                 posts.append({"id": (e.get("response") or {}).get("result", {}).get("message_id"), "text": form(e).get("text"), "parent": parent, "arrived": e["arrived"]})
+    elif ctype == "slack":
+        # An incoming webhook (`/services/T/B/secret`, answered `ok` as text, no id) or
+        # `chat.postMessage` (answered 200 even when refused: `{"ok": true, "ts"}` is a post).
+        for e in journal:
+            if e.get("method") != "POST" or not ok(e):
+                continue
+            path = e.get("path", "")
+            r = e.get("request")
+            r = r if isinstance(r, dict) else form(e)
+            if re.fullmatch(r"/services/[^/]+/[^/]+/[^/]+", path):
+                posts.append({"id": f"webhook-{len(posts)}", "text": r.get("text"), "parent": None, "arrived": e["arrived"]})
+            elif path == "/api/chat.postMessage" and (e.get("response") or {}).get("ok") is True:
+                posts.append({"id": e["response"].get("ts"), "text": r.get("text"), "parent": None, "arrived": e["arrived"]})
     elif ctype == "webhook":
         for e in journal:
             if e.get("method") == "POST" and ok(e):

@@ -23,6 +23,7 @@ pub mod ghost;
 pub mod hashnode;
 pub mod linkedin;
 pub mod mastodon;
+pub mod slack;
 pub mod substack;
 pub mod telegram;
 pub mod threads;

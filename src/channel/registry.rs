@@ -277,6 +277,8 @@ registry! {
     Telegram => super::telegram::Telegram,
     /// A Discord announcement through a channel webhook.
     Discord => super::discord::Discord,
+    /// A Slack announcement, by incoming webhook or bot token.
+    Slack => super::slack::Slack,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod linkedin;
 pub mod mastodon;
 pub mod postmark;
 pub mod run;
+pub mod slack;
 pub mod smtp;
 pub mod substack;
 pub mod telegram;

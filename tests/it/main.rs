@@ -43,6 +43,7 @@ mod preview;
 mod render;
 mod sandbox;
 mod serve;
+mod slack;
 mod status;
 mod substack;
 mod telegram;
