@@ -13,7 +13,7 @@ use herald::sandbox::discord::{BOT_TOKEN, CHANNEL_ID, DiscordFake, WEBHOOK_ID, W
 use herald::sandbox::fault::Fault;
 use serde_json::json;
 
-use crate::pipeline::{TestDb, fast, issue_copy, write_config};
+use crate::pipeline::TestDb;
 
 /// An adapter whose `webhook_url` is `${DISCORD_HOOK}` = `url`.
 fn adapter(url: &str, extra: &str) -> Arc<dyn Adapter> {
@@ -213,16 +213,7 @@ async fn in_the_pipeline_each_error_class_ends_in_its_state() {
         std::fs::write(&f, &url).unwrap();
         text.push_str(&format!("\n[channels.{name}]\ntype = \"discord\"\nwebhook_url_file = \"{}\"\n{extra}", f.display()));
     }
-    let (_, cfg) = write_config(&db, &text);
-    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
-    let issue = issue_copy(&db, "minimal.md");
-    let source = std::fs::read_to_string(&issue).unwrap();
-    let parsed = herald::issue::parse_str(&issue, &source).unwrap();
-    herald::jobs::publish::enqueue(&p, &parsed, &source, &[]).await.unwrap();
-    let target = herald::jobs::worker::WaitFor::Issue { slug: "minimal".into(), version: parsed.version.clone(), channels: vec![] };
-    let end = herald::jobs::worker::run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(end, herald::jobs::worker::WaitEnd::Settled);
-    let ds = p.store.list_deliveries(None, &[]).await.unwrap();
+    let (p, ds, parsed) = crate::pipeline::publish_and_settle(&db, &text, "minimal.md").await;
     let row = |n: &str| ds.iter().find(|d| d.channel == n).unwrap_or_else(|| panic!("{n}: {ds:?}"));
     let outcome = |n: &str| {
         let id = row(n).id;
@@ -494,16 +485,7 @@ async fn in_the_pipeline_a_bot_s_lost_answer_ends_sent_with_one_message() {
         secret.display(),
         fake.api_base()
     );
-    let (_, cfg) = write_config(&db, &text);
-    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
-    let issue = issue_copy(&db, "minimal.md");
-    let source = std::fs::read_to_string(&issue).unwrap();
-    let parsed = herald::issue::parse_str(&issue, &source).unwrap();
-    herald::jobs::publish::enqueue(&p, &parsed, &source, &[]).await.unwrap();
-    let target = herald::jobs::worker::WaitFor::Issue { slug: "minimal".into(), version: parsed.version.clone(), channels: vec![] };
-    let end = herald::jobs::worker::run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(end, herald::jobs::worker::WaitEnd::Settled);
-    let ds = p.store.list_deliveries(None, &[]).await.unwrap();
+    let (p, ds, _) = crate::pipeline::publish_and_settle(&db, &text, "minimal.md").await;
     assert_eq!(ds.len(), 1);
     assert_eq!(ds[0].state, "sent", "{:?}", ds[0]);
     let m = fake.messages();

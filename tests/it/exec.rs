@@ -7,7 +7,7 @@ use herald::channel::{Adapter, BuildCtx, DeliveryCtx, Kind, Reconciled, build_ad
 use herald::config::ChannelConfig;
 use herald::render::{BodyRendering, Rendering};
 
-use crate::pipeline::{TestDb, fast, issue_copy, write_config};
+use crate::pipeline::TestDb;
 
 fn plugin(script: &str, timeout: u64) -> Arc<dyn Adapter> {
     let cfg: ChannelConfig = toml::from_str(&format!("type = \"exec\"\ncommand = [\"./{script}\"]\ntimeout_secs = {timeout}")).unwrap();
@@ -74,16 +74,7 @@ async fn in_the_pipeline_a_tempfail_is_retried_and_a_timeout_waits_for_the_opera
         db.url,
         p = plugins.display()
     );
-    let (_, cfg) = write_config(&db, &text);
-    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
-    let issue = issue_copy(&db, "minimal.md");
-    let source = std::fs::read_to_string(&issue).unwrap();
-    let parsed = herald::issue::parse_str(&issue, &source).unwrap();
-    herald::jobs::publish::enqueue(&p, &parsed, &source, &[]).await.unwrap();
-    let target = herald::jobs::worker::WaitFor::Issue { slug: "minimal".into(), version: parsed.version.clone(), channels: vec![] };
-    let end = herald::jobs::worker::run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(end, herald::jobs::worker::WaitEnd::Settled);
-    let ds = p.store.list_deliveries(None, &[]).await.unwrap();
+    let (p, ds, _) = crate::pipeline::publish_and_settle(&db, &text, "minimal.md").await;
     let busy = ds.iter().find(|d| d.channel == "busy").unwrap();
     assert_eq!((busy.state.as_str(), busy.attempts), ("failed", 3), "schedule [0,0] = 3 attempts");
     assert!(busy.last_error.as_deref().unwrap().contains("gave up after 3 attempts"), "{busy:?}");
@@ -209,16 +200,7 @@ async fn in_the_pipeline_check_command_reconciles_a_timed_out_plugin() {
         p = plugins.display(),
         d = state.path().display()
     );
-    let (_, cfg) = write_config(&db, &text);
-    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
-    let issue = issue_copy(&db, "minimal.md");
-    let source = std::fs::read_to_string(&issue).unwrap();
-    let parsed = herald::issue::parse_str(&issue, &source).unwrap();
-    herald::jobs::publish::enqueue(&p, &parsed, &source, &[]).await.unwrap();
-    let target = herald::jobs::worker::WaitFor::Issue { slug: "minimal".into(), version: parsed.version.clone(), channels: vec![] };
-    let end = herald::jobs::worker::run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(end, herald::jobs::worker::WaitEnd::Settled);
-    let ds = p.store.list_deliveries(None, &[]).await.unwrap();
+    let (p, ds, _) = crate::pipeline::publish_and_settle(&db, &text, "minimal.md").await;
     let late = ds.iter().find(|d| d.channel == "late").unwrap();
     assert_eq!(late.state.as_str(), "sent", "{late:?}");
     assert_eq!(late.remote_id.as_deref(), Some("late-1"));

@@ -104,6 +104,22 @@ pub fn issue_copy(db: &TestDb, fixture: &str) -> PathBuf {
 }
 
 /// Worker options for tests: quick polls and sweeps.
+/// Write `text` as the config, open the pipeline, publish the fixture issue `fixture`, run the
+/// workers until every delivery settles, and return the pipeline, the deliveries and the issue.
+pub async fn publish_and_settle(db: &TestDb, text: &str, fixture: &str) -> (Arc<herald::jobs::Pipeline>, Vec<herald::store::DeliveryRow>, herald::issue::Issue) {
+    let (_, cfg) = write_config(db, text);
+    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
+    let issue = issue_copy(db, fixture);
+    let source = std::fs::read_to_string(&issue).unwrap();
+    let parsed = herald::issue::parse_str(&issue, &source).unwrap();
+    herald::jobs::publish::enqueue(&p, &parsed, &source, &[]).await.unwrap();
+    let target = herald::jobs::worker::WaitFor::Issue { slug: parsed.meta.slug.clone(), version: parsed.version.clone(), channels: vec![] };
+    let end = herald::jobs::worker::run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap();
+    assert_eq!(end, herald::jobs::worker::WaitEnd::Settled);
+    let ds = p.store.list_deliveries(None, &[]).await.unwrap();
+    (p, ds, parsed)
+}
+
 pub fn fast() -> WorkerOptions {
     WorkerOptions { concurrency: 4, poll: Duration::from_millis(100), sweep_every: Duration::from_millis(500), shutdown_grace: Duration::from_secs(5) }
 }

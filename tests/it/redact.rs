@@ -1,13 +1,11 @@
 //! Issue 16 item 5: a service that echoes the request in its error body must not get the
 //! channel's credentials into the attempt log, the delivery row or the logs.
 
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::pipeline::{TestDb, fast, issue_copy, write_config};
+use crate::pipeline::TestDb;
 
 /// A hostile service: every request is answered 400 with the request echoed back, headers first.
 async fn start_echo() -> String {
@@ -56,16 +54,7 @@ async fn secrets_echoed_by_a_service_are_never_stored() {
         s("hook"),
         url = db.url,
     );
-    let (_, cfg) = write_config(&db, &text);
-    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
-    let issue = issue_copy(&db, "minimal.md");
-    let source = std::fs::read_to_string(&issue).unwrap();
-    let parsed = herald::issue::parse_str(&issue, &source).unwrap();
-    herald::jobs::publish::enqueue(&p, &parsed, &source, &[]).await.unwrap();
-    let target = herald::jobs::worker::WaitFor::Issue { slug: "minimal".into(), version: parsed.version.clone(), channels: vec![] };
-    let end = herald::jobs::worker::run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(end, herald::jobs::worker::WaitEnd::Settled);
-    let ds = p.store.list_deliveries(None, &[]).await.unwrap();
+    let (p, ds, _) = crate::pipeline::publish_and_settle(&db, &text, "minimal.md").await;
     assert_eq!(ds.len(), channels.len());
     let mut redacted = Vec::new();
     for d in &ds {

@@ -14,7 +14,7 @@ use herald::sandbox::fault::Fault;
 use herald::sandbox::slack::{self as fake, SlackFake};
 use serde_json::{Value, json};
 
-use crate::pipeline::{TestDb, fast, issue_copy, write_config};
+use crate::pipeline::TestDb;
 
 /// A webhook-mode adapter whose `webhook_url` is `${SLACK_HOOK}` = `url`.
 fn webhook(url: &str, extra: &str) -> Arc<dyn Adapter> {
@@ -404,16 +404,7 @@ async fn in_the_pipeline_each_error_class_ends_in_its_state() {
     text.push_str(&format!("\n[channels.hang]\ntype = \"slack\"\nwebhook_url_file = \"{}\"\ntimeout_secs = 1\n", tok("hang", &hang.webhook_url())));
     text.push_str(&bot_table("dropped_bot", dropped_bot, fake::BOT_TOKEN, fake::CHANNEL_ID, ""));
     text.push_str(&format!("\n[channels.dropped_hook]\ntype = \"slack\"\nwebhook_url_file = \"{}\"\n", tok("dropped_hook", &dropped_hook.webhook_url())));
-    let (_, cfg) = write_config(&db, &text);
-    let p = Arc::new(herald::jobs::Pipeline::open(cfg).await.unwrap());
-    let issue = issue_copy(&db, "unicode-edge.md");
-    let source = std::fs::read_to_string(&issue).unwrap();
-    let parsed = herald::issue::parse_str(&issue, &source).unwrap();
-    herald::jobs::publish::enqueue(&p, &parsed, &source, &[]).await.unwrap();
-    let target = herald::jobs::worker::WaitFor::Issue { slug: parsed.meta.slug.clone(), version: parsed.version.clone(), channels: vec![] };
-    let end = herald::jobs::worker::run_until_settled(p.clone(), fast(), target, Some(Duration::from_secs(60))).await.unwrap();
-    assert_eq!(end, herald::jobs::worker::WaitEnd::Settled);
-    let ds = p.store.list_deliveries(None, &[]).await.unwrap();
+    let (p, ds, parsed) = crate::pipeline::publish_and_settle(&db, &text, "unicode-edge.md").await;
     let row = |n: &str| ds.iter().find(|d| d.channel == n).unwrap_or_else(|| panic!("{n}: {ds:?}"));
     let outcomes = |n: &str| {
         let id = row(n).id;
