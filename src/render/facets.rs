@@ -57,9 +57,18 @@ static TRAILING_PUNCTUATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{
 /// Detect link, tag and mention facets in `text`, sorted by `byteStart`, none overlapping.
 pub fn detect(text: &str) -> Vec<Facet> {
     let mut found: Vec<Facet> = Vec::new();
-    found.extend(mentions(text));
-    found.extend(links(text));
-    found.extend(tags(text));
+    // Each kind needs its sign: a mention an `@`, a link `://` (`http://localhost`) or a `.`
+    // (a bare domain), a tag `#` or `＃`. Most thread posts have none, and skip the regex
+    // passes (and their compilation).
+    if text.contains('@') {
+        found.extend(mentions(text));
+    }
+    if text.contains('.') || text.contains("://") {
+        found.extend(links(text));
+    }
+    if text.contains(['#', '＃']) {
+        found.extend(tags(text));
+    }
     // Stable: on equal starts the earlier kind (mention, link, tag) wins, as in detection order.
     found.sort_by_key(|f| f.index.byte_start);
     let mut out: Vec<Facet> = Vec::with_capacity(found.len());
