@@ -181,6 +181,13 @@ mod tests {
         );
     }
 
+    /// Each kind is looked for only where its sign is: a link with a scheme needs no `.`.
+    #[test]
+    fn a_link_without_a_dot_is_still_found() {
+        assert_eq!(detect("see http://localhost/x now"), vec![link(4, 22, "http://localhost/x")]);
+        assert!(detect("Section 1: Some text with a link and a list:").is_empty());
+    }
+
     /// `@atproto/api` adds `https://` to a bare domain; the ZWJ family is 25 bytes, one grapheme.
     #[test]
     fn matches_atproto_on_a_bare_domain_after_a_zwj_sequence() {
