@@ -118,6 +118,17 @@ pub fn telegram_parsed_text(html: &str) -> String {
     out
 }
 
+/// The extended grapheme clusters in `text` (UAX #29). In ASCII every character is one, but
+/// for CR LF, which is one cluster (rule GB3; ASCII has no Extend, ZWJ, Prepend or
+/// SpacingMark): most posts are counted without the segmenter.
+pub fn graphemes(text: &str) -> usize {
+    if text.is_ascii() {
+        text.len() - memchr::memmem::find_iter(text.as_bytes(), b"\r\n").count()
+    } else {
+        text.graphemes(true).count()
+    }
+}
+
 /// Characters twitter-text rejects outright (its `invalid_chars_group`).
 /// X refuses a post with more than one cashtag (`$TSLA`).
 pub const X_MAX_CASHTAGS: usize = 1;
@@ -168,8 +179,10 @@ impl Network {
     pub fn count(self, text: &str) -> usize {
         match self {
             Network::X => x_weighted_length(text),
-            Network::Bluesky => text.graphemes(true).count(),
-            Network::Mastodon => mastodon_countable_text(text).graphemes(true).count(),
+            Network::Bluesky => graphemes(text),
+            Network::Mastodon => graphemes(&mastodon_countable_text(text)),
+            // ASCII holds no emoji: one per grapheme.
+            Network::Threads if text.is_ascii() => graphemes(text),
             Network::Threads => text.graphemes(true).map(threads_grapheme_weight).sum(),
             // The commentary as sent: the caller escapes first (an escaped `\(` counts 2).
             Network::Linkedin => text.chars().count(),
@@ -284,6 +297,11 @@ impl Rules {
 /// counts every extracted URL as 23 (`see example.com/x and https://a.co` is 55, not 45; see the
 /// trial table in CHANNELS.md §1). This adds that difference back.
 fn x_weighted_length(text: &str) -> usize {
+    // ASCII weighs 1 a character, and without a `.` there is no URL to count as 23 (see
+    // `urls_with`): most thread posts need no twitter-text pass.
+    if text.is_ascii() && !text.contains('.') {
+        return text.len();
+    }
     let config = twitter_text_config::config_v3();
     let nfc: Cow<'_, str> = if is_nfc(text) { Cow::Borrowed(text) } else { Cow::Owned(text.nfc().collect()) };
     // twitter-text is quadratic in a long unbroken word: it hands it only the words that can
@@ -542,7 +560,8 @@ fn mastodon_countable_text(text: &str) -> String {
     // (range to replace, replacement)
     let mut entities: Vec<(Range<usize>, Option<Range<usize>>)> =
         urls_with(text, false).into_iter().map(|r| (r, None)).collect();
-    for caps in MASTODON_MENTION.captures_iter(text) {
+    // A mention has an `@`: without one, no regex pass (nor its compilation).
+    for caps in text.contains('@').then(|| MASTODON_MENTION.captures_iter(text)).into_iter().flatten() {
         let (Some(user), Some(domain)) = (caps.get(1), caps.get(2)) else { continue };
         entities.push((user.start()..domain.end(), Some(user.range())));
     }
@@ -884,6 +903,16 @@ mod tests {
         let text = "\u{1F389} 日本 https://example.com/a and example.org/b.";
         let urls: Vec<&str> = find_urls(text).into_iter().map(|r| &text[r]).collect();
         assert_eq!(urls, ["https://example.com/a", "example.org/b"]);
+    }
+
+    /// The ASCII shortcut counts as the segmenter does, CR LF included; so do X's.
+    #[test]
+    fn ascii_shortcuts_count_as_the_segmenter_and_twitter_text_do() {
+        for t in ["", "a", "a\r\nb", "\r\r\n\n", "\r\n\r\n", "tab\there\u{7f}\u{1b}[0m", "Section 1: Some text with a link and a list:", "x: y\r"] {
+            assert_eq!(graphemes(t), t.graphemes(true).count(), "{t:?}");
+            let direct = twitter_text::parse(t, twitter_text_config::config_v3(), true).weighted_length;
+            assert_eq!(Network::X.count(t), usize::try_from(direct).unwrap(), "{t:?}");
+        }
     }
 
     /// Telegram counts the text after entity parsing, in UTF-16 code units: tags are free, an

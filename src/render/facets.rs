@@ -57,9 +57,18 @@ static TRAILING_PUNCTUATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{
 /// Detect link, tag and mention facets in `text`, sorted by `byteStart`, none overlapping.
 pub fn detect(text: &str) -> Vec<Facet> {
     let mut found: Vec<Facet> = Vec::new();
-    found.extend(mentions(text));
-    found.extend(links(text));
-    found.extend(tags(text));
+    // Each kind needs its sign: a mention an `@`, a link `://` (`http://localhost`) or a `.`
+    // (a bare domain), a tag `#` or `＃`. Most thread posts have none, and skip the regex
+    // passes (and their compilation).
+    if text.contains('@') {
+        found.extend(mentions(text));
+    }
+    if text.contains('.') || text.contains("://") {
+        found.extend(links(text));
+    }
+    if text.contains(['#', '＃']) {
+        found.extend(tags(text));
+    }
     // Stable: on equal starts the earlier kind (mention, link, tag) wins, as in detection order.
     found.sort_by_key(|f| f.index.byte_start);
     let mut out: Vec<Facet> = Vec::with_capacity(found.len());
@@ -170,6 +179,13 @@ mod tests {
                 facet(65, 83, FacetFeature::Mention { did: "alice.bsky.social".into() }),
             ]
         );
+    }
+
+    /// Each kind is looked for only where its sign is: a link with a scheme needs no `.`.
+    #[test]
+    fn a_link_without_a_dot_is_still_found() {
+        assert_eq!(detect("see http://localhost/x now"), vec![link(4, 22, "http://localhost/x")]);
+        assert!(detect("Section 1: Some text with a link and a list:").is_empty());
     }
 
     /// `@atproto/api` adds `https://` to a bare domain; the ZWJ family is 25 bytes, one grapheme.

@@ -140,7 +140,8 @@ fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<
     if text.is_empty() {
         return Ok(());
     }
-    let cuts = cuts(text, network.network == Network::Telegram);
+    // Found on the first post that needs a cut: most parts fit whole and need none.
+    let mut cuts_found: Option<Vec<Cut>> = None;
     let mut start = 0;
     let mut next_cut = 0; // first cut at or after `start`
     loop {
@@ -159,6 +160,7 @@ fn split_part(text: &str, network: Rules, total: Option<usize>, posts: &mut Vec<
             posts.push((rest.to_string(), n));
             return Ok(());
         }
+        let cuts: &[Cut] = cuts_found.get_or_insert_with(|| cuts(text, network.network == Network::Telegram));
         // Every cut whose prefix fits, in order; stop at the first that does not (longer prefixes
         // only add words). Measuring prefixes first keeps a long part from being counted whole
         // once per post.
@@ -200,6 +202,11 @@ fn is_space(g: &str) -> bool {
 
 /// `text` without leading or trailing whitespace graphemes.
 fn trim_graphemes(text: &str) -> &str {
+    // A grapheme holding a character that is not whitespace is no whitespace grapheme: a text
+    // that starts and ends with one (most parts, already trimmed) is kept whole without a scan.
+    if text.chars().next().is_some_and(|c| !c.is_whitespace()) && text.chars().next_back().is_some_and(|c| !c.is_whitespace()) {
+        return text;
+    }
     let mut start = text.len();
     let mut end = 0;
     for (i, g) in text.grapheme_indices(true) {

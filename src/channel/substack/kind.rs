@@ -120,7 +120,7 @@ impl ChannelType for Substack {
             // The draft request carries the title, the subtitle and the document as a JSON-encoded
             // string (`draft_body`), so the document's JSON is escaped once more.
             let doc = match &a.doc {
-                Some(d) => serde_json::to_string(&d.to_string()).map(|s| s.len()).unwrap_or(usize::MAX),
+                Some(d) => crate::render::prosemirror::encoded_twice_len(d),
                 None => a.html.len(),
             };
             let size = (a.title.len() + a.subtitle.len()).saturating_add(doc);
