@@ -286,6 +286,7 @@ impl Marking {
         if self.has_move {
             // Atomic on the server: the messages are in `d` or still here, never both.
             tokio::time::timeout(t, session.uid_mv(&set, d)).await.context("moving handled reports timed out")?.with_context(|| format!("moving handled reports to `{d}`"))?;
+            tracing::debug!(count = done.len(), to = %d, "Moved handled bounce reports (MOVE).");
             return Ok(());
         }
         // RFC 3501 without MOVE: copy, mark the originals deleted, expunge them. A crash after
@@ -303,6 +304,7 @@ impl Marking {
             let ex = tokio::time::timeout(t, session.expunge()).await.context("expunging moved reports timed out")?.context("expunging moved reports")?;
             ex.try_collect::<Vec<_>>().await.context("expunging moved reports")?;
         }
+        tracing::debug!(count = done.len(), to = %d, uidplus = self.has_uidplus, "Moved handled bounce reports (COPY, \\Deleted, EXPUNGE: the server has no MOVE).");
         Ok(())
     }
 }
