@@ -238,7 +238,7 @@ pub fn dsn_multi(to: &str, recipients: &[&str], original_id: &str) -> String {
 /// A DSN for reader `i` tied to mailing `issue-1/newsletter/r1` by its original Message-ID.
 pub fn dsn_by_message_id(i: usize) -> String {
     let mid = format!("<{}.{}@example.com>", herald::channel::email::compose::short_hash("issue-1/newsletter/r1"), herald::channel::email::compose::short_hash(&addr(i)));
-    dsn("news@example.com", &addr(i), "failed", if i % 3 == 0 { "4.2.2" } else { "5.1.1" }, &mid)
+    dsn("news@example.com", &addr(i), "failed", if i.is_multiple_of(3) { "4.2.2" } else { "5.1.1" }, &mid)
 }
 
 mod batches {
@@ -332,7 +332,7 @@ mod batches {
         assert_eq!(rerun.iter().filter(|h| dup(h)).count(), 100);
         assert_eq!(events(&store).await, (n as i64, n as i64), "one row per report");
         // Hard bounces (i % 3 != 0) suppress; one soft bounce each suppresses nothing.
-        assert_eq!(suppressed(&store).await.len(), (0..n).filter(|i| i % 3 != 0).count());
+        assert_eq!(suppressed(&store).await.len(), (0..n).filter(|i| !i.is_multiple_of(3)).count());
         let again = intake.commit(Source::Import, prepared).await.unwrap();
         assert!(again.iter().all(dup));
         assert_eq!(events(&store).await, (n as i64, n as i64));
