@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # Bounce intake: parse and apply N DSNs (default 10,000) through `herald bounces import` (the
-# same code the IMAP poller runs per message: mail-parser, VERP/Message-ID matching, the policy
-# and one store transaction per report, SQLite with synchronous=FULL), against a reference in
-# the same run: Python's stdlib `email` parser reading the same files and pulling
-# Final-Recipient/Action/Status out of each (parse only, no store).
+# same code the IMAP poller runs per fetch chunk: mail-parser, VERP/Message-ID matching, the
+# policy, and one store transaction per batch of reports, SQLite with synchronous=FULL),
+# against a reference in the same run: Python's stdlib `email` parser reading the same files
+# and pulling Final-Recipient/Action/Status out of each (parse only, no store).
 #
-#   bench/bounces/run.sh                               # N=10000, release build
+#   bench/bounces/run.sh                       # N=10000, release build
+#   bench/bounces/run.sh 10000 40000           # each size in turn (memory flat in N?)
 #   N=2000 HERALD_BIN=target/debug/herald bench/bounces/run.sh
+#   HERALD_BEFORE=/tmp/herald-old bench/bounces/run.sh   # also an older binary, same run
 #
-# Prints reports/s and peak RSS (/usr/bin/time -v) for each, and the ratio.
+# Prints reports/s and peak RSS (/usr/bin/time -v) for each, and the ratios.
 set -euo pipefail
 
-N=${N:-10000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-WORK=$(mktemp -d /tmp/herald-bench-bounces.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-
 if [ -z "${HERALD_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release --bin herald >&2)
     HERALD_BIN="$ROOT/target/release/herald"
 fi
+export HERALD_BIN
+if [ $# -gt 1 ]; then
+    for n in "$@"; do N=$n "$0" "$n"; done
+    exit 0
+fi
+N=${1:-${N:-10000}}
+WORK=$(mktemp -d /tmp/herald-bench-bounces.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
 
 mkdir -p "$WORK/dsn" "$WORK/data"
 cat > "$WORK/herald.toml" <<TOML
@@ -87,17 +93,33 @@ measure() {  # label, command...
     echo "$label $secs $rss"
 }
 
+count() {  # the JSON of an import: items applied
+    python3 -c "import json,sys;d=json.load(open(sys.argv[1]));d=d['items'] if isinstance(d,dict) else d;print(sum(1 for r in d if r['status']=='applied'))" "$1" 2>/dev/null || echo 0
+}
+if [ -n "${HERALD_BEFORE:-}" ]; then
+    # The older binary on a copy of the same store, then the store put back as it was.
+    cp data/herald.db fresh.db
+    read -r _ b_secs b_rss < <(measure before "$HERALD_BEFORE" bounces import --json dsn/*.eml)
+    b_applied=$(count before.out)
+    rm -f data/herald.db-wal data/herald.db-shm
+    cp fresh.db data/herald.db
+fi
 read -r _ h_secs h_rss < <(measure herald "$HERALD_BIN" bounces import --json dsn/*.eml)
 read -r _ p_secs p_rss < <(measure python python3 ref.py)
-applied=$(python3 -c "import json;d=json.load(open('herald.out'));print(sum(1 for r in d if r['status']=='applied'))" 2>/dev/null || echo 0)
+applied=$(count herald.out)
 suppressed=$(python3 -c "import sqlite3;print(sqlite3.connect('data/herald.db').execute('SELECT COUNT(*) FROM suppressions').fetchone()[0])")
 parsed_ref=$(cat python.out)
-python3 - "$N" "$h_secs" "$h_rss" "$p_secs" "$p_rss" "$applied" "$suppressed" "$parsed_ref" <<'PY'
+python3 - "$N" "$h_secs" "$h_rss" "$p_secs" "$p_rss" "$applied" "$suppressed" "$parsed_ref" "${b_secs:-}" "${b_rss:-}" "${b_applied:-}" <<'PY'
 import sys
-n, hs, hr, ps, pr, applied, supp, ref = sys.argv[1:]
+n, hs, hr, ps, pr, applied, supp, ref, bs, br, ba = sys.argv[1:]
 n, hs, hr, ps, pr = int(n), float(hs), int(hr), float(ps), int(pr)
 print(f"DSNs: {n}")
 print(f"herald bounces import: {hs:.2f} s, {n/hs:,.0f} reports/s, peak RSS {hr/1024:.1f} MB ({applied} applied, {supp} suppressed)")
+if bs:
+    bs, br = float(bs), int(br)
+    print(f"herald before (HERALD_BEFORE): {bs:.2f} s, {n/bs:,.0f} reports/s, peak RSS {br/1024:.1f} MB ({ba} applied)")
 print(f"python email (parse only): {ps:.2f} s, {n/ps:,.0f} reports/s, peak RSS {pr/1024:.1f} MB ({ref} parsed)")
 print(f"ratio herald/python: {(n/hs)/(n/ps):.2f}x the rate, {hr/pr:.2f}x the memory")
+if bs:
+    print(f"ratio before/python: {(n/bs)/(n/ps):.2f}x the rate, {br/pr:.2f}x the memory; after/before: {bs/hs:.2f}x the rate")
 PY

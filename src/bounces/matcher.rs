@@ -32,12 +32,15 @@ impl<'a> Matcher<'a> {
         Self { store, keys, mailings: None }
     }
 
-    /// The first VERP token that verifies (for `address`, when given).
-    pub async fn by_verp(&self, tokens: &[String], address: Option<&str>) -> anyhow::Result<Option<Matched>> {
+    /// The first VERP token that verifies (for `address`, when given). A token made for
+    /// another address counts only when it is the report's one token and `strict` is false (a
+    /// forwarded address bounces under its final name); a report about several recipients
+    /// passes `strict`, so one recipient's token never carries another's bounce.
+    pub async fn by_verp(&self, tokens: &[String], address: Option<&str>, strict: bool) -> anyhow::Result<Option<Matched>> {
         for t in tokens {
             let Some(row) = super::verp::row_of(t) else { continue };
             let Some((delivery_id, email)) = self.store.recipient_by_row(row).await? else { continue };
-            if address.is_some_and(|a| !a.eq_ignore_ascii_case(&email)) && tokens.len() > 1 {
+            if address.is_some_and(|a| !a.eq_ignore_ascii_case(&email)) && (strict || tokens.len() > 1) {
                 continue;
             }
             if super::verp::verify(self.keys, t, row, &email) {

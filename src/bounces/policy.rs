@@ -133,10 +133,34 @@ impl Policy {
 
     /// As [`Policy::apply`], at a given time (tests of the soft-bounce window).
     pub async fn apply_at(&self, store: &Store, source: Source, report: &Report, now_ms: i64) -> anyhow::Result<BounceRecorded> {
-        let email = report.email.trim().to_lowercase();
+        let mut out = self.apply_batch_at(store, source, std::slice::from_ref(report), now_ms).await?;
+        Ok(out.pop().unwrap_or(BounceRecorded::Duplicate))
+    }
+
+    /// Record a batch of reports from `source` in one store transaction (one commit for the
+    /// batch; see [`Store::record_bounces`]): one outcome per report, in order. Metrics and
+    /// logs follow the commit, so nothing is counted that was not stored.
+    pub async fn apply_batch(&self, store: &Store, source: Source, reports: &[Report]) -> anyhow::Result<Vec<BounceRecorded>> {
+        self.apply_batch_at(store, source, reports, crate::store::now_ms()).await
+    }
+
+    async fn apply_batch_at(&self, store: &Store, source: Source, reports: &[Report], now_ms: i64) -> anyhow::Result<Vec<BounceRecorded>> {
+        let rows: Vec<_> = reports.iter().map(|r| self.row(source, r, now_ms)).collect();
+        let done = store.record_bounces(&rows).await?;
+        for ((report, (row, _, _)), outcome) in reports.iter().zip(&rows).zip(&done) {
+            if *outcome != BounceRecorded::Duplicate {
+                crate::metrics::global().bounce(report.kind.as_str(), source.as_str());
+                tracing::info!(email = %row.email, kind = %report.kind, source = source.as_str(), delivery_id = report.delivery_id, outcome = ?outcome, "Bounce report recorded.");
+            }
+        }
+        Ok(done)
+    }
+
+    /// The stored row of `report`, its rule and the suppression's reason.
+    fn row(&self, source: Source, report: &Report, now_ms: i64) -> (BounceEventRow, SuppressRule, String) {
         let row = BounceEventRow {
             event_key: report.key.clone(),
-            email: email.clone(),
+            email: report.email.trim().to_lowercase(),
             kind: report.kind.as_str().into(),
             source: source.as_str().into(),
             detail: crate::channel::error::excerpt(&report.detail).chars().take(300).collect(),
@@ -144,12 +168,7 @@ impl Policy {
             at: now_ms,
         };
         let reason = if row.detail.trim().is_empty() { format!("{} ({})", report.kind, source.as_str()) } else { format!("{} ({}): {}", report.kind, source.as_str(), row.detail.trim()) };
-        let done = store.record_bounce(&row, self.rule(report.kind, now_ms), &reason).await?;
-        if done != BounceRecorded::Duplicate {
-            crate::metrics::global().bounce(report.kind.as_str(), source.as_str());
-            tracing::info!(email = %email, kind = %report.kind, source = source.as_str(), delivery_id = report.delivery_id, outcome = ?done, "Bounce report recorded.");
-        }
-        Ok(done)
+        (row, self.rule(report.kind, now_ms), reason)
     }
 }
 

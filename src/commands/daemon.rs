@@ -283,7 +283,10 @@ fn bounce_mailbox(cfg: &crate::config::LoadedConfig, store: &crate::store::Store
     let password = ctx
         .secret("[bounces]", "imap_password", crate::config::pick_secret(&b.imap_password, &b.imap_password_file.as_ref().map(|f| cfg.base_dir.join(f))))
         .map_err(|e| InputError(format!("{e:#}")))?;
-    let settings = crate::bounces::imap::ImapSettings::parse(url, user, password, &b.imap_mailbox, b.imap_done_mailbox.as_deref()).map_err(|e| InputError(format!("{e:#}")))?;
+    let mut settings = crate::bounces::imap::ImapSettings::parse(url, user, password, &b.imap_mailbox, b.imap_done_mailbox.as_deref()).map_err(|e| InputError(format!("{e:#}")))?;
+    if let Some(ca) = &b.imap_ca_file {
+        settings = settings.with_ca_file(&cfg.base_dir.join(ca)).map_err(|e| InputError(format!("{e:#}")))?;
+    }
     let intake = std::sync::Arc::new(super::bounces::intake_on(cfg, store.clone())?);
     Ok(Some(crate::bounces::imap::run(settings, intake, Duration::from_secs(b.poll_secs.max(5)), stop)))
 }

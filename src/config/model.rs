@@ -86,6 +86,10 @@ pub struct BouncesConfig {
     /// Handled messages are moved here (created if missing); unset: flagged `$HeraldDone` and left.
     #[serde(default)]
     pub imap_done_mailbox: Option<String>,
+    /// A PEM file of the CA certificate(s) that sign the mailbox's TLS certificate, trusted
+    /// instead of the web PKI roots (a mailbox with its own CA). Relative to the config file.
+    #[serde(default)]
+    pub imap_ca_file: Option<PathBuf>,
     /// Seconds between polls of the mailbox.
     #[serde(default = "default_poll_secs")]
     pub poll_secs: u64,
@@ -107,6 +111,7 @@ impl Default for BouncesConfig {
             imap_password_file: None,
             imap_mailbox: default_imap_mailbox(),
             imap_done_mailbox: None,
+            imap_ca_file: None,
             poll_secs: default_poll_secs(),
         }
     }

@@ -56,6 +56,7 @@ const BOUNCES: &[KeySpec] = &[
     opt("imap_password_file", Kind::Path),
     opt("imap_mailbox", Kind::NonEmptyStr),
     opt("imap_done_mailbox", Kind::NonEmptyStr),
+    opt("imap_ca_file", Kind::Path),
     opt("poll_secs", Kind::Range(5, 86_400)),
 ];
 const SCHEDULE: &[KeySpec] = &[
@@ -409,7 +410,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A secret may come from `key` or `key_file`, not both.
     /// `[bounces]`: the IMAP mailbox needs its URL, user and password together, and TLS
     /// beyond loopback.
     fn bounces(&mut self, t: &dyn TableLike, line: Option<usize>) {
@@ -428,6 +428,10 @@ impl<'a> Validator<'a> {
             let l = self.key_line(t, "imap_url", line);
             match url::Url::parse(u) {
                 Ok(p) if p.scheme() == "imaps" => {}
+                Ok(p) if p.scheme() == "imap" && has("imap_ca_file") => {
+                    let l = self.key_line(t, "imap_ca_file", line);
+                    self.push(l, "bounces.imap_ca_file".into(), "is set but `imap_url` is plain `imap://`, which uses no TLS".into(), Some("use `imaps://host` or remove `imap_ca_file`".into()))
+                }
                 Ok(p) if p.scheme() == "imap" && crate::config::is_loopback_host(p.host()) => {}
                 Ok(p) if p.scheme() == "imap" => self.push(
                     l,
@@ -1006,6 +1010,11 @@ mod tests {
         assert!(e.iter().any(|e| e.key == "bounces.imap_user"), "{e:?}");
         assert!(e.iter().any(|e| e.key == "bounces.imap_password"), "a secret written inline is refused: {e:?}");
         assert!(e.iter().all(|e| !e.message.contains("hunter2")), "{e:?}");
+        // `imap_ca_file` is a path, and means nothing without TLS.
+        assert!(errs("[bounces]\nimap_url = \"imaps://mail.example.com\"\nimap_user = \"b\"\nimap_password = \"${IMAP_PW}\"\nimap_ca_file = \"ca.pem\"\n").is_empty());
+        let e = errs("[bounces]\nimap_url = \"imap://127.0.0.1\"\nimap_user = \"b\"\nimap_password = \"${IMAP_PW}\"\nimap_ca_file = \"ca.pem\"\n");
+        assert!(e.iter().any(|e| e.key == "bounces.imap_ca_file" && e.line == Some(5)), "{e:?}");
+        assert!(errs("[bounces]\nimap_url = \"imaps://mail.example.com\"\nimap_user = \"b\"\nimap_password = \"${IMAP_PW}\"\nimap_ca_file = \"\"\n").iter().any(|e| e.key == "bounces.imap_ca_file"));
         let e = errs("[bounces]\nwebhook_password = \"${A}\"\nwebhook_password_file = \"p\"\n");
         assert!(e.iter().any(|e| e.key == "bounces.webhook_password_file"), "{e:?}");
         assert!(!errs("[bounces]\nsoft_bounce_limt = 3\n").is_empty());

@@ -77,59 +77,27 @@ impl Store {
     /// Record one report and apply `rule`, in one transaction. A report whose key is already
     /// stored changes nothing.
     pub async fn record_bounce(&self, ev: &BounceEventRow, rule: SuppressRule, reason: &str) -> anyhow::Result<BounceRecorded> {
-        let mut tx = self.pool.begin().await?;
-        let fresh = sqlx::query(
-            "INSERT INTO bounce_events (event_key, email, kind, source, detail, delivery_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (event_key) DO NOTHING",
-        )
-        .bind(&ev.event_key)
-        .bind(&ev.email)
-        .bind(&ev.kind)
-        .bind(&ev.source)
-        .bind(&ev.detail)
-        .bind(ev.delivery_id)
-        .bind(ev.at)
-        .execute(&mut *tx)
-        .await
-        .context("recording a bounce report")?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            tx.rollback().await.ok();
-            return Ok(BounceRecorded::Duplicate);
+        let mut out = self.record_bounces(&[(ev.clone(), rule, reason.to_string())]).await?;
+        Ok(out.pop().unwrap_or(BounceRecorded::Duplicate))
+    }
+
+    /// Record a batch of reports, each with its rule and reason, in **one** transaction (one
+    /// commit, one fsync, for the whole batch): either every report of the batch is stored
+    /// with its suppression, or none is (a crash mid-batch leaves the batch to be applied
+    /// again, and each report's key makes a second application change nothing). Answers one
+    /// outcome per report, in order; a key seen before (in the store, or earlier in the same
+    /// batch) is a [`BounceRecorded::Duplicate`].
+    pub async fn record_bounces(&self, batch: &[(BounceEventRow, SuppressRule, String)]) -> anyhow::Result<Vec<BounceRecorded>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        let suppress = match rule {
-            SuppressRule::Never => false,
-            SuppressRule::Now => true,
-            SuppressRule::AfterCount { limit, since_ms } => {
-                let n: i64 = sqlx::query("SELECT COUNT(*) FROM bounce_events WHERE email = $1 AND kind = $2 AND at >= $3")
-                    .bind(&ev.email)
-                    .bind(&ev.kind)
-                    .bind(since_ms)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
-                n >= limit
-            }
-        };
-        let outcome = if suppress {
-            let added = sqlx::query("INSERT INTO suppressions (email, reason, at, kind, source) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING")
-                .bind(&ev.email)
-                .bind(reason)
-                .bind(now_ms())
-                .bind(&ev.kind)
-                .bind(&ev.source)
-                .execute(&mut *tx)
-                .await
-                .context("storing the suppression")?
-                .rows_affected()
-                == 1;
-            if added { BounceRecorded::Suppressed } else { BounceRecorded::AlreadySuppressed }
-        } else {
-            BounceRecorded::Recorded
-        };
-        tx.commit().await.context("recording a bounce report")?;
-        Ok(outcome)
+        let mut tx = self.pool.begin().await.context("recording bounce reports")?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (ev, rule, reason) in batch {
+            out.push(record_in(&mut tx, ev, *rule, reason).await?);
+        }
+        tx.commit().await.with_context(|| format!("recording {} bounce report(s)", batch.len()))?;
+        Ok(out)
     }
 
     /// Up to `limit` suppressions with an address after `after`, in address order.
@@ -197,4 +165,56 @@ impl Store {
             .await?
             .is_some())
     }
+}
+
+/// One report inside a batch's transaction.
+async fn record_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>, ev: &BounceEventRow, rule: SuppressRule, reason: &str) -> anyhow::Result<BounceRecorded> {
+    let fresh = sqlx::query(
+        "INSERT INTO bounce_events (event_key, email, kind, source, detail, delivery_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (event_key) DO NOTHING",
+    )
+    .bind(&ev.event_key)
+    .bind(&ev.email)
+    .bind(&ev.kind)
+    .bind(&ev.source)
+    .bind(&ev.detail)
+    .bind(ev.delivery_id)
+    .bind(ev.at)
+    .execute(&mut **tx)
+    .await
+    .context("recording a bounce report")?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        return Ok(BounceRecorded::Duplicate);
+    }
+    let suppress = match rule {
+        SuppressRule::Never => false,
+        SuppressRule::Now => true,
+        SuppressRule::AfterCount { limit, since_ms } => {
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM bounce_events WHERE email = $1 AND kind = $2 AND at >= $3")
+                .bind(&ev.email)
+                .bind(&ev.kind)
+                .bind(since_ms)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get(0)?;
+            n >= limit
+        }
+    };
+    if !suppress {
+        return Ok(BounceRecorded::Recorded);
+    }
+    let added = sqlx::query("INSERT INTO suppressions (email, reason, at, kind, source) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email) DO NOTHING")
+        .bind(&ev.email)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(&ev.kind)
+        .bind(&ev.source)
+        .execute(&mut **tx)
+        .await
+        .context("storing the suppression")?
+        .rows_affected()
+        == 1;
+    Ok(if added { BounceRecorded::Suppressed } else { BounceRecorded::AlreadySuppressed })
 }

@@ -180,7 +180,7 @@ mod mail {
         let mut kinds = Vec::new();
         for m in &mails {
             match intake.mail(m.as_bytes(), Source::Import).await.unwrap() {
-                Handled::Applied(v) => kinds.extend(v.into_iter().map(|(e, k, _)| (e, k.as_str().to_string()))),
+                Handled::Reports { applied, unmatched } if unmatched.is_empty() => kinds.extend(applied.into_iter().map(|(e, k, _)| (e, k.as_str().to_string()))),
                 other => panic!("{other:?}\n{m}"),
             }
         }
@@ -199,9 +199,9 @@ mod mail {
         assert!(matches!(intake.mail(malformed(&rp(6).await).as_bytes(), Source::Import).await.unwrap(), Handled::Malformed(m) if m.contains("Status")));
         // A report that names no message of ours (no VERP token, a foreign Message-ID), and one
         // whose VERP token was made for reader 6 but edited to name reader 7's row: not applied.
-        assert!(matches!(intake.mail(dsn("x@example.com", &addr(7), "failed", "5.1.1", none).as_bytes(), Source::Import).await.unwrap(), Handled::Unmatched(_)));
+        assert_eq!(intake.mail(dsn("x@example.com", &addr(7), "failed", "5.1.1", none).as_bytes(), Source::Import).await.unwrap().status(), "unmatched");
         let forged = verp::return_path(&key(), row(&store, d, &addr(7)).await, &addr(6), "bounces.example.com");
-        assert!(matches!(intake.mail(dsn(&forged, &addr(7), "failed", "5.1.1", none).as_bytes(), Source::Import).await.unwrap(), Handled::Unmatched(_)));
+        assert_eq!(intake.mail(dsn(&forged, &addr(7), "failed", "5.1.1", none).as_bytes(), Source::Import).await.unwrap().status(), "unmatched");
         let expected = vec![
             (addr(0), "hard_bounce".to_string(), "import".to_string()),
             (addr(3), "hard_bounce".into(), "import".into()),
@@ -211,12 +211,131 @@ mod mail {
         assert_eq!(suppressed(&store).await, expected);
         // The same files again change nothing.
         for m in &mails {
-            let Handled::Applied(v) = intake.mail(m.as_bytes(), Source::Import).await.unwrap() else { panic!() };
+            let Handled::Reports { applied: v, .. } = intake.mail(m.as_bytes(), Source::Import).await.unwrap() else { panic!() };
             assert!(v.iter().all(|(_, _, r)| *r == BounceRecorded::Duplicate), "{v:?}");
         }
         assert_eq!(suppressed(&store).await, expected);
         // `status`: bounced later counts the mailing's bounces and complaints (0, 1, 3, 4).
         assert_eq!(store.bounced_later(d).await.unwrap(), 4);
+        store.close().await;
+    }
+}
+
+/// A DSN about several recipients (one per-recipient group each), mailed to `to`, returning
+/// the original message's headers with `original_id`.
+pub fn dsn_multi(to: &str, recipients: &[&str], original_id: &str) -> String {
+    let groups: String = recipients.iter().map(|r| format!("Final-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n")).collect();
+    format!(
+        "From: MAILER-DAEMON@relay.example.net\r\nTo: {to}\r\nSubject: Delivery Status Notification (Failure)\r\nMessage-ID: <dsn-multi-{}@relay.example.net>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"M\"\r\n\r\n\
+         --M\r\nContent-Type: text/plain\r\n\r\nDelivery to the following recipients failed.\r\n\
+         --M\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example.net\r\n\r\n{groups}\
+         --M\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: news@example.com\r\nMessage-ID: {original_id}\r\nSubject: Issue 1\r\n\r\n--M--\r\n",
+        recipients.len()
+    )
+}
+
+/// A DSN for reader `i` tied to mailing `issue-1/newsletter/r1` by its original Message-ID.
+pub fn dsn_by_message_id(i: usize) -> String {
+    let mid = format!("<{}.{}@example.com>", herald::channel::email::compose::short_hash("issue-1/newsletter/r1"), herald::channel::email::compose::short_hash(&addr(i)));
+    dsn("news@example.com", &addr(i), "failed", if i.is_multiple_of(3) { "4.2.2" } else { "5.1.1" }, &mid)
+}
+
+mod batches {
+    use herald::bounces::intake::{Handled, Prepared};
+    use herald::bounces::verp;
+
+    use super::*;
+
+    // Issue 17, gap 5: a DSN about three recipients of which one names no message of ours (and
+    // one is a subscriber whose address carries no token or Message-ID of its own): the tied
+    // ones are applied, the others reported one by one, and a second run applies nothing.
+    both!(a_dsn_for_several_recipients_applies_the_tied_ones_and_reports_each_other);
+    async fn a_dsn_for_several_recipients_applies_the_tied_ones_and_reports_each_other(db: TestDb) {
+        let store = open(&db).await;
+        let d = mailing(&store, 8).await;
+        let intake = intake(&store);
+        // One VERP token (reader 0's), the original Message-ID of reader 2's message.
+        let rp0 = verp::return_path(&key(), row(&store, d, &addr(0)).await, &addr(0), "bounces.example.com");
+        let mid2 = format!("<{}.{}@example.com>", herald::channel::email::compose::short_hash("issue-1/newsletter/r1"), herald::channel::email::compose::short_hash(&addr(2)));
+        let stranger = "stranger@elsewhere.example";
+        let raw = dsn_multi(&rp0, &[&addr(0), stranger, &addr(6), &addr(2)], &mid2);
+        let h = intake.mail(raw.as_bytes(), Source::Import).await.unwrap();
+        assert_eq!(h.status(), "partial", "{h:?}");
+        let Handled::Reports { applied, unmatched } = &h else { panic!("{h:?}") };
+        assert_eq!(applied, &vec![(addr(0), Kind::HardBounce, BounceRecorded::Suppressed), (addr(2), Kind::HardBounce, BounceRecorded::Suppressed)]);
+        let missing: Vec<Option<&str>> = unmatched.iter().map(|u| u.email.as_deref()).collect();
+        assert_eq!(missing, vec![Some(stranger), Some(addr(6).as_str())], "reader 6 is not carried by reader 0's token: {unmatched:?}");
+        assert!(unmatched.iter().all(|u| u.reason.contains("names no message Herald sent")), "{unmatched:?}");
+        let expected = vec![(addr(0), "hard_bounce".to_string(), "import".to_string()), (addr(2), "hard_bounce".into(), "import".into())];
+        assert_eq!(suppressed(&store).await, expected);
+        assert_eq!(store.bounce_counts().await.unwrap(), vec![("hard_bounce".into(), 2)]);
+        // Again: the same outcome, nothing applied twice.
+        let again = intake.mail(raw.as_bytes(), Source::Import).await.unwrap();
+        let Handled::Reports { applied, unmatched } = &again else { panic!("{again:?}") };
+        assert!(applied.iter().all(|(_, _, r)| *r == BounceRecorded::Duplicate) && applied.len() == 2, "{applied:?}");
+        assert_eq!(unmatched.len(), 2);
+        assert_eq!(suppressed(&store).await, expected);
+        assert_eq!(store.bounce_counts().await.unwrap(), vec![("hard_bounce".into(), 2)]);
+        store.close().await;
+    }
+
+    async fn events(store: &Store) -> (i64, i64) {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bounce_events").fetch_one(store.pool()).await.unwrap();
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT event_key) FROM bounce_events").fetch_one(store.pool()).await.unwrap();
+        (n, keys)
+    }
+
+    // Issue 17, gap 4: reports are committed a batch at a time, all or nothing. A failure in
+    // the middle of a batch (a trigger refusing one row: what a crash before the commit
+    // leaves) stores none of it; the rerun applies each report exactly once, beside the
+    // batch committed before the failure.
+    both!(a_batch_commits_all_or_nothing_and_a_rerun_applies_each_report_once);
+    async fn a_batch_commits_all_or_nothing_and_a_rerun_applies_each_report_once(db: TestDb) {
+        let store = open(&db).await;
+        let n = 300;
+        mailing(&store, n).await;
+        let intake = intake(&store);
+        let mut matcher = intake.matcher();
+        let mut prepared: Vec<Prepared> = Vec::new();
+        for i in 0..n {
+            prepared.push(intake.prepare_mail(&mut matcher, dsn_by_message_id(i).as_bytes()).await.unwrap());
+        }
+        drop(matcher);
+        // A first batch committed (a run that crashed after it).
+        let first = intake.commit(Source::Import, prepared[..100].to_vec()).await.unwrap();
+        assert!(first.iter().all(Handled::fully_applied));
+        assert_eq!(events(&store).await, (100, 100));
+        let suppressed_before = suppressed(&store).await;
+        // The whole list again, failing at reader 150: nothing of the batch is stored.
+        let postgres = db.url.starts_with("postgres");
+        if postgres {
+            sqlx::query("CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN IF NEW.email = 'reader150@example.org' THEN RAISE EXCEPTION 'simulated crash'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql")
+                .execute(store.pool())
+                .await
+                .unwrap();
+            sqlx::query("CREATE TRIGGER boom BEFORE INSERT ON bounce_events FOR EACH ROW EXECUTE FUNCTION boom()").execute(store.pool()).await.unwrap();
+        } else {
+            sqlx::query("CREATE TRIGGER boom BEFORE INSERT ON bounce_events WHEN NEW.email = 'reader150@example.org' BEGIN SELECT RAISE(ABORT, 'simulated crash'); END")
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let e = intake.commit(Source::Import, prepared.clone()).await.unwrap_err();
+        assert!(format!("{e:#}").contains("simulated crash"), "{e:#}");
+        assert_eq!(events(&store).await, (100, 100), "the failed batch stored nothing: 101..150 were not committed one by one");
+        assert_eq!(suppressed(&store).await, suppressed_before);
+        sqlx::query(if postgres { "DROP TRIGGER boom ON bounce_events" } else { "DROP TRIGGER boom" }).execute(store.pool()).await.unwrap();
+        // The rerun: the first 100 change nothing, the other 200 are applied, each once.
+        let rerun = intake.commit(Source::Import, prepared.clone()).await.unwrap();
+        let dup = |h: &Handled| matches!(h, Handled::Reports { applied, .. } if applied.iter().all(|(_, _, r)| *r == BounceRecorded::Duplicate));
+        assert_eq!(rerun.iter().filter(|h| dup(h)).count(), 100);
+        assert_eq!(events(&store).await, (n as i64, n as i64), "one row per report");
+        // Hard bounces (i % 3 != 0) suppress; one soft bounce each suppresses nothing.
+        assert_eq!(suppressed(&store).await.len(), (0..n).filter(|i| !i.is_multiple_of(3)).count());
+        let again = intake.commit(Source::Import, prepared).await.unwrap();
+        assert!(again.iter().all(dup));
+        assert_eq!(events(&store).await, (n as i64, n as i64));
         store.close().await;
     }
 }
@@ -323,8 +442,23 @@ mod imap {
     struct Dovecot {
         child: Child,
         port: u16,
+        /// The implicit-TLS (IMAPS) port, when started with a certificate.
+        tls_port: Option<u16>,
         maildir: PathBuf,
         _dir: tempfile::TempDir,
+    }
+
+    /// How to start the server.
+    #[derive(Default)]
+    struct Options<'a> {
+        /// `imap_capability`: what the server advertises (Dovecot's own list when `None`).
+        capability: Option<&'a str>,
+        /// (certificate chain PEM, key PEM) for an IMAPS listener.
+        tls: Option<(&'a Path, &'a Path)>,
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     impl Drop for Dovecot {
@@ -339,9 +473,14 @@ mod imap {
     }
 
     fn start() -> Dovecot {
+        start_with(Options::default())
+    }
+
+    fn start_with(o: Options<'_>) -> Dovecot {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
+        let tls_port = o.tls.map(|_| free_port());
         let (me, _) = ids(None);
         // Dovecot never gives mail to uid 0: as root (CI), the mail user is the package's
         // `dovecot` system user, and the folders are its own.
@@ -365,8 +504,9 @@ log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
+{capability}
 auth_mechanisms = plain login
 first_valid_uid = 0
 default_internal_user = {user}
@@ -387,11 +527,19 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
+    ssl = yes
   }}
 }}
 "#,
             d = d.display(),
+            ssl = match o.tls {
+                Some((cert, key)) => format!("ssl = yes\nssl_cert = <{}\nssl_key = <{}", cert.display(), key.display()),
+                None => "ssl = no".into(),
+            },
+            capability = o.capability.map(|c| format!("imap_capability = {c}")).unwrap_or_default(),
+            imaps = tls_port.unwrap_or(0),
             group = String::from_utf8(Command::new("id").arg("-gn").output().unwrap().stdout).unwrap().trim(),
         );
         std::fs::write(d.join("dovecot.conf"), conf).unwrap();
@@ -401,8 +549,14 @@ service imap-login {{
             assert!(std::time::Instant::now() < deadline, "dovecot did not listen: {}", std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        if let Some(p) = tls_port {
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(std::time::Instant::now() < deadline, "dovecot did not listen on IMAPS: {}", std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
         let maildir = d.join("mail/bounces");
-        Dovecot { child, port, maildir, _dir: dir }
+        Dovecot { child, port, tls_port, maildir, _dir: dir }
     }
 
     /// (uid, gid) of `user`, or of the current user.
@@ -479,6 +633,165 @@ service imap-login {{
         assert_eq!(store.seed_recipients(d + 1000, "all").await.unwrap(), 5);
         store.close().await;
     }
+
+    /// Maildir file names of `folder` (`""`: the inbox) of the test user, both `new/` and `cur/`.
+    fn files(maildir: &Path, folder: &str) -> Vec<String> {
+        let base = if folder.is_empty() { maildir.to_path_buf() } else { maildir.join(format!(".{folder}")) };
+        let mut out: Vec<String> = ["new", "cur"].iter().filter_map(|s| std::fs::read_dir(base.join(s)).ok()).flatten().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        out.sort();
+        out
+    }
+
+    /// The Maildir flags of a file name (`…:2,FLAGS`): upper case are IMAP system flags
+    /// (`S` \Seen, `T` \Deleted), lower case the folder's keywords.
+    fn flags(name: &str) -> &str {
+        name.split_once(":2,").map(|(_, f)| f).unwrap_or("")
+    }
+
+    /// The test's mailbox: reports of every kind, a malformed one, and a DSN for two
+    /// recipients of which one is a stranger. Returns (mails, expected suppressions).
+    async fn reports(store: &Store, d: i64) -> (Vec<String>, Vec<(String, String, String)>) {
+        let rp = |i: usize| {
+            let st = store.clone();
+            async move { herald::bounces::verp::return_path(&key(), row(&st, d, &addr(i)).await, &addr(i), "bounces.example.com") }
+        };
+        let none = "<unrelated@elsewhere>";
+        let mails = vec![
+            dsn(&rp(0).await, &addr(0), "failed", "5.1.1", none),
+            dsn(&rp(1).await, &addr(1), "failed", "4.2.2", none),
+            dsn(&rp(2).await, &addr(2), "delayed", "4.4.7", none),
+            arf(&rp(3).await, &addr(3)),
+            mailto_unsubscribe(&addr(4)),
+            malformed(&rp(5).await),
+            dsn_multi(&rp(6).await, &[&addr(6), "stranger@elsewhere.example"], none),
+        ];
+        let expected = vec![
+            (addr(0), "hard_bounce".to_string(), "imap".to_string()),
+            (addr(3), "complaint".into(), "imap".into()),
+            (addr(4), "mailto_unsubscribe".into(), "imap".into()),
+            (addr(6), "hard_bounce".into(), "imap".into()),
+        ];
+        (mails, expected)
+    }
+
+    // Issue 17, gap 1: with `imap_done_mailbox`, handled mail is moved there and not flagged;
+    // the malformed and the partly matched reports stay in the inbox; a second poll changes
+    // nothing. Once with `MOVE` (RFC 6851, Dovecot's default), once with a server that
+    // advertises only `UIDPLUS` (`UID COPY` + `\Deleted` + `UID EXPUNGE`), once with neither
+    // (`EXPUNGE`).
+    both!(move_mode_moves_what_was_handled_and_keeps_the_rest);
+    async fn move_mode_moves_what_was_handled_and_keeps_the_rest(db: TestDb) {
+        for capability in [None, Some("IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS"), Some("IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE")] {
+            let dovecot = start_with(Options { capability, ..Default::default() });
+            let store = open(&db).await;
+            sqlx::query("DELETE FROM bounce_events").execute(store.pool()).await.unwrap();
+            sqlx::query("DELETE FROM suppressions").execute(store.pool()).await.unwrap();
+            let d = match sqlx::query_scalar::<_, i64>("SELECT id FROM deliveries").fetch_optional(store.pool()).await.unwrap() {
+                Some(d) => d,
+                None => mailing(&store, 8).await,
+            };
+            let intake = intake(&store);
+            let (mails, expected) = reports(&store, d).await;
+            for (n, m) in mails.iter().enumerate() {
+                drop_mail(&dovecot.maildir, n, m);
+            }
+            let settings = ImapSettings::parse(&format!("imap://127.0.0.1:{}", dovecot.port), "bounces", SecretString::new("imap-test-pass"), "INBOX", Some("Done")).unwrap();
+            let first = poll(&settings, &intake).await.unwrap();
+            assert_eq!((first.read, first.applied, first.kept, first.partial), (7, 5, 2, 1), "{capability:?}: {first:?}");
+            assert_eq!(suppressed(&store).await, expected, "{capability:?}");
+            let inbox = files(&dovecot.maildir, "");
+            let done = files(&dovecot.maildir, "Done");
+            assert_eq!(inbox.len(), 2, "{capability:?}: the malformed and the partly matched reports stay: {inbox:?}");
+            assert_eq!(done.len(), 5, "{capability:?}: {done:?}");
+            assert!(done.iter().all(|f| flags(f).is_empty()), "{capability:?}: moved, not flagged: {done:?}");
+            assert!(inbox.iter().all(|f| !flags(f).contains('T')), "{capability:?}: nothing kept is marked deleted: {inbox:?}");
+            let events = store.bounce_counts().await.unwrap();
+            // A second poll reads nothing and changes nothing.
+            let second = poll(&settings, &intake).await.unwrap();
+            assert_eq!(second, Default::default(), "{capability:?}");
+            assert_eq!(files(&dovecot.maildir, ""), inbox, "{capability:?}");
+            assert_eq!(files(&dovecot.maildir, "Done"), done, "{capability:?}");
+            assert_eq!(suppressed(&store).await, expected);
+            assert_eq!(store.bounce_counts().await.unwrap(), events);
+            store.close().await;
+        }
+    }
+
+    /// Runs `openssl` (the test's own tool, not the code under test) in `dir`.
+    fn openssl(dir: &Path, args: &[&str]) {
+        let o = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is installed");
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// A CA, a certificate for 127.0.0.1 signed by it, and a second CA that signed nothing.
+    fn certificates(dir: &Path) {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        for ca in ["ca", "other-ca"] {
+            let mut a = vec!["req", "-x509"];
+            a.extend(ec);
+            let (key, pem, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN=Herald test {ca}"));
+            a.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+            openssl(dir, &a);
+        }
+        let mut a = vec!["req"];
+        a.extend(ec);
+        a.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+        openssl(dir, &a);
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+        openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"]);
+    }
+
+    // Issue 17, gap 2: TLS for real. Dovecot serves IMAPS with a certificate from a test CA.
+    // (a) Trusting that CA (`imap_ca_file`), a poll over TLS works; (b) a certificate not
+    // signed by the CA Herald trusts (another CA, or the web PKI roots) is refused with an
+    // error that says so, and nothing is read or changed; (c) plain IMAP beyond loopback is
+    // refused before any connection.
+    both!(tls_polls_with_the_configured_ca_and_refuses_any_other);
+    async fn tls_polls_with_the_configured_ca_and_refuses_any_other(db: TestDb) {
+        let certs = tempfile::tempdir().unwrap();
+        certificates(certs.path());
+        let dovecot = start_with(Options { tls: Some((&certs.path().join("server.pem"), &certs.path().join("server.key"))), ..Default::default() });
+        let store = open(&db).await;
+        let d = mailing(&store, 8).await;
+        let intake = intake(&store);
+        let (mails, expected) = reports(&store, d).await;
+        for (n, m) in mails.iter().enumerate() {
+            drop_mail(&dovecot.maildir, n, m);
+        }
+        let url = format!("imaps://127.0.0.1:{}", dovecot.tls_port.unwrap());
+        let settings = || ImapSettings::parse(&url, "bounces", SecretString::new("imap-test-pass"), "INBOX", None).unwrap();
+        let before = files(&dovecot.maildir, "");
+        // (b) Not signed by the CA Herald trusts: refused, clearly; nothing read or changed.
+        for (what, s) in [("the CA in `imap_ca_file`", settings().with_ca_file(&certs.path().join("other-ca.pem")).unwrap()), ("the web PKI roots", settings())] {
+            let e = format!("{:#}", poll(&s, &intake).await.unwrap_err());
+            assert!(e.contains("certificate is refused") && e.contains(&format!("signed by {what}")) && e.contains("imap_ca_file"), "{what}: {e}");
+            assert!(e.contains("UnknownIssuer"), "{what}: {e}");
+            assert!(!e.contains("imap-test-pass"), "{e}");
+        }
+        assert!(suppressed(&store).await.is_empty());
+        assert!(store.bounce_counts().await.unwrap().is_empty());
+        assert_eq!(files(&dovecot.maildir, ""), before, "nothing read or flagged");
+        // (a) Trusting the test CA: the poll works over TLS.
+        let trusted = settings().with_ca_file(&certs.path().join("ca.pem")).unwrap();
+        let first = poll(&trusted, &intake).await.unwrap();
+        assert_eq!((first.read, first.applied, first.kept), (7, 5, 2), "{first:?}");
+        assert_eq!(suppressed(&store).await, expected);
+        assert_eq!(poll(&trusted, &intake).await.unwrap(), Default::default());
+        // A CA file that is missing, or holds no certificate, is an error naming it.
+        let e = format!("{:#}", settings().with_ca_file(&certs.path().join("missing.pem")).unwrap_err());
+        assert!(e.contains("imap_ca_file") && e.contains("missing.pem"), "{e}");
+        let e = format!("{:#}", settings().with_ca_file(&certs.path().join("ext.cnf")).unwrap_err());
+        assert!(e.contains("imap_ca_file") && e.contains("ext.cnf") && e.contains("BEGIN CERTIFICATE"), "{e}");
+        // (c) Plain IMAP beyond loopback is refused before connecting (and by `herald check`,
+        // see `config::validate`); a CA file means nothing without TLS.
+        for u in ["imap://mail.example.com", "imap://192.0.2.10:143"] {
+            let e = format!("{:#}", ImapSettings::parse(u, "u", SecretString::new("p"), "INBOX", None).unwrap_err());
+            assert!(e.contains("in clear") && e.contains("imaps://"), "{e}");
+        }
+        let plain = ImapSettings::parse(&format!("imap://127.0.0.1:{}", dovecot.port), "u", SecretString::new("p"), "INBOX", None).unwrap();
+        assert!(plain.with_ca_file(&certs.path().join("ca.pem")).is_err());
+        store.close().await;
+    }
 }
 
 /// `herald bounces import` and `herald subscribers list --suppressed --json`, end to end.
@@ -500,12 +813,24 @@ mod cli {
         let export = serde_json::json!({"TotalCount": 1, "Bounces": [{"ID": 77, "Type": "SpamComplaint", "TypeCode": 512, "Name": "Spam complaint",
             "MessageID": "pm-2", "Email": addr(2), "Inactive": true, "Description": "complained", "BouncedAt": "2026-12-06T10:00:00Z"}]});
         std::fs::write(dir.path().join("export.json"), export.to_string()).unwrap();
-        let o = herald(dir.path(), &["bounces", "import", "hard.eml", "soft.eml", "bad.eml", "export.json", "--json"]);
+        // A DSN about a stranger and reader 3 (tied by its Message-ID): reader 3 is applied,
+        // the stranger reported on its own.
+        std::fs::write(dir.path().join("partial.eml"), dsn_multi("news@example.com", &["stranger@elsewhere.example", &addr(3)], &mid(3))).unwrap();
+        let o = herald(dir.path(), &["bounces", "import", "hard.eml", "soft.eml", "bad.eml", "export.json", "partial.eml", "--json"]);
         let (so, se) = out(&o);
         assert_eq!(o.status.code(), Some(1), "a malformed file makes the exit status 1: {so}{se}");
         let v: serde_json::Value = serde_json::from_str(&so).unwrap();
-        let statuses: Vec<&str> = v.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
-        assert_eq!(statuses, ["applied", "applied", "malformed", "applied"], "{so}");
+        let items = v["items"].as_array().unwrap();
+        let statuses: Vec<&str> = items.iter().map(|r| r["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["applied", "applied", "malformed", "applied", "partial"], "{so}");
+        let partial = &items[4];
+        assert_eq!(partial["reports"], serde_json::json!([{"email": addr(3), "kind": "hard_bounce", "outcome": "suppressed"}]), "{so}");
+        assert_eq!(partial["unmatched"][0]["email"], "stranger@elsewhere.example", "{so}");
+        assert_eq!(partial["unmatched"].as_array().unwrap().len(), 1, "{so}");
+        let sum = &v["summary"];
+        assert_eq!((sum["files"].as_u64(), sum["items"].as_u64(), sum["applied"].as_u64(), sum["partial"].as_u64(), sum["malformed"].as_u64()), (Some(5), Some(5), Some(3), Some(1), Some(1)), "{so}");
+        assert_eq!((sum["reports_recorded"].as_u64(), sum["suppressed"].as_u64(), sum["unmatched_recipients"].as_u64()), (Some(4), Some(4), Some(1)), "{so}");
+        assert!(se.contains("stranger@elsewhere.example") && se.contains("not tied to a Herald message"), "the unmatched recipient is logged: {se}");
         let o = herald(dir.path(), &["subscribers", "list", "--suppressed", "--json"]);
         let (so, se) = out(&o);
         assert!(o.status.success(), "{se}");
@@ -517,13 +842,25 @@ mod cli {
             .map(|r| (r["email"].as_str().unwrap().into(), r["kind"].as_str().unwrap().into(), r["source"].as_str().unwrap().into()))
             .collect();
         // soft_bounce_limit = 1: the one soft bounce suppresses.
-        assert_eq!(got, vec![(addr(0), "hard_bounce".into(), "import".into()), (addr(1), "soft_bounce".into(), "import".into()), (addr(2), "complaint".into(), "import".into())]);
-        // Importing again changes nothing.
-        let o = herald(dir.path(), &["bounces", "import", "hard.eml", "export.json"]);
-        assert!(o.status.success(), "{:?}", out(&o));
-        assert!(out(&o).0.contains("already recorded"), "{:?}", out(&o));
+        assert_eq!(
+            got,
+            vec![
+                (addr(0), "hard_bounce".into(), "import".into()),
+                (addr(1), "soft_bounce".into(), "import".into()),
+                (addr(2), "complaint".into(), "import".into()),
+                (addr(3), "hard_bounce".into(), "import".into())
+            ]
+        );
+        // Importing again changes nothing; the partial report is reported again, not re-applied.
+        let o = herald(dir.path(), &["bounces", "import", "hard.eml", "export.json", "partial.eml"]);
+        let (so, se) = out(&o);
+        assert_eq!(o.status.code(), Some(1), "an unmatched recipient needs a person: {so}{se}");
+        assert!(so.contains("hard.eml: reader0@example.org hard_bounce (already recorded)"), "{so}");
+        assert!(so.contains(&format!("partial.eml: {} hard_bounce (already recorded), not applied: a DSN for stranger@elsewhere.example", addr(3))), "{so}");
+        assert!(so.contains("3 item(s) from 3 file(s): 2 applied, 1 partly applied") && so.contains("0 report(s) recorded (0 newly suppressed), 3 already recorded, 1 recipient(s) not tied"), "{so}");
         let store = Store::open(&url).await.unwrap();
-        assert_eq!(store.bounced_later(d).await.unwrap(), 3);
+        assert_eq!(store.bounced_later(d).await.unwrap(), 4);
+        assert_eq!(store.bounce_counts().await.unwrap(), vec![("complaint".into(), 1), ("hard_bounce".into(), 2), ("soft_bounce".into(), 1)]);
         store.close().await;
     }
 }
