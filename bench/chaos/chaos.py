@@ -568,6 +568,15 @@ POST_ROUTES = {
     "linkedin": ("POST", r"/rest/posts"),
     "substack": ("POST", r"/api/v1/drafts/\d+/publish"),
     "webhook": ("POST", r".*"),
+    "ghost": ("POST", r"/ghost/api/admin/posts/"),
+    "devto": ("POST", r"/api/articles"),
+    "wordpress": ("POST", r"/wp-json/wp/v2/posts"),
+    # One GraphQL endpoint: the publish is the request whose query is `publishPost`.
+    "hashnode": ("POST", r"/", "publishPost"),
+    # Bot mode (config/herald.toml's sample): a lost answer is looked up in the channel's history.
+    "slack": ("POST", r"/api/chat\.postMessage"),
+    # Not here: telegram and discord's webhook, which cannot be checked after a lost answer
+    # (their deliveries end `unconfirmed` by design, with nothing sent twice).
 }
 EMAIL_TYPES = ("email", "email_api")
 
@@ -601,8 +610,12 @@ def window_trial(h: Herald, issue: Path, name: str, ctype: str, journal: Path, a
                 # A mailing: killed once a quarter of it is journaled, mid-mailing.
                 hit = sum(len(e.get("rcpt_to") or e.get("request") or []) for e in read_journal(journal) if not e.get("torn") and e.get("method", "POST") == "POST") >= a.recipients // 4
             else:
-                method, route = POST_ROUTES[ctype]
-                hit = any(e.get("method") == method and re.fullmatch(route, e.get("path", "")) for e in read_journal(journal) if not e.get("torn"))
+                method, route, *needle = POST_ROUTES[ctype]
+                hit = any(
+                    e.get("method") == method and re.fullmatch(route, e.get("path", "")) and all(n in json.dumps(e.get("request")) for n in needle)
+                    for e in read_journal(journal)
+                    if not e.get("torn")
+                )
             if hit:
                 kill9(p)
                 kills.append(round(time.time() - started, 2))

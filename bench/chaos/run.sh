@@ -3,9 +3,9 @@
 # config/herald.toml but the exec plugin, and a 10,000-recipient mailing on both email
 # channels) against `herald sandbox serve` in another process.
 #
-#   bench/chaos/run.sh                         # 50 kill trials, 7 window trials, 10 at 30 % faults,
+#   bench/chaos/run.sh                         # 50 kill trials, 12 window trials, 10 at 30 % faults,
 #                                              # 10 on PostgreSQL
-#   CHAOS_WINDOW_TRIALS=14 bench/chaos/run.sh  # each post channel's window twice
+#   CHAOS_WINDOW_TRIALS=24 bench/chaos/run.sh  # each post channel's window twice
 #   CHAOS_TRIALS=5 bench/chaos/run.sh          # the CI-sized run (1 fault, 1 PostgreSQL trial)
 #   CHAOS_RECIPIENTS=2000 bench/chaos/run.sh   # a smaller mailing
 #   HERALD_BIN=target/debug/herald bench/chaos/run.sh   # skip the release build
@@ -34,9 +34,9 @@ TRIALS=${CHAOS_TRIALS:-50}
 RECIPIENTS=${CHAOS_RECIPIENTS:-10000}
 FAULT_TRIALS=${CHAOS_FAULT_TRIALS:-$(( TRIALS / 5 > 0 ? TRIALS / 5 : 1 ))}
 PG_TRIALS=${CHAOS_PG_TRIALS:-$(( TRIALS / 5 > 0 ? TRIALS / 5 : 1 ))}
-# One per post channel of config/herald.toml (x, bluesky, mastodon, threads, linkedin, substack,
-# webhook).
-WINDOW_TRIALS=${CHAOS_WINDOW_TRIALS:-7}
+# One per post channel of config/herald.toml that can be checked after a lost answer (x, bluesky,
+# mastodon, threads, linkedin, substack, webhook, ghost, devto, wordpress, hashnode, slack).
+WINDOW_TRIALS=${CHAOS_WINDOW_TRIALS:-12}
 
 if [ -z "${HERALD_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release --bin herald)
