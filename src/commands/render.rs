@@ -32,6 +32,11 @@ pub async fn run(g: &Globals, args: RenderArgs) -> anyhow::Result<ExitStatus> {
             print_human(&mut out, r)?;
         }
     }
+    out.flush()?;
+    // The process ends right after printing: freeing every channel's rendering and the issue
+    // allocation by allocation (for 1,000 sections, some 30 M instructions) would gain nothing.
+    std::mem::forget(rendered);
+    std::mem::forget(issue);
     Ok(ExitStatus::Success)
 }
 

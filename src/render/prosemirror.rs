@@ -55,22 +55,46 @@ fn events_to_doc<'a>(events: impl IntoIterator<Item = Event<'a>>) -> Value {
 /// escapes them inside strings), so encoding it again only escapes `"` and `\` and adds the
 /// two quotes.
 pub fn encoded_twice_len(doc: &Value) -> usize {
-    struct Count(usize);
+    // serde_json writes a token at a time (a quote, a key, a colon): counted through a buffer,
+    // each scan for `"` and `\\` runs over 64 KB at once, not over a few bytes per call.
+    struct Count {
+        n: usize,
+        buf: Vec<u8>,
+    }
+    impl Count {
+        fn drain(&mut self) {
+            self.n += self.buf.len() + memchr::memchr2_iter(b'"', b'\\', &self.buf).count();
+            self.buf.clear();
+        }
+    }
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len() + memchr::memchr2_iter(b'"', b'\\', b).count();
+            if self.buf.len() + b.len() > self.buf.capacity() {
+                self.drain();
+            }
+            if b.len() >= self.buf.capacity() {
+                self.n += b.len() + memchr::memchr2_iter(b'"', b'\\', b).count();
+            } else {
+                self.buf.extend_from_slice(b);
+            }
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let mut n = Count(2);
+    let mut n = Count { n: 2, buf: Vec::with_capacity(COUNT_BUFFER) };
     match serde_json::to_writer(&mut n, doc) {
-        Ok(()) => n.0,
+        Ok(()) => {
+            n.drain();
+            n.n
+        }
         Err(_) => usize::MAX,
     }
 }
+
+/// [`encoded_twice_len`]'s buffer.
+const COUNT_BUFFER: usize = 64 * 1024;
 
 /// One open block node while the event stream is walked.
 struct Open {
@@ -626,7 +650,10 @@ mod tests {
     #[test]
     fn encoded_twice_len_is_the_length_of_the_string_encoded_twice() {
         let md = "# \"Quoted\" \\ back\\slash\n\nTab\there, `code \"x\"`, [l](https://e.com/?a=\"b\"), 日本 🎉\n\n```\nline\nnext\n```\n";
-        for doc in [markdown_to_doc(md), markdown_to_doc(""), json!({"k": "\u{1}\u{7f}\n\"\\"})] {
+        // Past the counting buffer too: a document of several buffers, and one string longer than one.
+        let long = md.repeat(3 * COUNT_BUFFER / md.len());
+        let one = json!({"k": format!("\"{}\\", "x\"".repeat(COUNT_BUFFER))});
+        for doc in [markdown_to_doc(md), markdown_to_doc(""), json!({"k": "\u{1}\u{7f}\n\"\\"}), markdown_to_doc(&long), one] {
             assert_eq!(encoded_twice_len(&doc), serde_json::to_string(&doc.to_string()).unwrap().len(), "{doc}");
         }
     }
