@@ -22,7 +22,8 @@ pub async fn run(g: &Globals, args: RenderArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Error);
         }
     };
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, a write(2) per line of every post and email.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &rendered)?;
         writeln!(out)?;
