@@ -608,7 +608,7 @@ impl Shared {
         };
         let tags = |url: &str| probe.tag(url) != url;
         let block = |b: &Block| {
-            let (html, text) = markdown::to_html_and_text(&b.markdown);
+            let (html, text) = if b.trimmed_alike { (b.html.clone(), b.text.clone()) } else { markdown::to_html_and_text(&b.markdown) };
             SharedBlock { html, text, tagged: probe.tag_markdown(&b.markdown) != b.markdown, links: b.links.iter().map(|l| tags(&l.url)).collect() }
         };
         Shared { intro: block(&issue.intro), sections: issue.sections.iter().map(|s| block(&s.body)).collect(), links: issue.links.iter().map(|l| tags(&l.url)).collect() }
