@@ -850,13 +850,16 @@ mod tests {
         std::fs::write(probe.join("manifest.toml"), "kind = \"body\"\n[outputs]\nbody = \"body.json.hbs\"\n").unwrap();
         std::fs::write(probe.join("body.json.hbs"), "{\"ctx\": {{json this}}}").unwrap();
         let long = "word ".repeat(120);
+        let tok = dir.path().join("token");
+        std::fs::write(&tok, "t").unwrap();
         let toml = format!(
-            "[channels.a_thread]\ntype = \"mastodon\"\naccess_token = \"t\"\nformat = \"thread\"\n\
-             [channels.b_short]\ntype = \"x\"\naccess_token = \"t\"\nformat = \"short\"\nutm = false\n\
+            "[channels.a_thread]\ntype = \"mastodon\"\naccess_token_file = \"{tok}\"\nformat = \"thread\"\n\
+             [channels.b_short]\ntype = \"x\"\naccess_token_file = \"{tok}\"\nformat = \"short\"\nutm = false\n\
              [channels.c_probe]\ntype = \"webhook\"\nurl = \"https://h.example\"\ntemplate = \"{}\"\n\
              [channels.d_probe]\ntype = \"webhook\"\nurl = \"https://h.example\"\ntemplate = \"{}\"\nutm = false\n",
             probe.display(),
-            probe.display()
+            probe.display(),
+            tok = tok.display()
         );
         let cfg_path = dir.path().join("herald.toml");
         std::fs::write(&cfg_path, toml).unwrap();
