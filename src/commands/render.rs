@@ -22,7 +22,8 @@ pub async fn run(g: &Globals, args: RenderArgs) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Error);
         }
     };
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, a write(2) per line of every post and email.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &rendered)?;
         writeln!(out)?;
@@ -32,6 +33,11 @@ pub async fn run(g: &Globals, args: RenderArgs) -> anyhow::Result<ExitStatus> {
             print_human(&mut out, r)?;
         }
     }
+    out.flush()?;
+    // The process ends right after printing: freeing every channel's rendering and the issue
+    // allocation by allocation (for 1,000 sections, some 30 M instructions) would gain nothing.
+    std::mem::forget(rendered);
+    std::mem::forget(issue);
     Ok(ExitStatus::Success)
 }
 

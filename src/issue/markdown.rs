@@ -160,14 +160,33 @@ fn first_paragraph_of<'a>(events: impl Iterator<Item = Event<'a>>) -> String {
 
 /// All derived forms of one stretch of Markdown, from one parse.
 pub fn block(md: &str) -> Block {
-    let events: Vec<Event<'_>> = Parser::new_ext(md, options()).collect();
+    let mut events: Vec<Event<'_>> = Vec::new();
+    let mut alike = true;
+    let (start, end) = trimmed_bounds(md);
+    // The trimmed Markdown parses alike when the whitespace cut is blank lines before (no block
+    // starts on one) and whitespace after that no text comes from: a block (a list, its item)
+    // may span trailing blank lines, but a text (in an unclosed fence, say) that reaches past
+    // the trimmed end would lose its tail.
+    for (e, r) in Parser::new_ext(md, options()).into_offset_iter() {
+        let container = matches!(e, Event::Start(_) | Event::End(_));
+        alike &= r.start >= start && (container || r.end <= end);
+        events.push(e);
+    }
+    alike &= start == 0 || md.as_bytes()[start - 1] == b'\n';
     Block {
-        markdown: md.trim().to_string(),
+        markdown: md[start..end].to_string(),
         html: html_of(md.len(), events.iter().cloned()),
         text: text_of(events.iter().cloned()),
         first_paragraph: first_paragraph_of(events.iter().cloned()),
         links: links_of(events.into_iter()),
+        trimmed_alike: alike,
     }
+}
+
+/// Where `md.trim()` starts and ends in `md`.
+fn trimmed_bounds(md: &str) -> (usize, usize) {
+    let start = md.len() - md.trim_start().len();
+    (start, start + md.trim().len())
 }
 
 /// A URL-safe anchor from a heading: lowercase ASCII letters and digits joined by `-`;
@@ -192,6 +211,47 @@ pub fn slugify(title: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Block::trimmed_alike` lets the render skip parsing the trimmed Markdown again: it must
+    /// only be set when that parse gives the block's own HTML and text. Each case here differs
+    /// once trimmed (an indented first line, an unclosed fence, trailing spaces in code); it
+    /// fails if the check lets any of them through.
+    #[test]
+    fn trimmed_alike_only_when_the_trimmed_markdown_renders_the_same() {
+        let differ = [
+            "    indented code\n\nthen text\n",
+            "\n    indented after a blank line\n",
+            "```\nunclosed fence  \n",
+            "```\nunclosed fence\n\n\n",
+            "~~~\ncode\n   \n",
+            "text\n\n    code at the end   \n",
+            "- item\n\n      code in the item  \n",
+            "> quote\n>\n>     code  \n",
+            "<div>\nhtml block  \n",
+        ];
+        for md in differ {
+            let b = block(md);
+            assert_ne!(to_html_and_text(&b.markdown), (b.html.clone(), b.text.clone()), "{md:?} should differ");
+            assert!(!b.trimmed_alike, "{md:?}");
+        }
+        let same = [
+            "\nSome *text* with a [link](https://e.example/1) and a list:\n\n- one\n- two\n\n",
+            "Para.  \n\n",
+            "\n\n# H\n\ntext\n",
+            "",
+            "- a\n  - b\n\n",
+            "| a | b |\n|---|---|\n| 1 | 2 |  \n\n",
+            "[x]\n\n[x]: https://a.b  \n",
+            "text[^1]\n\n[^1]: note  \n\n",
+        ];
+        for md in same.iter().chain(&differ) {
+            let b = block(md);
+            if b.trimmed_alike {
+                assert_eq!(to_html_and_text(&b.markdown), (b.html.clone(), b.text.clone()), "{md:?}");
+            }
+        }
+        assert!(same.iter().all(|md| block(md).trimmed_alike));
+    }
 
     #[test]
     fn text_keeps_list_numbers_and_link_targets() {

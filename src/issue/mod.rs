@@ -101,6 +101,10 @@ pub struct Block {
     pub first_paragraph: String,
     /// Links in order.
     pub links: Vec<Link>,
+    /// Whether `markdown` (trimmed) renders to `html` and `text` too (they are of the untrimmed
+    /// source), so the render need not parse it again; false when unsure.
+    #[serde(skip)]
+    pub trimmed_alike: bool,
 }
 
 /// One `##` section.

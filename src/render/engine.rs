@@ -212,33 +212,50 @@ impl ChannelTemplates {
 
     /// Render this channel for `issue`, whose blocks `shared` has converted for every channel.
     pub fn render_shared(&mut self, issue: &Issue, shared: &Shared) -> Result<Rendering, RenderError> {
-        let name = self.name.clone();
-        let err = |m: String| RenderError { channel: name.clone(), message: m };
+        self.render_reusing(issue, shared, &mut None)
+    }
+
+    /// [`Self::render_shared`] with `reuse`, the context another channel rendered the same issue
+    /// with (or `None`: built here and left in it), changed in place for this channel: only what
+    /// differs between channels is rebuilt (see [`retarget`]), not every section's strings.
+    pub fn render_reusing(&mut self, issue: &Issue, shared: &Shared, reuse: &mut Option<Context>) -> Result<Rendering, RenderError> {
         let type_name = self.cfg.type_name();
         let utm = self.utm(issue);
-        self.registries(&utm);
         // One context for every output: `Context::from` takes the value, never a copy per output.
-        let c = Context::from(context_shared(issue, shared, &self.name, type_name, self.manifest.network, &utm));
+        let c = match reuse {
+            Some(c) => {
+                retarget(c.data_mut(), issue, shared, &self.name, type_name, self.manifest.network, &utm);
+                c
+            }
+            None => reuse.insert(Context::from(context_shared(issue, shared, &self.name, type_name, self.manifest.network, &utm))),
+        };
+        self.render_context(issue, c, utm)
+    }
+
+    fn render_context(&mut self, issue: &Issue, c: &mut Context, utm: Utm) -> Result<Rendering, RenderError> {
+        let name = self.name.clone();
+        let err = |m: String| RenderError { channel: name.clone(), message: m };
+        self.registries(&utm);
         let over = issue.meta.channels.get(&self.name).cloned().unwrap_or_default();
         match self.manifest.kind.as_str() {
             "email" => {
                 let subject = match &over.subject {
                     Some(s) => s.clone(),
-                    None => self.render_with("subject", &c)?,
+                    None => self.render_with("subject", c)?,
                 };
                 let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
                 if subject.is_empty() {
                     return Err(err("the subject is empty".into()));
                 }
-                let html = self.render_with("html", &c)?;
+                let html = self.render_with("html", c)?;
                 let html = css_inline::inline(&html).map_err(|e| err(format!("CSS inlining failed: {e}")))?;
-                let text = tidy_text(&self.render_with("text", &c)?);
+                let text = tidy_text(&self.render_with("text", c)?);
                 Ok(Rendering::Email(EmailRendering { subject, html, text }))
             }
             "article" => {
-                let title = over.subject.clone().map(Ok).unwrap_or_else(|| self.render_with("title", &c))?.trim().to_string();
-                let subtitle = over.subtitle.clone().map(Ok).unwrap_or_else(|| self.render_with("subtitle", &c))?.trim().to_string();
-                let body_md = self.render_with("body", &c)?;
+                let title = over.subject.clone().map(Ok).unwrap_or_else(|| self.render_with("title", c))?.trim().to_string();
+                let subtitle = over.subtitle.clone().map(Ok).unwrap_or_else(|| self.render_with("subtitle", c))?.trim().to_string();
+                let body_md = self.render_with("body", c)?;
                 let (html, doc) = super::prosemirror::markdown_to_html_and_doc(&body_md);
                 Ok(Rendering::Article(ArticleRendering {
                     title,
@@ -254,7 +271,7 @@ impl ChannelTemplates {
                 self.render_posts(issue, network, c, &over, &utm)
             }
             "body" => {
-                let text = self.render_with("body", &c)?;
+                let text = self.render_with("body", c)?;
                 let body = parse_body(&text).map_err(err)?;
                 Ok(Rendering::Body(BodyRendering { body }))
             }
@@ -262,7 +279,7 @@ impl ChannelTemplates {
         }
     }
 
-    fn render_posts(&self, issue: &Issue, network: Network, mut c: Context, over: &crate::issue::ChannelOverride, utm: &Utm) -> Result<Rendering, RenderError> {
+    fn render_posts(&self, issue: &Issue, network: Network, c: &mut Context, over: &crate::issue::ChannelOverride, utm: &Utm) -> Result<Rendering, RenderError> {
         let err = |m: String| RenderError { channel: self.name.clone(), message: m };
         let rules = self.cfg.rules(network);
         let opts = self.cfg.post_options().cloned().unwrap_or_default();
@@ -297,7 +314,7 @@ impl ChannelTemplates {
                 let parts: Vec<String> = match &over.posts {
                     Some(p) => p.iter().map(|s| tidy_text(s)).collect(),
                     None => {
-                        let mut parts = vec![tidy_text(&self.render_with("thread_intro", &c)?)];
+                        let mut parts = vec![tidy_text(&self.render_with("thread_intro", c)?)];
                         let total = issue.sections.len();
                         // The channel's one context, changed in place per section: linear in sections.
                         for i in 0..c.data()["issue"]["sections"].as_array().map_or(0, Vec::len) {
@@ -305,7 +322,7 @@ impl ChannelTemplates {
                             data["section"] = data["issue"]["sections"][i].clone();
                             data["index"] = json!(i + 1);
                             data["total"] = json!(total);
-                            parts.push(tidy_text(&self.render_with("thread_section", &c)?));
+                            parts.push(tidy_text(&self.render_with("thread_section", c)?));
                         }
                         parts
                     }
@@ -344,13 +361,13 @@ impl ChannelTemplates {
     /// Render the short with `issue.hook` = the summary, shortening the hook by grapheme until
     /// the post fits. The author's own words elsewhere are never cut: if the rest of the post is
     /// already too long, the caller reports it.
-    fn fit_short(&self, network: Rules, mut ctx: Context, summary: &str, finish: impl Fn(&str) -> String) -> Result<String, RenderError> {
+    fn fit_short(&self, network: Rules, ctx: &mut Context, summary: &str, finish: impl Fn(&str) -> String) -> Result<String, RenderError> {
         use unicode_segmentation::UnicodeSegmentation;
         let total = summary.graphemes(true).count();
         let mut keep = total;
         loop {
             ctx.data_mut()["issue"]["hook"] = json!(helpers::truncate_graphemes(summary, keep));
-            let t = finish(&self.render_with("short", &ctx)?);
+            let t = finish(&self.render_with("short", ctx)?);
             let over = network.count(&t).saturating_sub(network.limit());
             if network.check(&t).is_ok() || keep == 0 {
                 return Ok(t);
@@ -591,7 +608,7 @@ impl Shared {
         };
         let tags = |url: &str| probe.tag(url) != url;
         let block = |b: &Block| {
-            let (html, text) = markdown::to_html_and_text(&b.markdown);
+            let (html, text) = if b.trimmed_alike { (b.html.clone(), b.text.clone()) } else { markdown::to_html_and_text(&b.markdown) };
             SharedBlock { html, text, tagged: probe.tag_markdown(&b.markdown) != b.markdown, links: b.links.iter().map(|l| tags(&l.url)).collect() }
         };
         Shared { intro: block(&issue.intro), sections: issue.sections.iter().map(|s| block(&s.body)).collect(), links: issue.links.iter().map(|l| tags(&l.url)).collect() }
@@ -639,6 +656,54 @@ fn block_json(b: &Block, shared: &SharedBlock, utm: &Utm) -> Value {
     ])
 }
 
+fn section_json(s: &crate::issue::Section, sh: &SharedBlock, utm: &Utm, link: &str) -> Value {
+    let mut v = block_json(&s.body, sh, utm);
+    v["title"] = Value::String(s.title.clone());
+    v["anchor"] = Value::String(s.anchor.clone());
+    v["url"] = Value::String(format!("{link}#{}", s.anchor));
+    v
+}
+
+/// Whether a block's context differs between channels: UTM tagging changes its Markdown or
+/// one of its links (with the channel in `utm_source`).
+fn per_channel(b: &SharedBlock) -> bool {
+    b.tagged || b.links.contains(&true)
+}
+
+/// Make `ctx`, [`context_shared`] for another channel of the same issue (and `shared`), equal
+/// to [`context_shared`] for this one: the channel, the tagged link and site, the blocks and
+/// links UTM tagging changes, each section's `url`; and undo what rendering the other channel
+/// set (a thread's `section`, `index` and `total`, a short's shortened `hook`). Every other
+/// value is the same for every channel and is kept.
+fn retarget(ctx: &mut Value, issue: &Issue, shared: &Shared, channel: &str, type_name: &str, network: Option<Network>, utm: &Utm) {
+    if let Value::Object(root) = ctx {
+        root.retain(|k, _| k == "issue" || k == "channel");
+    }
+    ctx["channel"] = json!({ "name": channel, "type": type_name, "network": network });
+    let m = &issue.meta;
+    let link = utm.tag(&m.url);
+    let i = &mut ctx["issue"];
+    i["hook"] = Value::String(m.summary.clone());
+    i["site"] = Value::String(utm.host.clone());
+    if per_channel(&shared.intro) {
+        i["intro"] = block_json(&issue.intro, &shared.intro, utm);
+    }
+    let moved = i["link"].as_str() != Some(link.as_str());
+    if let Value::Array(sections) = &mut i["sections"] {
+        for ((s, sh), v) in issue.sections.iter().zip(&shared.sections).zip(sections) {
+            if per_channel(sh) {
+                *v = section_json(s, sh, utm, &link);
+            } else if moved {
+                v["url"] = Value::String(format!("{link}#{}", s.anchor));
+            }
+        }
+    }
+    if shared.links.contains(&true) {
+        i["links"] = links_json(&issue.links, &shared.links, utm);
+    }
+    i["link"] = Value::String(link);
+}
+
 /// The template context: `issue`, `channel`, and per thread section `section`, `index`, `total`.
 pub fn context(issue: &Issue, channel: &str, type_name: &str, network: Option<Network>, utm: &Utm) -> Value {
     context_shared(issue, &Shared::new(issue), channel, type_name, network, utm)
@@ -652,13 +717,7 @@ pub fn context_shared(issue: &Issue, shared: &Shared, channel: &str, type_name: 
         .sections
         .iter()
         .zip(&shared.sections)
-        .map(|(s, sh)| {
-            let mut v = block_json(&s.body, sh, utm);
-            v["title"] = Value::String(s.title.clone());
-            v["anchor"] = Value::String(s.anchor.clone());
-            v["url"] = Value::String(format!("{link}#{}", s.anchor));
-            v
-        })
+        .map(|(s, sh)| section_json(s, sh, utm, &link))
         .collect();
     let mut ctx = json!({
         "issue": {
@@ -727,6 +786,8 @@ pub fn render_channels(issue: &Issue, cfg: &LoadedConfig, only: &[String]) -> Re
     }
     let mut out = Vec::new();
     let shared = Shared::new(issue);
+    // One context, changed in place from channel to channel.
+    let mut reuse = None;
     for (name, c) in &cfg.config.channels {
         if !only.is_empty() && !only.contains(name) {
             continue;
@@ -737,7 +798,7 @@ pub fn render_channels(issue: &Issue, cfg: &LoadedConfig, only: &[String]) -> Re
         if issue.meta.channels.get(name).is_some_and(|o| o.skip) {
             continue;
         }
-        match ChannelTemplates::load(name, c, &cfg.base_dir).and_then(|mut t| t.render_shared(issue, &shared)).and_then(|r| size_limit(name, c, r)) {
+        match ChannelTemplates::load(name, c, &cfg.base_dir).and_then(|mut t| t.render_reusing(issue, &shared, &mut reuse)).and_then(|r| size_limit(name, c, r)) {
             Ok(rendering) => out.push(RenderedChannel { channel: name.clone(), kind: c.type_name().to_string(), rendering }),
             Err(e) => errors.push(e),
         }
@@ -775,6 +836,50 @@ mod tests {
     }
 
     const BODY: (&str, &str) = ("manifest.toml", "kind = \"body\"\n[outputs]\nbody = \"body.json.hbs\"\nextra = \"extra.hbs\"\n");
+
+    /// `render_channels` changes one context from channel to channel: each channel must still
+    /// see exactly the context it would alone. A thread (which sets `section`, `index`, `total`)
+    /// and a short whose hook is cut come before a probe that prints its whole context; own-site
+    /// links are tagged per channel, and one channel has tagging off. Fails if `retarget` keeps
+    /// the thread's keys, the cut hook, or the previous channel's tags or links.
+    #[test]
+    fn a_reused_context_is_the_context_each_channel_has_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        std::fs::create_dir(&probe).unwrap();
+        std::fs::write(probe.join("manifest.toml"), "kind = \"body\"\n[outputs]\nbody = \"body.json.hbs\"\n").unwrap();
+        std::fs::write(probe.join("body.json.hbs"), "{\"ctx\": {{json this}}}").unwrap();
+        let long = "word ".repeat(120);
+        let tok = dir.path().join("token");
+        std::fs::write(&tok, "t").unwrap();
+        let toml = format!(
+            "[channels.a_thread]\ntype = \"mastodon\"\naccess_token_file = \"{tok}\"\nformat = \"thread\"\n\
+             [channels.b_short]\ntype = \"x\"\naccess_token_file = \"{tok}\"\nformat = \"short\"\nutm = false\n\
+             [channels.c_probe]\ntype = \"webhook\"\nurl = \"https://h.example\"\ntemplate = \"{}\"\n\
+             [channels.d_probe]\ntype = \"webhook\"\nurl = \"https://h.example\"\ntemplate = \"{}\"\nutm = false\n",
+            probe.display(),
+            probe.display(),
+            tok = tok.display()
+        );
+        let cfg_path = dir.path().join("herald.toml");
+        std::fs::write(&cfg_path, toml).unwrap();
+        let cfg = crate::config::load(&cfg_path).unwrap();
+        let text = format!(
+            "+++\ntitle = \"T\"\nslug = \"t\"\ndate = 2026-01-05\nurl = \"https://news.example.com/t\"\nsummary = \"{long}\"\n+++\n\
+             Intro [own](https://news.example.com/a).\n\n## One\n\nOwn [x](https://news.example.com/b) and [other](https://o.example/c).\n\n\
+             ## Two\n\nOnly [other](https://o.example/d).\n"
+        );
+        let issue = crate::issue::parse::parse_str(Path::new("t.md"), &text).unwrap();
+        let all = render_channels(&issue, &cfg, &[]).unwrap();
+        assert_eq!(all.len(), 4);
+        for r in &all {
+            let alone = ChannelTemplates::load(&r.channel, &cfg.config.channels[&r.channel], &cfg.base_dir).unwrap().render(&issue).unwrap();
+            assert_eq!(serde_json::to_value(&r.rendering).unwrap(), serde_json::to_value(&alone).unwrap(), "{}", r.channel);
+        }
+        let Rendering::Body(b) = &all[2].rendering else { panic!("a body") };
+        assert_eq!(b.body["ctx"]["channel"]["name"], "c_probe");
+        assert!(b.body["ctx"]["issue"]["sections"][0]["html"].as_str().unwrap().contains("utm_source=c_probe"), "{}", b.body);
+    }
 
     /// Issue 16 item 6: a message over Postmark's 10 MB is refused before anything is sent (an
     /// issue is capped at 2 MiB, but a template can still grow a message past the limit).
