@@ -30,7 +30,10 @@ fn killed_publishes_lose_nothing_post_nothing_twice_and_keep_email_duplicates_wi
     let cfg = herald::config::load(&root().join("config/herald.toml")).expect("config/herald.toml loads");
     let deliveries = 3 * cfg.config.channels.values().filter(|c| c.type_name() != "exec").count() as u64;
     assert_eq!(n("deliveries"), deliveries, "{context}");
-    assert_eq!(n("sent"), deliveries, "every delivery ends sent: {context}");
+    // Every delivery ends `sent`, but on a service Herald cannot check after a lost answer
+    // (Telegram; Discord or Slack through a webhook): a kill during its call ends `unconfirmed`,
+    // honestly, with the post made at most once (chaos.py counts those apart).
+    assert_eq!(n("sent") + n("unconfirmed_unverifiable"), deliveries, "every delivery ends sent, or unconfirmed where it cannot be checked: {context}");
     assert_eq!(n("post_lost"), 0, "no post lost: {context}");
     assert_eq!(n("post_duplicates"), 0, "no post twice: {context}");
     assert_eq!(n("broken_chains"), 0, "every reply chain intact: {context}");
