@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::channel::{Adapter, BuildCtx, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled, build_adapter};
+use herald::channel::{Adapter, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled};
 use herald::config::{ChannelConfig, RetryConfig};
 use herald::jobs::decide::{History, Next, decide};
 use herald::jobs::schedule::RetrySchedule;
@@ -25,14 +25,7 @@ fn config(fake: &DevtoFake, extra: &str) -> ChannelConfig {
 }
 
 fn adapter_with(cfg: &ChannelConfig, key: &str) -> Arc<dyn Adapter> {
-    let key = key.to_string();
-    let ctx = BuildCtx {
-        env: Box::new(move |k| (k == KEY_ENV).then(|| key.clone())),
-        base_dir: std::env::temp_dir(),
-        timeout: Duration::from_secs(5),
-        vault: None,
-    };
-    build_adapter("devto", cfg, &ctx).expect("devto adapter builds")
+    crate::util::build_with_secret("devto", cfg, KEY_ENV, key)
 }
 
 fn adapter(fake: &DevtoFake) -> Arc<dyn Adapter> {

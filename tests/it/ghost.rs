@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::channel::{Adapter, BuildCtx, Checkpoint, DeliveryCtx, Delivered, Kind, MemoryCheckpoint, Reconciled, build_adapter};
+use herald::channel::{Adapter, Checkpoint, DeliveryCtx, Delivered, Kind, MemoryCheckpoint, Reconciled};
 use herald::config::{ChannelConfig, RetryConfig};
 use herald::jobs::RetrySchedule;
 use herald::jobs::decide::{History, decide};
@@ -24,14 +24,7 @@ fn config(fake: &GhostFake, extra: &str) -> ChannelConfig {
 }
 
 fn adapter_with(cfg: &ChannelConfig, key: &str) -> Arc<dyn Adapter> {
-    let key = key.to_string();
-    let ctx = BuildCtx {
-        env: Box::new(move |k| (k == KEY_ENV).then(|| key.clone())),
-        base_dir: std::env::temp_dir(),
-        timeout: Duration::from_secs(5),
-        vault: None,
-    };
-    build_adapter("ghost_blog", cfg, &ctx).expect("ghost adapter builds")
+    crate::util::build_with_secret("ghost_blog", cfg, KEY_ENV, key)
 }
 
 fn adapter(fake: &GhostFake, extra: &str) -> Arc<dyn Adapter> {

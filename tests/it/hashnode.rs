@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::channel::{Adapter, BuildCtx, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled, build_adapter};
+use herald::channel::{Adapter, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled};
 use herald::config::{ChannelConfig, RetryConfig};
 use herald::jobs::decide::{History, Next, decide};
 use herald::jobs::schedule::RetrySchedule;
@@ -31,14 +31,7 @@ fn config(fake: &HashnodeFake, extra: &str) -> ChannelConfig {
 }
 
 fn adapter_with(cfg: &ChannelConfig, token: &str) -> Arc<dyn Adapter> {
-    let token = token.to_string();
-    let ctx = BuildCtx {
-        env: Box::new(move |k| (k == TOKEN_ENV).then(|| token.clone())),
-        base_dir: std::env::temp_dir(),
-        timeout: Duration::from_secs(5),
-        vault: None,
-    };
-    build_adapter("hashnode", cfg, &ctx).expect("hashnode adapter builds")
+    crate::util::build_with_secret("hashnode", cfg, TOKEN_ENV, token)
 }
 
 fn adapter(fake: &HashnodeFake) -> Arc<dyn Adapter> {

@@ -2,9 +2,8 @@
 //! reconciliation, rate limits, versions, token expiry.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use herald::channel::{Adapter, BuildCtx, Checkpoint, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled, build_adapter};
+use herald::channel::{Adapter, Checkpoint, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled};
 use herald::config::ChannelConfig;
 use herald::render::{LinkCard, Post, PostsRendering, Rendering};
 use herald::sandbox::fault::Fault;
@@ -28,14 +27,7 @@ fn config(fake: &LinkedinFake, version: &str, extra: &str) -> ChannelConfig {
 }
 
 fn adapter_with(cfg: &ChannelConfig, token: &str) -> Arc<dyn Adapter> {
-    let token = token.to_string();
-    let ctx = BuildCtx {
-        env: Box::new(move |k| (k == TOKEN_ENV).then(|| token.clone())),
-        base_dir: std::env::temp_dir(),
-        timeout: Duration::from_secs(5),
-        vault: None,
-    };
-    build_adapter("linkedin_me", cfg, &ctx).expect("linkedin adapter builds")
+    crate::util::build_with_secret("linkedin_me", cfg, TOKEN_ENV, token)
 }
 
 fn adapter(fake: &LinkedinFake) -> Arc<dyn Adapter> {

@@ -27,14 +27,7 @@ fn adapter_without_user_id(fake: &SubstackFake, cookie: &str, extra: &str) -> Ar
         fake.base_url,
     ))
     .expect("substack config parses");
-    let cookie = cookie.to_string();
-    let ctx = BuildCtx {
-        env: Box::new(move |k| (k == COOKIE_ENV).then(|| cookie.clone())),
-        base_dir: std::env::temp_dir(),
-        timeout: Duration::from_secs(5),
-        vault: None,
-    };
-    build_adapter("substack_main", &cfg, &ctx).expect("substack adapter builds")
+    crate::util::build_with_secret("substack_main", &cfg, COOKIE_ENV, cookie)
 }
 
 fn ctx(cp: &Arc<MemoryCheckpoint>, attempt: u32) -> DeliveryCtx {

@@ -21,14 +21,7 @@ fn adapter_with(fake: &ThreadsFake, token: &str, extra: &str) -> Arc<dyn Adapter
         fake.base_url
     ))
     .expect("threads config parses");
-    let token = token.to_string();
-    let ctx = BuildCtx {
-        env: Box::new(move |k| (k == TOKEN_ENV).then(|| token.clone())),
-        base_dir: std::env::temp_dir(),
-        timeout: Duration::from_secs(5),
-        vault: None,
-    };
-    build_adapter("threads_main", &cfg, &ctx).expect("threads adapter builds")
+    crate::util::build_with_secret("threads_main", &cfg, TOKEN_ENV, token)
 }
 
 fn ctx(cp: &Arc<MemoryCheckpoint>, attempt: u32) -> DeliveryCtx {

@@ -141,3 +141,16 @@ pub async fn deliver_every_sample(adapter: &dyn herald::channel::Adapter, channe
     }
     sent
 }
+
+/// Build the adapter of channel `name` from `cfg`, whose secret is written `${env_key}`, with
+/// that variable (and no other) set to `value`.
+pub fn build_with_secret(name: &str, cfg: &herald::config::ChannelConfig, env_key: &'static str, value: &str) -> std::sync::Arc<dyn herald::channel::Adapter> {
+    let value = value.to_string();
+    let ctx = herald::channel::BuildCtx {
+        env: Box::new(move |k| (k == env_key).then(|| value.clone())),
+        base_dir: std::env::temp_dir(),
+        timeout: std::time::Duration::from_secs(5),
+        vault: None,
+    };
+    herald::channel::build_adapter(name, cfg, &ctx).unwrap_or_else(|e| panic!("{name} adapter builds: {e:#}"))
+}

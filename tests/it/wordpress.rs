@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::channel::{Adapter, BuildCtx, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled, build_adapter};
+use herald::channel::{Adapter, DeliveryCtx, Kind, MemoryCheckpoint, Reconciled};
 use herald::config::{self, ChannelConfig};
 use herald::issue;
 use herald::render::engine::render_channels;
@@ -25,14 +25,7 @@ fn adapter(fake: &WordpressFake, password: &str, extra: &str) -> Arc<dyn Adapter
         wordpress::USERNAME,
     ))
     .expect("wordpress config parses");
-    let password = password.to_string();
-    let ctx = BuildCtx {
-        env: Box::new(move |k| (k == PASSWORD_ENV).then(|| password.clone())),
-        base_dir: std::env::temp_dir(),
-        timeout: Duration::from_secs(5),
-        vault: None,
-    };
-    build_adapter("blog", &cfg, &ctx).expect("wordpress adapter builds")
+    crate::util::build_with_secret("blog", &cfg, PASSWORD_ENV, password)
 }
 
 fn ctx(cp: &Arc<MemoryCheckpoint>, attempt: u32) -> DeliveryCtx {
