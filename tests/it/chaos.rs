@@ -6,13 +6,15 @@
 
 use crate::util::root;
 
-#[test]
-fn killed_publishes_lose_nothing_post_nothing_twice_and_keep_email_duplicates_within_the_bound() {
+/// Run bench/chaos/chaos.py with `args` (2,000 recipients, JSON out) in a temp work folder;
+/// its JSON verdict and its stderr (the per-trial log).
+fn chaos(args: &[&str]) -> (serde_json::Value, String) {
     let work = tempfile::tempdir().unwrap();
     let o = std::process::Command::new("python3")
         .current_dir(root())
         .arg("bench/chaos/chaos.py")
-        .args(["--trials", "3", "--fault-trials", "0", "--pg-trials", "0", "--recipients", "2000", "--json", "--settle-timeout", "90"])
+        .args(args)
+        .args(["--recipients", "2000", "--json", "--settle-timeout", "90"])
         .arg("--herald")
         .arg(crate::pipeline::herald_bin())
         .arg("--work")
@@ -20,9 +22,15 @@ fn killed_publishes_lose_nothing_post_nothing_twice_and_keep_email_duplicates_wi
         .env_remove("HERALD_CONFIG")
         .output()
         .expect("python3 runs bench/chaos/chaos.py (Python 3.11, standard library only)");
-    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
     assert!(o.status.success(), "chaos.py failed:\n{out}\n{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let v = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (v, err)
+}
+
+#[test]
+fn killed_publishes_lose_nothing_post_nothing_twice_and_keep_email_duplicates_within_the_bound() {
+    let (v, err) = chaos(&["--trials", "3", "--fault-trials", "0", "--pg-trials", "0"]);
     let t = &v["totals"];
     let n = |k: &str| t[k].as_u64().unwrap_or_else(|| panic!("totals.{k} missing: {v}"));
     let context = format!("seed {} (rerun with --seed), per trial:\n{err}\n{}", v["seed"], serde_json::to_string_pretty(&v["summary"]).unwrap());
@@ -54,22 +62,7 @@ fn killed_publishes_lose_nothing_post_nothing_twice_and_keep_email_duplicates_wi
 /// not outside every attempt (they were counted outside before).
 #[test]
 fn a_kill_after_mastodon_made_the_status_reconciles_to_the_same_status_and_every_request_is_in_an_attempt() {
-    let work = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new("python3")
-        .current_dir(root())
-        .arg("bench/chaos/chaos.py")
-        .args(["--trials", "0", "--window-trials", "2", "--window-channels", "newsletter,mastodon", "--fault-trials", "0", "--pg-trials", "0"])
-        .args(["--recipients", "2000", "--json", "--settle-timeout", "90"])
-        .arg("--herald")
-        .arg(crate::pipeline::herald_bin())
-        .arg("--work")
-        .arg(work.path())
-        .env_remove("HERALD_CONFIG")
-        .output()
-        .expect("python3 runs bench/chaos/chaos.py (Python 3.11, standard library only)");
-    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success(), "chaos.py failed:\n{out}\n{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let (v, err) = chaos(&["--trials", "0", "--window-trials", "2", "--window-channels", "newsletter,mastodon", "--fault-trials", "0", "--pg-trials", "0"]);
     let context = format!("{err}\n{}", serde_json::to_string_pretty(&v["summary"]).unwrap());
     let m = &v["summary"]["window"]["mastodon"];
     assert_eq!(m["trials"], 2, "{context}");
