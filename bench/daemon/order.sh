@@ -24,32 +24,7 @@ secs="${IDLE_SECS:-40}"
 bin="${HERALD_BIN:-$root/$target/release/herald}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/issues"
-python3 - "$work/issues" <<'PY'
-import sys, datetime
-out = sys.argv[1]
-base = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)
-for i in range(1000):
-    at = (base + datetime.timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = "\n\n".join(f"## Section {s}\n\nParagraph {s} of issue {i}." for s in range(3))
-    open(f"{out}/issue-{i:04}.md", "w").write(
-        f'+++\ntitle = "Issue {i}"\nslug = "issue-{i:04}"\ndate = 2027-01-01\nurl = "https://news.example.com/{i}"\n'
-        f'summary = "Summary {i}."\npublish_at = "{at}"\n+++\nIntro {i}.\n\n{body}\n')
-PY
-cat > "$work/herald.toml" <<TOML
-issues_dir = "issues"
-[store]
-url = "sqlite://data/herald.db"
-[http]
-listen = "127.0.0.1:0"
-[[schedule]]
-name = "weekly"
-cron = "0 0 9 * * Mon"
-timezone = "Europe/London"
-[channels.hook]
-type = "webhook"
-url = "http://127.0.0.1:9/hook"
-TOML
+bench/daemon/setup.sh "$work" 1000
 # MALLOC_ARENA_MAX set: the daemon would otherwise exec itself to set it, leaving callgrind
 # watching the first process only.
 MALLOC_ARENA_MAX=2 valgrind --tool=callgrind --demangle=no --compress-strings=no --compress-pos=no \

@@ -26,34 +26,9 @@ for run in empty 1000-scheduled empty+arenas2 1000-scheduled+arenas2; do
   arenas=""
   if [ "$run" != "$kind" ]; then arenas=2; fi
   d="$work/$run"
-  mkdir -p "$d/issues"
-  if [ "$kind" = "1000-scheduled" ]; then
-    python3 - "$d/issues" <<'PY'
-import sys, datetime
-out = sys.argv[1]
-base = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)
-for i in range(1000):
-    at = (base + datetime.timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = "\n\n".join(f"## Section {s}\n\nParagraph {s} of issue {i}, with [a link](https://example.com/{i}/{s})." for s in range(6))
-    open(f"{out}/issue-{i:04}.md", "w").write(
-        f'+++\ntitle = "Issue {i}"\nslug = "issue-{i:04}"\ndate = 2027-01-01\nurl = "https://news.example.com/{i}"\n'
-        f'summary = "Summary {i}."\npublish_at = "{at}"\n+++\nIntro {i}.\n\n{body}\n')
-PY
-  fi
-  cat > "$d/herald.toml" <<TOML
-issues_dir = "issues"
-[store]
-url = "sqlite://data/herald.db"
-[http]
-listen = "127.0.0.1:0"
-[[schedule]]
-name = "weekly"
-cron = "0 0 9 * * Mon"
-timezone = "Europe/London"
-[channels.hook]
-type = "webhook"
-url = "http://127.0.0.1:9/hook"
-TOML
+  n=0
+  if [ "$kind" = "1000-scheduled" ]; then n=1000; fi
+  bench/daemon/setup.sh "$d" "$n"
   if [ -n "$arenas" ]; then
     MALLOC_ARENA_MAX=$arenas "$bin" --config "$d/herald.toml" daemon 2>"$d/daemon.log" &
   else
